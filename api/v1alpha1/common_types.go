@@ -1,0 +1,71 @@
+package v1alpha1
+
+// ObjectReference names one Kubernetes object a step or an incident is about.
+type ObjectReference struct {
+	// apiVersion of the object, for example "v1" or "apps/v1".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	APIVersion string `json:"apiVersion,omitempty"`
+	// kind of the object, for example "Pod".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+	// namespace of the object; empty for cluster-scoped objects.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// uid of the object when Riposte resolved it, so a recreated object with the
+	// same name is told apart.
+	// +optional
+	// +kubebuilder:validation:MaxLength=36
+	UID string `json:"uid,omitempty"`
+}
+
+// String renders the reference as kind/namespace/name for messages.
+func (r ObjectReference) String() string {
+	if r.Namespace == "" {
+		return r.Kind + "/" + r.Name
+	}
+	return r.Kind + "/" + r.Namespace + "/" + r.Name
+}
+
+// NamespacedName names an object of a known kind.
+type NamespacedName struct {
+	// namespace of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// String renders namespace/name.
+func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
+
+// ActionType names an action from Riposte's catalogue.
+// +kubebuilder:validation:Enum=IsolatePod
+type ActionType string
+
+const (
+	// ActionIsolatePod labels the target pod as quarantined and applies a
+	// NetworkPolicy that denies all of its ingress and egress.
+	ActionIsolatePod ActionType = "IsolatePod"
+)
+
+// Condition types shared by Riposte's resources. They follow the
+// Ready / Reconciling / Stalled convention that kstatus, Flux and Argo CD read.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)

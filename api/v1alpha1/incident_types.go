@@ -1,0 +1,329 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IncidentSource says who opened an Incident.
+// +kubebuilder:validation:Enum=Alertmanager;Drift;Manual
+type IncidentSource string
+
+const (
+	SourceAlertmanager IncidentSource = "Alertmanager"
+	SourceDrift        IncidentSource = "Drift"
+	SourceManual       IncidentSource = "Manual"
+)
+
+// AlertStatus is the alert's own state as its source last reported it.
+// +kubebuilder:validation:Enum=firing;resolved
+type AlertStatus string
+
+const (
+	AlertFiring   AlertStatus = "firing"
+	AlertResolved AlertStatus = "resolved"
+)
+
+// IncidentSpec is what intake saw. It belongs to whoever opened the incident
+// (the Alertmanager receiver, the drift detector or a person); Riposte's
+// controllers never change it.
+// +kubebuilder:validation:XValidation:rule="self.source != 'Alertmanager' || size(self.fingerprint) > 0",message="an Alertmanager incident needs the alert's fingerprint"
+type IncidentSpec struct {
+	// source says who opened the incident.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="source is immutable"
+	Source IncidentSource `json:"source"`
+	// alertName is the alert's name (its alertname label), or a short title for a
+	// manual or drift incident.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	AlertName string `json:"alertName"`
+	// fingerprint identifies the alert at its source; the incident's name is
+	// derived from it, so repeated notifications update one incident.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="fingerprint is immutable"
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// severity as the source labelled it, for example critical, warning or info.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Severity string `json:"severity,omitempty"`
+	// status is the alert's own state: firing, or resolved once its source says so.
+	// +optional
+	// +kubebuilder:default=firing
+	Status AlertStatus `json:"status,omitempty"`
+	// labels of the alert.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	Labels map[string]string `json:"labels,omitempty"`
+	// annotations of the alert (summary, description, runbook).
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// startsAt is when the source saw the alert begin.
+	// +optional
+	StartsAt *metav1.Time `json:"startsAt,omitempty"`
+	// endsAt is when the source saw the alert end, once resolved.
+	// +optional
+	EndsAt *metav1.Time `json:"endsAt,omitempty"`
+	// generatorURL links back to the rule that fired.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	GeneratorURL string `json:"generatorURL,omitempty"`
+	// target names the affected object explicitly; when set it wins over what
+	// the labels say.
+	// +optional
+	Target *ObjectReference `json:"target,omitempty"`
+}
+
+// IncidentPhase is where an incident stands, for people reading kubectl get.
+// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Remediating;Remediated;Rejected;Failed;Resolved;DryRun
+type IncidentPhase string
+
+const (
+	// PhaseDetected: stored, not yet matched to a playbook.
+	PhaseDetected IncidentPhase = "Detected"
+	// PhaseUnmatched: no playbook answers this incident.
+	PhaseUnmatched IncidentPhase = "Unmatched"
+	// PhaseAwaitingApproval: a plan waits behind its ApprovalGate.
+	PhaseAwaitingApproval IncidentPhase = "AwaitingApproval"
+	// PhaseRemediating: the approved plan is being applied.
+	PhaseRemediating IncidentPhase = "Remediating"
+	// PhaseRemediated: every step of the approved plan was applied.
+	PhaseRemediated IncidentPhase = "Remediated"
+	// PhaseRejected: the gate was rejected or expired; nothing was applied.
+	PhaseRejected IncidentPhase = "Rejected"
+	// PhaseFailed: a step failed or the plan could not be built; see conditions.
+	PhaseFailed IncidentPhase = "Failed"
+	// PhaseResolved: the alert resolved after the incident was handled.
+	PhaseResolved IncidentPhase = "Resolved"
+	// PhaseDryRun: the plan was approved, but the playbook is in DryRun mode and nothing was applied.
+	PhaseDryRun IncidentPhase = "DryRun"
+)
+
+// Incident condition types and reasons.
+const (
+	// IncidentEnriched: the target and its context were resolved.
+	IncidentEnriched = "Enriched"
+	// IncidentMatched: a playbook answers this incident.
+	IncidentMatched = "Matched"
+	// IncidentPlanned: a plan was built and dry-run by the API server.
+	IncidentPlanned = "Planned"
+	// IncidentApproved: the plan's gate was approved.
+	IncidentApproved = "Approved"
+	// IncidentRemediated: the approved plan was applied.
+	IncidentRemediated = "Remediated"
+
+	ReasonTargetResolved    = "TargetResolved"
+	ReasonTargetNotFound    = "TargetNotFound"
+	ReasonNoTarget          = "NoTarget"
+	ReasonPlaybookMatched   = "PlaybookMatched"
+	ReasonNoPlaybook        = "NoPlaybookMatched"
+	ReasonPlanReady         = "PlanReady"
+	ReasonPlanFailed        = "PlanFailed"
+	ReasonGuardrail         = "GuardrailRefused"
+	ReasonAwaitingApproval  = "AwaitingApproval"
+	ReasonApproved          = "Approved"
+	ReasonRejected          = "Rejected"
+	ReasonExpired           = "Expired"
+	ReasonPlanChanged       = "PlanChanged"
+	ReasonStepsApplied      = "StepsApplied"
+	ReasonStepFailed        = "StepFailed"
+	ReasonDryRun            = "DryRunOnly"
+	ReasonAlertResolved     = "AlertResolved"
+	ReasonProgressing       = "Progressing"
+	ReasonWaitingOnApproval = "WaitingOnApproval"
+)
+
+// OwnerReference is one link of a workload's owner chain.
+type OwnerReference struct {
+	// apiVersion of the owner.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	APIVersion string `json:"apiVersion,omitempty"`
+	// kind of the owner.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+	// name of the owner.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// IncidentContext is what Riposte learned about the incident from the live
+// cluster. It is bounded: lists are truncated, and never holds Secret data or
+// environment values.
+type IncidentContext struct {
+	// target is the object the incident is about, as resolved.
+	// +optional
+	Target *ObjectReference `json:"target,omitempty"`
+	// ownerChain lists the target's owners from the nearest to the top controller.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	OwnerChain []OwnerReference `json:"ownerChain,omitempty"`
+	// images the target's containers run.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Images []string `json:"images,omitempty"`
+	// node the target pod is scheduled on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node,omitempty"`
+	// serviceAccountName the target pod runs as.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// targetLabels are the target's own labels.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	TargetLabels map[string]string `json:"targetLabels,omitempty"`
+}
+
+// StepPhase is the outcome of one applied step.
+// +kubebuilder:validation:Enum=Applied;Failed;Skipped;Undone
+type StepPhase string
+
+const (
+	StepApplied StepPhase = "Applied"
+	StepFailed  StepPhase = "Failed"
+	StepSkipped StepPhase = "Skipped"
+	StepUndone  StepPhase = "Undone"
+)
+
+// ChangeRecord is one write a step made, with what is needed to undo it.
+type ChangeRecord struct {
+	// operation is what was done to the object.
+	// +required
+	Operation ChangeOperation `json:"operation"`
+	// object that was written.
+	// +required
+	Object ObjectReference `json:"object"`
+	// fieldManager under which Riposte applied the change; undoing it releases
+	// exactly these fields.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	FieldManager string `json:"fieldManager,omitempty"`
+	// existedBefore is true when the object was there before the step, so an
+	// undo patches it back rather than deleting it.
+	// +optional
+	ExistedBefore bool `json:"existedBefore,omitempty"`
+	// summary says in a line what changed, for people.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Summary string `json:"summary,omitempty"`
+}
+
+// StepRecord is the audit record of one step of the approved plan.
+type StepRecord struct {
+	// name of the step in the playbook.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// action the step ran.
+	// +required
+	Action ActionType `json:"action"`
+	// phase is the step's outcome.
+	// +required
+	Phase StepPhase `json:"phase"`
+	// target the step acted on.
+	// +optional
+	Target *ObjectReference `json:"target,omitempty"`
+	// changes the step made, in order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Changes []ChangeRecord `json:"changes,omitempty"`
+	// startedAt is when the step began.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// completedAt is when the step finished.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// message explains a failure or a skip.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+// IncidentStatus is everything Riposte learned and did. It belongs to the
+// controller.
+type IncidentStatus struct {
+	// conditions: Enriched, Matched, Planned, Approved, Remediated, and Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// phase summarises where the incident stands.
+	// +optional
+	Phase IncidentPhase `json:"phase,omitempty"`
+	// context is what Riposte learned from the live cluster.
+	// +optional
+	Context *IncidentContext `json:"context,omitempty"`
+	// playbook that answers the incident.
+	// +optional
+	Playbook *NamespacedName `json:"playbook,omitempty"`
+	// approvalGate is the name of the gate holding the plan, in the incident's namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ApprovalGate string `json:"approvalGate,omitempty"`
+	// planHash is the hash of the plan that was approved and applied.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	PlanHash string `json:"planHash,omitempty"`
+	// steps records each step of the plan as it was applied.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Steps []StepRecord `json:"steps,omitempty"`
+	// detectedAt is when Riposte first stored the incident.
+	// +optional
+	DetectedAt *metav1.Time `json:"detectedAt,omitempty"`
+	// enrichedAt is when the context was resolved.
+	// +optional
+	EnrichedAt *metav1.Time `json:"enrichedAt,omitempty"`
+	// approvedAt is when the gate was approved.
+	// +optional
+	ApprovedAt *metav1.Time `json:"approvedAt,omitempty"`
+	// remediatedAt is when the last step was applied.
+	// +optional
+	RemediatedAt *metav1.Time `json:"remediatedAt,omitempty"`
+	// resolvedAt is when the alert resolved after remediation.
+	// +optional
+	ResolvedAt *metav1.Time `json:"resolvedAt,omitempty"`
+}
+
+// Incident is one security alert, drift finding or reported problem, and
+// everything Riposte learned and did about it.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=inc,categories=riposte
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Severity",type=string,JSONPath=`.spec.severity`
+// +kubebuilder:printcolumn:name="Alert",type=string,JSONPath=`.spec.alertName`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.context.target.name`
+// +kubebuilder:printcolumn:name="Playbook",type=string,JSONPath=`.status.playbook.name`
+// +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.spec.source`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Incident struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec IncidentSpec `json:"spec"`
+	// +optional
+	Status IncidentStatus `json:"status,omitempty"`
+}
+
+// IncidentList is a list of Incidents.
+// +kubebuilder:object:root=true
+type IncidentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Incident `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Incident{}, &IncidentList{})
+}

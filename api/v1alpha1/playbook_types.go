@@ -1,0 +1,258 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MatchOperator compares an alert label with a value, as Alertmanager's own
+// matchers do.
+// +kubebuilder:validation:Enum="=";"!=";"=~";"!~"
+type MatchOperator string
+
+const (
+	MatchEqual     MatchOperator = "="
+	MatchNotEqual  MatchOperator = "!="
+	MatchRegexp    MatchOperator = "=~"
+	MatchNotRegexp MatchOperator = "!~"
+)
+
+// LabelMatcher selects alerts by one label.
+type LabelMatcher struct {
+	// name of the label.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+	// operator compares the label's value: =, !=, =~ or !~ (regular
+	// expressions are anchored, as in Alertmanager).
+	// +optional
+	// +kubebuilder:default="="
+	Operator MatchOperator `json:"operator,omitempty"`
+	// value to compare with; a regular expression for =~ and !~.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Value string `json:"value,omitempty"`
+}
+
+// AlertTrigger selects the alerts a playbook answers. Every field given must
+// match; an empty list matches anything.
+type AlertTrigger struct {
+	// alertNames the trigger answers; empty means any alert name.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	AlertNames []string `json:"alertNames,omitempty"`
+	// severities the trigger answers; empty means any severity.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=63
+	Severities []string `json:"severities,omitempty"`
+	// matchers on the alert's labels, all of which must hold.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Matchers []LabelMatcher `json:"matchers,omitempty"`
+}
+
+// Triggers say which incidents a playbook answers.
+// +kubebuilder:validation:XValidation:rule="size(self.alerts) > 0",message="a playbook needs at least one trigger"
+type Triggers struct {
+	// alerts answered by this playbook; any one trigger matching is enough.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Alerts []AlertTrigger `json:"alerts,omitempty"`
+}
+
+// IsolatePodParams tunes the IsolatePod action.
+type IsolatePodParams struct {
+	// allowDNS keeps egress to DNS (UDP and TCP port 53) open so the pod's
+	// logs stay readable; by default the pod is cut off entirely.
+	// +optional
+	AllowDNS bool `json:"allowDNS,omitempty"`
+}
+
+// OnFailure says what a failed step means for the steps after it.
+// +kubebuilder:validation:Enum=Stop;Continue
+type OnFailure string
+
+const (
+	OnFailureStop     OnFailure = "Stop"
+	OnFailureContinue OnFailure = "Continue"
+)
+
+// Step is one remediation step of a playbook.
+// +kubebuilder:validation:XValidation:rule="self.action == 'IsolatePod' || !has(self.isolatePod)",message="isolatePod parameters are only for the IsolatePod action"
+type Step struct {
+	// name of the step, unique in the playbook; step records carry it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// action from the catalogue.
+	// +required
+	Action ActionType `json:"action"`
+	// isolatePod parameters, for the IsolatePod action.
+	// +optional
+	IsolatePod *IsolatePodParams `json:"isolatePod,omitempty"`
+	// onFailure says whether later steps still run when this one fails.
+	// +optional
+	// +kubebuilder:default=Stop
+	OnFailure OnFailure `json:"onFailure,omitempty"`
+}
+
+// ExpiryAction is what a gate's expiry means.
+// +kubebuilder:validation:Enum=Reject;Approve
+type ExpiryAction string
+
+const (
+	ExpiryReject  ExpiryAction = "Reject"
+	ExpiryApprove ExpiryAction = "Approve"
+)
+
+// AutoApprove approves a gate without a person.
+type AutoApprove struct {
+	// when is a CEL expression over `incident` (the Incident as an object) that
+	// must be true for the gate to be approved automatically; empty means always.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	When string `json:"when,omitempty"`
+}
+
+// ApprovalPolicy says who or what must approve a playbook's plan.
+// +kubebuilder:validation:XValidation:rule="!has(self.onExpiry) || self.onExpiry != 'Approve' || has(self.timeout)",message="onExpiry Approve needs a timeout"
+type ApprovalPolicy struct {
+	// autoApprove, when set, approves the gate at once if its expression holds;
+	// otherwise people decide.
+	// +optional
+	AutoApprove *AutoApprove `json:"autoApprove,omitempty"`
+	// requiredApprovals is how many distinct people must approve.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	RequiredApprovals int32 `json:"requiredApprovals,omitempty"`
+	// timeout is how long a gate stays open for people to decide.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// onExpiry is what happens when the timeout passes undecided.
+	// +optional
+	// +kubebuilder:default=Reject
+	OnExpiry ExpiryAction `json:"onExpiry,omitempty"`
+	// allowRequester lets the person who opened the incident approve it.
+	// +optional
+	AllowRequester bool `json:"allowRequester,omitempty"`
+}
+
+// PlaybookMode says whether a playbook's plans are applied.
+// +kubebuilder:validation:Enum=Enforce;DryRun
+type PlaybookMode string
+
+const (
+	ModeEnforce PlaybookMode = "Enforce"
+	ModeDryRun  PlaybookMode = "DryRun"
+)
+
+// Limits bound how often a playbook acts.
+type Limits struct {
+	// maxPerHour is how many remediations the playbook may start in an hour.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxPerHour *int32 `json:"maxPerHour,omitempty"`
+	// maxConcurrent is how many of its remediations may be in flight at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxConcurrent *int32 `json:"maxConcurrent,omitempty"`
+}
+
+// PlaybookSpec is policy as code, written by people or synced by GitOps.
+// Riposte never writes it.
+type PlaybookSpec struct {
+	// triggers say which incidents this playbook answers.
+	// +required
+	Triggers Triggers `json:"triggers"`
+	// when is an optional CEL expression over `incident` that must also hold.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	When string `json:"when,omitempty"`
+	// steps are applied in order once the plan is approved.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Steps []Step `json:"steps"`
+	// approval says who or what must approve the plan.
+	// +required
+	Approval ApprovalPolicy `json:"approval"`
+	// mode Enforce applies approved plans; DryRun plans and gates but never applies.
+	// +optional
+	// +kubebuilder:default=Enforce
+	Mode PlaybookMode `json:"mode,omitempty"`
+	// limits bound how often the playbook acts.
+	// +optional
+	Limits *Limits `json:"limits,omitempty"`
+	// priority orders playbooks that match the same incident: the highest wins,
+	// ties go to the first by namespace and name.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	Priority int32 `json:"priority,omitempty"`
+}
+
+// Playbook condition reasons.
+const (
+	ReasonValid          = "Valid"
+	ReasonInvalidCEL     = "InvalidExpression"
+	ReasonInvalidMatcher = "InvalidMatcher"
+)
+
+// PlaybookStatus is what Riposte observed about the playbook.
+type PlaybookStatus struct {
+	// conditions: Ready (the playbook compiled and is in use) or Stalled (it
+	// has an error only its author can fix).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// scope says where the playbook may act: its own namespace, or the whole
+	// cluster when it lives in Riposte's namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Scope string `json:"scope,omitempty"`
+}
+
+// Playbook says which incidents to answer, how to remediate them, who must
+// approve, and its limits.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pb,categories=riposte
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.status.scope`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Playbook struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec PlaybookSpec `json:"spec"`
+	// +optional
+	Status PlaybookStatus `json:"status,omitempty"`
+}
+
+// PlaybookList is a list of Playbooks.
+// +kubebuilder:object:root=true
+type PlaybookList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Playbook `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Playbook{}, &PlaybookList{})
+}

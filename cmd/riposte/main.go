@@ -1,0 +1,146 @@
+// Command riposte is the Riposte manager: the controllers and the
+// Alertmanager intake endpoint. main wires; the work lives in controllers/
+// and internal/.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/controllers"
+	"github.com/riposte-dev/riposte/internal/intake"
+)
+
+type options struct {
+	namespace           string
+	metricsAddr         string
+	probeAddr           string
+	leaderElect         bool
+	intakeAddr          string
+	intakeTokenFile     string
+	intakeTokenSecret   string
+	intakeTLSCert       string
+	intakeTLSKey        string
+	protectedNamespaces string
+	concurrency         int
+}
+
+func main() {
+	var o options
+	defaultNS := os.Getenv("POD_NAMESPACE")
+	if defaultNS == "" {
+		defaultNS = "riposte-system"
+	}
+	flag.StringVar(&o.namespace, "namespace", defaultNS, "Riposte's own namespace: playbooks here are cluster-wide, and incidents with no namespace of their own go here.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles; intake serves on every replica.")
+	flag.StringVar(&o.intakeAddr, "intake-bind-address", ":8090", "Address of the Alertmanager webhook endpoint (POST /webhook/alertmanager).")
+	flag.StringVar(&o.intakeTokenFile, "intake-token-file", "", "File holding the bearer token Alertmanager must send.")
+	flag.StringVar(&o.intakeTokenSecret, "intake-token-secret", "", "namespace/name of a Secret whose key 'token' holds the bearer token.")
+	flag.StringVar(&o.intakeTLSCert, "intake-tls-cert-file", "", "TLS certificate for the intake endpoint.")
+	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
+	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
+	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(o); err != nil {
+		ctrl.Log.Error(err, "riposte stopped")
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.intakeTokenFile == "" && o.intakeTokenSecret == "" {
+		return errors.New("the intake endpoint needs a bearer token: set --intake-token-file or --intake-token-secret")
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(riposte.AddToScheme(scheme))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	// Riposte relies on the API server's priority and fairness, not on
+	// client-side throttling of its own writes.
+	cfg.QPS, cfg.Burst = -1, -1
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "riposte.riposte.dev",
+		LeaderElectionNamespace: o.namespace,
+		// Managed fields are never read; dropping them keeps the cache small.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	protected := []string{o.namespace}
+	for _, ns := range strings.Split(o.protectedNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			protected = append(protected, ns)
+		}
+	}
+	if err := controllers.Setup(mgr, controllers.Options{
+		OperatorNamespace:       o.namespace,
+		ProtectedNamespaces:     protected,
+		MaxConcurrentReconciles: o.concurrency,
+	}); err != nil {
+		return fmt.Errorf("setting up controllers: %w", err)
+	}
+
+	var token intake.TokenSource = &intake.FileToken{Path: o.intakeTokenFile}
+	if o.intakeTokenSecret != "" {
+		ns, name, ok := strings.Cut(o.intakeTokenSecret, "/")
+		if !ok {
+			return fmt.Errorf("--intake-token-secret %q: want namespace/name", o.intakeTokenSecret)
+		}
+		// Read the Secret directly rather than caching every Secret in the cluster.
+		token = &intake.SecretToken{Reader: mgr.GetAPIReader(), Key: types.NamespacedName{Namespace: ns, Name: name}}
+	}
+	if err := mgr.Add(&intake.Server{
+		Addr:     o.intakeAddr,
+		CertFile: o.intakeTLSCert,
+		KeyFile:  o.intakeTLSKey,
+		Log:      ctrl.Log.WithName("intake"),
+		Handler: &intake.Handler{
+			Store:            &intake.ApplyStore{Client: mgr.GetClient(), FieldOwner: "riposte-intake", DefaultNamespace: o.namespace},
+			Token:            token,
+			DefaultNamespace: o.namespace,
+			Log:              ctrl.Log.WithName("intake"),
+		},
+	}); err != nil {
+		return fmt.Errorf("adding intake endpoint: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctrl.Log.Info("starting riposte", "namespace", o.namespace, "intake", o.intakeAddr, "protectedNamespaces", protected)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+

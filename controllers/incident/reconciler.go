@@ -1,0 +1,397 @@
+// Package incident reconciles Incidents: enrich, match a playbook, plan and
+// gate, then apply exactly the approved plan and record every step.
+package incident
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/approval"
+	"github.com/riposte-dev/riposte/internal/enrich"
+	"github.com/riposte-dev/riposte/internal/executor"
+	"github.com/riposte-dev/riposte/internal/expr"
+	"github.com/riposte-dev/riposte/internal/guard"
+	"github.com/riposte-dev/riposte/internal/match"
+)
+
+// Reconciler drives one Incident from detection to remediation.
+type Reconciler struct {
+	client.Client
+	// APIReader reads around the cache where a stale read would be wrong.
+	APIReader           client.Reader
+	Recorder            recorder.EventRecorder
+	Exprs               *expr.Cache
+	OperatorNamespace   string
+	ProtectedNamespaces []string
+}
+
+// Reconcile loads the incident, runs the phases in order and patches the
+// status once at the end.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
+	inc := &riposte.Incident{}
+	if err := r.Get(ctx, req.NamespacedName, inc); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !inc.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	before := inc.DeepCopy()
+	defer func() {
+		setReady(inc)
+		if equality.Semantic.DeepEqual(before.Status, inc.Status) {
+			return
+		}
+		// Optimistic locking: a status written from a stale cache must not
+		// overwrite a newer one; the conflict requeues with fresh data.
+		patchErr := r.Status().Patch(ctx, inc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsConflict(patchErr) {
+			res, patchErr = reconcile.Result{Requeue: true}, nil
+		}
+		err = kerrors.NewAggregate([]error{err, patchErr})
+	}()
+
+	inc.Status.ObservedGeneration = inc.Generation
+	if inc.Status.DetectedAt == nil {
+		t := inc.CreationTimestamp
+		inc.Status.DetectedAt = &t
+		inc.Status.Phase = riposte.PhaseDetected
+	}
+	if r.resolveIfDone(inc) {
+		return reconcile.Result{}, nil
+	}
+	for _, phase := range []func(context.Context, *riposte.Incident) (bool, error){
+		r.enrich, r.match, r.gate, r.execute,
+	} {
+		if done, err := phase(ctx, inc); err != nil || done {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// resolveIfDone closes an incident whose alert resolved once nothing is left
+// to do for it.
+func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
+	switch inc.Status.Phase {
+	case riposte.PhaseResolved:
+		return true
+	case riposte.PhaseRemediated, riposte.PhaseUnmatched, riposte.PhaseRejected, riposte.PhaseFailed, riposte.PhaseDryRun:
+		if inc.Spec.Status != riposte.AlertResolved {
+			return inc.Status.Phase != riposte.PhaseUnmatched && inc.Status.Phase != riposte.PhaseFailed
+		}
+		at := metav1.Now()
+		if inc.Spec.EndsAt != nil {
+			at = *inc.Spec.EndsAt
+		}
+		inc.Status.ResolvedAt = &at
+		inc.Status.Phase = riposte.PhaseResolved
+		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAlertResolved, "Resolve", "the alert resolved")
+		return true
+	}
+	return false
+}
+
+// enrich resolves the target and its context once.
+func (r *Reconciler) enrich(ctx context.Context, inc *riposte.Incident) (bool, error) {
+	if inc.Status.EnrichedAt != nil {
+		return false, nil
+	}
+	res, err := (&enrich.Enricher{Reader: r.Client}).Enrich(ctx, &inc.Spec)
+	if err != nil {
+		return true, err
+	}
+	inc.Status.Context = res.Context
+	now := metav1.Now()
+	inc.Status.EnrichedAt = &now
+	setCondition(inc, riposte.IncidentEnriched, res.Reason == riposte.ReasonTargetResolved, res.Reason, res.Message)
+	return false, nil
+}
+
+// match picks the playbook that answers the incident, once.
+func (r *Reconciler) match(ctx context.Context, inc *riposte.Incident) (bool, error) {
+	if inc.Status.Playbook != nil {
+		return false, nil
+	}
+	var playbooks riposte.PlaybookList
+	if err := r.List(ctx, &playbooks); err != nil {
+		return true, fmt.Errorf("listing playbooks: %w", err)
+	}
+	chosen, broken := match.Select(playbooks.Items, inc, r.OperatorNamespace, r.Exprs)
+	for _, b := range broken {
+		ctrl.LoggerFrom(ctx).Info("playbook could not be judged", "playbook", client.ObjectKeyFromObject(b.Playbook), "error", b.Err.Error())
+	}
+	if chosen == nil {
+		inc.Status.Phase = riposte.PhaseUnmatched
+		setCondition(inc, riposte.IncidentMatched, false, riposte.ReasonNoPlaybook,
+			fmt.Sprintf("no playbook in namespace %s or %s answers alert %s", inc.Namespace, r.OperatorNamespace, inc.Spec.AlertName))
+		return true, nil
+	}
+	inc.Status.Playbook = &riposte.NamespacedName{Namespace: chosen.Namespace, Name: chosen.Name}
+	setCondition(inc, riposte.IncidentMatched, true, riposte.ReasonPlaybookMatched, "playbook "+inc.Status.Playbook.String()+" answers this incident")
+	return false, nil
+}
+
+// gate plans the playbook's steps, has them dry-run, and opens the
+// ApprovalGate that holds the plan; then reads the gate's verdict.
+func (r *Reconciler) gate(ctx context.Context, inc *riposte.Incident) (bool, error) {
+	pb, err := r.playbook(ctx, inc)
+	if err != nil || pb == nil {
+		return true, err
+	}
+	if inc.Status.ApprovalGate == "" {
+		if done, err := r.openGate(ctx, inc, pb); err != nil || done {
+			return true, err
+		}
+	}
+	gate := &riposte.ApprovalGate{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}, gate); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Just created: the cache has not seen it yet; its watch event wakes us.
+			return true, nil
+		}
+		return true, fmt.Errorf("reading gate %s: %w", inc.Status.ApprovalGate, err)
+	}
+	switch gate.Status.Phase {
+	case riposte.GateApproved:
+		if inc.Status.ApprovedAt == nil {
+			inc.Status.ApprovedAt = gate.Status.DecidedAt
+		}
+		setCondition(inc, riposte.IncidentApproved, true, riposte.ReasonApproved, gate.Status.Message)
+		return false, nil
+	case riposte.GateRejected, riposte.GateExpired:
+		inc.Status.Phase = riposte.PhaseRejected
+		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonRejected, gate.Status.Message)
+		return true, nil
+	default:
+		inc.Status.Phase = riposte.PhaseAwaitingApproval
+		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
+			fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+		return true, nil
+	}
+}
+
+func (r *Reconciler) playbook(ctx context.Context, inc *riposte.Incident) (*riposte.Playbook, error) {
+	pb := &riposte.Playbook{}
+	key := client.ObjectKey{Namespace: inc.Status.Playbook.Namespace, Name: inc.Status.Playbook.Name}
+	if err := r.Get(ctx, key, pb); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "playbook "+key.String()+" was deleted")
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading playbook %s: %w", key, err)
+	}
+	return pb, nil
+}
+
+// openGate builds the plan and creates the gate. The gate's name is the
+// incident's, so a retry after a crash finds the gate it already made.
+func (r *Reconciler) openGate(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook) (bool, error) {
+	target := targetOf(inc)
+	if reason, msg, refused := guard.Evaluate(guard.Facts{Playbook: pb, Target: target,
+		OperatorNamespace: r.OperatorNamespace, ProtectedNamespaces: r.ProtectedNamespaces}); refused {
+		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonGuardrail, reason+": "+msg)
+		return true, nil
+	}
+	plan, err := (&executor.Executor{Reader: r.Client, Writer: r.Client}).Build(ctx, inc, pb, target)
+	if err != nil {
+		if executor.IsPermanent(err) {
+			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
+			return true, nil
+		}
+		return true, err
+	}
+	automatic, rule, err := r.autoApproves(inc, pb)
+	if err != nil {
+		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "approval.autoApprove.when: "+err.Error())
+		return true, nil
+	}
+	gate := &riposte.ApprovalGate{
+		ObjectMeta: metav1.ObjectMeta{Name: inc.Name, Namespace: inc.Namespace,
+			Labels: map[string]string{"riposte.dev/incident": inc.Name}},
+		Spec: riposte.ApprovalGateSpec{
+			Incident: inc.Name,
+			Playbook: riposte.NamespacedName{Namespace: pb.Namespace, Name: pb.Name},
+			Plan:     riposte.Plan{Steps: plan.PlannedSteps(), Hash: plan.Hash},
+			Policy: riposte.GatePolicy{
+				Automatic: automatic, AutoApproveRule: rule,
+				RequiredApprovals: max(pb.Spec.Approval.RequiredApprovals, 1),
+				ExpiresAt:         approval.ExpiryFrom(time.Now(), pb.Spec.Approval.Timeout),
+				OnExpiry:          pb.Spec.Approval.OnExpiry,
+				AllowRequester:    pb.Spec.Approval.AllowRequester,
+			},
+		},
+	}
+	if err := controllerutil.SetControllerReference(inc, gate, r.Scheme()); err != nil {
+		return true, err
+	}
+	if err := r.Create(ctx, gate); err != nil && !apierrors.IsAlreadyExists(err) {
+		return true, fmt.Errorf("creating gate %s: %w", gate.Name, err)
+	}
+	inc.Status.ApprovalGate = gate.Name
+	inc.Status.Phase = riposte.PhaseAwaitingApproval
+	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened")
+	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
+		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonPlanReady, "Plan", "plan "+plan.Hash+" waits in gate "+gate.Name)
+	return false, nil
+}
+
+// autoApproves evaluates the playbook's autoApprove expression for the incident.
+func (r *Reconciler) autoApproves(inc *riposte.Incident, pb *riposte.Playbook) (bool, string, error) {
+	auto := pb.Spec.Approval.AutoApprove
+	if auto == nil {
+		return false, "", nil
+	}
+	if auto.When == "" {
+		return true, "", nil
+	}
+	prg, err := r.Exprs.Get(auto.When)
+	if err != nil {
+		return false, auto.When, err
+	}
+	obj, err := expr.IncidentObject(inc)
+	if err != nil {
+		return false, auto.When, err
+	}
+	ok, err := prg.Eval(obj)
+	return ok, auto.When, err
+}
+
+// execute applies the approved plan. It re-plans first and refuses to run a
+// plan whose hash differs from the approved one: what ran is what was approved.
+func (r *Reconciler) execute(ctx context.Context, inc *riposte.Incident) (bool, error) {
+	if inc.Status.Phase == riposte.PhaseRemediated || inc.Status.Phase == riposte.PhaseDryRun {
+		return true, nil
+	}
+	pb, err := r.playbook(ctx, inc)
+	if err != nil || pb == nil {
+		return true, err
+	}
+	gate := &riposte.ApprovalGate{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}, gate); err != nil {
+		return true, fmt.Errorf("reading gate %s: %w", inc.Status.ApprovalGate, err)
+	}
+	exe := &executor.Executor{Reader: r.Client, Writer: r.Client}
+	plan, err := exe.Build(ctx, inc, pb, targetOf(inc))
+	if err != nil {
+		if executor.IsPermanent(err) {
+			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
+			return true, nil
+		}
+		return true, err
+	}
+	if plan.Hash != gate.Spec.Plan.Hash {
+		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonPlanChanged,
+			fmt.Sprintf("the world changed since approval: plan %s is not the approved %s; nothing was applied", plan.Hash, gate.Spec.Plan.Hash))
+		return true, nil
+	}
+	inc.Status.PlanHash = plan.Hash
+	if pb.Spec.Mode == riposte.ModeDryRun {
+		for _, sp := range plan.Steps {
+			recordStep(inc, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
+				Target: sp.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"})
+		}
+		inc.Status.Phase = riposte.PhaseDryRun
+		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
+		return true, nil
+	}
+	inc.Status.Phase = riposte.PhaseRemediating
+	failed := false
+	for _, sp := range plan.Steps {
+		if stepApplied(inc, sp.Step.Name) {
+			continue
+		}
+		started := metav1.Now()
+		changes, err := exe.Apply(ctx, sp)
+		done := metav1.Now()
+		rec := riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepApplied,
+			Target: sp.Target, Changes: changes, StartedAt: &started, CompletedAt: &done}
+		if err != nil {
+			if !executor.IsPermanent(err) && len(changes) == 0 {
+				return true, err // nothing written: retry with backoff
+			}
+			rec.Phase, rec.Message = riposte.StepFailed, err.Error()
+			recordStep(inc, rec)
+			r.event(inc, corev1.EventTypeWarning, riposte.ReasonStepFailed, "Remediate", "step "+sp.Step.Name+" failed: "+err.Error())
+			failed = true
+			if sp.Step.OnFailure != riposte.OnFailureContinue {
+				break
+			}
+			continue
+		}
+		recordStep(inc, rec)
+		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
+			fmt.Sprintf("step %s (%s) applied to %s", sp.Step.Name, sp.Step.Action, describe(sp.Target)))
+	}
+	if failed {
+		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "a step failed; see status.steps")
+		return true, nil
+	}
+	now := metav1.Now()
+	inc.Status.RemediatedAt = &now
+	inc.Status.Phase = riposte.PhaseRemediated
+	setCondition(inc, riposte.IncidentRemediated, true, riposte.ReasonStepsApplied,
+		fmt.Sprintf("%d step(s) of plan %s applied", len(plan.Steps), plan.Hash))
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+pb.Namespace+"/"+pb.Name)
+	return true, nil
+}
+
+// fail marks the incident Failed with a condition that says why.
+func (r *Reconciler) fail(inc *riposte.Incident, condType, reason, msg string) {
+	inc.Status.Phase = riposte.PhaseFailed
+	setCondition(inc, condType, false, reason, msg)
+	r.event(inc, corev1.EventTypeWarning, reason, "Remediate", msg)
+}
+
+func (r *Reconciler) event(inc *riposte.Incident, eventType, reason, action, note string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(inc, nil, eventType, reason, action, "%s", note)
+	}
+}
+
+func targetOf(inc *riposte.Incident) *riposte.ObjectReference {
+	if inc.Status.Context == nil {
+		return nil
+	}
+	return inc.Status.Context.Target
+}
+
+func describe(t *riposte.ObjectReference) string {
+	if t == nil {
+		return "no target"
+	}
+	return t.String()
+}
+
+func stepApplied(inc *riposte.Incident, name string) bool {
+	for _, s := range inc.Status.Steps {
+		if s.Name == name && s.Phase == riposte.StepApplied {
+			return true
+		}
+	}
+	return false
+}
+
+// recordStep replaces the step's record, or appends it.
+func recordStep(inc *riposte.Incident, rec riposte.StepRecord) {
+	for i := range inc.Status.Steps {
+		if inc.Status.Steps[i].Name == rec.Name {
+			inc.Status.Steps[i] = rec
+			return
+		}
+	}
+	inc.Status.Steps = append(inc.Status.Steps, rec)
+}

@@ -1,0 +1,70 @@
+package incident
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+func setCondition(inc *riposte.Incident, condType string, ok bool, reason, message string) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&inc.Status.Conditions, metav1.Condition{
+		Type: condType, Status: status, Reason: reason, Message: truncate(message, 32768),
+		ObservedGeneration: inc.Generation,
+	})
+}
+
+// setReady summarises the incident for kstatus-style health checks: Ready
+// once handled, Reconciling while Riposte works on it or waits, Stalled when
+// only a person can move it on.
+func setReady(inc *riposte.Incident) {
+	var ready, reconciling, stalled bool
+	reason, msg := string(inc.Status.Phase), "incident is "+string(inc.Status.Phase)
+	switch inc.Status.Phase {
+	case riposte.PhaseRemediated, riposte.PhaseResolved, riposte.PhaseDryRun, riposte.PhaseRejected, riposte.PhaseUnmatched:
+		ready = true
+	case riposte.PhaseFailed:
+		stalled = true
+		if c := firstFalse(inc); c != nil {
+			reason, msg = c.Reason, c.Message
+		}
+	default:
+		reconciling = true
+	}
+	if reason == "" {
+		reason, msg = riposte.ReasonProgressing, "incident is being processed"
+	}
+	setCondition(inc, riposte.ConditionReady, ready, reason, msg)
+	toggle(inc, riposte.ConditionReconciling, reconciling, reason, msg)
+	toggle(inc, riposte.ConditionStalled, stalled, reason, msg)
+}
+
+// toggle sets an abnormal-true condition when on and removes it when off, as
+// kstatus expects of Reconciling and Stalled.
+func toggle(inc *riposte.Incident, condType string, on bool, reason, msg string) {
+	if !on {
+		meta.RemoveStatusCondition(&inc.Status.Conditions, condType)
+		return
+	}
+	setCondition(inc, condType, true, reason, msg)
+}
+
+func firstFalse(inc *riposte.Incident) *metav1.Condition {
+	for _, t := range []string{riposte.IncidentPlanned, riposte.IncidentRemediated, riposte.IncidentApproved} {
+		if c := meta.FindStatusCondition(inc.Status.Conditions, t); c != nil && c.Status == metav1.ConditionFalse {
+			return c
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

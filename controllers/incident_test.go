@@ -1,0 +1,285 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// An alert about a pod, answered by an auto-approving playbook, ends with the
+// pod isolated and every step on the record.
+func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	mustCreate(t, isolatePlaybook(ns, "isolate-shell", "ContainerShell", &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"}))
+	mustCreate(t, alertIncident(ns, "am-0123456789abcdef", "ContainerShell", ns, pod.Name))
+
+	inc := waitForPhase(t, ns, "am-0123456789abcdef", riposte.PhaseRemediated)
+
+	// What Riposte learned.
+	wantContext := &riposte.IncidentContext{
+		Target:             &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod.Name, UID: string(pod.UID)},
+		OwnerChain:         []riposte.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d4f"}, {APIVersion: "apps/v1", Kind: "Deployment", Name: "web"}},
+		Images:             []string{"busybox:1.36", "nginx:1.27"},
+		Node:               "node-a",
+		ServiceAccountName: "default",
+		TargetLabels:       map[string]string{"app": "web"},
+	}
+	if diff := cmp.Diff(wantContext, inc.Status.Context); diff != "" {
+		t.Errorf("status.context (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&riposte.NamespacedName{Namespace: ns, Name: "isolate-shell"}, inc.Status.Playbook); diff != "" {
+		t.Errorf("status.playbook (-want +got):\n%s", diff)
+	}
+	for _, ts := range []struct {
+		name string
+		at   *metav1.Time
+	}{{"detectedAt", inc.Status.DetectedAt}, {"enrichedAt", inc.Status.EnrichedAt}, {"approvedAt", inc.Status.ApprovedAt}, {"remediatedAt", inc.Status.RemediatedAt}} {
+		if ts.at == nil {
+			t.Errorf("status.%s is not set", ts.name)
+		}
+	}
+	for _, c := range []string{riposte.IncidentEnriched, riposte.IncidentMatched, riposte.IncidentPlanned, riposte.IncidentApproved, riposte.IncidentRemediated, riposte.ConditionReady} {
+		if got := condition(t, inc.Status.Conditions, c); got.Status != metav1.ConditionTrue || got.ObservedGeneration != inc.Generation {
+			t.Errorf("condition %s = %s (gen %d), want True at generation %d: %s", c, got.Status, got.ObservedGeneration, inc.Generation, got.Message)
+		}
+	}
+
+	// The step record says what changed, so it can be undone.
+	if len(inc.Status.Steps) != 1 {
+		t.Fatalf("status.steps = %d records, want 1", len(inc.Status.Steps))
+	}
+	step := inc.Status.Steps[0]
+	if step.Name != "isolate" || step.Action != riposte.ActionIsolatePod || step.Phase != riposte.StepApplied || step.StartedAt == nil || step.CompletedAt == nil {
+		t.Errorf("step record = %+v, want isolate/IsolatePod Applied with times", step)
+	}
+	gotChanges := []string{}
+	for _, c := range step.Changes {
+		gotChanges = append(gotChanges, fmt.Sprintf("%s %s existed=%v by %s", c.Operation, c.Object, c.ExistedBefore, c.FieldManager))
+	}
+	wantChanges := []string{
+		fmt.Sprintf("Create NetworkPolicy/%s/riposte-quarantine-deny-all existed=false by riposte", ns),
+		fmt.Sprintf("Patch Pod/%s/%s existed=true by riposte", ns, pod.Name),
+	}
+	if diff := cmp.Diff(wantChanges, gotChanges); diff != "" {
+		t.Errorf("step changes (-want +got):\n%s", diff)
+	}
+
+	// The gate holds the plan and the automatic decision.
+	gate := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: inc.Status.ApprovalGate}, gate); err != nil {
+		t.Fatalf("reading gate: %v", err)
+	}
+	if gate.Status.Phase != riposte.GateApproved || !cmp.Equal(gate.Status.DecidedBy, []string{"policy"}) || gate.Status.DecidedAt == nil {
+		t.Errorf("gate status = %+v, want Approved by policy", gate.Status)
+	}
+	if !strings.Contains(gate.Status.Message, "incident.spec.severity == 'critical'") {
+		t.Errorf("gate message %q should name the rule that approved it", gate.Status.Message)
+	}
+	if gate.Spec.Plan.Hash == "" || gate.Spec.Plan.Hash != inc.Status.PlanHash {
+		t.Errorf("gate plan hash %q, incident applied %q: want the same, non-empty", gate.Spec.Plan.Hash, inc.Status.PlanHash)
+	}
+	if len(gate.OwnerReferences) != 1 || gate.OwnerReferences[0].UID != inc.UID {
+		t.Errorf("gate owners = %+v, want the incident", gate.OwnerReferences)
+	}
+	if got := len(gate.Spec.Plan.Steps); got != 1 || len(gate.Spec.Plan.Steps[0].Changes) != 2 {
+		t.Errorf("gate plan = %+v, want one step with two changes", gate.Spec.Plan.Steps)
+	}
+
+	// The cluster: a deny-all NetworkPolicy selecting the now-labelled pod.
+	np := &networkingv1.NetworkPolicy{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "riposte-quarantine-deny-all"}, np); err != nil {
+		t.Fatalf("reading the quarantine NetworkPolicy: %v", err)
+	}
+	if diff := cmp.Diff(map[string]string{actions.QuarantineLabel: "deny-all"}, np.Spec.PodSelector.MatchLabels); diff != "" {
+		t.Errorf("NetworkPolicy podSelector (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}, np.Spec.PolicyTypes); diff != "" || len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 {
+		t.Errorf("NetworkPolicy must deny all ingress and egress: types %v, ingress %v, egress %v", np.Spec.PolicyTypes, np.Spec.Ingress, np.Spec.Egress)
+	}
+	live := &corev1.Pod{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil {
+		t.Fatal(err)
+	}
+	if live.Labels[actions.QuarantineLabel] != "deny-all" || live.Labels["app"] != "web" {
+		t.Errorf("pod labels = %v, want the quarantine label added and its own kept", live.Labels)
+	}
+	if got := live.Annotations[actions.QuarantinedByAnnotation]; got != ns+"/am-0123456789abcdef" {
+		t.Errorf("pod annotation %s = %q, want the incident", actions.QuarantinedByAnnotation, got)
+	}
+
+	// Events leave the trail a person reads with kubectl describe.
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		return expectEvent(ctx, ns, inc.Name, riposte.ReasonStepsApplied)
+	})
+
+	// A resolved alert closes the incident; nothing is applied again.
+	inc.Spec.Status = riposte.AlertResolved
+	ends := metav1.NewTime(time.Now().Truncate(time.Second))
+	inc.Spec.EndsAt = &ends
+	if err := k8sClient.Update(ctx, inc); err != nil {
+		t.Fatalf("marking the alert resolved: %v", err)
+	}
+	resolved := waitForPhase(t, ns, inc.Name, riposte.PhaseResolved)
+	if resolved.Status.ResolvedAt == nil || !resolved.Status.ResolvedAt.Equal(&ends) {
+		t.Errorf("resolvedAt = %v, want the alert's endsAt %v", resolved.Status.ResolvedAt, ends)
+	}
+	if diff := cmp.Diff(inc.Status.Steps, resolved.Status.Steps); diff != "" {
+		t.Errorf("steps changed after resolution (-before +after):\n%s", diff)
+	}
+}
+
+func expectEvent(ctx context.Context, ns, name, reason string) error {
+	var events corev1.EventList
+	if err := k8sClient.List(ctx, &events, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	var seen []string
+	for _, e := range events.Items {
+		if e.InvolvedObject.Name == name && e.Reason == reason {
+			return nil
+		}
+		seen = append(seen, e.Reason)
+	}
+	return fmt.Errorf("no %s event on %s; saw %v", reason, name, seen)
+}
+
+// A playbook that needs people leaves the plan waiting and changes nothing.
+func TestManualPlaybookWaitsAndAppliesNothing(t *testing.T) {
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "isolate-with-approval", "ContainerShell", nil))
+	mustCreate(t, alertIncident(ns, "am-1", "ContainerShell", ns, pod.Name))
+
+	inc := waitForPhase(t, ns, "am-1", riposte.PhaseAwaitingApproval)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonAwaitingApproval {
+		t.Errorf("Approved condition = %s/%s, want False/AwaitingApproval", c.Status, c.Reason)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		gate := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-1"}, gate); err != nil {
+			return err
+		}
+		if gate.Status.Phase != riposte.GatePending || gate.Status.Message != "0 of 1 approvals" {
+			return fmt.Errorf("gate status %+v, want Pending with 0 of 1 approvals", gate.Status)
+		}
+		return nil
+	})
+	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
+		np := &networkingv1.NetworkPolicy{}
+		err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "riposte-quarantine-deny-all"}, np)
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("a NetworkPolicy exists before approval (err %v)", err)
+		}
+		live := &corev1.Pod{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil {
+			return err
+		}
+		if _, ok := live.Labels[actions.QuarantineLabel]; ok {
+			return fmt.Errorf("pod labelled before approval")
+		}
+		return nil
+	})
+}
+
+// Incidents nothing answers say so, and a playbook never acts outside its
+// scope or in a protected namespace.
+func TestIncidentsThatMustNotBeRemediated(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	other := newNamespace(t)
+	pod := deployedPod(t, other, "db")
+	mustCreate(t, isolatePlaybook(ns, "isolate-shell", "ContainerShell", &riposte.AutoApprove{}))
+	mustCreate(t, isolatePlaybook(operatorNamespace, "cluster-isolate", "NodeShell", &riposte.AutoApprove{}))
+	ksPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "coredns-x", Namespace: "kube-system"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "coredns:1.11"}}}}
+	mustCreate(t, ksPod)
+
+	cases := []struct {
+		reason     string
+		incident   *riposte.Incident
+		wantPhase  riposte.IncidentPhase
+		wantCond   string
+		wantReason string
+		wantInMsg  string
+	}{
+		{
+			reason:     "no playbook answers the alert name",
+			incident:   alertIncident(ns, "unknown-alert", "SomethingElse", ns, "web"),
+			wantPhase:  riposte.PhaseUnmatched,
+			wantCond:   riposte.IncidentMatched,
+			wantReason: riposte.ReasonNoPlaybook,
+			wantInMsg:  "SomethingElse",
+		},
+		{
+			reason: "a namespaced playbook refuses a target in another namespace",
+			incident: func() *riposte.Incident {
+				inc := alertIncident(ns, "cross-namespace", "ContainerShell", other, pod.Name)
+				inc.Spec.Target = &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: other, Name: pod.Name}
+				return inc
+			}(),
+			wantPhase:  riposte.PhaseFailed,
+			wantCond:   riposte.IncidentPlanned,
+			wantReason: riposte.ReasonGuardrail,
+			wantInMsg:  "may act only in namespace " + ns,
+		},
+		{
+			reason:     "a cluster-wide playbook never acts in kube-system",
+			incident:   alertIncident(operatorNamespace, "protected", "NodeShell", "kube-system", ksPod.Name),
+			wantPhase:  riposte.PhaseFailed,
+			wantCond:   riposte.IncidentPlanned,
+			wantReason: riposte.ReasonGuardrail,
+			wantInMsg:  "namespace kube-system is protected",
+		},
+		{
+			reason:     "a pod that does not exist cannot be isolated",
+			incident:   alertIncident(ns, "missing-pod", "ContainerShell", ns, "ghost"),
+			wantPhase:  riposte.PhaseFailed,
+			wantCond:   riposte.IncidentPlanned,
+			wantReason: riposte.ReasonPlanFailed,
+			wantInMsg:  "does not exist",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			mustCreate(t, tc.incident)
+			inc := waitForPhase(t, tc.incident.Namespace, tc.incident.Name, tc.wantPhase)
+			c := condition(t, inc.Status.Conditions, tc.wantCond)
+			if c.Status != metav1.ConditionFalse || c.Reason != tc.wantReason || !strings.Contains(c.Message, tc.wantInMsg) {
+				t.Errorf("%s = %s/%s %q, want False/%s containing %q", tc.wantCond, c.Status, c.Reason, c.Message, tc.wantReason, tc.wantInMsg)
+			}
+			if tc.wantPhase == riposte.PhaseFailed {
+				if stalled := condition(t, inc.Status.Conditions, riposte.ConditionStalled); stalled.Status != metav1.ConditionTrue {
+					t.Errorf("a failed incident should be Stalled for health checks")
+				}
+			}
+			gate := &riposte.ApprovalGate{}
+			if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: tc.incident.Namespace, Name: tc.incident.Name}, gate); !apierrors.IsNotFound(err) {
+				t.Errorf("no gate should be opened; got err %v", err)
+			}
+		})
+	}
+	for _, target := range []client.Object{pod, ksPod} {
+		live := &corev1.Pod{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(target), live); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := live.Labels[actions.QuarantineLabel]; ok {
+			t.Errorf("pod %s/%s was labelled although every incident was refused", live.Namespace, live.Name)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+// Package approval decides an ApprovalGate's verdict from its frozen policy,
+// the decisions people appended and the clock. It is pure: the gate
+// controller gathers the gate, calls Decide, and writes the verdict.
+package approval
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+// PolicyActor is how an automatic decision is attributed in decidedBy.
+const PolicyActor = "policy"
+
+// Verdict is the outcome of one evaluation.
+type Verdict struct {
+	Phase     riposte.GatePhase
+	Reason    string
+	Message   string
+	Approvals int32
+	DecidedBy []string
+	// RecheckAfter is set while the gate is pending with an expiry ahead.
+	RecheckAfter time.Duration
+}
+
+// Final reports whether the verdict closes the gate.
+func (v Verdict) Final() bool { return v.Phase != riposte.GatePending }
+
+// Decide returns the gate's verdict at now. Order matters: an automatic
+// policy decides first; then any reject vetoes; then a quorum of distinct
+// approvers opens the gate; then expiry closes it as the policy says.
+func Decide(spec *riposte.ApprovalGateSpec, now time.Time) Verdict {
+	p := spec.Policy
+	if p.Automatic {
+		return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonAutoApproved,
+			Message: autoMessage(p.AutoApproveRule), DecidedBy: []string{PolicyActor}}
+	}
+	var approvers []string
+	for _, d := range spec.Decisions {
+		if d.Decision == riposte.DecisionReject {
+			return Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed,
+				Message: fmt.Sprintf("rejected by %s: %s", d.User, d.Reason), DecidedBy: []string{d.User},
+				Approvals: int32(len(approvers))}
+		}
+		approvers = append(approvers, d.User) // one decision per user is enforced by the schema
+	}
+	required := max(p.RequiredApprovals, 1)
+	count := int32(len(approvers))
+	if count >= required {
+		return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonQuorumReached,
+			Message: fmt.Sprintf("approved by %d of %d required", count, required), DecidedBy: approvers, Approvals: count}
+	}
+	if p.ExpiresAt != nil && !now.Before(p.ExpiresAt.Time) {
+		if p.OnExpiry == riposte.ExpiryApprove {
+			return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonExpired,
+				Message: "expired undecided; the policy approves on expiry", DecidedBy: []string{PolicyActor}, Approvals: count}
+		}
+		return Verdict{Phase: riposte.GateExpired, Reason: riposte.ReasonExpired,
+			Message: "expired undecided; the policy rejects on expiry", DecidedBy: []string{PolicyActor}, Approvals: count}
+	}
+	v := Verdict{Phase: riposte.GatePending, Reason: riposte.ReasonWaitingForQuorum,
+		Message: fmt.Sprintf("%d of %d approvals", count, required), Approvals: count}
+	if p.ExpiresAt != nil {
+		v.RecheckAfter = p.ExpiresAt.Sub(now)
+	}
+	return v
+}
+
+func autoMessage(rule string) string {
+	if rule == "" {
+		return "approved automatically: the playbook approves every plan"
+	}
+	return fmt.Sprintf("approved automatically: %s held", rule)
+}
+
+// ExpiryFrom returns when a gate opened at now expires under a timeout.
+func ExpiryFrom(now time.Time, timeout *metav1.Duration) *metav1.Time {
+	if timeout == nil || timeout.Duration <= 0 {
+		return nil
+	}
+	t := metav1.NewTime(now.Add(timeout.Duration))
+	return &t
+}

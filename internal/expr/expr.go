@@ -1,0 +1,102 @@
+// Package expr compiles and evaluates the CEL expressions playbooks use
+// (`when` and `autoApprove.when`), with one variable: `incident`, the Incident
+// as Kubernetes serialises it (spec, status, metadata).
+package expr
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+// costLimit bounds one evaluation, so a playbook cannot stall the controller.
+const costLimit = 1_000_000
+
+var (
+	envOnce sync.Once
+	env     *cel.Env
+	envErr  error
+)
+
+func environment() (*cel.Env, error) {
+	envOnce.Do(func() {
+		env, envErr = cel.NewEnv(cel.Variable("incident", cel.DynType))
+	})
+	return env, envErr
+}
+
+// Program is a compiled boolean expression.
+type Program struct {
+	source string
+	prg    cel.Program
+}
+
+// Compile checks that source is a boolean CEL expression over `incident`.
+// The error is written for the playbook's author.
+func Compile(source string) (*Program, error) {
+	e, err := environment()
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := e.Compile(source)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("%q does not compile: %w", source, iss.Err())
+	}
+	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
+		return nil, fmt.Errorf("%q must be a boolean expression, not %s", source, ast.OutputType())
+	}
+	prg, err := e.Program(ast, cel.CostLimit(costLimit))
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", source, err)
+	}
+	return &Program{source: source, prg: prg}, nil
+}
+
+// Eval runs the expression against an incident. A missing field is an error
+// in CEL; callers treat an error as "does not hold" and report it.
+func (p *Program) Eval(incident map[string]any) (bool, error) {
+	out, _, err := p.prg.Eval(map[string]any{"incident": incident})
+	if err != nil {
+		return false, fmt.Errorf("%q: %w", p.source, err)
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("%q returned %T, not a boolean", p.source, out.Value())
+	}
+	return b, nil
+}
+
+// IncidentObject turns an Incident into the value expressions see.
+func IncidentObject(inc *riposte.Incident) (map[string]any, error) {
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(inc)
+}
+
+// Cache holds compiled programs by source, so each expression compiles once.
+type Cache struct {
+	mu       sync.Mutex
+	programs map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	prg *Program
+	err error
+}
+
+// Get compiles source, or returns the compiled program from an earlier call.
+func (c *Cache) Get(source string) (*Program, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.programs[source]; ok {
+		return e.prg, e.err
+	}
+	if c.programs == nil {
+		c.programs = map[string]cacheEntry{}
+	}
+	prg, err := Compile(source)
+	c.programs[source] = cacheEntry{prg, err}
+	return prg, err
+}

@@ -1,0 +1,180 @@
+// Package match decides which Playbook answers an Incident: alert triggers
+// (names, severities, label matchers as Alertmanager writes them), the
+// playbook's scope, and its CEL `when`.
+package match
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/expr"
+)
+
+var regexps sync.Map // source -> *regexp.Regexp or error
+
+// compileAnchored compiles a matcher's regular expression anchored at both
+// ends, as Alertmanager does.
+func compileAnchored(src string) (*regexp.Regexp, error) {
+	if v, ok := regexps.Load(src); ok {
+		if re, ok := v.(*regexp.Regexp); ok {
+			return re, nil
+		}
+		return nil, v.(error)
+	}
+	re, err := regexp.Compile("^(?:" + src + ")$")
+	if err != nil {
+		err = fmt.Errorf("regular expression %q: %w", src, err)
+		regexps.Store(src, err)
+		return nil, err
+	}
+	regexps.Store(src, re)
+	return re, nil
+}
+
+// LabelMatches reports whether labels satisfy one matcher. A missing label
+// has the empty value, as in Alertmanager.
+func LabelMatches(m riposte.LabelMatcher, labels map[string]string) (bool, error) {
+	value := labels[m.Name]
+	switch m.Operator {
+	case riposte.MatchEqual, "":
+		return value == m.Value, nil
+	case riposte.MatchNotEqual:
+		return value != m.Value, nil
+	case riposte.MatchRegexp, riposte.MatchNotRegexp:
+		re, err := compileAnchored(m.Value)
+		if err != nil {
+			return false, err
+		}
+		return re.MatchString(value) == (m.Operator == riposte.MatchRegexp), nil
+	default:
+		return false, fmt.Errorf("unknown operator %q", m.Operator)
+	}
+}
+
+// AlertTriggerMatches reports whether one alert trigger selects the incident.
+func AlertTriggerMatches(t riposte.AlertTrigger, spec *riposte.IncidentSpec) (bool, error) {
+	if len(t.AlertNames) > 0 && !slices.Contains(t.AlertNames, spec.AlertName) {
+		return false, nil
+	}
+	if len(t.Severities) > 0 && !slices.Contains(t.Severities, spec.Severity) {
+		return false, nil
+	}
+	for _, m := range t.Matchers {
+		ok, err := LabelMatches(m, spec.Labels)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// InScope reports whether a playbook may answer incidents in namespace ns:
+// a playbook acts only in its own namespace, unless it lives in the
+// operator's namespace, where it is cluster-wide.
+func InScope(pb *riposte.Playbook, ns, operatorNamespace string) bool {
+	return pb.Namespace == operatorNamespace || pb.Namespace == ns
+}
+
+// Validate compiles everything in a playbook that admission cannot judge:
+// its CEL expressions and regular expressions. It returns the reason and a
+// message for the author, or "" when the playbook is usable.
+func Validate(pb *riposte.Playbook, exprs *expr.Cache) (reason, message string) {
+	for i, t := range pb.Spec.Triggers.Alerts {
+		for j, m := range t.Matchers {
+			if m.Operator == riposte.MatchRegexp || m.Operator == riposte.MatchNotRegexp {
+				if _, err := compileAnchored(m.Value); err != nil {
+					return riposte.ReasonInvalidMatcher, fmt.Sprintf("spec.triggers.alerts[%d].matchers[%d]: %v", i, j, err)
+				}
+			}
+		}
+	}
+	if pb.Spec.When != "" {
+		if _, err := exprs.Get(pb.Spec.When); err != nil {
+			return riposte.ReasonInvalidCEL, "spec.when: " + err.Error()
+		}
+	}
+	if a := pb.Spec.Approval.AutoApprove; a != nil && a.When != "" {
+		if _, err := exprs.Get(a.When); err != nil {
+			return riposte.ReasonInvalidCEL, "spec.approval.autoApprove.when: " + err.Error()
+		}
+	}
+	return "", ""
+}
+
+// Candidate is a playbook that was considered, with why it was or was not chosen.
+type Candidate struct {
+	Playbook *riposte.Playbook
+	Matched  bool
+	// Err is set when the playbook could not be judged (an invalid expression).
+	Err error
+}
+
+// Select returns the playbook that answers the incident: among those in scope
+// whose triggers and `when` hold, the highest priority, then the first by
+// namespace and name. It also returns every playbook it could not judge.
+func Select(playbooks []riposte.Playbook, inc *riposte.Incident, operatorNamespace string, exprs *expr.Cache) (*riposte.Playbook, []Candidate) {
+	var matched []*riposte.Playbook
+	var broken []Candidate
+	var incidentObject map[string]any
+	for i := range playbooks {
+		pb := &playbooks[i]
+		if !pb.DeletionTimestamp.IsZero() || !InScope(pb, inc.Namespace, operatorNamespace) {
+			continue
+		}
+		ok, err := triggersMatch(pb, &inc.Spec)
+		if err == nil && ok && pb.Spec.When != "" {
+			if incidentObject == nil {
+				incidentObject, err = expr.IncidentObject(inc)
+			}
+			if err == nil {
+				ok, err = evalWhen(exprs, pb.Spec.When, incidentObject)
+			}
+		}
+		if err != nil {
+			broken = append(broken, Candidate{Playbook: pb, Err: err})
+			continue
+		}
+		if ok {
+			matched = append(matched, pb)
+		}
+	}
+	if len(matched) == 0 {
+		return nil, broken
+	}
+	sort.SliceStable(matched, func(i, j int) bool {
+		a, b := matched[i], matched[j]
+		if a.Spec.Priority != b.Spec.Priority {
+			return a.Spec.Priority > b.Spec.Priority
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	return matched[0], broken
+}
+
+func triggersMatch(pb *riposte.Playbook, spec *riposte.IncidentSpec) (bool, error) {
+	for _, t := range pb.Spec.Triggers.Alerts {
+		ok, err := AlertTriggerMatches(t, spec)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func evalWhen(exprs *expr.Cache, source string, incident map[string]any) (bool, error) {
+	prg, err := exprs.Get(source)
+	if err != nil {
+		return false, err
+	}
+	return prg.Eval(incident)
+}
