@@ -122,6 +122,7 @@ type Decision struct {
 
 // ApprovalGateSpec is the plan and the decisions about it. Riposte writes the
 // plan and policy once; people append decisions.
+// +kubebuilder:validation:XValidation:rule="has(self.decisions) || !has(oldSelf.decisions)",message="decisions can be appended, never edited or removed"
 type ApprovalGateSpec struct {
 	// incident is the name of the Incident, in the gate's namespace.
 	// +required

@@ -299,6 +299,7 @@ func (r *Reconciler) execute(ctx context.Context, inc *riposte.Incident) (bool, 
 		return true, nil
 	}
 	inc.Status.PlanHash = plan.Hash
+	plan.KeepApprovedExistence(gate.Spec.Plan.Steps)
 	if pb.Spec.Mode == riposte.ModeDryRun {
 		for _, sp := range plan.Steps {
 			recordStep(inc, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,

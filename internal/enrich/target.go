@@ -23,9 +23,10 @@ var labelKinds = []struct {
 }
 
 // namespaceLabels are the labels that carry the target's namespace, in order
-// of preference. kube-state-metrics relabels the target's own namespace to
-// exported_namespace when the scrape namespace would clash.
-var namespaceLabels = []string{"namespace", "exported_namespace"}
+// of preference. When Prometheus scrapes kube-state-metrics without
+// honor_labels, the target's own namespace moves to exported_namespace and
+// namespace becomes kube-state-metrics' own, so exported_ wins.
+var namespaceLabels = []string{"exported_namespace", "namespace"}
 
 // TargetFromIncident returns the object the incident is about: the spec's
 // explicit target when set, else the first kind its labels name. It returns
@@ -43,9 +44,9 @@ func TargetFromIncident(spec *riposte.IncidentSpec) *riposte.ObjectReference {
 		}
 	}
 	for _, k := range labelKinds {
-		name := spec.Labels[k.label]
-		if name == "" && k.label == "pod" {
-			name = spec.Labels["exported_pod"]
+		name := spec.Labels["exported_"+k.label]
+		if name == "" {
+			name = spec.Labels[k.label]
 		}
 		if name == "" {
 			continue

@@ -129,6 +129,26 @@ func (e *Executor) Apply(ctx context.Context, sp StepPlan) ([]riposte.ChangeReco
 	return records, nil
 }
 
+// KeepApprovedExistence takes whether each object existed from the approved
+// plan: that was observed before Riposte wrote anything, whereas a re-plan
+// after a retried apply would see Riposte's own objects.
+func (p *Plan) KeepApprovedExistence(approved []riposte.PlannedStep) {
+	existed := map[string]bool{}
+	for _, ps := range approved {
+		for _, c := range ps.Changes {
+			existed[ps.Name+"|"+c.Object.String()] = c.Operation != riposte.OperationCreate
+		}
+	}
+	for i := range p.Steps {
+		sp := &p.Steps[i]
+		for j, c := range sp.Changes {
+			if e, ok := existed[sp.Step.Name+"|"+c.Ref().String()]; ok {
+				sp.existed[j] = e
+			}
+		}
+	}
+}
+
 // PlannedSteps renders the plan for the ApprovalGate.
 func (p *Plan) PlannedSteps() []riposte.PlannedStep {
 	out := make([]riposte.PlannedStep, 0, len(p.Steps))

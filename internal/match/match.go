@@ -125,6 +125,12 @@ func Select(playbooks []riposte.Playbook, inc *riposte.Incident, operatorNamespa
 		if !pb.DeletionTimestamp.IsZero() || !InScope(pb, inc.Namespace, operatorNamespace) {
 			continue
 		}
+		// A playbook with an error only its author can fix is not used at all;
+		// its own status says why.
+		if reason, msg := Validate(pb, exprs); reason != "" {
+			broken = append(broken, Candidate{Playbook: pb, Err: fmt.Errorf("%s: %s", reason, msg)})
+			continue
+		}
 		ok, err := triggersMatch(pb, &inc.Spec)
 		if err == nil && ok && pb.Spec.When != "" {
 			if incidentObject == nil {

@@ -1,0 +1,74 @@
+package approval
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	past := metav1.NewTime(now.Add(-time.Minute))
+	future := metav1.NewTime(now.Add(10 * time.Minute))
+	approve := func(user string) riposte.Decision {
+		return riposte.Decision{User: user, Decision: riposte.DecisionApprove, Reason: "ok"}
+	}
+	cases := []struct {
+		reason string
+		spec   riposte.ApprovalGateSpec
+		want   Verdict
+	}{
+		{
+			reason: "an automatic policy approves at once, attributed to policy",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{Automatic: true, AutoApproveRule: "true"}},
+			want:   Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonAutoApproved, Message: "approved automatically: true held", DecidedBy: []string{"policy"}},
+		},
+		{
+			reason: "no decisions yet: pending, with time to expiry",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 2, ExpiresAt: &future}},
+			want:   Verdict{Phase: riposte.GatePending, Reason: riposte.ReasonWaitingForQuorum, Message: "0 of 2 approvals", RecheckAfter: 10 * time.Minute},
+		},
+		{
+			reason: "one of two approvals is not enough",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 2}, Decisions: []riposte.Decision{approve("alice")}},
+			want:   Verdict{Phase: riposte.GatePending, Reason: riposte.ReasonWaitingForQuorum, Message: "1 of 2 approvals", Approvals: 1},
+		},
+		{
+			reason: "two distinct approvers reach a quorum of two",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 2}, Decisions: []riposte.Decision{approve("alice"), approve("bob")}},
+			want:   Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonQuorumReached, Message: "approved by 2 of 2 required", Approvals: 2, DecidedBy: []string{"alice", "bob"}},
+		},
+		{
+			reason: "a reject vetoes even after approvals",
+			spec: riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 2}, Decisions: []riposte.Decision{
+				approve("alice"), {User: "carol", Decision: riposte.DecisionReject, Reason: "wrong pod"}}},
+			want: Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed, Message: "rejected by carol: wrong pod", Approvals: 1, DecidedBy: []string{"carol"}},
+		},
+		{
+			reason: "expiry rejects by default",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, ExpiresAt: &past}},
+			want:   Verdict{Phase: riposte.GateExpired, Reason: riposte.ReasonExpired, Message: "expired undecided; the policy rejects on expiry", DecidedBy: []string{"policy"}},
+		},
+		{
+			reason: "expiry approves when the policy says so",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, ExpiresAt: &past, OnExpiry: riposte.ExpiryApprove}},
+			want:   Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonExpired, Message: "expired undecided; the policy approves on expiry", DecidedBy: []string{"policy"}},
+		},
+		{
+			reason: "a quorum reached before expiry is not undone by the clock",
+			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, ExpiresAt: &past}, Decisions: []riposte.Decision{approve("alice")}},
+			want:   Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonQuorumReached, Message: "approved by 1 of 1 required", Approvals: 1, DecidedBy: []string{"alice"}},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, Decide(&tc.spec, now)); diff != "" {
+				t.Errorf("Decide (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,0 +1,42 @@
+package enrich
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+func TestTargetFromIncident(t *testing.T) {
+	cases := []struct {
+		reason string
+		spec   riposte.IncidentSpec
+		want   *riposte.ObjectReference
+	}{
+		{reason: "namespace and pod", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "shop", "pod": "web-1"}},
+			want: &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-1"}},
+		{reason: "pod wins over deployment", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "shop", "pod": "web-1", "deployment": "web"}},
+			want: &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-1"}},
+		{reason: "a deployment", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "shop", "deployment": "web"}},
+			want: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web"}},
+		{reason: "a node needs no namespace", spec: riposte.IncidentSpec{Labels: map[string]string{"node": "n1"}},
+			want: &riposte.ObjectReference{APIVersion: "v1", Kind: "Node", Name: "n1"}},
+		{reason: "kube-state-metrics exported labels win over the scrape target's", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "monitoring", "pod": "kube-state-metrics-0", "exported_namespace": "shop", "exported_pod": "web-1"}},
+			want: &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-1"}},
+		{reason: "a pod without a namespace names nothing", spec: riposte.IncidentSpec{Labels: map[string]string{"pod": "web-1"}}},
+		{reason: "an invalid namespace label is ignored", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "Not_A_Namespace", "pod": "x"}}},
+		{reason: "an explicit target wins over labels", spec: riposte.IncidentSpec{
+			Labels: map[string]string{"namespace": "shop", "pod": "web-1"},
+			Target: &riposte.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "db-0"}},
+			want: &riposte.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "db-0"}},
+		{reason: "no labels, no target"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, TargetFromIncident(&tc.spec)); diff != "" {
+				t.Errorf("TargetFromIncident (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
