@@ -13,7 +13,7 @@ import (
 // an alert with both pod and deployment labels is about the pod.
 var labelKinds = []struct {
 	label, apiVersion, kind string
-	namespaced             bool
+	namespaced              bool
 }{
 	{"pod", "v1", "Pod", true},
 	{"deployment", "apps/v1", "Deployment", true},

@@ -12,7 +12,9 @@ func TestEvaluate(t *testing.T) {
 	pb := func(ns string) *riposte.Playbook {
 		return &riposte.Playbook{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pb"}}
 	}
-	pod := func(ns string) *riposte.ObjectReference { return &riposte.ObjectReference{Kind: "Pod", Namespace: ns, Name: "p"} }
+	pod := func(ns string) *riposte.ObjectReference {
+		return &riposte.ObjectReference{Kind: "Pod", Namespace: ns, Name: "p"}
+	}
 	node := &riposte.ObjectReference{Kind: "Node", Name: "n1"}
 	protected := []string{"kube-system", "riposte-system"}
 	cases := []struct {

@@ -1,0 +1,123 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// AdminKubeconfig writes a kubeconfig for a new cluster-admin identity, so a
+// process started by a test talks to the API server as a real user.
+func (e *Env) AdminKubeconfig(t testing.TB, dir, name string) string {
+	t.Helper()
+	user, err := e.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name+".kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// FreeAddr returns a loopback address with a port nobody listens on.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+// BuildRiposte builds the manager binary into dir.
+func BuildRiposte(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "riposte")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/riposte")
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building riposte: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// AlertmanagerBinary is the Alertmanager hack/build-testbins.sh built.
+func AlertmanagerBinary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("ALERTMANAGER")
+	if bin == "" {
+		bin = filepath.Join(RepoRoot(), "bin", "alertmanager")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("no Alertmanager binary at %s: run `make testbins`: %v", bin, err)
+	}
+	return bin
+}
+
+// StartProcess runs a binary for the test's lifetime and stops it with
+// SIGINT at the end. Its output goes to dir/name.log, printed on failure.
+func StartProcess(t testing.TB, dir, name, bin string, args ...string) *os.Process {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = logFile.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			s := string(out)
+			if len(s) > 8000 {
+				s = "..." + s[len(s)-8000:]
+			}
+			t.Logf("--- %s log ---\n%s", name, s)
+		}
+	})
+	return cmd.Process
+}
+
+// WaitHTTP waits until url answers 200.
+func WaitHTTP(t testing.TB, url string) {
+	t.Helper()
+	Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %d", url, resp.StatusCode)
+		}
+		return nil
+	})
+}

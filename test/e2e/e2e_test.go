@@ -1,0 +1,227 @@
+// Package e2e drives the real Riposte binary with a real Alertmanager on a
+// real kube-apiserver and etcd: an alert posted to Alertmanager's API ends as
+// a Remediated Incident and an isolating NetworkPolicy.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+const (
+	operatorNamespace = "riposte-system"
+	appNamespace      = "shop"
+	intakeToken       = "e2e-intake-token-9f8e7d"
+)
+
+func TestAlertmanagerAlertIsRemediated(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir := t.TempDir()
+	c := env.Client
+
+	// The cluster: a pod that will be isolated and the playbook that says so.
+	for _, ns := range []string{operatorNamespace, appNamespace} {
+		mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout-7c9d-abcde", Namespace: appNamespace, Labels: map[string]string{"app": "checkout"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/checkout:2.3.1"}}},
+	}
+	mustCreate(t, c, pod)
+	mustCreate(t, c, &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "isolate-on-shell", Namespace: appNamespace},
+		Spec: riposte.PlaybookSpec{
+			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
+			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"}},
+		},
+	})
+
+	// Riposte, as its own process, with an admin identity.
+	kubeconfig := env.AdminKubeconfig(t, dir, "riposte-e2e")
+	tokenFile := filepath.Join(dir, "intake-token")
+	writeFile(t, tokenFile, intakeToken+"\n")
+	intakeAddr := testenv.FreeAddr(t)
+	riposteBin := testenv.BuildRiposte(t, dir)
+	testenv.StartProcess(t, dir, "riposte", riposteBin,
+		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
+		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
+	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
+
+	// A real Alertmanager routing every alert to Riposte's webhook.
+	amAddr := testenv.FreeAddr(t)
+	amConfig := filepath.Join(dir, "alertmanager.yml")
+	writeFile(t, amConfig, fmt.Sprintf(`route:
+  receiver: riposte
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: riposte
+    webhook_configs:
+      - url: http://%s/webhook/alertmanager
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials_file: %s
+`, intakeAddr, tokenFile))
+	testenv.StartProcess(t, dir, "alertmanager", testenv.AlertmanagerBinary(t),
+		"--config.file", amConfig, "--storage.path", filepath.Join(dir, "am-data"),
+		"--web.listen-address", amAddr, "--cluster.listen-address=")
+	testenv.WaitHTTP(t, "http://"+amAddr+"/-/ready")
+
+	alert := map[string]any{
+		"labels": map[string]string{"alertname": "ContainerShellSpawned", "severity": "critical",
+			"namespace": appNamespace, "pod": pod.Name, "container": "app"},
+		"annotations":  map[string]string{"summary": "a shell was spawned in checkout"},
+		"startsAt":     time.Now().UTC().Format(time.RFC3339),
+		"generatorURL": "http://falco.example/rules/shell",
+	}
+	postAlerts(t, amAddr, alert)
+
+	// Riposte opens one Incident and remediates it.
+	var inc riposte.Incident
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		var list riposte.IncidentList
+		if err := c.List(ctx, &list, client.InNamespace(appNamespace)); err != nil {
+			return err
+		}
+		if len(list.Items) != 1 {
+			return fmt.Errorf("%d incidents in %s, want 1", len(list.Items), appNamespace)
+		}
+		inc = list.Items[0]
+		if inc.Status.Phase != riposte.PhaseRemediated {
+			return fmt.Errorf("incident %s is %q, want Remediated", inc.Name, inc.Status.Phase)
+		}
+		return nil
+	})
+	if inc.Spec.Source != riposte.SourceAlertmanager || inc.Spec.AlertName != "ContainerShellSpawned" ||
+		inc.Name != "am-"+inc.Spec.Fingerprint || inc.Spec.Annotations["summary"] == "" {
+		t.Errorf("incident %s spec = %+v: want the alert as Alertmanager sent it, named from its fingerprint", inc.Name, inc.Spec)
+	}
+	if got := inc.Status.Context.Target; got == nil || got.Name != pod.Name || got.UID != string(pod.UID) {
+		t.Errorf("incident target = %+v, want pod %s", got, pod.Name)
+	}
+	np := &networkingv1.NetworkPolicy{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: appNamespace, Name: "riposte-quarantine-deny-all"}, np); err != nil {
+		t.Fatalf("the isolating NetworkPolicy: %v", err)
+	}
+	live := &corev1.Pod{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil {
+		t.Fatal(err)
+	}
+	if live.Labels["riposte.dev/quarantine"] != "deny-all" {
+		t.Errorf("pod labels %v: want the quarantine label that the policy selects", live.Labels)
+	}
+	gate := &riposte.ApprovalGate{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: appNamespace, Name: inc.Status.ApprovalGate}, gate); err != nil || gate.Status.Phase != riposte.GateApproved {
+		t.Errorf("gate %s: phase %q err %v, want Approved", inc.Status.ApprovalGate, gate.Status.Phase, err)
+	}
+
+	// Alertmanager keeps notifying while the alert fires: still one incident,
+	// remediated once.
+	postAlerts(t, amAddr, alert)
+	time.Sleep(2 * time.Second)
+	var list riposte.IncidentList
+	if err := c.List(ctx, &list, client.InNamespace(appNamespace)); err != nil || len(list.Items) != 1 || len(list.Items[0].Status.Steps) != 1 {
+		t.Fatalf("after a repeated notification: %d incidents (err %v), want 1 with 1 step", len(list.Items), err)
+	}
+
+	// The alert resolves in Alertmanager; Riposte closes the incident.
+	alert["endsAt"] = time.Now().UTC().Format(time.RFC3339)
+	postAlerts(t, amAddr, alert)
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		cur := &riposte.Incident{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(&inc), cur); err != nil {
+			return err
+		}
+		if cur.Spec.Status != riposte.AlertResolved || cur.Status.Phase != riposte.PhaseResolved || cur.Status.ResolvedAt == nil {
+			return fmt.Errorf("alert %s, incident %s: want resolved and Resolved", cur.Spec.Status, cur.Status.Phase)
+		}
+		return nil
+	})
+
+	// Bad input at the real endpoint gets a precise answer, and the stored
+	// incident is untouched.
+	for _, tc := range []struct {
+		reason string
+		token  string
+		body   []byte
+		want   int
+	}{
+		{reason: "wrong token", token: "not-the-token", body: []byte(`{}`), want: http.StatusUnauthorized},
+		{reason: "malformed JSON", token: intakeToken, body: []byte(`{"version":"4","alerts":[`), want: http.StatusBadRequest},
+		{reason: "missing alertname", token: intakeToken, body: []byte(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{},"fingerprint":"abc"}]}`), want: http.StatusBadRequest},
+		{reason: "oversized body", token: intakeToken, body: bytes.Repeat([]byte("x"), 2<<20), want: http.StatusRequestEntityTooLarge},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.reason, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.reason, resp.StatusCode, tc.want)
+		}
+	}
+	cur := &riposte.Incident{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(&inc), cur); err != nil || cur.Status.Phase != riposte.PhaseResolved {
+		t.Errorf("stored incident after bad input: phase %q err %v", cur.Status.Phase, err)
+	}
+}
+
+func mustCreate(t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	if err := c.Create(context.Background(), obj); err != nil {
+		t.Fatalf("creating %s: %v", obj.GetName(), err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// postAlerts sends alerts to Alertmanager's v2 API, as Prometheus would.
+func postAlerts(t *testing.T, amAddr string, alerts ...map[string]any) {
+	t.Helper()
+	body, err := json.Marshal(alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+amAddr+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("posting to Alertmanager: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("Alertmanager answered %d: %s", resp.StatusCode, msg)
+	}
+}
