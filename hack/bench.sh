@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs Riposte's benchmarks on the local control plane and writes
+# test/bench/results.md. BENCH_SEQUENTIAL and BENCH_BURST set the alert counts.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+go test -tags bench -count=1 -timeout 30m -v -run 'TestBench' ./test/bench/

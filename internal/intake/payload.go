@@ -1,0 +1,97 @@
+// Package intake is Riposte's Alertmanager webhook receiver: it checks the
+// caller and the payload, and stores one Incident per alert before it
+// answers, so Alertmanager retries anything that was not stored.
+package intake
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+)
+
+// Limits mirror the Incident CRD's, so a payload the API server would refuse
+// is refused here with a message that names the field.
+const (
+	maxLabels      = 64
+	maxAnnotations = 64
+)
+
+var fingerprintPattern = regexp.MustCompile(`^[0-9a-zA-Z]{1,64}$`)
+
+// Payload is Alertmanager's webhook body, version 4.
+type Payload struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []Alert           `json:"alerts"`
+}
+
+// Alert is one alert of a notification.
+type Alert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// ValidationError says which field of the payload is wrong.
+type ValidationError struct {
+	Field   string
+	Problem string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Problem }
+
+// Decode reads and validates a payload. Unknown fields are allowed, since
+// Alertmanager may add some; the fields Riposte relies on are checked.
+func Decode(r io.Reader) (*Payload, error) {
+	dec := json.NewDecoder(r)
+	var p Payload
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("malformed JSON: data after the payload")
+	}
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *Payload) validate() error {
+	if p.Version != "4" {
+		return &ValidationError{"version", fmt.Sprintf("must be \"4\", got %q", p.Version)}
+	}
+	if len(p.Alerts) == 0 {
+		return &ValidationError{"alerts", "at least one alert is required"}
+	}
+	for i, a := range p.Alerts {
+		field := func(f string) string { return fmt.Sprintf("alerts[%d].%s", i, f) }
+		switch {
+		case a.Labels["alertname"] == "":
+			return &ValidationError{field("labels.alertname"), "required"}
+		case a.Status != "firing" && a.Status != "resolved":
+			return &ValidationError{field("status"), fmt.Sprintf("must be firing or resolved, got %q", a.Status)}
+		case !fingerprintPattern.MatchString(a.Fingerprint):
+			return &ValidationError{field("fingerprint"), fmt.Sprintf("must be 1 to 64 letters or digits, got %q", a.Fingerprint)}
+		case len(a.Labels) > maxLabels:
+			return &ValidationError{field("labels"), fmt.Sprintf("%d labels, at most %d", len(a.Labels), maxLabels)}
+		case len(a.Annotations) > maxAnnotations:
+			return &ValidationError{field("annotations"), fmt.Sprintf("%d annotations, at most %d", len(a.Annotations), maxAnnotations)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+//go:build bench
+
+// Package bench measures Riposte on the local control plane and writes the
+// figures, with the machine they ran on, to test/bench/results.md. Run it
+// with `make bench`; it is not part of `make test`.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+const (
+	operatorNamespace = "riposte-system"
+	appNamespace      = "bench"
+	token             = "bench-token"
+)
+
+type result struct {
+	name    string
+	count   int
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+func TestBenchWebhookToRemediated(t *testing.T) {
+	sequential := envInt("BENCH_SEQUENTIAL", 300)
+	burst := envInt("BENCH_BURST", 1000)
+
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	c := env.Client
+	for _, ns := range []string{operatorNamespace, appNamespace} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Create(ctx, &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
+		Spec: riposte.PlaybookSpec{
+			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
+			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	total := sequential + burst
+	createPods(t, c, total)
+
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	intake := testenv.FreeAddr(t)
+	proc := testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
+		"--kubeconfig", env.AdminKubeconfig(t, dir, "bench"), "--namespace", operatorNamespace,
+		"--intake-bind-address", intake, "--intake-token-file", tokenFile,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
+	testenv.WaitHTTP(t, "http://"+intake+"/healthz")
+
+	remediated := watchRemediated(t, env)
+
+	// Sequential: one alert at a time, the latency a single alert sees.
+	seq := result{name: "sequential", count: sequential}
+	start := time.Now()
+	for i := 0; i < sequential; i++ {
+		fp := fingerprint(i)
+		t0 := time.Now()
+		post(t, intake, i)
+		select {
+		case at := <-remediated.wait("am-" + fp):
+			seq.lat = append(seq.lat, at.Sub(t0))
+		case <-time.After(30 * time.Second):
+			t.Fatalf("alert %d not remediated within 30s", i)
+		}
+	}
+	seq.elapsed = time.Since(start)
+
+	// Burst: every remaining alert at once, 8 senders, 10 alerts a request,
+	// as Alertmanager batches them.
+	br := result{name: "burst", count: burst}
+	sent := make([]time.Time, total)
+	start = time.Now()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first := range work {
+				idx := []int{}
+				for i := first; i < min(first+10, total); i++ {
+					idx = append(idx, i)
+				}
+				now := time.Now()
+				for _, i := range idx {
+					sent[i] = now
+				}
+				post(t, intake, idx...)
+			}
+		}()
+	}
+	for i := sequential; i < total; i += 10 {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	for i := sequential; i < total; i++ {
+		select {
+		case at := <-remediated.wait("am-" + fingerprint(i)):
+			br.lat = append(br.lat, at.Sub(sent[i]))
+		case <-time.After(120 * time.Second):
+			t.Fatalf("burst alert %d not remediated within 120s", i)
+		}
+	}
+	br.elapsed = time.Since(start)
+
+	rss := peakRSS(proc.Pid)
+	writeResults(t, []result{seq, br}, rss)
+}
+
+// remediatedWatch records when each incident was first seen Remediated by a
+// watch on the API server: what a user running kubectl get -w would see.
+type remediatedWatch struct {
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	waiters map[string]chan time.Time
+}
+
+func (r *remediatedWatch) wait(name string) <-chan time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if at, ok := r.seen[name]; ok {
+		ch <- at
+		return ch
+	}
+	r.waiters[name] = ch
+	return ch
+}
+
+func watchRemediated(t *testing.T, env *testenv.Env) *remediatedWatch {
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(context.Background(), &riposte.IncidentList{}, client.InNamespace(appNamespace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	r := &remediatedWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			inc := ev.Object.(*riposte.Incident)
+			if inc.Status.Phase != riposte.PhaseRemediated {
+				continue
+			}
+			now := time.Now()
+			r.mu.Lock()
+			if _, ok := r.seen[inc.Name]; !ok {
+				r.seen[inc.Name] = now
+				if ch, ok := r.waiters[inc.Name]; ok {
+					ch <- now
+					delete(r.waiters, inc.Name)
+				}
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+func createPods(t *testing.T, c client.Client, n int) {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			errs <- c.Create(context.Background(), &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: podName(i), Namespace: appNamespace, Labels: map[string]string{"app": "bench"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1.27"}}},
+			})
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func podName(i int) string     { return fmt.Sprintf("web-%05d", i) }
+func fingerprint(i int) string { return fmt.Sprintf("%016x", 0xbe00000000+i) }
+
+func post(t *testing.T, intake string, idx ...int) {
+	alerts := []map[string]any{}
+	for _, i := range idx {
+		alerts = append(alerts, map[string]any{
+			"status": "firing", "fingerprint": fingerprint(i),
+			"labels":   map[string]string{"alertname": "ContainerShellSpawned", "severity": "critical", "namespace": appNamespace, "pod": podName(i)},
+			"startsAt": time.Now().UTC().Format(time.RFC3339Nano), "endsAt": "0001-01-01T00:00:00Z",
+		})
+	}
+	body, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "riposte", "alerts": alerts})
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+intake+"/webhook/alertmanager", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && attempt < 100 {
+			time.Sleep(50 * time.Millisecond) // as Alertmanager would retry
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("webhook answered %d", resp.StatusCode)
+		}
+		return
+	}
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+func peakRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
+
+func machine() string {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := "unknown"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"))
+	}
+	kernel, _ := exec.Command("uname", "-sr").Output()
+	return fmt.Sprintf("- CPU: %s, %d cores\n- Memory: %s\n- Kernel: %s- Go: %s\n- Control plane: kube-apiserver %s and etcd built from source (hack/build-testbins.sh), on loopback\n",
+		cpu, runtime.NumCPU(), mem, kernel, runtime.Version(), testenv.KubeVersion)
+}
+
+func writeResults(t *testing.T, results []result, rss string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Riposte benchmarks\n\nWritten by `make bench` on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
+	b.WriteString("## Webhook POST to Remediated Incident\n\n")
+	b.WriteString("From the moment the Alertmanager webhook request is sent to the moment a watch on the API server shows the Incident Remediated (its pod labelled and isolated by a NetworkPolicy, the gate approved by policy). The manager runs as its own process with default flags.\n\n")
+	b.WriteString("| run | alerts | p50 | p95 | p99 | max | wall time | throughput |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %.0f alerts/s |\n", r.name, r.count,
+			ms(percentile(r.lat, 0.50)), ms(percentile(r.lat, 0.95)), ms(percentile(r.lat, 0.99)), ms(r.lat[len(r.lat)-1]),
+			r.elapsed.Round(time.Millisecond), float64(r.count)/r.elapsed.Seconds())
+	}
+	fmt.Fprintf(&b, "\n`sequential` sends one alert and waits for its remediation before the next; `burst` sends all its alerts at once from 8 senders, 10 alerts a request.\n\nManager peak resident memory (VmHWM) over the whole run: %s.\n", rss)
+	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results.md")
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func envInt(name string, def int) int {
+	var v int
+	if _, err := fmt.Sscanf(os.Getenv(name), "%d", &v); err != nil || v <= 0 {
+		return def
+	}
+	return v
+}
