@@ -67,6 +67,10 @@ func main() {
 	}
 }
 
+// The intake token Secret is read directly (no cluster-wide Secret cache), and
+// only that one Secret in Riposte's namespace.
+// +kubebuilder:rbac:groups="",namespace=riposte-system,resources=secrets,verbs=get,resourceNames=riposte-intake-token
+
 func run(o options) error {
 	if o.intakeTokenFile == "" && o.intakeTokenSecret == "" {
 		return errors.New("the intake endpoint needs a bearer token: set --intake-token-file or --intake-token-secret")
@@ -143,4 +147,3 @@ func run(o options) error {
 	ctrl.Log.Info("starting riposte", "namespace", o.namespace, "intake", o.intakeAddr, "protectedNamespaces", protected)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
-
