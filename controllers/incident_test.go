@@ -283,3 +283,95 @@ func TestIncidentsThatMustNotBeRemediated(t *testing.T) {
 		}
 	}
 }
+
+// appendDecision records a person's decision on a gate, as the approvals
+// issue's kubectl plugin will.
+func appendDecision(t *testing.T, ns, gate, user string, verdict riposte.DecisionVerdict) {
+	t.Helper()
+	err := updateWithRetry(context.Background(), &riposte.ApprovalGate{}, client.ObjectKey{Namespace: ns, Name: gate}, func(o client.Object) {
+		g := o.(*riposte.ApprovalGate)
+		now := metav1.Now()
+		g.Spec.Decisions = append(g.Spec.Decisions, riposte.Decision{User: user, Decision: verdict, Reason: "checked the pod", At: &now})
+	})
+	if err != nil {
+		t.Fatalf("recording %s's decision: %v", user, err)
+	}
+}
+
+// A plan approved later is re-planned, found unchanged, and applied.
+func TestApprovedGateLeadsToRemediation(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "manual", "ContainerShell", nil))
+	mustCreate(t, alertIncident(ns, "am-2", "ContainerShell", ns, pod.Name))
+	waitForPhase(t, ns, "am-2", riposte.PhaseAwaitingApproval)
+
+	appendDecision(t, ns, "am-2", "alice", riposte.DecisionApprove)
+	inc := waitForPhase(t, ns, "am-2", riposte.PhaseRemediated)
+	if inc.Status.ApprovedAt == nil || !strings.Contains(condition(t, inc.Status.Conditions, riposte.IncidentApproved).Message, "approved by 1 of 1") {
+		t.Errorf("approval not recorded: approvedAt %v, conditions %s", inc.Status.ApprovedAt, conditionSummary(inc.Status.Conditions))
+	}
+	gate := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-2"}, gate); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(gate.Status.DecidedBy, []string{"alice"}) {
+		t.Errorf("gate decidedBy = %v, want alice", gate.Status.DecidedBy)
+	}
+	// The record keeps what existed before the plan, not what the re-plan saw.
+	ops := []riposte.ChangeOperation{}
+	for _, c := range inc.Status.Steps[0].Changes {
+		ops = append(ops, c.Operation)
+	}
+	if diff := cmp.Diff([]riposte.ChangeOperation{riposte.OperationCreate, riposte.OperationPatch}, ops); diff != "" {
+		t.Errorf("change operations (-want +got):\n%s", diff)
+	}
+}
+
+// A rejected gate never leads to a change; a target replaced after the plan
+// was shown is not acted on either.
+func TestNothingRunsWithoutTheApprovedPlan(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	mustCreate(t, isolatePlaybook(ns, "manual", "ContainerShell", nil))
+
+	rejected := deployedPod(t, ns, "rejected")
+	mustCreate(t, alertIncident(ns, "am-rejected", "ContainerShell", ns, rejected.Name))
+	waitForPhase(t, ns, "am-rejected", riposte.PhaseAwaitingApproval)
+	appendDecision(t, ns, "am-rejected", "bob", riposte.DecisionReject)
+	inc := waitForPhase(t, ns, "am-rejected", riposte.PhaseRejected)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonRejected || !strings.Contains(c.Message, "rejected by bob") {
+		t.Errorf("Approved condition = %s %q", c.Reason, c.Message)
+	}
+
+	replaced := deployedPod(t, ns, "replaced")
+	mustCreate(t, alertIncident(ns, "am-replaced", "ContainerShell", ns, replaced.Name))
+	waitForPhase(t, ns, "am-replaced", riposte.PhaseAwaitingApproval)
+	// No kubelet runs here: delete at once, as a force delete would.
+	if err := k8sClient.Delete(ctx, replaced, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	again := replaced.DeepCopy()
+	again.ResourceVersion, again.UID = "", ""
+	mustCreate(t, again)
+	appendDecision(t, ns, "am-replaced", "alice", riposte.DecisionApprove)
+	inc = waitForPhase(t, ns, "am-replaced", riposte.PhaseFailed)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentRemediated); !strings.Contains(c.Message, "was replaced") {
+		t.Errorf("Remediated condition = %s %q, want the replaced pod named", c.Reason, c.Message)
+	}
+
+	for _, name := range []string{rejected.Name, replaced.Name} {
+		live := &corev1.Pod{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, live); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := live.Labels[actions.QuarantineLabel]; ok {
+			t.Errorf("pod %s was isolated without an approved plan", name)
+		}
+	}
+	np := &networkingv1.NetworkPolicy{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "riposte-quarantine-deny-all"}, np); !apierrors.IsNotFound(err) {
+		t.Errorf("a quarantine NetworkPolicy exists (err %v)", err)
+	}
+}

@@ -9,8 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -50,25 +48,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	before := gate.DeepCopy()
 	v := approval.Decide(&gate.Spec, time.Now())
-	gate.Status.ObservedGeneration = gate.Generation
-	gate.Status.Phase = v.Phase
-	gate.Status.Approvals = v.Approvals
-	gate.Status.Message = v.Message
-	decided := metav1.ConditionFalse
-	if v.Final() {
-		decided = metav1.ConditionTrue
-		now := metav1.Now()
-		gate.Status.DecidedAt = &now
-		gate.Status.DecidedBy = v.DecidedBy
-	}
-	meta.SetStatusCondition(&gate.Status.Conditions, metav1.Condition{Type: riposte.GateDecided, Status: decided,
-		Reason: v.Reason, Message: v.Message, ObservedGeneration: gate.Generation})
-	ready := metav1.ConditionFalse
-	if v.Phase == riposte.GateApproved {
-		ready = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(&gate.Status.Conditions, metav1.Condition{Type: riposte.ConditionReady, Status: ready,
-		Reason: v.Reason, Message: v.Message, ObservedGeneration: gate.Generation})
+	approval.Record(gate, v, time.Now())
 
 	if !equality.Semantic.DeepEqual(before.Status, gate.Status) {
 		// Optimistic lock: two replicas never record two different verdicts.

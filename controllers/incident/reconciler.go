@@ -38,6 +38,17 @@ type Reconciler struct {
 	ProtectedNamespaces []string
 }
 
+// pass carries what one reconcile learned from phase to phase, so a gate
+// opened and approved by policy in this pass is executed without waiting for
+// its own watch event, and without planning twice.
+type pass struct {
+	inc  *riposte.Incident
+	pb   *riposte.Playbook
+	gate *riposte.ApprovalGate
+	// plan was built and approved in this very pass.
+	plan *executor.Plan
+}
+
 // Reconcile loads the incident, runs the phases in order and patches the
 // status once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
@@ -72,10 +83,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if r.resolveIfDone(inc) {
 		return reconcile.Result{}, nil
 	}
-	for _, phase := range []func(context.Context, *riposte.Incident) (bool, error){
-		r.enrich, r.match, r.gate, r.execute,
+	p := &pass{inc: inc}
+	for _, phase := range []func(context.Context, *pass) (bool, error){
+		r.enrich, r.match, r.loadPlaybook, r.openGate, r.awaitVerdict, r.execute,
 	} {
-		if done, err := phase(ctx, inc); err != nil || done {
+		if done, err := phase(ctx, p); err != nil || done {
 			return reconcile.Result{}, err
 		}
 	}
@@ -105,7 +117,8 @@ func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
 }
 
 // enrich resolves the target and its context once.
-func (r *Reconciler) enrich(ctx context.Context, inc *riposte.Incident) (bool, error) {
+func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
+	inc := p.inc
 	if inc.Status.EnrichedAt != nil {
 		return false, nil
 	}
@@ -121,7 +134,8 @@ func (r *Reconciler) enrich(ctx context.Context, inc *riposte.Incident) (bool, e
 }
 
 // match picks the playbook that answers the incident, once.
-func (r *Reconciler) match(ctx context.Context, inc *riposte.Incident) (bool, error) {
+func (r *Reconciler) match(ctx context.Context, p *pass) (bool, error) {
+	inc := p.inc
 	if inc.Status.Playbook != nil {
 		return false, nil
 	}
@@ -131,7 +145,7 @@ func (r *Reconciler) match(ctx context.Context, inc *riposte.Incident) (bool, er
 	}
 	chosen, broken := match.Select(playbooks.Items, inc, r.OperatorNamespace, r.Exprs)
 	for _, b := range broken {
-		ctrl.LoggerFrom(ctx).Info("playbook could not be judged", "playbook", client.ObjectKeyFromObject(b.Playbook), "error", b.Err.Error())
+		ctrl.LoggerFrom(ctx).Info("playbook skipped", "playbook", client.ObjectKeyFromObject(b.Playbook), "error", b.Err.Error())
 	}
 	if chosen == nil {
 		inc.Status.Phase = riposte.PhaseUnmatched
@@ -144,68 +158,39 @@ func (r *Reconciler) match(ctx context.Context, inc *riposte.Incident) (bool, er
 	return false, nil
 }
 
-// gate plans the playbook's steps, has them dry-run, and opens the
-// ApprovalGate that holds the plan; then reads the gate's verdict.
-func (r *Reconciler) gate(ctx context.Context, inc *riposte.Incident) (bool, error) {
-	pb, err := r.playbook(ctx, inc)
-	if err != nil || pb == nil {
-		return true, err
-	}
-	if inc.Status.ApprovalGate == "" {
-		if done, err := r.openGate(ctx, inc, pb); err != nil || done {
-			return true, err
-		}
-	}
-	gate := &riposte.ApprovalGate{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}, gate); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Just created: the cache has not seen it yet; its watch event wakes us.
-			return true, nil
-		}
-		return true, fmt.Errorf("reading gate %s: %w", inc.Status.ApprovalGate, err)
-	}
-	switch gate.Status.Phase {
-	case riposte.GateApproved:
-		if inc.Status.ApprovedAt == nil {
-			inc.Status.ApprovedAt = gate.Status.DecidedAt
-		}
-		setCondition(inc, riposte.IncidentApproved, true, riposte.ReasonApproved, gate.Status.Message)
-		return false, nil
-	case riposte.GateRejected, riposte.GateExpired:
-		inc.Status.Phase = riposte.PhaseRejected
-		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonRejected, gate.Status.Message)
-		return true, nil
-	default:
-		inc.Status.Phase = riposte.PhaseAwaitingApproval
-		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
-			fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+func (r *Reconciler) loadPlaybook(ctx context.Context, p *pass) (bool, error) {
+	if p.inc.Status.Phase == riposte.PhaseRemediated || p.inc.Status.Phase == riposte.PhaseDryRun {
 		return true, nil
 	}
-}
-
-func (r *Reconciler) playbook(ctx context.Context, inc *riposte.Incident) (*riposte.Playbook, error) {
 	pb := &riposte.Playbook{}
-	key := client.ObjectKey{Namespace: inc.Status.Playbook.Namespace, Name: inc.Status.Playbook.Name}
+	key := client.ObjectKey{Namespace: p.inc.Status.Playbook.Namespace, Name: p.inc.Status.Playbook.Name}
 	if err := r.Get(ctx, key, pb); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "playbook "+key.String()+" was deleted")
-			return nil, nil
+			r.fail(p.inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "playbook "+key.String()+" was deleted")
+			return true, nil
 		}
-		return nil, fmt.Errorf("reading playbook %s: %w", key, err)
+		return true, fmt.Errorf("reading playbook %s: %w", key, err)
 	}
-	return pb, nil
+	p.pb = pb
+	return false, nil
 }
 
-// openGate builds the plan and creates the gate. The gate's name is the
-// incident's, so a retry after a crash finds the gate it already made.
-func (r *Reconciler) openGate(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook) (bool, error) {
+// openGate builds the plan, has it dry-run, and creates the gate that holds
+// it. The gate's name is the incident's, so a retry after a crash finds the
+// gate it already made. A gate the policy approves is decided here, in the
+// same pass, rather than one watch hop later.
+func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
+	inc, pb := p.inc, p.pb
+	if inc.Status.ApprovalGate != "" {
+		return false, nil
+	}
 	target := targetOf(inc)
 	if reason, msg, refused := guard.Evaluate(guard.Facts{Playbook: pb, Target: target,
 		OperatorNamespace: r.OperatorNamespace, ProtectedNamespaces: r.ProtectedNamespaces}); refused {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonGuardrail, reason+": "+msg)
 		return true, nil
 	}
-	plan, err := (&executor.Executor{Reader: r.Client, Writer: r.Client}).Build(ctx, inc, pb, target)
+	plan, err := r.executor().Build(ctx, inc, pb, target, executor.WithDryRun)
 	if err != nil {
 		if executor.IsPermanent(err) {
 			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
@@ -237,7 +222,19 @@ func (r *Reconciler) openGate(ctx context.Context, inc *riposte.Incident, pb *ri
 	if err := controllerutil.SetControllerReference(inc, gate, r.Scheme()); err != nil {
 		return true, err
 	}
-	if err := r.Create(ctx, gate); err != nil && !apierrors.IsAlreadyExists(err) {
+	switch err := r.Create(ctx, gate); {
+	case err == nil:
+		p.plan = plan
+		if automatic {
+			if err := r.decideNow(ctx, gate); err != nil {
+				return true, err
+			}
+		}
+		p.gate = gate
+	case apierrors.IsAlreadyExists(err):
+		// Made by an earlier pass whose status write was lost; its verdict
+		// comes from the gate itself.
+	default:
 		return true, fmt.Errorf("creating gate %s: %w", gate.Name, err)
 	}
 	inc.Status.ApprovalGate = gate.Name
@@ -247,6 +244,53 @@ func (r *Reconciler) openGate(ctx context.Context, inc *riposte.Incident, pb *ri
 		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonPlanReady, "Plan", "plan "+plan.Hash+" waits in gate "+gate.Name)
 	return false, nil
+}
+
+// decideNow records the verdict of a gate the policy approves, on the gate
+// just created, exactly as the ApprovalGate controller would.
+func (r *Reconciler) decideNow(ctx context.Context, gate *riposte.ApprovalGate) error {
+	now := time.Now()
+	v := approval.Decide(&gate.Spec, now)
+	approval.Record(gate, v, now)
+	if err := r.Status().Update(ctx, gate); err != nil {
+		return fmt.Errorf("recording the automatic verdict on gate %s: %w", gate.Name, err)
+	}
+	return nil
+}
+
+// awaitVerdict reads the gate's verdict: approved goes on, anything else
+// stops here until the gate changes.
+func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
+	inc := p.inc
+	if p.gate == nil {
+		gate := &riposte.ApprovalGate{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}, gate); err != nil {
+			if apierrors.IsNotFound(err) {
+				// Just created: the cache has not seen it yet; its watch event wakes us.
+				return true, nil
+			}
+			return true, fmt.Errorf("reading gate %s: %w", inc.Status.ApprovalGate, err)
+		}
+		p.gate = gate
+	}
+	gate := p.gate
+	switch gate.Status.Phase {
+	case riposte.GateApproved:
+		if inc.Status.ApprovedAt == nil {
+			inc.Status.ApprovedAt = gate.Status.DecidedAt
+		}
+		setCondition(inc, riposte.IncidentApproved, true, riposte.ReasonApproved, gate.Status.Message)
+		return false, nil
+	case riposte.GateRejected, riposte.GateExpired:
+		inc.Status.Phase = riposte.PhaseRejected
+		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonRejected, gate.Status.Message)
+		return true, nil
+	default:
+		inc.Status.Phase = riposte.PhaseAwaitingApproval
+		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
+			fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+		return true, nil
+	}
 }
 
 // autoApproves evaluates the playbook's autoApprove expression for the incident.
@@ -270,28 +314,23 @@ func (r *Reconciler) autoApproves(inc *riposte.Incident, pb *riposte.Playbook) (
 	return ok, auto.When, err
 }
 
-// execute applies the approved plan. It re-plans first and refuses to run a
-// plan whose hash differs from the approved one: what ran is what was approved.
-func (r *Reconciler) execute(ctx context.Context, inc *riposte.Incident) (bool, error) {
-	if inc.Status.Phase == riposte.PhaseRemediated || inc.Status.Phase == riposte.PhaseDryRun {
-		return true, nil
-	}
-	pb, err := r.playbook(ctx, inc)
-	if err != nil || pb == nil {
-		return true, err
-	}
-	gate := &riposte.ApprovalGate{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}, gate); err != nil {
-		return true, fmt.Errorf("reading gate %s: %w", inc.Status.ApprovalGate, err)
-	}
-	exe := &executor.Executor{Reader: r.Client, Writer: r.Client}
-	plan, err := exe.Build(ctx, inc, pb, targetOf(inc))
-	if err != nil {
-		if executor.IsPermanent(err) {
-			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
-			return true, nil
+// execute applies the approved plan. A plan approved in an earlier pass is
+// re-planned first, and refused if its hash differs from the approved one:
+// what runs is what was approved.
+func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
+	inc, pb, gate := p.inc, p.pb, p.gate
+	exe := r.executor()
+	plan := p.plan
+	if plan == nil {
+		var err error
+		if plan, err = exe.Build(ctx, inc, pb, targetOf(inc), executor.HashOnly); err != nil {
+			if executor.IsPermanent(err) {
+				r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
+				return true, nil
+			}
+			return true, err
 		}
-		return true, err
+		plan.KeepApprovedExistence(gate.Spec.Plan.Steps)
 	}
 	if plan.Hash != gate.Spec.Plan.Hash {
 		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonPlanChanged,
@@ -299,7 +338,6 @@ func (r *Reconciler) execute(ctx context.Context, inc *riposte.Incident) (bool, 
 		return true, nil
 	}
 	inc.Status.PlanHash = plan.Hash
-	plan.KeepApprovedExistence(gate.Spec.Plan.Steps)
 	if pb.Spec.Mode == riposte.ModeDryRun {
 		for _, sp := range plan.Steps {
 			recordStep(inc, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
@@ -348,6 +386,10 @@ func (r *Reconciler) execute(ctx context.Context, inc *riposte.Incident) (bool, 
 		fmt.Sprintf("%d step(s) of plan %s applied", len(plan.Steps), plan.Hash))
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+pb.Namespace+"/"+pb.Name)
 	return true, nil
+}
+
+func (r *Reconciler) executor() *executor.Executor {
+	return &executor.Executor{Reader: r.Client, Writer: r.Client}
 }
 
 // fail marks the incident Failed with a condition that says why.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -83,4 +84,28 @@ func ExpiryFrom(now time.Time, timeout *metav1.Duration) *metav1.Time {
 	}
 	t := metav1.NewTime(now.Add(timeout.Duration))
 	return &t
+}
+
+// Record writes a verdict into the gate's status: phase, approvals, who
+// decided and when, and the Decided and Ready conditions.
+func Record(gate *riposte.ApprovalGate, v Verdict, now time.Time) {
+	gate.Status.ObservedGeneration = gate.Generation
+	gate.Status.Phase = v.Phase
+	gate.Status.Approvals = v.Approvals
+	gate.Status.Message = v.Message
+	decided := metav1.ConditionFalse
+	if v.Final() {
+		decided = metav1.ConditionTrue
+		at := metav1.NewTime(now)
+		gate.Status.DecidedAt = &at
+		gate.Status.DecidedBy = v.DecidedBy
+	}
+	meta.SetStatusCondition(&gate.Status.Conditions, metav1.Condition{Type: riposte.GateDecided, Status: decided,
+		Reason: v.Reason, Message: v.Message, ObservedGeneration: gate.Generation})
+	ready := metav1.ConditionFalse
+	if v.Phase == riposte.GateApproved {
+		ready = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&gate.Status.Conditions, metav1.Condition{Type: riposte.ConditionReady, Status: ready,
+		Reason: v.Reason, Message: v.Message, ObservedGeneration: gate.Generation})
 }

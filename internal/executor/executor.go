@@ -43,9 +43,21 @@ type Executor struct {
 	Writer client.Client
 }
 
-// Build plans every step and has the API server dry-run each change. An
-// *actions.UserError means the plan cannot be built until something changes.
-func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, target *riposte.ObjectReference) (*Plan, error) {
+// BuildMode says whether planning asks the API server for a dry run.
+type BuildMode int
+
+const (
+	// WithDryRun has the API server accept every change without persisting
+	// it: the plan a gate shows.
+	WithDryRun BuildMode = iota
+	// HashOnly recomputes the plan to compare it with the approved hash just
+	// before applying; the apply itself is then the API server's check.
+	HashOnly
+)
+
+// Build plans every step. An *actions.UserError means the plan cannot be
+// built until something changes.
+func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, target *riposte.ObjectReference, mode BuildMode) (*Plan, error) {
 	plan := &Plan{}
 	for _, step := range pb.Spec.Steps {
 		planner, ok := actions.Catalogue[step.Action]
@@ -58,7 +70,7 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 		}
 		sp := StepPlan{Step: step, Target: target, Changes: changes}
 		for _, c := range changes {
-			existed, err := e.dryRun(ctx, c)
+			existed, err := e.check(ctx, c, mode)
 			if err != nil {
 				return nil, fmt.Errorf("step %s: %w", step.Name, err)
 			}
@@ -74,9 +86,10 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 	return plan, nil
 }
 
-// dryRun asks the API server to accept a change without persisting it, and
-// reports whether the object already exists.
-func (e *Executor) dryRun(ctx context.Context, c actions.Change) (bool, error) {
+// check reports whether the changed object already exists and, in
+// WithDryRun mode, asks the API server to accept the change without
+// persisting it.
+func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) (bool, error) {
 	existing, err := e.emptyObject(c.Object.GroupVersionKind())
 	if err != nil {
 		return false, err
@@ -85,6 +98,9 @@ func (e *Executor) dryRun(ctx context.Context, c actions.Change) (bool, error) {
 	existed := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
 		return false, fmt.Errorf("reading %s: %w", c.Ref(), err)
+	}
+	if mode == HashOnly {
+		return existed, nil
 	}
 	body := c.Object.DeepCopy()
 	if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(body),
