@@ -38,7 +38,7 @@ vet: ## go vet.
 
 .PHONY: verify
 verify: manifests generate ## Fail when generated files or formatting are stale.
-	@test -z "$$(gofmt -l api cmd controllers internal test)" || { echo "gofmt needed on:"; gofmt -l api cmd controllers internal test; exit 1; }
+	@test -z "$$(gofmt -l api cmd controllers internal test hack)" || { echo "gofmt needed on:"; gofmt -l api cmd controllers internal test hack; exit 1; }
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api config)" || { echo "untracked generated files:"; git status --porcelain -- api config; exit 1; }
 

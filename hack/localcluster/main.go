@@ -141,4 +141,3 @@ func applyDir(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper
 	}
 	return nil
 }
-

@@ -18,7 +18,14 @@ import (
 // process started by a test talks to the API server as a real user.
 func (e *Env) AdminKubeconfig(t testing.TB, dir, name string) string {
 	t.Helper()
-	user, err := e.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	return e.UserKubeconfig(t, dir, name, "system:masters")
+}
+
+// UserKubeconfig writes a kubeconfig for a new identity in the given groups:
+// it may do only what RBAC grants it.
+func (e *Env) UserKubeconfig(t testing.TB, dir, name string, groups ...string) string {
+	t.Helper()
+	user, err := e.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,8 +58,11 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		},
 	})
 
-	// Riposte, as its own process, with an admin identity.
-	kubeconfig := env.AdminKubeconfig(t, dir, "riposte-e2e")
+	// Riposte, as its own process, with exactly the RBAC it ships with.
+	if err := env.GrantManagerRBAC(ctx, "riposte-manager"); err != nil {
+		t.Fatalf("installing the manager's RBAC: %v", err)
+	}
+	kubeconfig := env.UserKubeconfig(t, dir, "riposte-manager")
 	tokenFile := filepath.Join(dir, "intake-token")
 	writeFile(t, tokenFile, intakeToken+"\n")
 	intakeAddr := testenv.FreeAddr(t)

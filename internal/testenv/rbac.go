@@ -1,0 +1,79 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// GrantManagerRBAC installs the manager's generated roles
+// (config/rbac/role.yaml) and binds them to user, so a test runs Riposte with
+// exactly the permissions it ships with.
+func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
+	b, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		return err
+	}
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var probe struct {
+			Kind string `json:"kind"`
+		}
+		var raw []byte
+		var doc map[string]any
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if raw, err = jsonOf(doc); err != nil {
+			return err
+		}
+		_ = utilyaml.Unmarshal(raw, &probe)
+		switch probe.Kind {
+		case "ClusterRole":
+			var role rbacv1.ClusterRole
+			if err := utilyaml.Unmarshal(raw, &role); err != nil {
+				return err
+			}
+			if err := e.Client.Create(ctx, &role); err != nil {
+				return fmt.Errorf("ClusterRole %s: %w", role.Name, err)
+			}
+			if err := e.Client.Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+				Subjects:   subject,
+			}); err != nil {
+				return err
+			}
+		case "Role":
+			var role rbacv1.Role
+			if err := utilyaml.Unmarshal(raw, &role); err != nil {
+				return err
+			}
+			if err := e.Client.Create(ctx, &role); err != nil {
+				return fmt.Errorf("Role %s/%s: %w", role.Namespace, role.Name, err)
+			}
+			if err := e.Client.Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user, Namespace: role.Namespace},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+				Subjects:   subject,
+			}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func jsonOf(doc map[string]any) ([]byte, error) { return json.Marshal(doc) }
