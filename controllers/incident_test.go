@@ -375,3 +375,38 @@ func TestNothingRunsWithoutTheApprovedPlan(t *testing.T) {
 		t.Errorf("a quarantine NetworkPolicy exists (err %v)", err)
 	}
 }
+
+// A second pod isolated in the same namespace reuses the quarantine policy:
+// the record says it was already in place, and nothing is written for it.
+func TestSecondIsolationReusesThePolicy(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	first, second := deployedPod(t, ns, "one"), deployedPod(t, ns, "two")
+	mustCreate(t, isolatePlaybook(ns, "isolate", "ContainerShell", &riposte.AutoApprove{}))
+	mustCreate(t, alertIncident(ns, "am-one", "ContainerShell", ns, first.Name))
+	waitForPhase(t, ns, "am-one", riposte.PhaseRemediated)
+	np := &networkingv1.NetworkPolicy{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "riposte-quarantine-deny-all"}, np); err != nil {
+		t.Fatal(err)
+	}
+	// Let the cache see the policy, as it would between two real alerts.
+	time.Sleep(200 * time.Millisecond)
+
+	mustCreate(t, alertIncident(ns, "am-two", "ContainerShell", ns, second.Name))
+	inc := waitForPhase(t, ns, "am-two", riposte.PhaseRemediated)
+	got := []riposte.ChangeOperation{}
+	for _, c := range inc.Status.Steps[0].Changes {
+		got = append(got, c.Operation)
+	}
+	if diff := cmp.Diff([]riposte.ChangeOperation{riposte.OperationUnchanged, riposte.OperationPatch}, got); diff != "" {
+		t.Errorf("second isolation's changes (-want +got):\n%s", diff)
+	}
+	again := &networkingv1.NetworkPolicy{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(np), again); err != nil || again.ResourceVersion != np.ResourceVersion {
+		t.Errorf("the shared policy was rewritten (resourceVersion %s -> %s, err %v)", np.ResourceVersion, again.ResourceVersion, err)
+	}
+	live := &corev1.Pod{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(second), live); err != nil || live.Labels[actions.QuarantineLabel] != "deny-all" {
+		t.Errorf("second pod labels = %v (err %v)", live.Labels, err)
+	}
+}

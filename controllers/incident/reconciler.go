@@ -242,7 +242,10 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened")
 	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
 		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
-	r.event(inc, corev1.EventTypeNormal, riposte.ReasonPlanReady, "Plan", "plan "+plan.Hash+" waits in gate "+gate.Name)
+	if !automatic {
+		// A person has to act: say so where kubectl describe shows it.
+		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", "plan "+plan.Hash+" waits for approval in gate "+gate.Name)
+	}
 	return false, nil
 }
 

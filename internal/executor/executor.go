@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,6 +29,9 @@ type StepPlan struct {
 	Changes []actions.Change
 	// existed records, per change, whether the object was there at plan time.
 	existed []bool
+	// unchanged records, per change, that the live object already holds
+	// every field of the change: there is nothing to dry-run or apply.
+	unchanged []bool
 }
 
 // Plan is the full set of changes for an incident, and its hash.
@@ -70,11 +75,12 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 		}
 		sp := StepPlan{Step: step, Target: target, Changes: changes}
 		for _, c := range changes {
-			existed, err := e.check(ctx, c, mode)
+			existed, unchanged, err := e.check(ctx, c, mode)
 			if err != nil {
 				return nil, fmt.Errorf("step %s: %w", step.Name, err)
 			}
 			sp.existed = append(sp.existed, existed)
+			sp.unchanged = append(sp.unchanged, unchanged)
 		}
 		plan.Steps = append(plan.Steps, sp)
 	}
@@ -86,28 +92,75 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 	return plan, nil
 }
 
-// check reports whether the changed object already exists and, in
-// WithDryRun mode, asks the API server to accept the change without
-// persisting it.
-func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) (bool, error) {
+// check reports whether the changed object already exists, and whether it
+// already holds the change; otherwise, in WithDryRun mode, it asks the API
+// server to accept the change without persisting it.
+func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) (existed, unchanged bool, err error) {
 	existing, err := e.emptyObject(c.Object.GroupVersionKind())
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	err = e.Reader.Get(ctx, client.ObjectKeyFromObject(c.Object), existing)
-	existed := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("reading %s: %w", c.Ref(), err)
+		return false, false, fmt.Errorf("reading %s: %w", c.Ref(), err)
 	}
-	if mode == HashOnly {
-		return existed, nil
+	if existed = err == nil; existed {
+		live, err := runtime.DefaultUnstructuredConverter.ToUnstructured(existing)
+		if err != nil {
+			return true, false, err
+		}
+		unchanged = contains(live, c.Object.Object)
+	}
+	if mode == HashOnly || unchanged {
+		return existed, unchanged, nil
 	}
 	body := c.Object.DeepCopy()
 	if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(body),
 		client.FieldOwner(actions.FieldManager), client.ForceOwnership, client.DryRunAll); err != nil {
-		return false, classify(fmt.Errorf("dry run of %s refused: %w", c.Ref(), err))
+		return false, false, classify(fmt.Errorf("dry run of %s refused: %w", c.Ref(), err))
 	}
-	return existed, nil
+	return existed, false, nil
+}
+
+// contains reports whether live holds every field of want with the same
+// value; lists must match whole. apiVersion and kind are identity, not content.
+func contains(live, want map[string]any) bool {
+	for k, w := range want {
+		if k == "apiVersion" || k == "kind" {
+			continue
+		}
+		l, ok := live[k]
+		if !ok {
+			return false
+		}
+		wm, wIsMap := w.(map[string]any)
+		lm, lIsMap := l.(map[string]any)
+		switch {
+		case wIsMap && lIsMap:
+			if !contains(lm, wm) {
+				return false
+			}
+		case wIsMap != lIsMap:
+			return false
+		default:
+			if !equality.Semantic.DeepEqual(normalise(l), normalise(w)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// normalise gives numbers one type, since the converter yields int64 where
+// a hand-built object may hold int.
+func normalise(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
 }
 
 // emptyObject returns a typed object for gvk, so the read is served by the
@@ -129,16 +182,17 @@ func (e *Executor) emptyObject(gvk schema.GroupVersionKind) (client.Object, erro
 func (e *Executor) Apply(ctx context.Context, sp StepPlan) ([]riposte.ChangeRecord, error) {
 	var records []riposte.ChangeRecord
 	for i, c := range sp.Changes {
+		if sp.unchanged[i] {
+			records = append(records, riposte.ChangeRecord{Operation: riposte.OperationUnchanged, Object: c.Ref(),
+				ExistedBefore: true, Summary: "already in place: " + c.Summary})
+			continue
+		}
 		if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(c.Object.DeepCopy()),
 			client.FieldOwner(actions.FieldManager), client.ForceOwnership); err != nil {
 			return records, classify(fmt.Errorf("applying %s: %w", c.Ref(), err))
 		}
-		op := riposte.OperationCreate
-		if sp.existed[i] {
-			op = riposte.OperationPatch
-		}
 		records = append(records, riposte.ChangeRecord{
-			Operation: op, Object: c.Ref(), FieldManager: actions.FieldManager,
+			Operation: sp.operation(i), Object: c.Ref(), FieldManager: actions.FieldManager,
 			ExistedBefore: sp.existed[i], Summary: c.Summary,
 		})
 	}
@@ -147,21 +201,37 @@ func (e *Executor) Apply(ctx context.Context, sp StepPlan) ([]riposte.ChangeReco
 
 // KeepApprovedExistence takes whether each object existed from the approved
 // plan: that was observed before Riposte wrote anything, whereas a re-plan
-// after a retried apply would see Riposte's own objects.
+// after a retried apply would see Riposte's own objects. A change approved as
+// needed is applied even if it now looks done, so the record says what the
+// approver saw.
 func (p *Plan) KeepApprovedExistence(approved []riposte.PlannedStep) {
-	existed := map[string]bool{}
+	ops := map[string]riposte.ChangeOperation{}
 	for _, ps := range approved {
 		for _, c := range ps.Changes {
-			existed[ps.Name+"|"+c.Object.String()] = c.Operation != riposte.OperationCreate
+			ops[ps.Name+"|"+c.Object.String()] = c.Operation
 		}
 	}
 	for i := range p.Steps {
 		sp := &p.Steps[i]
 		for j, c := range sp.Changes {
-			if e, ok := existed[sp.Step.Name+"|"+c.Ref().String()]; ok {
-				sp.existed[j] = e
+			op, ok := ops[sp.Step.Name+"|"+c.Ref().String()]
+			if !ok {
+				continue
 			}
+			sp.existed[j] = op != riposte.OperationCreate
+			sp.unchanged[j] = sp.unchanged[j] && op == riposte.OperationUnchanged
 		}
+	}
+}
+
+func (sp *StepPlan) operation(i int) riposte.ChangeOperation {
+	switch {
+	case sp.unchanged[i]:
+		return riposte.OperationUnchanged
+	case sp.existed[i]:
+		return riposte.OperationPatch
+	default:
+		return riposte.OperationCreate
 	}
 }
 
@@ -171,11 +241,7 @@ func (p *Plan) PlannedSteps() []riposte.PlannedStep {
 	for _, sp := range p.Steps {
 		ps := riposte.PlannedStep{Name: sp.Step.Name, Action: sp.Step.Action, Target: sp.Target}
 		for i, c := range sp.Changes {
-			op := riposte.OperationCreate
-			if sp.existed[i] {
-				op = riposte.OperationPatch
-			}
-			ps.Changes = append(ps.Changes, riposte.PlannedChange{Operation: op, Object: c.Ref(), Summary: c.Summary})
+			ps.Changes = append(ps.Changes, riposte.PlannedChange{Operation: sp.operation(i), Object: c.Ref(), Summary: c.Summary})
 		}
 		out = append(out, ps)
 	}
