@@ -103,6 +103,8 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	}
 	seq.elapsed = time.Since(start)
 
+	cpuBefore := cpuByProcess(proc.Pid)
+
 	// Burst: every remaining alert at once, 8 senders, 10 alerts a request,
 	// as Alertmanager batches them.
 	br := result{name: "burst", count: burst}
@@ -142,9 +144,10 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 		}
 	}
 	br.elapsed = time.Since(start)
+	cpuAfter := cpuByProcess(proc.Pid)
 
 	rss := peakRSS(proc.Pid)
-	writeResults(t, []result{seq, br}, rss)
+	writeResults(t, []result{seq, br}, rss, cpuBefore, cpuAfter, br.elapsed)
 }
 
 // remediatedWatch records when each incident was first seen Remediated by a
@@ -308,7 +311,46 @@ func machine() string {
 		cpu, runtime.NumCPU(), mem, kernel, runtime.Version(), testenv.KubeVersion)
 }
 
-func writeResults(t *testing.T, results []result, rss string) {
+// cpuByProcess returns the CPU seconds used so far by the manager and by
+// the control plane processes this test started.
+func cpuByProcess(managerPid int) map[string]float64 {
+	out := map[string]float64{"riposte": cpuSeconds(managerPid)}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		var ppid int
+		_, _ = fmt.Sscanf(fields[1], "%d", &ppid)
+		if ppid != os.Getpid() || pid == managerPid {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		out[strings.TrimSpace(string(cmd))] += cpuSeconds(pid)
+	}
+	out["bench client"] = cpuSeconds(os.Getpid())
+	return out
+}
+
+func cpuSeconds(pid int) float64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	var utime, stime float64
+	_, _ = fmt.Sscanf(fields[11], "%g", &utime)
+	_, _ = fmt.Sscanf(fields[12], "%g", &stime)
+	return (utime + stime) / 100 // clock ticks; 100 a second on Linux
+}
+
+func writeResults(t *testing.T, results []result, rss string, cpuBefore, cpuAfter map[string]float64, burst time.Duration) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Riposte benchmarks\n\nWritten by `make bench` on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
 	b.WriteString("## Webhook POST to Remediated Incident\n\n")
@@ -319,6 +361,16 @@ func writeResults(t *testing.T, results []result, rss string) {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %.0f alerts/s |\n", r.name, r.count,
 			ms(percentile(r.lat, 0.50)), ms(percentile(r.lat, 0.95)), ms(percentile(r.lat, 0.99)), ms(r.lat[len(r.lat)-1]),
 			r.elapsed.Round(time.Millisecond), float64(r.count)/r.elapsed.Seconds())
+	}
+	b.WriteString("\nCPU used during the burst, by process (2 cores give at most " + fmt.Sprintf("%.1f", 2*burst.Seconds()) + " CPU seconds):\n\n| process | CPU seconds | share of the machine |\n|---|---|---|\n")
+	names := make([]string, 0, len(cpuAfter))
+	for name := range cpuAfter {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		used := cpuAfter[name] - cpuBefore[name]
+		fmt.Fprintf(&b, "| %s | %.1f | %.0f%% |\n", name, used, 100*used/(2*burst.Seconds()))
 	}
 	fmt.Fprintf(&b, "\n`sequential` sends one alert and waits for its remediation before the next; `burst` sends all its alerts at once from 8 senders, 10 alerts a request.\n\nManager peak resident memory (VmHWM) over the whole run: %s.\n", rss)
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results.md")

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,21 +77,7 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	// A real Alertmanager routing every alert to Riposte's webhook.
 	amAddr := testenv.FreeAddr(t)
 	amConfig := filepath.Join(dir, "alertmanager.yml")
-	writeFile(t, amConfig, fmt.Sprintf(`route:
-  receiver: riposte
-  group_by: ['...']
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: riposte
-    webhook_configs:
-      - url: http://%s/webhook/alertmanager
-        send_resolved: true
-        http_config:
-          authorization:
-            credentials_file: %s
-`, intakeAddr, tokenFile))
+	writeFile(t, amConfig, sampleAlertmanagerConfig(t, intakeAddr, tokenFile))
 	testenv.StartProcess(t, dir, "alertmanager", testenv.AlertmanagerBinary(t),
 		"--config.file", amConfig, "--storage.path", filepath.Join(dir, "am-data"),
 		"--web.listen-address", amAddr, "--cluster.listen-address=")
@@ -195,6 +182,73 @@ receivers:
 	if err := c.Get(ctx, client.ObjectKeyFromObject(&inc), cur); err != nil || cur.Status.Phase != riposte.PhaseResolved {
 		t.Errorf("stored incident after bad input: phase %q err %v", cur.Status.Phase, err)
 	}
+}
+
+// sampleAlertmanagerConfig is config/samples/alertmanager.yml, the one the
+// README gives, pointed at this test's Riposte and token.
+// The README's own walk-through: the samples in config/samples/cluster and
+// config/samples/alert.json posted as its curl command does.
+func TestReadmeSamplesRemediate(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir := t.TempDir()
+	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "cluster")); err != nil {
+		t.Fatalf("applying the samples: %v", err)
+	}
+	tokenFile := filepath.Join(dir, "intake-token")
+	writeFile(t, tokenFile, intakeToken)
+	intakeAddr := testenv.FreeAddr(t)
+	testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
+		"--kubeconfig", env.AdminKubeconfig(t, dir, "readme"), "--namespace", operatorNamespace,
+		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
+	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
+
+	body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "alert.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+intakeToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("posting config/samples/alert.json: %d", resp.StatusCode)
+	}
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		inc := &riposte.Incident{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "am-a1b2c3d4e5f60718"}, inc); err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseRemediated {
+			return fmt.Errorf("incident is %q, want Remediated", inc.Status.Phase)
+		}
+		np := &networkingv1.NetworkPolicy{}
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "riposte-quarantine-deny-all"}, np)
+	})
+}
+
+func sampleAlertmanagerConfig(t *testing.T, intakeAddr, tokenFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "alertmanager.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	for old, new := range map[string]string{"127.0.0.1:8090": intakeAddr, "../../bin/local/intake-token": tokenFile} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("config/samples/alertmanager.yml no longer contains %q", old)
+		}
+		cfg = strings.ReplaceAll(cfg, old, new)
+	}
+	return cfg
 }
 
 func mustCreate(t *testing.T, c client.Client, obj client.Object) {
