@@ -126,6 +126,15 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		return expectEvent(ctx, ns, inc.Name, riposte.ReasonStepsApplied)
 	})
+	// Each action happened once, so each is told once.
+	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
+		for _, reason := range []string{"StepApplied", riposte.ReasonStepsApplied} {
+			if n, err := countEvents(ctx, ns, inc.Name, reason); err != nil || n != 1 {
+				return fmt.Errorf("%d %s events (err %v), want exactly 1", n, reason, err)
+			}
+		}
+		return nil
+	})
 
 	// A resolved alert closes the incident; nothing is applied again.
 	inc.Spec.Status = riposte.AlertResolved
@@ -141,6 +150,20 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 	if diff := cmp.Diff(inc.Status.Steps, resolved.Status.Steps); diff != "" {
 		t.Errorf("steps changed after resolution (-before +after):\n%s", diff)
 	}
+}
+
+func countEvents(ctx context.Context, ns, name, reason string) (int, error) {
+	var events corev1.EventList
+	if err := k8sClient.List(ctx, &events, client.InNamespace(ns)); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range events.Items {
+		if e.InvolvedObject.Name == name && e.Reason == reason {
+			n += int(max(e.Count, 1))
+		}
+	}
+	return n, nil
 }
 
 func expectEvent(ctx context.Context, ns, name, reason string) error {

@@ -2,7 +2,9 @@
 package controllers
 
 import (
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/riposte-dev/riposte/controllers/approvalgate"
 	"github.com/riposte-dev/riposte/controllers/incident"
@@ -19,6 +21,15 @@ type Options struct {
 	// MaxConcurrentReconciles per controller; writes are not throttled
 	// client-side, so this is what uses the cores.
 	MaxConcurrentReconciles int
+}
+
+// ClientOptions configure the manager's client. Reads from the cache wait
+// until the cache has seen this process's own writes, so a reconcile never
+// acts on a status older than the one it just wrote (which would repeat a
+// step and its Events). Writes of unstructured objects opt out, so they do
+// not start a second, unstructured cache of the same kinds.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{EnableReadYourWritesConsistency: ptr.To(true)}}
 }
 
 // Setup registers the Incident, ApprovalGate and Playbook reconcilers.

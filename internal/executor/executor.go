@@ -116,7 +116,8 @@ func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) 
 	}
 	body := c.Object.DeepCopy()
 	if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(body),
-		client.FieldOwner(actions.FieldManager), client.ForceOwnership, client.DryRunAll); err != nil {
+		client.FieldOwner(actions.FieldManager), client.ForceOwnership, client.DryRunAll,
+		client.DisableReadYourWritesConsistency); err != nil {
 		return false, false, classify(fmt.Errorf("dry run of %s refused: %w", c.Ref(), err))
 	}
 	return existed, false, nil
@@ -188,7 +189,7 @@ func (e *Executor) Apply(ctx context.Context, sp StepPlan) ([]riposte.ChangeReco
 			continue
 		}
 		if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(c.Object.DeepCopy()),
-			client.FieldOwner(actions.FieldManager), client.ForceOwnership); err != nil {
+			client.FieldOwner(actions.FieldManager), client.ForceOwnership, client.DisableReadYourWritesConsistency); err != nil {
 			return records, classify(fmt.Errorf("applying %s: %w", c.Ref(), err))
 		}
 		records = append(records, riposte.ChangeRecord{

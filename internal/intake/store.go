@@ -50,7 +50,9 @@ func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
 	u := &unstructured.Unstructured{Object: obj}
 	delete(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	return s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(s.FieldOwner), client.ForceOwnership)
+	return s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(s.FieldOwner), client.ForceOwnership,
+		// Intake never reads incidents back; don't start an unstructured cache for it.
+		client.DisableReadYourWritesConsistency)
 }
 
 func isMissingNamespace(err error) bool {
