@@ -69,6 +69,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		// overwrite a newer one; the conflict requeues with fresh data.
 		patchErr := r.Status().Patch(ctx, inc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 		if apierrors.IsConflict(patchErr) {
+			ctrl.LoggerFrom(ctx).V(1).Info("status write conflicted; requeued", "resourceVersion", before.ResourceVersion, "phase", inc.Status.Phase)
 			res, patchErr = reconcile.Result{Requeue: true}, nil
 		}
 		err = kerrors.NewAggregate([]error{err, patchErr})
@@ -250,12 +251,17 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 }
 
 // decideNow records the verdict of a gate the policy approves, on the gate
-// just created, exactly as the ApprovalGate controller would.
+// just created, exactly as the ApprovalGate controller would. If that
+// controller got there first, its verdict stands.
 func (r *Reconciler) decideNow(ctx context.Context, gate *riposte.ApprovalGate) error {
 	now := time.Now()
 	v := approval.Decide(&gate.Spec, now)
 	approval.Record(gate, v, now)
-	if err := r.Status().Update(ctx, gate); err != nil {
+	err := r.Status().Update(ctx, gate)
+	if apierrors.IsConflict(err) {
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(gate), gate)
+	}
+	if err != nil {
 		return fmt.Errorf("recording the automatic verdict on gate %s: %w", gate.Name, err)
 	}
 	return nil
@@ -351,6 +357,8 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 		return true, nil
 	}
 	inc.Status.Phase = riposte.PhaseRemediating
+	log := ctrl.LoggerFrom(ctx)
+	log.V(1).Info("applying the approved plan", "plan", plan.Hash, "resourceVersion", inc.ResourceVersion, "stepsRecorded", len(inc.Status.Steps))
 	failed := false
 	for _, sp := range plan.Steps {
 		if stepApplied(inc, sp.Step.Name) {

@@ -204,7 +204,7 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 	intakeAddr := testenv.FreeAddr(t)
 	testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
 		"--kubeconfig", env.AdminKubeconfig(t, dir, "readme"), "--namespace", operatorNamespace,
-		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile,
+		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile, "--zap-log-level=debug",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
 	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
 
@@ -233,6 +233,26 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 		np := &networkingv1.NetworkPolicy{}
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "riposte-quarantine-deny-all"}, np)
 	})
+	// The remediation ran once: one record of each kind, one Event each.
+	inc := &riposte.Incident{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "am-a1b2c3d4e5f60718"}, inc); err != nil {
+		t.Fatal(err)
+	}
+	if op := inc.Status.Steps[0].Changes[0].Operation; op != riposte.OperationCreate {
+		t.Errorf("the quarantine policy is recorded as %s, want Create: the step ran more than once", op)
+	}
+	time.Sleep(time.Second)
+	var events corev1.EventList
+	if err := env.Client.List(ctx, &events, client.InNamespace("demo")); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range events.Items {
+		seen[e.Reason]++
+	}
+	if seen["StepApplied"] != 1 || seen[riposte.ReasonStepsApplied] != 1 {
+		t.Errorf("events by reason %v, want one StepApplied and one StepsApplied", seen)
+	}
 }
 
 func sampleAlertmanagerConfig(t *testing.T, intakeAddr, tokenFile string) string {
