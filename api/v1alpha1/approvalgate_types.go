@@ -190,7 +190,7 @@ type ApprovalGateStatus struct {
 	Phase GatePhase `json:"phase,omitempty"`
 	// approvals counts distinct approving users so far.
 	// +optional
-	Approvals int32 `json:"approvals,omitempty"`
+	Approvals int32 `json:"approvals"`
 	// decidedAt is when the verdict was reached.
 	// +optional
 	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
@@ -215,7 +215,7 @@ type ApprovalGateStatus struct {
 // +kubebuilder:printcolumn:name="Required",type=integer,JSONPath=`.spec.policy.requiredApprovals`
 // +kubebuilder:printcolumn:name="Incident",type=string,JSONPath=`.spec.incident`
 // +kubebuilder:printcolumn:name="Playbook",type=string,JSONPath=`.spec.playbook.name`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.policy.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.policy.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ApprovalGate struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -204,6 +204,10 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "approval.autoApprove.when: "+err.Error())
 		return true, nil
 	}
+	expires := approval.ExpiryFrom(time.Now(), pb.Spec.Approval.Timeout)
+	if automatic {
+		expires = nil // decided now; nothing to wait for
+	}
 	gate := &riposte.ApprovalGate{
 		ObjectMeta: metav1.ObjectMeta{Name: inc.Name, Namespace: inc.Namespace,
 			Labels: map[string]string{"riposte.dev/incident": inc.Name}},
@@ -214,7 +218,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 			Policy: riposte.GatePolicy{
 				Automatic: automatic, AutoApproveRule: rule,
 				RequiredApprovals: max(pb.Spec.Approval.RequiredApprovals, 1),
-				ExpiresAt:         approval.ExpiryFrom(time.Now(), pb.Spec.Approval.Timeout),
+				ExpiresAt:         expires,
 				OnExpiry:          pb.Spec.Approval.OnExpiry,
 				AllowRequester:    pb.Spec.Approval.AllowRequester,
 			},
