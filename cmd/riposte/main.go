@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -124,6 +125,10 @@ func run(o options) error {
 		// Read the Secret directly rather than caching every Secret in the cluster.
 		token = &intake.SecretToken{Reader: mgr.GetAPIReader(), Key: types.NamespacedName{Namespace: ns, Name: name}}
 	}
+	intakeMetrics, err := intake.NewPrometheusMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("registering intake metrics: %w", err)
+	}
 	if err := mgr.Add(&intake.Server{
 		Addr:     o.intakeAddr,
 		CertFile: o.intakeTLSCert,
@@ -134,6 +139,7 @@ func run(o options) error {
 			Token:            token,
 			DefaultNamespace: o.namespace,
 			Log:              ctrl.Log.WithName("intake"),
+			Metrics:          intakeMetrics,
 		},
 	}); err != nil {
 		return fmt.Errorf("adding intake endpoint: %w", err)

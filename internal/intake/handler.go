@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,9 +21,13 @@ const (
 	defaultMaxInFlight  = 64
 	// storeParallelism bounds the writes one notification makes at once.
 	storeParallelism = 8
+	// maxReportedFailures bounds how many store failures one answer spells out.
+	maxReportedFailures = 3
 )
 
-// Handler serves Alertmanager's webhook.
+// Handler serves Alertmanager's webhook. Alertmanager retries a notification
+// answered 5xx and drops one answered 4xx, so a 4xx is only given for what a
+// retry cannot fix.
 type Handler struct {
 	Store Store
 	Token TokenSource
@@ -32,9 +38,19 @@ type Handler struct {
 	MaxInFlight      int
 	DefaultNamespace string
 	Log              logr.Logger
+	// Metrics, when set, observes every request.
+	Metrics Metrics
 
 	once     sync.Once
 	inFlight chan struct{}
+}
+
+// Metrics observes the webhook's requests. It must be safe for concurrent use.
+type Metrics interface {
+	// ObserveRequest is called once per request with the status code
+	// answered, the number of alerts in the payload (0 when it was not
+	// decoded) and how long the answer took.
+	ObserveRequest(code int, alerts int, elapsed time.Duration)
 }
 
 // StoredIncident is one entry of a successful answer.
@@ -47,6 +63,14 @@ type StoredIncident struct {
 // ServeHTTP checks, in order: method, caller, capacity, size, payload; then
 // stores every alert and answers 200 only when all are stored.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code, alerts := h.serve(w, r)
+	if h.Metrics != nil {
+		h.Metrics.ObserveRequest(code, alerts, time.Since(start))
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code, alerts int) {
 	h.once.Do(func() {
 		n := h.MaxInFlight
 		if n <= 0 {
@@ -54,27 +78,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.inFlight = make(chan struct{}, n)
 	})
+	log := h.Log.WithValues("remote", r.RemoteAddr)
+
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "only POST is accepted")
-		return
+		return writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed; use POST", r.Method)), 0
 	}
-	if ok, err := h.authenticate(r); !ok {
-		if err != nil {
-			// The token could not be read: the operator's problem, not the caller's.
-			h.Log.Error(err, "reading the intake token")
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="riposte"`)
-		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-		return
+
+	switch err := h.authenticate(r); {
+	case errors.Is(err, errUnauthenticated):
+		log.V(1).Info("refused a request without a valid bearer token")
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		return writeError(w, http.StatusUnauthorized, "missing or wrong bearer token"), 0
+	case err != nil:
+		// Riposte's own problem, not the caller's: answer so Alertmanager retries
+		// once the token is readable again, instead of dropping the alerts.
+		log.Error(err, "cannot read the intake token")
+		w.Header().Set("Retry-After", "5")
+		return writeError(w, http.StatusServiceUnavailable, "intake cannot read its configured token; retry later"), 0
 	}
+
 	select {
 	case h.inFlight <- struct{}{}:
 		defer func() { <-h.inFlight }()
 	default:
+		log.V(1).Info("intake is saturated", "maxInFlight", cap(h.inFlight))
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "intake is saturated; retry")
-		return
+		return writeError(w, http.StatusServiceUnavailable, "intake is saturated; retry"), 0
 	}
 
 	limit := h.MaxBodyBytes
@@ -82,79 +112,144 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = defaultMaxBodyBytes
 	}
 	if r.ContentLength > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the %d-byte limit", r.ContentLength, limit))
-		return
+		log.V(1).Info("refused an oversized body", "bytes", r.ContentLength, "limit", limit)
+		return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the %d-byte limit", r.ContentLength, limit)), 0
 	}
 	payload, err := Decode(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the %d-byte limit", limit))
-			return
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			log.V(1).Info("refused an oversized body", "limit", limit)
+			return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the %d-byte limit", limit)), 0
 		}
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		log.V(1).Info("refused an invalid payload", "reason", err.Error())
+		return writeError(w, http.StatusBadRequest, err.Error()), 0
+	}
+	alerts = len(payload.Alerts)
+	log = log.WithValues("receiver", payload.Receiver, "groupKey", payload.GroupKey, "alerts", alerts)
+	if payload.TruncatedAlerts > 0 {
+		log.Info("Alertmanager left alerts out of this notification; raise the receiver's max_alerts to store them", "truncatedAlerts", payload.TruncatedAlerts)
 	}
 
-	stored, err := h.storeAll(r.Context(), payload)
-	if err != nil {
-		status, retryAfter := statusFor(err)
+	stored, errs := h.storeAll(r.Context(), payload)
+	if code, retryAfter, msg := storeFailure(errs); code != 0 {
+		log.Error(errors.New(msg), "storing alerts", "code", code)
 		if retryAfter {
 			w.Header().Set("Retry-After", "1")
 		}
-		h.Log.Error(err, "storing alerts", "receiver", payload.Receiver, "alerts", len(payload.Alerts), "status", status)
-		writeError(w, status, err.Error())
-		return
+		return writeError(w, code, msg), alerts
 	}
-	h.Log.V(1).Info("stored alerts", "receiver", payload.Receiver, "alerts", len(stored))
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"incidents": stored})
+	log.V(1).Info("stored alerts")
+	return writeJSON(w, http.StatusOK, map[string]any{"incidents": stored}), alerts
 }
 
-func (h *Handler) authenticate(r *http.Request) (bool, error) {
+var errUnauthenticated = errors.New("unauthenticated")
+
+// authenticate returns nil for a caller presenting the configured token,
+// errUnauthenticated for any other caller, or why the configured token could
+// not be read.
+func (h *Handler) authenticate(r *http.Request) error {
+	presented, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok || h.Token == nil {
+		return errUnauthenticated
+	}
 	want, err := h.Token.Token(r.Context())
-	if err != nil || len(want) == 0 {
-		return false, err
+	if err != nil {
+		return err
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), want) == 1, nil
+	// An empty configured token would otherwise match an empty presented one.
+	if len(want) == 0 {
+		return errUnauthenticated
+	}
+	// Comparing digests keeps the comparison constant-time in the token's
+	// length too, which ConstantTimeCompare alone does not.
+	got, expected := sha256.Sum256(presented), sha256.Sum256(want)
+	if subtle.ConstantTimeCompare(got[:], expected[:]) != 1 {
+		return errUnauthenticated
+	}
+	return nil
 }
 
-// storeAll writes every alert's Incident, a few at a time, and fails if any
-// write failed, so the whole notification is retried.
-func (h *Handler) storeAll(ctx context.Context, p *Payload) ([]StoredIncident, error) {
-	out := make([]StoredIncident, len(p.Alerts))
+// bearerToken extracts the token of an "Authorization: Bearer <token>"
+// header; the scheme is case-insensitive (RFC 9110).
+func bearerToken(header string) ([]byte, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, false
+	}
+	token = strings.TrimSpace(token)
+	return []byte(token), token != ""
+}
+
+// storeAll writes every alert's Incident, a few at a time, and returns each
+// write's error at the alert's index.
+func (h *Handler) storeAll(ctx context.Context, p *Payload) ([]StoredIncident, []error) {
+	stored := make([]StoredIncident, len(p.Alerts))
 	errs := make([]error, len(p.Alerts))
 	sem := make(chan struct{}, storeParallelism)
 	var wg sync.WaitGroup
 	for i, a := range p.Alerts {
-		wg.Add(1)
 		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			key, err := h.Store.Upsert(ctx, IncidentFor(a, h.DefaultNamespace))
-			out[i], errs[i] = StoredIncident{Namespace: key.Namespace, Name: key.Name, Status: a.Status}, err
-		}()
+		wg.Go(func() {
+			defer func() { <-sem }()
+			inc := IncidentFor(a, h.DefaultNamespace)
+			errs[i] = h.Store.Upsert(ctx, inc)
+			stored[i] = StoredIncident{Namespace: inc.Namespace, Name: inc.Name, Status: a.Status}
+		})
 	}
 	wg.Wait()
-	return out, errors.Join(errs...)
+	return stored, errs
 }
 
-// statusFor maps a storage failure to what Alertmanager should do: a 4xx
-// for what a retry cannot fix, a 5xx (it retries) for everything else.
-func statusFor(err error) (status int, retryAfter bool) {
+// storeFailure decides the answer when some writes failed: code 0 when none
+// did. A single failure a retry could fix makes the whole notification 5xx,
+// since Alertmanager retries all of it or nothing, and rewriting the stored
+// ones is harmless.
+func storeFailure(errs []error) (code int, retryAfter bool, msg string) {
+	var failed []error
+	permanent, throttled := 0, 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed = append(failed, err)
+		switch {
+		case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+			permanent++
+		case apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err):
+			throttled++
+		}
+	}
+	if len(failed) == 0 {
+		return 0, false, ""
+	}
+
+	reported := make([]string, 0, maxReportedFailures)
+	for _, err := range failed[:min(len(failed), maxReportedFailures)] {
+		reported = append(reported, err.Error())
+	}
+	msg = fmt.Sprintf("%d of %d alerts were not stored: %s", len(failed), len(errs), strings.Join(reported, "; "))
+	if more := len(failed) - len(reported); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+
 	switch {
-	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		return http.StatusBadRequest, false
-	case apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err):
-		return http.StatusServiceUnavailable, true
+	case permanent == len(failed):
+		return http.StatusBadRequest, false, "the API server refused the incidents: " + msg
+	case permanent+throttled == len(failed):
+		return http.StatusServiceUnavailable, true, msg
 	default:
-		return http.StatusInternalServerError, false
+		return http.StatusInternalServerError, false, msg
 	}
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
+func writeError(w http.ResponseWriter, code int, msg string) int {
+	return writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, body any) int {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+	return code
 }

@@ -1,7 +1,9 @@
 package intake
 
 import (
+	"maps"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -9,41 +11,52 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
-const maxGeneratorURL = 2048
+// Labels intake puts on every Incident it stores, so they can be selected.
+const (
+	LabelSource    = "riposte.dev/source"
+	LabelAlertName = "riposte.dev/alertname"
+
+	sourceAlertmanager = "alertmanager"
+	maxGeneratorURL    = 2048
+)
 
 // IncidentName is the deterministic name of an alert's Incident: the same
 // alert always lands on the same object, so repeats never duplicate.
 func IncidentName(fingerprint string) string { return "am-" + strings.ToLower(fingerprint) }
 
 // IncidentFor is the Incident intake stores for an alert: in the alert's
-// namespace when it names a valid one, else in defaultNamespace.
+// namespace when it names a valid one, else in defaultNamespace. The alert
+// is expected to have passed Decode's validation.
 func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 	ns := defaultNamespace
 	if v := a.Labels["namespace"]; v != "" && len(validation.IsDNS1123Label(v)) == 0 {
 		ns = v
 	}
-	labels := map[string]string{"riposte.dev/source": "alertmanager"}
-	if name := a.Labels["alertname"]; len(validation.IsValidLabelValue(name)) == 0 {
-		labels["riposte.dev/alertname"] = name
+	labels := map[string]string{LabelSource: sourceAlertmanager}
+	if v := labelValue(a.Labels["alertname"]); v != "" {
+		labels[LabelAlertName] = v
 	}
 	inc := &riposte.Incident{
 		TypeMeta:   metav1.TypeMeta{APIVersion: riposte.GroupVersion.String(), Kind: "Incident"},
 		ObjectMeta: metav1.ObjectMeta{Name: IncidentName(a.Fingerprint), Namespace: ns, Labels: labels},
 		Spec: riposte.IncidentSpec{
-			Source:       riposte.SourceAlertmanager,
-			AlertName:    a.Labels["alertname"],
-			Fingerprint:  a.Fingerprint,
-			Severity:     a.Labels["severity"],
-			Status:       riposte.AlertStatus(a.Status),
-			Labels:       a.Labels,
-			Annotations:  a.Annotations,
-			GeneratorURL: truncate(a.GeneratorURL, maxGeneratorURL),
+			Source:      riposte.SourceAlertmanager,
+			AlertName:   a.Labels["alertname"],
+			Fingerprint: a.Fingerprint,
+			Severity:    a.Labels["severity"],
+			Status:      riposte.AlertStatus(a.Status),
+			// Copied so the Incident never aliases the decoded payload.
+			Labels:       maps.Clone(a.Labels),
+			Annotations:  maps.Clone(a.Annotations),
+			GeneratorURL: truncateUTF8(a.GeneratorURL, maxGeneratorURL),
 		},
 	}
 	if !a.StartsAt.IsZero() {
 		t := metav1.NewTime(a.StartsAt)
 		inc.Spec.StartsAt = &t
 	}
+	// Alertmanager sends an endsAt in the future for firing alerts (its
+	// resolve timeout); only a resolved alert's endsAt is a fact.
 	if a.Status == string(riposte.AlertResolved) && !a.EndsAt.IsZero() {
 		t := metav1.NewTime(a.EndsAt)
 		inc.Spec.EndsAt = &t
@@ -51,9 +64,40 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 	return inc
 }
 
-func truncate(s string, n int) string {
+// labelValue turns s into a valid label value by replacing what a label
+// value may not contain with '-', or returns "" when nothing usable is left.
+func labelValue(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() == validation.LabelValueMaxLength {
+			break
+		}
+		switch {
+		case r < utf8.RuneSelf && (isAlphanumeric(byte(r)) || r == '-' || r == '_' || r == '.'):
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	v := strings.TrimFunc(b.String(), func(r rune) bool { return r >= utf8.RuneSelf || !isAlphanumeric(byte(r)) })
+	if len(validation.IsValidLabelValue(v)) != 0 {
+		return ""
+	}
+	return v
+}
+
+func isAlphanumeric(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character, so
+// the result stays valid UTF-8 and within the CRD's character limit.
+func truncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

@@ -60,9 +60,17 @@ func Decode(r io.Reader) (*Payload, error) {
 	dec := json.NewDecoder(r)
 	var p Payload
 	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty body: want an Alertmanager webhook payload")
+		}
 		return nil, fmt.Errorf("malformed JSON: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	switch _, err := dec.Token(); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		// Wrapped so that a body cut off by a size limit is still recognisable.
+		return nil, fmt.Errorf("malformed JSON: data after the payload: %w", err)
+	default:
 		return nil, errors.New("malformed JSON: data after the payload")
 	}
 	if err := p.validate(); err != nil {

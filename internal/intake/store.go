@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,53 +13,73 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
+// DefaultFieldOwner is the server-side apply field manager used when
+// ApplyStore.FieldOwner is empty; the API server refuses an apply without one.
+const DefaultFieldOwner = "riposte-intake"
+
 // Store keeps an alert's Incident.
 type Store interface {
-	// Upsert creates or updates the incident's spec and returns where it was
-	// stored.
-	Upsert(ctx context.Context, inc *riposte.Incident) (client.ObjectKey, error)
+	// Upsert creates or updates the incident's spec. When the incident had to
+	// be stored elsewhere than asked, Upsert sets inc.Namespace to where it
+	// was stored, so the caller can report it.
+	Upsert(ctx context.Context, inc *riposte.Incident) error
 }
 
 // ApplyStore stores incidents with one server-side apply each: create or
-// update in a single request, owning only the fields intake sets.
+// update in a single request, owning only the fields intake sets, so the
+// controllers' status and other managers' fields are left alone.
 type ApplyStore struct {
 	Client           client.Client
 	FieldOwner       string
 	DefaultNamespace string
 }
 
+var _ Store = (*ApplyStore)(nil)
+
 // Upsert implements Store. An alert naming a namespace that does not exist
-// lands in the default namespace rather than being lost.
-func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) (client.ObjectKey, error) {
+// lands in DefaultNamespace rather than being lost.
+func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 	err := s.apply(ctx, inc)
-	if isMissingNamespace(err) && inc.Namespace != s.DefaultNamespace {
-		inc = inc.DeepCopy()
+	if err != nil && isMissingNamespace(err) && s.DefaultNamespace != "" && inc.Namespace != s.DefaultNamespace {
+		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
-		err = s.apply(ctx, inc)
+		if err = s.apply(ctx, inc); err != nil {
+			return fmt.Errorf("storing incident %s/%s (namespace %s does not exist): %w", inc.Namespace, inc.Name, missing, err)
+		}
+		return nil
 	}
 	if err != nil {
-		return client.ObjectKey{}, fmt.Errorf("storing incident %s/%s: %w", inc.Namespace, inc.Name, err)
+		return fmt.Errorf("storing incident %s/%s: %w", inc.Namespace, inc.Name, err)
 	}
-	return client.ObjectKeyFromObject(inc), nil
+	return nil
 }
 
 func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
 	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(inc)
 	if err != nil {
-		return err
+		return fmt.Errorf("converting to unstructured: %w", err)
 	}
 	u := &unstructured.Unstructured{Object: obj}
+	// Status belongs to the controllers; a zero creationTimestamp would be
+	// applied as null. Neither may be part of intake's apply configuration.
 	delete(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	return s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(s.FieldOwner), client.ForceOwnership,
-		// Intake never reads incidents back; don't start an unstructured cache for it.
-		client.DisableReadYourWritesConsistency)
+	owner := s.FieldOwner
+	if owner == "" {
+		owner = DefaultFieldOwner
+	}
+	return s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 }
 
+// isMissingNamespace tells a missing namespace apart from any other NotFound.
 func isMissingNamespace(err error) bool {
 	if !apierrors.IsNotFound(err) {
 		return false
 	}
-	status, ok := err.(apierrors.APIStatus)
-	return ok && status.Status().Details != nil && status.Status().Details.Kind == "namespaces"
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	details := status.Status().Details
+	return details != nil && details.Kind == "namespaces"
 }

@@ -53,15 +53,36 @@ func (f *FileToken) Token(context.Context) ([]byte, error) {
 	return tok, nil
 }
 
-// SecretToken reads the token from a Secret's key (default "token").
+// secretTokenTTL is how long SecretToken trusts what it read: long enough
+// that requests (or a flood of wrong guesses) do not each cost an API
+// request, short enough that a rotated Secret applies promptly.
+const secretTokenTTL = 10 * time.Second
+
+// SecretToken reads the token from a Secret's key (default "token"). Use a
+// non-caching reader (the manager's API reader) so Riposte need not watch
+// every Secret in the cluster.
 type SecretToken struct {
 	Reader client.Reader
 	Key    types.NamespacedName
 	Field  string
+
+	mu      sync.Mutex
+	token   []byte
+	readAt  time.Time
+	nowFunc func() time.Time // for tests
 }
 
 // Token implements TokenSource.
 func (s *SecretToken) Token(ctx context.Context) ([]byte, error) {
+	now := time.Now
+	if s.nowFunc != nil {
+		now = s.nowFunc
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token != nil && now().Sub(s.readAt) < secretTokenTTL {
+		return s.token, nil
+	}
 	var secret corev1.Secret
 	if err := s.Reader.Get(ctx, s.Key, &secret); err != nil {
 		return nil, fmt.Errorf("intake token secret %s: %w", s.Key, err)
@@ -72,7 +93,8 @@ func (s *SecretToken) Token(ctx context.Context) ([]byte, error) {
 	}
 	tok := bytes.TrimSpace(secret.Data[field])
 	if len(tok) == 0 {
-		return nil, fmt.Errorf("intake token secret %s has no key %q", s.Key, field)
+		return nil, fmt.Errorf("intake token secret %s has no non-empty key %q", s.Key, field)
 	}
+	s.token, s.readAt = tok, now()
 	return tok, nil
 }

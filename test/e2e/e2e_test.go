@@ -66,12 +66,12 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	kubeconfig := env.UserKubeconfig(t, dir, "riposte-manager")
 	tokenFile := filepath.Join(dir, "intake-token")
 	writeFile(t, tokenFile, intakeToken+"\n")
-	intakeAddr := testenv.FreeAddr(t)
+	intakeAddr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	riposteBin := testenv.BuildRiposte(t, dir)
 	testenv.StartProcess(t, dir, "riposte", riposteBin,
 		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
 		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", testenv.FreeAddr(t))
 	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
 
 	// A real Alertmanager routing every alert to Riposte's webhook.
@@ -181,6 +181,26 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	cur := &riposte.Incident{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(&inc), cur); err != nil || cur.Status.Phase != riposte.PhaseResolved {
 		t.Errorf("stored incident after bad input: phase %q err %v", cur.Status.Phase, err)
+	}
+
+	// Every answer is counted where Prometheus scrapes the manager.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, line := range []string{
+		`riposte_intake_requests_total{code="401"} 1`,
+		`riposte_intake_requests_total{code="400"} 2`,
+		`riposte_intake_requests_total{code="413"} 1`,
+	} {
+		if !strings.Contains(string(scraped), line) {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+	if !strings.Contains(string(scraped), `riposte_intake_requests_total{code="200"}`) {
+		t.Error("metrics lack the successful notifications")
 	}
 }
 

@@ -1,0 +1,52 @@
+package intake
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// PrometheusMetrics is a Metrics that counts requests by answer and times
+// them. Register it on controller-runtime's metrics.Registry to have it
+// served with the manager's metrics.
+type PrometheusMetrics struct {
+	requests *prometheus.CounterVec
+	alerts   *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+var _ Metrics = (*PrometheusMetrics)(nil)
+
+// NewPrometheusMetrics registers intake's metrics on reg.
+func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error) {
+	m := &PrometheusMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riposte_intake_requests_total",
+			Help: "Alertmanager webhook requests, by HTTP status code answered.",
+		}, []string{"code"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riposte_intake_alerts_total",
+			Help: "Alerts received in decoded notifications, by HTTP status code answered.",
+		}, []string{"code"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "riposte_intake_request_duration_seconds",
+			Help:    "Time to answer an Alertmanager webhook request, storing included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.alerts, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ObserveRequest implements Metrics.
+func (m *PrometheusMetrics) ObserveRequest(code, alerts int, elapsed time.Duration) {
+	c := strconv.Itoa(code)
+	m.requests.WithLabelValues(c).Inc()
+	m.alerts.WithLabelValues(c).Add(float64(alerts))
+	m.duration.Observe(elapsed.Seconds())
+}

@@ -1,0 +1,159 @@
+package intake
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const firingNotification = `{"version":"4","groupKey":"{}:{alertname=\"Shell\"}","truncatedAlerts":0,"status":"firing",
+ "receiver":"riposte","groupLabels":{"alertname":"Shell"},"commonLabels":{"alertname":"Shell"},
+ "commonAnnotations":{"summary":"shell"},"externalURL":"http://am:9093","alerts":[
+ {"status":"firing","labels":{"alertname":"Shell","severity":"critical","namespace":"shop","pod":"web-1"},
+  "annotations":{"summary":"shell"},"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+  "generatorURL":"http://prom/graph","fingerprint":"A1B2c3d4e5f60718"}]}`
+
+// notificationOf wraps alert objects into a version 4 notification.
+func notificationOf(alerts ...string) string {
+	return `{"version":"4","status":"firing","receiver":"riposte","alerts":[` + strings.Join(alerts, ",") + `]}`
+}
+
+func validAlert(fingerprint string) string {
+	return `{"status":"firing","labels":{"alertname":"A","namespace":"shop"},"fingerprint":"` + fingerprint + `"}`
+}
+
+func jsonMap(n int, prefix string, extra map[string]string) string {
+	m := map[string]string{}
+	for k, v := range extra {
+		m[k] = v
+	}
+	for i := 0; len(m) < n; i++ {
+		m[fmt.Sprintf("%s%d", prefix, i)] = "v"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func TestDecode(t *testing.T) {
+	starts := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		reason string
+		body   string
+		want   *Payload
+		// wantField, when set, is the field a *ValidationError must name.
+		wantField string
+		wantErr   string
+	}{
+		{
+			reason: "a firing notification decodes every field",
+			body:   firingNotification,
+			want: &Payload{
+				Version: "4", GroupKey: `{}:{alertname="Shell"}`, Status: "firing", Receiver: "riposte",
+				GroupLabels: map[string]string{"alertname": "Shell"}, CommonLabels: map[string]string{"alertname": "Shell"},
+				CommonAnnotations: map[string]string{"summary": "shell"}, ExternalURL: "http://am:9093",
+				Alerts: []Alert{{
+					Status:       "firing",
+					Labels:       map[string]string{"alertname": "Shell", "severity": "critical", "namespace": "shop", "pod": "web-1"},
+					Annotations:  map[string]string{"summary": "shell"},
+					StartsAt:     starts,
+					GeneratorURL: "http://prom/graph",
+					Fingerprint:  "A1B2c3d4e5f60718",
+				}},
+			},
+		},
+		{
+			reason: "a resolved alert keeps its endsAt",
+			body:   notificationOf(`{"status":"resolved","labels":{"alertname":"A"},"fingerprint":"ab12","endsAt":"2026-11-26T10:05:00Z"}`),
+			want: &Payload{Version: "4", Status: "firing", Receiver: "riposte", Alerts: []Alert{{
+				Status: "resolved", Labels: map[string]string{"alertname": "A"}, Fingerprint: "ab12", EndsAt: starts.Add(5 * time.Minute),
+			}}},
+		},
+		{
+			reason: "fields Alertmanager may add later are ignored",
+			body:   `{"version":"4","future":1,"alerts":[{"status":"firing","labels":{"alertname":"A"},"fingerprint":"ab","new":true}]}`,
+			want:   &Payload{Version: "4", Alerts: []Alert{{Status: "firing", Labels: map[string]string{"alertname": "A"}, Fingerprint: "ab"}}},
+		},
+		{
+			reason: "trailing whitespace is not data",
+			body:   notificationOf(validAlert("ab")) + "\n\t ",
+			want:   &Payload{Version: "4", Status: "firing", Receiver: "riposte", Alerts: []Alert{{Status: "firing", Labels: map[string]string{"alertname": "A", "namespace": "shop"}, Fingerprint: "ab"}}},
+		},
+		{reason: "another payload version", body: `{"version":"3","alerts":[]}`, wantField: "version", wantErr: `version: must be "4", got "3"`},
+		{reason: "no alerts", body: `{"version":"4","alerts":[]}`, wantField: "alerts", wantErr: "alerts: at least one alert is required"},
+		{
+			reason:    "a missing alertname is named with the alert's index",
+			body:      notificationOf(validAlert("a1"), validAlert("a2"), `{"status":"firing","labels":{"x":"y"},"fingerprint":"ab"}`),
+			wantField: "alerts[2].labels.alertname", wantErr: "alerts[2].labels.alertname: required",
+		},
+		{reason: "no labels at all", body: notificationOf(`{"status":"firing","fingerprint":"ab"}`), wantField: "alerts[0].labels.alertname"},
+		{
+			reason:    "a status other than firing or resolved",
+			body:      notificationOf(`{"status":"pending","labels":{"alertname":"A"},"fingerprint":"ab"}`),
+			wantField: "alerts[0].status", wantErr: `alerts[0].status: must be firing or resolved, got "pending"`,
+		},
+		{reason: "a missing fingerprint", body: notificationOf(`{"status":"firing","labels":{"alertname":"A"}}`), wantField: "alerts[0].fingerprint"},
+		{reason: "a fingerprint that could not name an object", body: notificationOf(`{"status":"firing","labels":{"alertname":"A"},"fingerprint":"../x"}`), wantField: "alerts[0].fingerprint"},
+		{reason: "a fingerprint over 64 characters", body: notificationOf(`{"status":"firing","labels":{"alertname":"A"},"fingerprint":"` + strings.Repeat("f", 65) + `"}`), wantField: "alerts[0].fingerprint"},
+		{
+			reason:    "more labels than the CRD allows",
+			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":` + jsonMap(65, "l", map[string]string{"alertname": "A"}) + `}`),
+			wantField: "alerts[0].labels", wantErr: "alerts[0].labels: 65 labels, at most 64",
+		},
+		{
+			reason: "exactly as many labels as the CRD allows",
+			body:   notificationOf(`{"status":"firing","fingerprint":"ab","labels":` + jsonMap(64, "l", map[string]string{"alertname": "A"}) + `}`),
+		},
+		{
+			reason:    "more annotations than the CRD allows",
+			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A"},"annotations":` + jsonMap(65, "a", nil) + `}`),
+			wantField: "alerts[0].annotations", wantErr: "alerts[0].annotations: 65 annotations, at most 64",
+		},
+		{reason: "malformed JSON", body: `{"version":"4","alerts":[`, wantErr: "malformed JSON"},
+		{reason: "an empty body", body: "", wantErr: "empty body"},
+		{reason: "a second object after the payload", body: firingNotification + `{}`, wantErr: "data after the payload"},
+		{reason: "garbage after the payload", body: firingNotification + `garbage`, wantErr: "data after the payload"},
+		{reason: "a label of the wrong type", body: notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":3}}`), wantErr: "malformed JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got, err := Decode(strings.NewReader(tc.body))
+			wantErr := tc.wantErr != "" || tc.wantField != ""
+			if !wantErr {
+				if err != nil {
+					t.Fatalf("Decode: unexpected error %v", err)
+				}
+				if tc.want != nil {
+					if diff := cmp.Diff(tc.want, got); diff != "" {
+						t.Errorf("Decode (-want +got):\n%s", diff)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Decode succeeded, want an error containing %q", tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Decode error = %q, want one containing %q", err, tc.wantErr)
+			}
+			var verr *ValidationError
+			isValidation := errors.As(err, &verr)
+			if tc.wantField == "" {
+				if isValidation {
+					t.Errorf("Decode error %q is a *ValidationError, want a JSON error", err)
+				}
+				return
+			}
+			if !isValidation {
+				t.Fatalf("Decode error %q (%T) is not a *ValidationError", err, err)
+			}
+			if diff := cmp.Diff(tc.wantField, verr.Field); diff != "" {
+				t.Errorf("ValidationError.Field (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

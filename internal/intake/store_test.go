@@ -1,0 +1,132 @@
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+)
+
+// These tests check what ApplyStore sends and how it reacts to answers;
+// what the API server makes of an apply is tested against a real one
+// elsewhere.
+
+type applyCall struct {
+	Namespace    string
+	FieldManager string
+	Force        bool
+	// Neither may be sent: status belongs to the controllers, and a zero
+	// creationTimestamp would be applied as null.
+	HasStatus, HasCreationTimestamp bool
+}
+
+func TestApplyStore(t *testing.T) {
+	missingNamespace := apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "shop")
+	missingOther := apierrors.NewNotFound(schema.GroupResource{Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions"}, "incidents.riposte.dev")
+	cases := []struct {
+		reason        string
+		fieldOwner    string
+		defaultNS     string
+		answers       map[string]error // by namespace applied to
+		wantCalls     []applyCall
+		wantNamespace string
+		wantErr       string
+	}{
+		{
+			reason:     "one forced apply under the field owner, without status or creationTimestamp",
+			fieldOwner: "riposte-intake", defaultNS: "riposte-system",
+			wantCalls:     []applyCall{{Namespace: "shop", FieldManager: "riposte-intake", Force: true}},
+			wantNamespace: "shop",
+		},
+		{
+			reason: "an empty field owner falls back to the default one", defaultNS: "riposte-system",
+			wantCalls:     []applyCall{{Namespace: "shop", FieldManager: DefaultFieldOwner, Force: true}},
+			wantNamespace: "shop",
+		},
+		{
+			reason: "a missing namespace is retried once in the default namespace", fieldOwner: "o", defaultNS: "riposte-system",
+			answers: map[string]error{"shop": missingNamespace},
+			wantCalls: []applyCall{
+				{Namespace: "shop", FieldManager: "o", Force: true},
+				{Namespace: "riposte-system", FieldManager: "o", Force: true},
+			},
+			wantNamespace: "riposte-system",
+		},
+		{
+			reason: "a failing retry reports both namespaces", fieldOwner: "o", defaultNS: "riposte-system",
+			answers: map[string]error{"shop": missingNamespace, "riposte-system": errors.New("connection refused")},
+			wantCalls: []applyCall{
+				{Namespace: "shop", FieldManager: "o", Force: true},
+				{Namespace: "riposte-system", FieldManager: "o", Force: true},
+			},
+			wantNamespace: "riposte-system",
+			wantErr:       "storing incident riposte-system/am-ab12 (namespace shop does not exist): connection refused",
+		},
+		{
+			reason: "any other NotFound is not retried", fieldOwner: "o", defaultNS: "riposte-system",
+			answers:       map[string]error{"shop": missingOther},
+			wantCalls:     []applyCall{{Namespace: "shop", FieldManager: "o", Force: true}},
+			wantNamespace: "shop",
+			wantErr:       "storing incident shop/am-ab12: customresourcedefinitions.apiextensions.k8s.io \"incidents.riposte.dev\" not found",
+		},
+		{
+			reason: "without a default namespace nothing is retried", fieldOwner: "o",
+			answers:       map[string]error{"shop": missingNamespace},
+			wantCalls:     []applyCall{{Namespace: "shop", FieldManager: "o", Force: true}},
+			wantNamespace: "shop",
+			wantErr:       "storing incident shop/am-ab12: namespaces \"shop\" not found",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			var calls []applyCall
+			c := interceptor.NewClient(fake.NewClientBuilder().Build().(client.WithWatch), interceptor.Funcs{
+				Apply: func(_ context.Context, _ client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+					b, err := json.Marshal(obj)
+					if err != nil {
+						return err
+					}
+					var sent struct {
+						Metadata map[string]any `json:"metadata"`
+						Status   any            `json:"status"`
+					}
+					if err := json.Unmarshal(b, &sent); err != nil {
+						return err
+					}
+					o := (&client.ApplyOptions{}).ApplyOptions(opts)
+					_, hasCreation := sent.Metadata["creationTimestamp"]
+					ns, _ := sent.Metadata["namespace"].(string)
+					calls = append(calls, applyCall{
+						Namespace: ns, FieldManager: o.FieldManager, Force: o.Force != nil && *o.Force,
+						HasStatus: sent.Status != nil, HasCreationTimestamp: hasCreation,
+					})
+					return tc.answers[ns]
+				},
+			})
+			store := &ApplyStore{Client: c, FieldOwner: tc.fieldOwner, DefaultNamespace: tc.defaultNS}
+			inc := IncidentFor(Alert{Status: "firing", Fingerprint: "AB12", Labels: map[string]string{"alertname": "A", "namespace": "shop"}}, "riposte-system")
+			err := store.Upsert(context.Background(), inc)
+
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("Upsert: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr) {
+				t.Fatalf("Upsert error = %v, want %q", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.wantCalls, calls); diff != "" {
+				t.Errorf("applies sent (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantNamespace, inc.Namespace); diff != "" {
+				t.Errorf("incident namespace after Upsert (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
