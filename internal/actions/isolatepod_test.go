@@ -1,0 +1,86 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+// The planner is a pure function of what it reads; a fake reader is enough
+// here. What the API server makes of the plan is tested in controllers/.
+func TestIsolatePodPlan(t *testing.T) {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "u1"}}
+	hostNet := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "node-agent", Namespace: "shop", UID: "u2"}, Spec: corev1.PodSpec{HostNetwork: true}}
+	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod, hostNet).Build()
+	inc := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-1", Namespace: "shop"}}
+	podRef := func(name, uid string) *riposte.ObjectReference {
+		return &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: name, UID: uid}
+	}
+	cases := []struct {
+		reason      string
+		target      *riposte.ObjectReference
+		params      *riposte.IsolatePodParams
+		wantErr     string
+		wantObjects []string
+		wantEgress  bool
+	}{
+		{reason: "deny-all policy, then the label", target: podRef("web", "u1"),
+			wantObjects: []string{"NetworkPolicy/shop/riposte-quarantine-deny-all", "Pod/shop/web"}},
+		{reason: "allowDNS uses its own policy variant", target: podRef("web", "u1"), params: &riposte.IsolatePodParams{AllowDNS: true},
+			wantObjects: []string{"NetworkPolicy/shop/riposte-quarantine-allow-dns", "Pod/shop/web"}, wantEgress: true},
+		{reason: "no target", wantErr: "needs a Pod target; the incident's target is not resolved"},
+		{reason: "a Deployment is not a pod", target: &riposte.ObjectReference{Kind: "Deployment", Namespace: "shop", Name: "web"}, wantErr: "needs a Pod target"},
+		{reason: "a pod that is gone", target: podRef("ghost", ""), wantErr: "pod shop/ghost does not exist"},
+		{reason: "a pod replaced since the incident saw it", target: podRef("web", "old-uid"), wantErr: "was replaced"},
+		{reason: "a host-network pod cannot be isolated by a NetworkPolicy", target: podRef("node-agent", "u2"), wantErr: "uses the host network"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			changes, err := IsolatePod{}.Plan(context.Background(), Input{
+				Incident: inc, Step: riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod, IsolatePod: tc.params},
+				Target: tc.target, Reader: reader,
+			})
+			if tc.wantErr != "" {
+				var ue *UserError
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &ue) {
+					t.Fatalf("Plan error = %v, want a UserError containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range changes {
+				got = append(got, c.Ref().String())
+			}
+			if diff := cmp.Diff(tc.wantObjects, got); diff != "" {
+				t.Errorf("changes (-want +got):\n%s", diff)
+			}
+			_, hasEgress := changes[0].Object.Object["spec"].(map[string]any)["egress"]
+			if hasEgress != tc.wantEgress {
+				t.Errorf("policy egress rules present = %v, want %v", hasEgress, tc.wantEgress)
+			}
+			labels := changes[1].Object.GetLabels()
+			selector := changes[0].Object.Object["spec"].(map[string]any)["podSelector"].(map[string]any)["matchLabels"].(map[string]any)
+			if labels[QuarantineLabel] != selector[QuarantineLabel] {
+				t.Errorf("the pod's label %q is not what the policy selects %q", labels[QuarantineLabel], selector[QuarantineLabel])
+			}
+			if got := changes[1].Object.GetAnnotations()[QuarantinedByAnnotation]; got != "shop/am-1" {
+				t.Errorf("pod annotation = %q, want the incident", got)
+			}
+		})
+	}
+}
