@@ -307,18 +307,21 @@ func TestIncidentsThatMustNotBeRemediated(t *testing.T) {
 	}
 }
 
-// appendDecision records a person's decision on a gate, as the approvals
-// issue's kubectl plugin will.
+// appendDecision records a person's decision on a gate as that person.
 func appendDecision(t *testing.T, ns, gate, user string, verdict riposte.DecisionVerdict) {
 	t.Helper()
-	err := updateWithRetry(context.Background(), &riposte.ApprovalGate{}, client.ObjectKey{Namespace: ns, Name: gate}, func(o client.Object) {
+	if err := decideAs(user, user, ns, gate, verdict); err != nil {
+		t.Fatalf("recording %s's decision: %v", user, err)
+	}
+}
+
+// decideAs appends a decision naming user, sent with caller's identity.
+func decideAs(caller, user, ns, gate string, verdict riposte.DecisionVerdict) error {
+	return updateAs(context.Background(), people[caller], &riposte.ApprovalGate{}, client.ObjectKey{Namespace: ns, Name: gate}, func(o client.Object) {
 		g := o.(*riposte.ApprovalGate)
 		now := metav1.Now()
 		g.Spec.Decisions = append(g.Spec.Decisions, riposte.Decision{User: user, Decision: verdict, Reason: "checked the pod", At: &now})
 	})
-	if err != nil {
-		t.Fatalf("recording %s's decision: %v", user, err)
-	}
 }
 
 // A plan approved later is re-planned, found unchanged, and applied.
@@ -368,6 +371,8 @@ func TestNothingRunsWithoutTheApprovedPlan(t *testing.T) {
 		t.Errorf("Approved condition = %s %q", c.Reason, c.Message)
 	}
 
+	// A target deleted while its plan waits: the gate is withdrawn, and the
+	// pod that comes back under the same name is not touched.
 	replaced := deployedPod(t, ns, "replaced")
 	mustCreate(t, alertIncident(ns, "am-replaced", "ContainerShell", ns, replaced.Name))
 	waitForPhase(t, ns, "am-replaced", riposte.PhaseAwaitingApproval)
@@ -375,14 +380,27 @@ func TestNothingRunsWithoutTheApprovedPlan(t *testing.T) {
 	if err := k8sClient.Delete(ctx, replaced, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
+	inc = waitForPhase(t, ns, "am-replaced", riposte.PhaseCancelled)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonTargetGone {
+		t.Errorf("Approved condition = %s %q, want TargetGone", c.Reason, c.Message)
+	}
 	again := replaced.DeepCopy()
 	again.ResourceVersion, again.UID = "", ""
 	mustCreate(t, again)
-	appendDecision(t, ns, "am-replaced", "alice", riposte.DecisionApprove)
-	inc = waitForPhase(t, ns, "am-replaced", riposte.PhaseFailed)
-	if c := condition(t, inc.Status.Conditions, riposte.IncidentRemediated); !strings.Contains(c.Message, "was replaced") {
-		t.Errorf("Remediated condition = %s %q, want the replaced pod named", c.Reason, c.Message)
+	gate := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-replaced"}, gate); err != nil || gate.Status.Phase != riposte.GateCancelled {
+		t.Errorf("gate phase %q (err %v), want Cancelled", gate.Status.Phase, err)
 	}
+	if err := decideAs("alice", "alice", ns, "am-replaced", riposte.DecisionApprove); err != nil {
+		t.Fatalf("a late approval is still recorded: %v", err)
+	}
+	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
+		cur, err := getIncident(ctx, ns, "am-replaced")
+		if err != nil || cur.Status.Phase != riposte.PhaseCancelled {
+			return fmt.Errorf("a late approval of a cancelled gate moved the incident to %q (err %v)", cur.Status.Phase, err)
+		}
+		return nil
+	})
 
 	for _, name := range []string{rejected.Name, replaced.Name} {
 		live := &corev1.Pod{}
@@ -431,5 +449,63 @@ func TestSecondIsolationReusesThePolicy(t *testing.T) {
 	live := &corev1.Pod{}
 	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(second), live); err != nil || live.Labels[actions.QuarantineLabel] != "deny-all" {
 		t.Errorf("second pod labels = %v (err %v)", live.Labels, err)
+	}
+}
+
+// A plan that changed after approval (here, the playbook was edited while the
+// gate waited) is not run: the gate is superseded by a new one showing the new
+// plan, and only its approval leads to the remediation.
+func TestChangedPlanAfterApprovalAsksAgain(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	pb := isolatePlaybook(ns, "manual", "ContainerShell", nil)
+	mustCreate(t, pb)
+	mustCreate(t, alertIncident(ns, "am-3", "ContainerShell", ns, pod.Name))
+	waitForPhase(t, ns, "am-3", riposte.PhaseAwaitingApproval)
+
+	if err := updateWithRetry(ctx, &riposte.Playbook{}, client.ObjectKeyFromObject(pb), func(o client.Object) {
+		o.(*riposte.Playbook).Spec.Steps[0].IsolatePod = &riposte.IsolatePodParams{AllowDNS: true}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Let the manager's cache see the edit, as a GitOps sync would long before.
+	time.Sleep(300 * time.Millisecond)
+	appendDecision(t, ns, "am-3", "alice", riposte.DecisionApprove)
+
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		old, next := &riposte.ApprovalGate{}, &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-3"}, old); err != nil {
+			return err
+		}
+		if old.Status.Phase != riposte.GateSuperseded || !strings.Contains(old.Status.Message, "the world changed since approval") {
+			return fmt.Errorf("old gate %s: %q", old.Status.Phase, old.Status.Message)
+		}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-3-2"}, next); err != nil {
+			return err
+		}
+		if next.Status.Phase != riposte.GatePending || next.Spec.Plan.Hash == old.Spec.Plan.Hash ||
+			next.Spec.Plan.Steps[0].Changes[0].Object.Name != "riposte-quarantine-allow-dns" {
+			return fmt.Errorf("new gate %s with plan %+v", next.Status.Phase, next.Spec.Plan.Steps)
+		}
+		return nil
+	})
+	inc := waitForPhase(t, ns, "am-3", riposte.PhaseAwaitingApproval)
+	if inc.Status.ApprovalGate != "am-3-2" || inc.Status.GateRevision != 2 {
+		t.Errorf("incident follows gate %q revision %d, want am-3-2 revision 2", inc.Status.ApprovalGate, inc.Status.GateRevision)
+	}
+	live := &corev1.Pod{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil || live.Labels[actions.QuarantineLabel] != "" {
+		t.Fatalf("the pod was changed before the new plan was approved: %v (err %v)", live.Labels, err)
+	}
+
+	appendDecision(t, ns, "am-3-2", "bob", riposte.DecisionApprove)
+	inc = waitForPhase(t, ns, "am-3", riposte.PhaseRemediated)
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil || live.Labels[actions.QuarantineLabel] != "allow-dns" {
+		t.Errorf("pod labels %v (err %v), want the newly approved allow-dns isolation", live.Labels, err)
+	}
+	gate := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-3-2"}, gate); err != nil || inc.Status.PlanHash != gate.Spec.Plan.Hash {
+		t.Errorf("applied plan %s, approved %s (err %v)", inc.Status.PlanHash, gate.Spec.Plan.Hash, err)
 	}
 }

@@ -25,7 +25,7 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	srv := httptest.NewServer(&intake.Handler{
-		Store:            &intake.ApplyStore{Client: k8sClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
+		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
 		Token:            token("t0ken"),
 		DefaultNamespace: operatorNamespace,
 		Log:              logr.Discard(),

@@ -2,14 +2,19 @@
 package controllers
 
 import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/riposte-dev/riposte/controllers/approvalgate"
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/controllers/playbook"
 	"github.com/riposte-dev/riposte/internal/expr"
+	"github.com/riposte-dev/riposte/internal/notify"
 )
 
 // Options configure every reconciler.
@@ -21,6 +26,9 @@ type Options struct {
 	// MaxConcurrentReconciles per controller; writes are not throttled
 	// client-side, so this is what uses the cores.
 	MaxConcurrentReconciles int
+	// NotifyURL, when set, receives a JSON message for every gate that waits
+	// for people.
+	NotifyURL string
 }
 
 // ClientOptions configure the manager's client. Reads from the cache wait
@@ -42,11 +50,22 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
 	}
-	if err := (&approvalgate.Reconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("riposte-approvalgate"),
-	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
+	gates := &approvalgate.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("riposte-approvalgate"),
+	}
+	if opts.NotifyURL != "" {
+		gates.Notifier = &notify.Webhook{URL: opts.NotifyURL}
+	}
+	if err := gates.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
+	}
+	if err := metrics.Registry.Register(approvalgate.NewPendingCollector(mgr.GetClient())); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return err
+		}
 	}
 	return (&incident.Reconciler{
 		Client:              mgr.GetClient(),

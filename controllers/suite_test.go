@@ -2,12 +2,17 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -16,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/riposte-dev/riposte/controllers"
+	"github.com/riposte-dev/riposte/internal/notify"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -23,7 +29,15 @@ const operatorNamespace = "riposte-system"
 
 var (
 	env       *testenv.Env
-	k8sClient client.Client // uncached: asserts what a user would see
+	k8sClient client.Client // an admin, uncached: asserts what a user would see
+	// intakeClient acts as Riposte's own service account, the only identity
+	// that opens Alertmanager incidents.
+	intakeClient client.Client
+	// people: alice and bob may approve; carol may edit gates but holds no
+	// approve verb; dave opens incidents and may approve.
+	people = map[string]client.Client{}
+	// notifications receives what the gate controller sends for waiting gates.
+	notifications = &notificationSink{}
 )
 
 // TestMain runs every controller test against one real kube-apiserver and
@@ -43,7 +57,25 @@ func run(m *testing.M) int {
 	defer func() { _ = env.Stop() }()
 	k8sClient = env.Client
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	managerCfg, err := env.ManagerConfig(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if intakeClient, err = client.New(managerCfg, client.Options{Scheme: env.Scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := setUpPeople(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	notifyServer := httptest.NewServer(notifications)
+	defer notifyServer.Close()
+
+	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Client:                 controllers.ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -58,23 +90,88 @@ func run(m *testing.M) int {
 		OperatorNamespace:       operatorNamespace,
 		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
 		MaxConcurrentReconciles: 4,
+		NotifyURL:               notifyServer.URL,
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go func() {
 		if err := mgr.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 			os.Exit(1)
 		}
 	}()
-	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	return m.Run()
+}
+
+// setUpPeople creates the test's people with client certificates and binds
+// the roles Riposte ships (config/rbac) as a cluster admin would.
+func setUpPeople(ctx context.Context) error {
+	for _, f := range []string{"approver_role.yaml", "playbook_editor_role.yaml"} {
+		if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "rbac", f)); err != nil {
+			return err
+		}
+	}
+	roles := map[string][]string{
+		"alice": {"riposte-approver"},
+		"bob":   {"riposte-approver"},
+		"carol": {"riposte-editor", "gate-editor-without-approve"},
+		"dave":  {"riposte-editor", "riposte-approver"},
+	}
+	// carol can write gates but holds no approve verb.
+	if err := k8sClient.Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "gate-editor-without-approve"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"riposte.dev"}, Resources: []string{"approvalgates"},
+			Verbs: []string{"get", "list", "watch", "update", "patch"}}},
+	}); err != nil {
+		return err
+	}
+	for user, bound := range roles {
+		for _, role := range bound {
+			if err := k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: user + "-" + role},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+				Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+			}); err != nil {
+				return err
+			}
+		}
+		c, err := env.UserClient(user, "security-team")
+		if err != nil {
+			return err
+		}
+		people[user] = c
+	}
+	return nil
+}
+
+// notificationSink records the gate notifications Riposte posts.
+type notificationSink struct {
+	mu       sync.Mutex
+	received []notify.Message
+}
+
+func (n *notificationSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var m notify.Message
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n.mu.Lock()
+	n.received = append(n.received, m)
+	n.mu.Unlock()
+}
+
+func (n *notificationSink) about(namespace, gate string) []notify.Message {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []notify.Message
+	for _, m := range n.received {
+		if m.Namespace == namespace && m.Gate == gate {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func zapLevel() int {

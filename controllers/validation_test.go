@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,11 +134,12 @@ func TestGatePlanIsImmutableAndDecisionsAppendOnly(t *testing.T) {
 			Playbook: riposte.NamespacedName{Namespace: ns, Name: "pb"},
 			Plan:     riposte.Plan{Hash: "sha256:abc", Steps: []riposte.PlannedStep{{Name: "isolate", Action: riposte.ActionIsolatePod}}},
 			Policy:   riposte.GatePolicy{RequiredApprovals: 2},
-			Decisions: []riposte.Decision{{User: "alice", Decision: riposte.DecisionApprove, Reason: "seen it",
-				At: &metav1.Time{Time: time.Now().Truncate(time.Second)}}},
 		},
 	}
-	mustCreate(t, gate)
+	if err := intakeClient.Create(ctx, gate); err != nil {
+		t.Fatalf("Riposte creating a gate: %v", err)
+	}
+	appendDecision(t, ns, gate.Name, "alice", riposte.DecisionApprove)
 	for _, tc := range []struct {
 		reason  string
 		mutate  func(*riposte.ApprovalGate)
@@ -154,20 +154,15 @@ func TestGatePlanIsImmutableAndDecisionsAppendOnly(t *testing.T) {
 		}, wantErr: "Duplicate value"},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
-			err := updateWithRetry(ctx, &riposte.ApprovalGate{}, client.ObjectKeyFromObject(gate), func(o client.Object) { tc.mutate(o.(*riposte.ApprovalGate)) })
+			err := updateAs(ctx, people["alice"], &riposte.ApprovalGate{}, client.ObjectKeyFromObject(gate), func(o client.Object) { tc.mutate(o.(*riposte.ApprovalGate)) })
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("Update error = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}
 	// Appending a decision by someone else is accepted.
+	appendDecision(t, ns, gate.Name, "bob", riposte.DecisionApprove)
 	cur := &riposte.ApprovalGate{}
-	if err := updateWithRetry(ctx, cur, client.ObjectKeyFromObject(gate), func(o client.Object) {
-		g := o.(*riposte.ApprovalGate)
-		g.Spec.Decisions = append(g.Spec.Decisions, riposte.Decision{User: "bob", Decision: riposte.DecisionApprove, Reason: "agreed"})
-	}); err != nil {
-		t.Fatalf("appending a decision: %v", err)
-	}
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(gate), cur); err != nil {
 			return err
@@ -211,15 +206,19 @@ func TestPlaybookWithBrokenExpressionIsStalled(t *testing.T) {
 	waitForPhase(t, ns, "am-broken", riposte.PhaseUnmatched)
 }
 
-// updateWithRetry reads the object fresh, mutates it and updates it, retrying
-// only on conflicts with the controllers' own status writes.
+// updateWithRetry reads the object fresh, mutates it and updates it as an
+// admin, retrying only on conflicts with the controllers' own status writes.
 func updateWithRetry(ctx context.Context, obj client.Object, key client.ObjectKey, mutate func(client.Object)) error {
+	return updateAs(ctx, k8sClient, obj, key, mutate)
+}
+
+func updateAs(ctx context.Context, c client.Client, obj client.Object, key client.ObjectKey, mutate func(client.Object)) error {
 	for {
-		if err := k8sClient.Get(ctx, key, obj); err != nil {
+		if err := c.Get(ctx, key, obj); err != nil {
 			return err
 		}
 		mutate(obj)
-		err := k8sClient.Update(ctx, obj)
+		err := c.Update(ctx, obj)
 		if !apierrors.IsConflict(err) {
 			return err
 		}

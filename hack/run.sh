@@ -20,15 +20,23 @@ fi
 
 go build -o bin/riposte ./cmd/riposte
 
+# Not `kubectl version`: a kubectl built from source carries no version stamp,
+# so that command exits 1 even when the server answers.
 reachable() {
   [[ -n "${KUBECONFIG:-}" || -f "$HOME/.kube/config" ]] || return 1
-  "$KUBECTL" version --request-timeout=3s >/dev/null 2>&1
+  "$KUBECTL" get --raw=/readyz --request-timeout=3s >/dev/null 2>&1
 }
 
 if reachable; then
   echo "run: using the cluster of your kubeconfig ($("$KUBECTL" config current-context))"
   "$KUBECTL" apply --server-side -f config/crd/bases
-  "$KUBECTL" create namespace riposte-system --dry-run=client -o yaml | "$KUBECTL" apply -f -
+  "$KUBECTL" create namespace riposte-system --dry-run=client -o yaml | "$KUBECTL" apply --server-side -f -
+  cat <<MSG
+
+Riposte's Alertmanager webhook will listen on http://$INTAKE_ADDR/webhook/alertmanager
+with the bearer token in $TOKEN_FILE. Playbooks are yours to apply (see config/samples/cluster).
+
+MSG
   exec bin/riposte --namespace riposte-system --intake-bind-address "$INTAKE_ADDR" \
     --intake-token-file "$TOKEN_FILE" --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081
 fi

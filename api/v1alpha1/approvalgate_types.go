@@ -88,6 +88,10 @@ type GatePolicy struct {
 	// allowRequester lets the incident's requester approve.
 	// +optional
 	AllowRequester bool `json:"allowRequester,omitempty"`
+	// requester is the user who opened the incident, for a Manual incident.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Requester string `json:"requester,omitempty"`
 }
 
 // DecisionVerdict is a person's answer to a gate.
@@ -169,10 +173,11 @@ const (
 	// GateDecided is True once the gate has a final verdict.
 	GateDecided = "Decided"
 
-	ReasonAutoApproved     = "AutoApproved"
-	ReasonQuorumReached    = "QuorumReached"
-	ReasonVetoed           = "Vetoed"
-	ReasonWaitingForQuorum = "WaitingForApprovals"
+	ReasonAutoApproved      = "AutoApproved"
+	ReasonQuorumReached     = "QuorumReached"
+	ReasonVetoed            = "Vetoed"
+	ReasonWaitingForQuorum  = "WaitingForApprovals"
+	ReasonRequesterApproval = "RequesterMayNotApprove"
 )
 
 // ApprovalGateStatus holds the verdict. It belongs to the controller.
@@ -203,6 +208,15 @@ type ApprovalGateStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
+	// ignoredDecisions lists decisions Riposte did not count, and why (for
+	// example, recorded while the admission policy that checks identities
+	// was not installed).
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	IgnoredDecisions []string `json:"ignoredDecisions,omitempty"`
+	// notifiedAt is when people were told the gate waits for them.
+	// +optional
+	NotifiedAt *metav1.Time `json:"notifiedAt,omitempty"`
 }
 
 // ApprovalGate holds the exact plan a playbook would apply to an incident until

@@ -27,6 +27,8 @@ const (
 // (the Alertmanager receiver, the drift detector or a person); Riposte's
 // controllers never change it.
 // +kubebuilder:validation:XValidation:rule="self.source != 'Alertmanager' || size(self.fingerprint) > 0",message="an Alertmanager incident needs the alert's fingerprint"
+// +kubebuilder:validation:XValidation:rule="self.source != 'Manual' || has(self.requestedBy)",message="a Manual incident names who opened it in requestedBy"
+// +kubebuilder:validation:XValidation:rule="has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)",message="requestedBy is immutable"
 type IncidentSpec struct {
 	// source says who opened the incident.
 	// +required
@@ -74,10 +76,16 @@ type IncidentSpec struct {
 	// the labels say.
 	// +optional
 	Target *ObjectReference `json:"target,omitempty"`
+	// requestedBy is the user who opened a Manual incident. The API server
+	// checks it is the caller (config/policies), and by default that person
+	// may not approve the incident's remediation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	RequestedBy string `json:"requestedBy,omitempty"`
 }
 
 // IncidentPhase is where an incident stands, for people reading kubectl get.
-// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Remediating;Remediated;Rejected;Failed;Resolved;DryRun
+// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Remediating;Remediated;Rejected;Failed;Resolved;DryRun;Cancelled
 type IncidentPhase string
 
 const (
@@ -97,6 +105,8 @@ const (
 	PhaseFailed IncidentPhase = "Failed"
 	// PhaseResolved: the alert resolved after the incident was handled.
 	PhaseResolved IncidentPhase = "Resolved"
+	// PhaseCancelled: the pending plan was withdrawn because its target is gone.
+	PhaseCancelled IncidentPhase = "Cancelled"
 	// PhaseDryRun: the plan was approved, but the playbook is in DryRun mode and nothing was applied.
 	PhaseDryRun IncidentPhase = "DryRun"
 )
@@ -131,6 +141,8 @@ const (
 	ReasonStepFailed        = "StepFailed"
 	ReasonDryRun            = "DryRunOnly"
 	ReasonAlertResolved     = "AlertResolved"
+	ReasonTargetGone        = "TargetGone"
+	ReasonSuperseded        = "Superseded"
 	ReasonProgressing       = "Progressing"
 	ReasonWaitingOnApproval = "WaitingOnApproval"
 )
@@ -265,6 +277,10 @@ type IncidentStatus struct {
 	// playbook that answers the incident.
 	// +optional
 	Playbook *NamespacedName `json:"playbook,omitempty"`
+	// gateRevision counts the gates opened for this incident: a plan that
+	// changed after approval supersedes its gate with a new one.
+	// +optional
+	GateRevision int32 `json:"gateRevision,omitempty"`
 	// approvalGate is the name of the gate holding the plan, in the incident's namespace.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,7 +102,7 @@ func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
 	switch inc.Status.Phase {
 	case riposte.PhaseResolved:
 		return true
-	case riposte.PhaseRemediated, riposte.PhaseUnmatched, riposte.PhaseRejected, riposte.PhaseFailed, riposte.PhaseDryRun:
+	case riposte.PhaseRemediated, riposte.PhaseUnmatched, riposte.PhaseRejected, riposte.PhaseFailed, riposte.PhaseDryRun, riposte.PhaseCancelled:
 		if inc.Spec.Status != riposte.AlertResolved {
 			return inc.Status.Phase != riposte.PhaseUnmatched && inc.Status.Phase != riposte.PhaseFailed
 		}
@@ -208,8 +209,14 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	if automatic {
 		expires = nil // decided now; nothing to wait for
 	}
+	revision := inc.Status.GateRevision + 1
+	if revision > maxGateRevisions {
+		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanChanged,
+			fmt.Sprintf("the plan changed after approval %d times; giving up rather than asking again", maxGateRevisions))
+		return true, nil
+	}
 	gate := &riposte.ApprovalGate{
-		ObjectMeta: metav1.ObjectMeta{Name: inc.Name, Namespace: inc.Namespace,
+		ObjectMeta: metav1.ObjectMeta{Name: gateName(inc.Name, revision), Namespace: inc.Namespace,
 			Labels: map[string]string{"riposte.dev/incident": inc.Name}},
 		Spec: riposte.ApprovalGateSpec{
 			Incident: inc.Name,
@@ -221,6 +228,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 				ExpiresAt:         expires,
 				OnExpiry:          pb.Spec.Approval.OnExpiry,
 				AllowRequester:    pb.Spec.Approval.AllowRequester,
+				Requester:         inc.Spec.RequestedBy,
 			},
 		},
 	}
@@ -243,6 +251,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		return true, fmt.Errorf("creating gate %s: %w", gate.Name, err)
 	}
 	inc.Status.ApprovalGate = gate.Name
+	inc.Status.GateRevision = revision
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened")
 	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
@@ -259,7 +268,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 // controller got there first, its verdict stands.
 func (r *Reconciler) decideNow(ctx context.Context, gate *riposte.ApprovalGate) error {
 	now := time.Now()
-	v := approval.Decide(&gate.Spec, now)
+	v := approval.Decide(&gate.Spec, now, approval.Trust{})
 	approval.Record(gate, v, now)
 	err := r.Status().Update(ctx, gate)
 	if apierrors.IsConflict(err) {
@@ -298,12 +307,91 @@ func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
 		inc.Status.Phase = riposte.PhaseRejected
 		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonRejected, gate.Status.Message)
 		return true, nil
-	default:
-		inc.Status.Phase = riposte.PhaseAwaitingApproval
-		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
-			fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+	case riposte.GateCancelled, riposte.GateSuperseded:
+		// Closed by Riposte itself; the incident already says why.
 		return true, nil
+	default:
+		return true, r.whilePending(ctx, p)
 	}
+}
+
+// whilePending withdraws a waiting plan that became moot: the alert resolved
+// or the target is gone. Otherwise the incident keeps waiting.
+func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
+	inc, gate := p.inc, p.gate
+	if inc.Spec.Status == riposte.AlertResolved {
+		if err := r.closeGate(ctx, gate, riposte.GateCancelled, riposte.ReasonAlertResolved, "the alert resolved before a decision"); err != nil {
+			return err
+		}
+		at := metav1.Now()
+		if inc.Spec.EndsAt != nil {
+			at = *inc.Spec.EndsAt
+		}
+		inc.Status.ResolvedAt = &at
+		inc.Status.Phase = riposte.PhaseResolved
+		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAlertResolved, "gate "+gate.Name+" was cancelled: the alert resolved")
+		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAlertResolved, "Cancel", "the alert resolved; gate "+gate.Name+" was cancelled")
+		return nil
+	}
+	if _, gone, err := r.currentTarget(ctx, inc); err != nil || gone {
+		if err != nil {
+			return err
+		}
+		return r.cancelForGoneTarget(ctx, inc, gate)
+	}
+	inc.Status.Phase = riposte.PhaseAwaitingApproval
+	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
+		fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+	return nil
+}
+
+func (r *Reconciler) cancelForGoneTarget(ctx context.Context, inc *riposte.Incident, gate *riposte.ApprovalGate) error {
+	msg := "the target " + describe(targetOf(inc)) + " no longer exists"
+	if err := r.closeGate(ctx, gate, riposte.GateCancelled, riposte.ReasonTargetGone, msg); err != nil {
+		return err
+	}
+	inc.Status.Phase = riposte.PhaseCancelled
+	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonTargetGone, "gate "+gate.Name+" was cancelled: "+msg)
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonTargetGone, "Cancel", msg+"; gate "+gate.Name+" was cancelled")
+	return nil
+}
+
+// closeGate records that Riposte itself closed a gate, and why.
+func (r *Reconciler) closeGate(ctx context.Context, gate *riposte.ApprovalGate, phase riposte.GatePhase, reason, msg string) error {
+	before := gate.DeepCopy()
+	now := time.Now()
+	approval.Record(gate, approval.Verdict{Phase: phase, Reason: reason, Message: msg, DecidedBy: []string{"riposte"},
+		Approvals: gate.Status.Approvals}, now)
+	if err := r.Status().Patch(ctx, gate, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("closing gate %s: %w", gate.Name, err)
+	}
+	return nil
+}
+
+// currentTarget re-reads the target by name: the object the plan would act
+// on now, with its current UID. gone is true when it no longer exists.
+func (r *Reconciler) currentTarget(ctx context.Context, inc *riposte.Incident) (*riposte.ObjectReference, bool, error) {
+	t := targetOf(inc)
+	if t == nil || t.Kind == "" {
+		return t, false, nil
+	}
+	gvk := schema.FromAPIVersionAndKind(t.APIVersion, t.Kind)
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(gvk)
+	obj, err := r.Scheme().New(gvk)
+	var target client.Object = meta
+	if err == nil {
+		target = obj.(client.Object)
+	}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: t.Name}, target); err != nil {
+		if apierrors.IsNotFound(err) {
+			return t, true, nil
+		}
+		return nil, false, fmt.Errorf("reading target %s: %w", t, err)
+	}
+	current := *t
+	current.UID = string(target.GetUID())
+	return &current, false, nil
 }
 
 // autoApproves evaluates the playbook's autoApprove expression for the incident.
@@ -335,8 +423,15 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 	exe := r.executor()
 	plan := p.plan
 	if plan == nil {
-		var err error
-		if plan, err = exe.Build(ctx, inc, pb, targetOf(inc), executor.HashOnly); err != nil {
+		target, gone, err := r.currentTarget(ctx, inc)
+		if err != nil {
+			return true, err
+		}
+		if gone {
+			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonTargetGone, "the target "+describe(targetOf(inc))+" no longer exists; nothing was applied")
+			return true, nil
+		}
+		if plan, err = exe.Build(ctx, inc, pb, target, executor.HashOnly); err != nil {
 			if executor.IsPermanent(err) {
 				r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
 				return true, nil
@@ -344,11 +439,9 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 			return true, err
 		}
 		plan.KeepApprovedExistence(gate.Spec.Plan.Steps)
-	}
-	if plan.Hash != gate.Spec.Plan.Hash {
-		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonPlanChanged,
-			fmt.Sprintf("the world changed since approval: plan %s is not the approved %s; nothing was applied", plan.Hash, gate.Spec.Plan.Hash))
-		return true, nil
+		if plan.Hash != gate.Spec.Plan.Hash {
+			return r.supersede(ctx, p, target, plan)
+		}
 	}
 	inc.Status.PlanHash = plan.Hash
 	if pb.Spec.Mode == riposte.ModeDryRun {
@@ -401,6 +494,37 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 		fmt.Sprintf("%d step(s) of plan %s applied", len(plan.Steps), plan.Hash))
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+pb.Namespace+"/"+pb.Name)
 	return true, nil
+}
+
+// supersede closes an approved gate whose plan no longer matches the world
+// and asks again with the new plan: what runs is only ever what was approved.
+func (r *Reconciler) supersede(ctx context.Context, p *pass, target *riposte.ObjectReference, plan *executor.Plan) (bool, error) {
+	inc, old := p.inc, p.gate
+	msg := fmt.Sprintf("the world changed since approval: the plan is now %s, not the approved %s", plan.Hash, old.Spec.Plan.Hash)
+	if err := r.closeGate(ctx, old, riposte.GateSuperseded, riposte.ReasonPlanChanged, msg); err != nil {
+		return true, err
+	}
+	r.event(inc, corev1.EventTypeWarning, riposte.ReasonPlanChanged, "Replan", msg+"; gate "+old.Name+" is superseded")
+	inc.Status.Context.Target = target
+	inc.Status.ApprovalGate = ""
+	inc.Status.ApprovedAt = nil
+	p.gate, p.plan = nil, nil
+	for _, phase := range []func(context.Context, *pass) (bool, error){r.openGate, r.awaitVerdict, r.execute} {
+		if done, err := phase(ctx, p); err != nil || done {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// maxGateRevisions bounds how often one incident asks again.
+const maxGateRevisions = 5
+
+func gateName(incident string, revision int32) string {
+	if revision <= 1 {
+		return incident
+	}
+	return fmt.Sprintf("%s-%d", incident, revision)
 }
 
 func (r *Reconciler) executor() *executor.Executor {

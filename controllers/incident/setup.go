@@ -1,8 +1,17 @@
 package incident
 
 import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
@@ -10,6 +19,7 @@ import (
 // +kubebuilder:rbac:groups=riposte.dev,resources=incidents,verbs=get;list;watch;create;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=incidents/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
@@ -18,13 +28,46 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// SetupWithManager registers the reconciler. It is driven by its Incidents
-// and by the ApprovalGates it owns: a decided gate wakes its incident.
+// targetPodIndex indexes incidents by the pod they are about.
+const targetPodIndex = "riposte.dev/target-pod"
+
+// SetupWithManager registers the reconciler. It is driven by its Incidents,
+// by the ApprovalGates it owns (a decided gate wakes its incident), and by
+// the deletion of a target pod (a pending plan for it is withdrawn).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &riposte.Incident{}, targetPodIndex, func(obj client.Object) []string {
+		t := targetOf(obj.(*riposte.Incident))
+		if t == nil || t.Kind != "Pod" {
+			return nil
+		}
+		return []string{t.Namespace + "/" + t.Name}
+	}); err != nil {
+		return err
+	}
+	onlyDeletes := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&riposte.Incident{}).
 		Owns(&riposte.ApprovalGate{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.incidentsAboutPod), builder.WithPredicates(onlyDeletes)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Named("incident").
 		Complete(r)
+}
+
+func (r *Reconciler) incidentsAboutPod(ctx context.Context, pod client.Object) []reconcile.Request {
+	var incidents riposte.IncidentList
+	if err := r.List(ctx, &incidents, client.MatchingFields{targetPodIndex: pod.GetNamespace() + "/" + pod.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "finding incidents about a deleted pod")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(incidents.Items))
+	for _, inc := range incidents.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inc)})
+	}
+	return reqs
 }

@@ -25,7 +25,7 @@ func setReady(inc *riposte.Incident) {
 	var ready, reconciling, stalled bool
 	reason, msg := string(inc.Status.Phase), "incident is "+string(inc.Status.Phase)
 	switch inc.Status.Phase {
-	case riposte.PhaseRemediated, riposte.PhaseResolved, riposte.PhaseDryRun, riposte.PhaseRejected, riposte.PhaseUnmatched:
+	case riposte.PhaseRemediated, riposte.PhaseResolved, riposte.PhaseDryRun, riposte.PhaseRejected, riposte.PhaseUnmatched, riposte.PhaseCancelled:
 		ready = true
 	case riposte.PhaseFailed:
 		stalled = true

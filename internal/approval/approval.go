@@ -25,6 +25,17 @@ type Verdict struct {
 	DecidedBy []string
 	// RecheckAfter is set while the gate is pending with an expiry ahead.
 	RecheckAfter time.Duration
+	// Ignored lists the decisions that were not counted, and why.
+	Ignored []string
+}
+
+// Trust says which people's decisions can be counted.
+type Trust struct {
+	// IdentitiesEnforced is true when the API server checks that a decision's
+	// user is its author and holds the approve verb (the admission policy in
+	// config/policies is installed). Without it a decision proves nothing,
+	// so none is counted.
+	IdentitiesEnforced bool
 }
 
 // Final reports whether the verdict closes the gate.
@@ -33,18 +44,26 @@ func (v Verdict) Final() bool { return v.Phase != riposte.GatePending }
 // Decide returns the gate's verdict at now. Order matters: an automatic
 // policy decides first; then any reject vetoes; then a quorum of distinct
 // approvers opens the gate; then expiry closes it as the policy says.
-func Decide(spec *riposte.ApprovalGateSpec, now time.Time) Verdict {
+func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict {
 	p := spec.Policy
 	if p.Automatic {
 		return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonAutoApproved,
 			Message: autoMessage(p.AutoApproveRule), DecidedBy: []string{PolicyActor}}
 	}
-	var approvers []string
+	var approvers, ignored []string
 	for _, d := range spec.Decisions {
-		if d.Decision == riposte.DecisionReject {
+		switch {
+		case !trust.IdentitiesEnforced:
+			ignored = append(ignored, d.User+": not counted, the admission policy riposte-approvalgate-decisions is not installed")
+			continue
+		case d.Decision == riposte.DecisionApprove && !p.AllowRequester && p.Requester != "" && d.User == p.Requester:
+			// The admission policy refuses this already; kept as a second line.
+			ignored = append(ignored, d.User+": opened the incident and may not approve it")
+			continue
+		case d.Decision == riposte.DecisionReject:
 			return Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed,
 				Message: fmt.Sprintf("rejected by %s: %s", d.User, d.Reason), DecidedBy: []string{d.User},
-				Approvals: int32(len(approvers))}
+				Approvals: int32(len(approvers)), Ignored: ignored}
 		}
 		approvers = append(approvers, d.User) // one decision per user is enforced by the schema
 	}
@@ -52,18 +71,18 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time) Verdict {
 	count := int32(len(approvers))
 	if count >= required {
 		return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonQuorumReached,
-			Message: fmt.Sprintf("approved by %d of %d required", count, required), DecidedBy: approvers, Approvals: count}
+			Message: fmt.Sprintf("approved by %d of %d required", count, required), DecidedBy: approvers, Approvals: count, Ignored: ignored}
 	}
 	if p.ExpiresAt != nil && !now.Before(p.ExpiresAt.Time) {
 		if p.OnExpiry == riposte.ExpiryApprove {
 			return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonExpired,
-				Message: "expired undecided; the policy approves on expiry", DecidedBy: []string{PolicyActor}, Approvals: count}
+				Message: "expired undecided; the policy approves on expiry", DecidedBy: []string{PolicyActor}, Approvals: count, Ignored: ignored}
 		}
 		return Verdict{Phase: riposte.GateExpired, Reason: riposte.ReasonExpired,
-			Message: "expired undecided; the policy rejects on expiry", DecidedBy: []string{PolicyActor}, Approvals: count}
+			Message: "expired undecided; the policy rejects on expiry", DecidedBy: []string{PolicyActor}, Approvals: count, Ignored: ignored}
 	}
 	v := Verdict{Phase: riposte.GatePending, Reason: riposte.ReasonWaitingForQuorum,
-		Message: fmt.Sprintf("%d of %d approvals", count, required), Approvals: count}
+		Message: fmt.Sprintf("%d of %d approvals", count, required), Approvals: count, Ignored: ignored}
 	if p.ExpiresAt != nil {
 		v.RecheckAfter = p.ExpiresAt.Sub(now)
 	}
@@ -93,6 +112,7 @@ func Record(gate *riposte.ApprovalGate, v Verdict, now time.Time) {
 	gate.Status.Phase = v.Phase
 	gate.Status.Approvals = v.Approvals
 	gate.Status.Message = v.Message
+	gate.Status.IgnoredDecisions = v.Ignored
 	decided := metav1.ConditionFalse
 	if v.Final() {
 		decided = metav1.ConditionTrue

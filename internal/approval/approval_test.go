@@ -10,6 +10,19 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
+func TestDecideCountsNoOneWithoutIdentityEnforcement(t *testing.T) {
+	spec := riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1},
+		Decisions: []riposte.Decision{{User: "mallory", Decision: riposte.DecisionApprove, Reason: "trust me"}}}
+	v := Decide(&spec, time.Now(), Trust{IdentitiesEnforced: false})
+	if v.Phase != riposte.GatePending || v.Approvals != 0 || len(v.Ignored) != 1 {
+		t.Errorf("verdict = %+v, want pending with the decision ignored", v)
+	}
+	auto := riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{Automatic: true}}
+	if v := Decide(&auto, time.Now(), Trust{}); v.Phase != riposte.GateApproved {
+		t.Errorf("an automatic gate needs no identities: %+v", v)
+	}
+}
+
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	past := metav1.NewTime(now.Add(-time.Minute))
@@ -59,6 +72,19 @@ func TestDecide(t *testing.T) {
 			want:   Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonExpired, Message: "expired undecided; the policy approves on expiry", DecidedBy: []string{"policy"}},
 		},
 		{
+			reason: "the requester's approval is not counted unless the policy allows it",
+			spec: riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, Requester: "alice"},
+				Decisions: []riposte.Decision{approve("alice")}},
+			want: Verdict{Phase: riposte.GatePending, Reason: riposte.ReasonWaitingForQuorum, Message: "0 of 1 approvals",
+				Ignored: []string{"alice: opened the incident and may not approve it"}},
+		},
+		{
+			reason: "the requester may approve when the policy allows it",
+			spec: riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, Requester: "alice", AllowRequester: true},
+				Decisions: []riposte.Decision{approve("alice")}},
+			want: Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonQuorumReached, Message: "approved by 1 of 1 required", Approvals: 1, DecidedBy: []string{"alice"}},
+		},
+		{
 			reason: "a quorum reached before expiry is not undone by the clock",
 			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, ExpiresAt: &past}, Decisions: []riposte.Decision{approve("alice")}},
 			want:   Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonQuorumReached, Message: "approved by 1 of 1 required", Approvals: 1, DecidedBy: []string{"alice"}},
@@ -66,7 +92,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, Decide(&tc.spec, now)); diff != "" {
+			if diff := cmp.Diff(tc.want, Decide(&tc.spec, now, Trust{IdentitiesEnforced: true})); diff != "" {
 				t.Errorf("Decide (-want +got):\n%s", diff)
 			}
 		})

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
-// ApplyDir server-side applies every object in the folder's YAML files,
+// ApplyDir (a folder or one file) server-side applies every object in the folder's YAML files,
 // namespaces first so the objects in them can be created.
 func ApplyDir(ctx context.Context, cfg *rest.Config, dir string) error {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
@@ -34,6 +34,9 @@ func ApplyDir(ctx context.Context, cfg *rest.Config, dir string) error {
 		return err
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if info, statErr := os.Stat(dir); statErr == nil && !info.IsDir() {
+		files = []string{dir} // a single file
+	}
 	if err == nil && len(files) == 0 {
 		err = fmt.Errorf("no YAML files in %s", dir)
 	}
@@ -42,6 +45,9 @@ func ApplyDir(ctx context.Context, cfg *rest.Config, dir string) error {
 	}
 	var objs []*unstructured.Unstructured
 	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return err

@@ -73,7 +73,12 @@ func Start() (*Env, error) {
 		_ = env.Stop()
 		return nil, err
 	}
-	return &Env{Environment: env, Config: cfg, Client: c}, nil
+	e := &Env{Environment: env, Config: cfg, Client: c}
+	if err := e.installPolicies(context.Background()); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return e, nil
 }
 
 // Eventually polls check until it returns nil or the timeout passes, then

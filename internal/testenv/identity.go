@@ -1,0 +1,83 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+const (
+	// OperatorNamespace is where Riposte runs in tests, as in config/default.
+	OperatorNamespace = "riposte-system"
+	// ManagerUser is the identity of Riposte's manager: its service account,
+	// which the shipped admission policies recognise.
+	ManagerUser = "system:serviceaccount:" + OperatorNamespace + ":riposte-controller-manager"
+)
+
+// UserConfig returns a rest.Config authenticating as a new user with a client
+// certificate: the API server knows it by that name and those groups, and it
+// may do only what RBAC grants it.
+func (e *Env) UserConfig(name string, groups ...string) (*rest.Config, error) {
+	u, err := e.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := u.Config()
+	cfg.QPS, cfg.Burst = -1, -1
+	return cfg, nil
+}
+
+// UserClient is a client acting as the named user.
+func (e *Env) UserClient(name string, groups ...string) (client.Client, error) {
+	cfg, err := e.UserConfig(name, groups...)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: e.Scheme})
+}
+
+// ManagerConfig creates Riposte's namespace, grants the manager's service
+// account exactly the shipped RBAC, and returns a config acting as it.
+func (e *Env) ManagerConfig(ctx context.Context) (*rest.Config, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OperatorNamespace}}
+	if err := e.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	if err := e.GrantManagerRBAC(ctx, ManagerUser); err != nil {
+		return nil, err
+	}
+	return e.UserConfig(ManagerUser, "system:serviceaccounts", "system:serviceaccounts:"+OperatorNamespace)
+}
+
+// installPolicies applies config/policies and waits until the API server
+// enforces them: policies take effect asynchronously.
+func (e *Env) installPolicies(ctx context.Context) error {
+	if err := ApplyDir(ctx, e.Config, filepath.Join(RepoRoot(), "config", "policies")); err != nil {
+		return fmt.Errorf("installing config/policies: %w", err)
+	}
+	probe := &riposte.Incident{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe", Namespace: "default"},
+		Spec:       riposte.IncidentSpec{Source: riposte.SourceAlertmanager, AlertName: "Probe", Fingerprint: "0"},
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := e.Client.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		if apierrors.IsForbidden(err) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the admission policies in config/policies did not take effect within 30s (last answer: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
