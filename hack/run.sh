@@ -43,7 +43,7 @@ fi
 
 echo "run: no reachable cluster; starting a local control plane from $ASSETS"
 go build -o bin/localcluster ./hack/localcluster
-KUBEBUILDER_ASSETS="$ASSETS" bin/localcluster --kubeconfig-out "$LOCAL/kubeconfig" \
+KUBEBUILDER_ASSETS="$ASSETS" bin/localcluster --dir "$LOCAL" \
   --apply config/samples/cluster > "$LOCAL/localcluster.log" 2>&1 &
 CP_PID=$!
 trap 'kill $CP_PID 2>/dev/null; wait $CP_PID 2>/dev/null || true' EXIT
@@ -71,5 +71,5 @@ Riposte is starting on a local control plane. In another terminal:
 Ctrl-C stops Riposte and the control plane.
 
 MSG
-bin/riposte --kubeconfig "$LOCAL/kubeconfig" --namespace riposte-system --intake-bind-address "$INTAKE_ADDR" \
+bin/riposte --kubeconfig "$LOCAL/manager.kubeconfig" --namespace riposte-system --intake-bind-address "$INTAKE_ADDR" \
   --intake-token-file "$TOKEN_FILE" --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081

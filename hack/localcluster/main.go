@@ -1,8 +1,9 @@
 // Command localcluster starts the local control plane `make run` uses when no
 // cluster is reachable: kube-apiserver and etcd (built by
-// hack/build-testbins.sh) through controller-runtime's envtest, with Riposte's
-// CRDs installed and the given manifests applied. It writes an admin
-// kubeconfig and runs until interrupted.
+// hack/build-testbins.sh) with Riposte's CRDs and admission policies
+// installed and the given manifests applied. It writes two kubeconfigs, one
+// for you (cluster admin) and one for the manager (its service account with
+// exactly the shipped RBAC), and runs until interrupted.
 package main
 
 import (
@@ -15,60 +16,45 @@ import (
 	"strings"
 	"syscall"
 
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
 func main() {
-	kubeconfigOut := flag.String("kubeconfig-out", "bin/local/kubeconfig", "Where to write the admin kubeconfig.")
-	apply := flag.String("apply", "", "Comma-separated folders of YAML manifests to apply once the control plane is up.")
+	dir := flag.String("dir", "bin/local", "Where to write kubeconfig (yours) and manager.kubeconfig.")
+	apply := flag.String("apply", "", "Comma-separated folders or files of YAML manifests to apply once the control plane is up.")
 	flag.Parse()
-	if err := run(*kubeconfigOut, *apply); err != nil {
+	if err := run(*dir, *apply); err != nil {
 		fmt.Fprintln(os.Stderr, "localcluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfigOut, apply string) error {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = "bin/k8s/1.37.2"
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{"config/crd/bases"},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
+func run(dir, apply string) error {
+	ctx := context.Background()
+	env, err := testenv.Start()
 	if err != nil {
-		return fmt.Errorf("starting the control plane from %s: %w", assets, err)
+		return err
 	}
 	defer func() { _ = env.Stop() }()
 
-	user, err := env.AddUser(envtest.User{Name: "riposte-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	kc, err := user.KubeConfig()
-	if err != nil {
+	admin := filepath.Join(dir, "kubeconfig")
+	if err := env.WriteKubeconfig(admin, "riposte-admin", "system:masters"); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(kubeconfigOut), 0o755); err != nil {
+	if err := env.WriteManagerKubeconfig(ctx, filepath.Join(dir, "manager.kubeconfig")); err != nil {
 		return err
 	}
-	if err := os.WriteFile(kubeconfigOut, kc, 0o600); err != nil {
-		return err
-	}
-
 	if apply != "" {
-		for _, dir := range strings.Split(apply, ",") {
-			if err := testenv.ApplyDir(context.Background(), cfg, dir); err != nil {
+		for _, path := range strings.Split(apply, ",") {
+			if err := testenv.ApplyDir(ctx, env.Config, path); err != nil {
 				return err
 			}
 		}
 	}
-	abs, _ := filepath.Abs(kubeconfigOut)
+	abs, _ := filepath.Abs(admin)
 	fmt.Printf("local control plane ready: KUBECONFIG=%s\n", abs)
 
 	sig := make(chan os.Signal, 1)

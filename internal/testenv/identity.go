@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -80,4 +81,26 @@ func (e *Env) installPolicies(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// WriteKubeconfig writes a kubeconfig for a new user in the given groups.
+func (e *Env) WriteKubeconfig(path, name string, groups ...string) error {
+	u, err := e.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return err
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, kc, 0o600)
+}
+
+// WriteManagerKubeconfig grants the manager's service account its shipped
+// RBAC and writes a kubeconfig acting as it, for running the real binary.
+func (e *Env) WriteManagerKubeconfig(ctx context.Context, path string) error {
+	if _, err := e.ManagerConfig(ctx); err != nil {
+		return err
+	}
+	return e.WriteKubeconfig(path, ManagerUser, "system:serviceaccounts", "system:serviceaccounts:"+OperatorNamespace)
 }

@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -47,14 +49,14 @@ func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
 			if err := utilyaml.Unmarshal(raw, &role); err != nil {
 				return err
 			}
-			if err := e.Client.Create(ctx, &role); err != nil {
+			if err := e.Client.Create(ctx, &role); ignoreExists(err) != nil {
 				return fmt.Errorf("ClusterRole %s: %w", role.Name, err)
 			}
 			if err := e.Client.Create(ctx, &rbacv1.ClusterRoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user},
+				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + bindingSuffix(user)},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 				Subjects:   subject,
-			}); err != nil {
+			}); ignoreExists(err) != nil {
 				return err
 			}
 		case "Role":
@@ -62,14 +64,14 @@ func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
 			if err := utilyaml.Unmarshal(raw, &role); err != nil {
 				return err
 			}
-			if err := e.Client.Create(ctx, &role); err != nil {
+			if err := e.Client.Create(ctx, &role); ignoreExists(err) != nil {
 				return fmt.Errorf("Role %s/%s: %w", role.Namespace, role.Name, err)
 			}
 			if err := e.Client.Create(ctx, &rbacv1.RoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + user, Namespace: role.Namespace},
+				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + bindingSuffix(user), Namespace: role.Namespace},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
 				Subjects:   subject,
-			}); err != nil {
+			}); ignoreExists(err) != nil {
 				return err
 			}
 		}
@@ -77,3 +79,15 @@ func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
 }
 
 func jsonOf(doc map[string]any) ([]byte, error) { return json.Marshal(doc) }
+
+func ignoreExists(err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// bindingSuffix turns a user name into something a binding's name may hold.
+func bindingSuffix(user string) string {
+	return strings.NewReplacer(":", "-", "@", "-").Replace(user)
+}

@@ -55,10 +55,8 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	t.Cleanup(func() { _ = env.Stop() })
 	ctx := context.Background()
 	c := env.Client
-	for _, ns := range []string{operatorNamespace, appNamespace} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}}); err != nil {
+		t.Fatal(err)
 	}
 	if err := c.Create(ctx, &riposte.Playbook{
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
@@ -79,8 +77,12 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 		t.Fatal(err)
 	}
 	intake := testenv.FreeAddr(t)
+	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
+	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 	proc := testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
-		"--kubeconfig", env.AdminKubeconfig(t, dir, "bench"), "--namespace", operatorNamespace,
+		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
 		"--intake-bind-address", intake, "--intake-token-file", tokenFile,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
 	testenv.WaitHTTP(t, "http://"+intake+"/healthz")

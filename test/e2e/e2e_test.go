@@ -42,9 +42,7 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	c := env.Client
 
 	// The cluster: a pod that will be isolated and the playbook that says so.
-	for _, ns := range []string{operatorNamespace, appNamespace} {
-		mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	}
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}})
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-7c9d-abcde", Namespace: appNamespace, Labels: map[string]string{"app": "checkout"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/checkout:2.3.1"}}},
@@ -59,11 +57,12 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		},
 	})
 
-	// Riposte, as its own process, with exactly the RBAC it ships with.
-	if err := env.GrantManagerRBAC(ctx, "riposte-manager"); err != nil {
-		t.Fatalf("installing the manager's RBAC: %v", err)
+	// Riposte, as its own process, as its service account with exactly the
+	// RBAC it ships with.
+	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
+	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
+		t.Fatalf("setting up the manager's identity: %v", err)
 	}
-	kubeconfig := env.UserKubeconfig(t, dir, "riposte-manager")
 	tokenFile := filepath.Join(dir, "intake-token")
 	writeFile(t, tokenFile, intakeToken+"\n")
 	intakeAddr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
@@ -222,8 +221,12 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 	tokenFile := filepath.Join(dir, "intake-token")
 	writeFile(t, tokenFile, intakeToken)
 	intakeAddr := testenv.FreeAddr(t)
+	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
+	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 	testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
-		"--kubeconfig", env.AdminKubeconfig(t, dir, "readme"), "--namespace", operatorNamespace,
+		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
 		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile, "--zap-log-level=debug",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
 	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")

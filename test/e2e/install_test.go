@@ -29,7 +29,7 @@ func TestKustomizeDefaultIsAccepted(t *testing.T) {
 	}
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	cmd := exec.Command(kubectl, "--kubeconfig", env.AdminKubeconfig(t, dir, "installer"),
-		"apply", "--server-side", "--dry-run=server", "-k", filepath.Join(testenv.RepoRoot(), "config", "default"))
+		"apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", filepath.Join(testenv.RepoRoot(), "config", "default"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl apply -k config/default was refused: %v\n%s", err, out)
