@@ -1,0 +1,205 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// pendingGate opens an incident under a playbook that needs people and
+// returns the namespace, the pod and the gate's name once it waits.
+func pendingGate(t *testing.T, mutate func(*riposte.Playbook)) (string, *corev1.Pod, string) {
+	t.Helper()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	pb := isolatePlaybook(ns, "manual", "ContainerShell", nil)
+	if mutate != nil {
+		mutate(pb)
+	}
+	mustCreate(t, pb)
+	mustCreate(t, alertIncident(ns, "am-gate", "ContainerShell", ns, pod.Name))
+	waitForPhase(t, ns, "am-gate", riposte.PhaseAwaitingApproval)
+	return ns, pod, "am-gate"
+}
+
+func expectUnisolated(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	live := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(pod), live); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := live.Labels[actions.QuarantineLabel]; ok {
+		t.Errorf("pod %s was isolated without an approved plan", pod.Name)
+	}
+}
+
+// The API server itself refuses decisions that are not the caller's own, by
+// someone without the approve verb, or on a gate not opened by Riposte.
+func TestDecisionsAreBoundToTheCaller(t *testing.T) {
+	ns, pod, gate := pendingGate(t, nil)
+	cases := []struct {
+		reason       string
+		caller, user string
+		wantErr      string
+	}{
+		{reason: "a user without the approve verb cannot decide", caller: "carol", user: "carol", wantErr: "the RBAC verb approve on approvalgates is required"},
+		{reason: "nobody can approve in another's name", caller: "alice", user: "bob", wantErr: "a decision must be recorded by the user it names: you are alice"},
+		{reason: "nobody can reject in another's name either", caller: "bob", user: "alice", wantErr: "you are bob"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			err := decideAs(tc.caller, tc.user, ns, gate, riposte.DecisionApprove)
+			if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("decision error = %v, want Forbidden containing %q", err, tc.wantErr)
+			}
+		})
+	}
+	t.Run("a gate cannot be created with decisions in it", func(t *testing.T) {
+		forged := &riposte.ApprovalGate{
+			ObjectMeta: metav1.ObjectMeta{Name: "forged", Namespace: ns},
+			Spec: riposte.ApprovalGateSpec{Incident: "am-gate", Playbook: riposte.NamespacedName{Namespace: ns, Name: "manual"},
+				Plan:      riposte.Plan{Hash: "sha256:x", Steps: []riposte.PlannedStep{{Name: "isolate", Action: riposte.ActionIsolatePod}}},
+				Decisions: []riposte.Decision{{User: "alice", Decision: riposte.DecisionApprove, Reason: "pre-approved"}}},
+		}
+		if err := people["alice"].Create(context.Background(), forged); !apierrors.IsForbidden(err) {
+			t.Fatalf("creating a gate with decisions: %v, want Forbidden", err)
+		}
+	})
+	cur := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: gate}, cur); err != nil {
+		t.Fatal(err)
+	}
+	if len(cur.Spec.Decisions) != 0 || cur.Status.Phase != riposte.GatePending {
+		t.Errorf("gate after refused decisions: %d decisions, phase %s", len(cur.Spec.Decisions), cur.Status.Phase)
+	}
+	expectUnisolated(t, pod)
+}
+
+// A quorum of two needs two different people; until then nothing runs.
+func TestQuorumOfTwoNeedsTwoPeople(t *testing.T) {
+	ns, pod, gate := pendingGate(t, func(pb *riposte.Playbook) { pb.Spec.Approval.RequiredApprovals = 2 })
+	appendDecision(t, ns, gate, "alice", riposte.DecisionApprove)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		g := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil {
+			return err
+		}
+		if g.Status.Approvals != 1 || g.Status.Phase != riposte.GatePending || g.Status.Message != "1 of 2 approvals" {
+			return fmt.Errorf("gate %s, %d approvals, %q", g.Status.Phase, g.Status.Approvals, g.Status.Message)
+		}
+		return nil
+	})
+	if err := decideAs("alice", "alice", ns, gate, riposte.DecisionApprove); err == nil {
+		t.Fatal("alice approved twice")
+	}
+	expectUnisolated(t, pod)
+
+	appendDecision(t, ns, gate, "bob", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+	g := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(g.Status.DecidedBy, ",") != "alice,bob" || g.Status.DecidedAt == nil {
+		t.Errorf("decidedBy %v at %v, want alice and bob with a time", g.Status.DecidedBy, g.Status.DecidedAt)
+	}
+	if got := notifications.about(ns, gate); len(got) != 1 || !strings.Contains(got[0].Approve, "kubectl riposte approve -n "+ns+" "+gate) {
+		t.Errorf("notifications for the waiting gate: %+v, want exactly one with the approve command", got)
+	}
+}
+
+// An undecided gate expires as its policy says: rejected, and nothing runs.
+func TestExpiryRejects(t *testing.T) {
+	ns, pod, gate := pendingGate(t, func(pb *riposte.Playbook) {
+		pb.Spec.Approval.Timeout = &metav1.Duration{Duration: 2 * time.Second}
+	})
+	inc := waitForPhase(t, ns, "am-gate", riposte.PhaseRejected)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); !strings.Contains(c.Message, "expired undecided") {
+		t.Errorf("Approved condition %q, want the expiry", c.Message)
+	}
+	g := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil || g.Status.Phase != riposte.GateExpired {
+		t.Errorf("gate phase %q (err %v), want Expired", g.Status.Phase, err)
+	}
+	expectUnisolated(t, pod)
+}
+
+// The person who opened an incident cannot approve its remediation; someone
+// else can. People open only Manual incidents, in their own name.
+func TestRequesterCannotApproveTheirOwnIncident(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "db")
+	mustCreate(t, isolatePlaybook(ns, "manual", "SuspiciousQuery", nil))
+	manual := func(name, requestedBy string, source riposte.IncidentSource) *riposte.Incident {
+		return &riposte.Incident{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: riposte.IncidentSpec{Source: source, AlertName: "SuspiciousQuery", Severity: "critical", Fingerprint: "f00d",
+				RequestedBy: requestedBy,
+				Target:      &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod.Name}},
+		}
+	}
+	for _, tc := range []struct {
+		reason  string
+		inc     *riposte.Incident
+		wantErr string
+	}{
+		{reason: "in someone else's name", inc: manual("not-mine", "alice", riposte.SourceManual), wantErr: "spec.requestedBy must be you (dave)"},
+		{reason: "passed off as an alert", inc: manual("fake-alert", "", riposte.SourceAlertmanager), wantErr: "only Riposte opens Alertmanager incidents"},
+	} {
+		if err := people["dave"].Create(ctx, tc.inc); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: %v, want Forbidden containing %q", tc.reason, err, tc.wantErr)
+		}
+	}
+
+	if err := people["dave"].Create(ctx, manual("daves", "dave", riposte.SourceManual)); err != nil {
+		t.Fatalf("dave opening a Manual incident in his own name: %v", err)
+	}
+	waitForPhase(t, ns, "daves", riposte.PhaseAwaitingApproval)
+	err := decideAs("dave", "dave", ns, "daves", riposte.DecisionApprove)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the person who opened the incident may not approve") {
+		t.Fatalf("dave approving his own incident: %v, want Forbidden", err)
+	}
+	expectUnisolated(t, pod)
+	appendDecision(t, ns, "daves", "alice", riposte.DecisionApprove)
+	waitForPhase(t, ns, "daves", riposte.PhaseRemediated)
+}
+
+// Time to decision and pending gates are on the metrics endpoint.
+func TestGateMetrics(t *testing.T) {
+	pendingGate(t, nil)
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range families {
+		seen[f.GetName()] = true
+		if f.GetName() == "riposte_approvalgate_decision_seconds" {
+			var n uint64
+			for _, m := range f.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+			if n == 0 {
+				t.Error("no decision was timed")
+			}
+		}
+	}
+	for _, name := range []string{"riposte_approvalgates_pending", "riposte_approvalgate_decision_seconds"} {
+		if !seen[name] {
+			t.Errorf("metric %s is missing", name)
+		}
+	}
+}
