@@ -61,8 +61,13 @@ bench: testbins ## Measure webhook-to-Remediated latency; writes bench/results.m
 ##@ Build and run
 
 .PHONY: build
-build: ## Build the manager.
+build: ## Build the manager and the kubectl plugin.
 	go build -o $(LOCALBIN)/riposte ./cmd/riposte
+	go build -o $(LOCALBIN)/kubectl-riposte ./cmd/kubectl-riposte
+
+.PHONY: install-plugin
+install-plugin: ## Install the kubectl plugin (kubectl riposte) into $GOBIN.
+	go install ./cmd/kubectl-riposte
 
 .PHONY: run
 run: testbins ## Run Riposte: against the kubeconfig's cluster when reachable, else on a local control plane.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -276,6 +277,62 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 	if seen["StepApplied"] != 1 || seen[riposte.ReasonStepsApplied] != 1 {
 		t.Errorf("events by reason %v, want one StepApplied and one StepsApplied", seen)
 	}
+
+	// The README's approval walk-through: a warning alert waits for a person,
+	// who approves it with the kubectl plugin.
+	post := func(file string) {
+		body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+intakeToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("posting %s: %d", file, resp.StatusCode)
+		}
+	}
+	post("alert-warning.json")
+	const warning = "am-b2c3d4e5f6071829"
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		inc := &riposte.Incident{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: warning}, inc); err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseAwaitingApproval {
+			return fmt.Errorf("warning incident is %q, want AwaitingApproval", inc.Status.Phase)
+		}
+		return nil
+	})
+	plugin := filepath.Join(dir, "kubectl-riposte")
+	build := exec.Command("go", "build", "-o", plugin, "./cmd/kubectl-riposte")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the plugin: %v\n%s", err, out)
+	}
+	admin := env.AdminKubeconfig(t, dir, "oncall")
+	out, err := exec.Command(plugin, "--kubeconfig", admin, "gates", "-A").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), warning) {
+		t.Fatalf("kubectl riposte gates -A: %v\n%s", err, out)
+	}
+	out, err = exec.Command(plugin, "approve", "-n", "demo", warning, "--reason", "confirmed with the web team", "--kubeconfig="+admin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "oncall: Approve recorded on gate demo/"+warning) {
+		t.Fatalf("kubectl riposte approve: %v\n%s", err, out)
+	}
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		inc := &riposte.Incident{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: warning}, inc); err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseRemediated {
+			return fmt.Errorf("approved incident is %q, want Remediated", inc.Status.Phase)
+		}
+		return nil
+	})
 }
 
 func sampleAlertmanagerConfig(t *testing.T, intakeAddr, tokenFile string) string {
