@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -201,5 +202,75 @@ func TestGateMetrics(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("metric %s is missing", name)
 		}
+	}
+}
+
+// An approver bound in one namespace only cannot decide gates elsewhere: the
+// approve verb is checked on the gate itself.
+func TestApproveVerbIsScopedByRoleBinding(t *testing.T) {
+	ctx := context.Background()
+	ns, pod, gate := pendingGate(t, nil)
+	other := newNamespace(t)
+	erin, err := env.UserClient("erin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "erin-approves-here", Namespace: other},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-approver"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "erin"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err = updateAs(ctx, erin, &riposte.ApprovalGate{}, client.ObjectKey{Namespace: ns, Name: gate}, func(o client.Object) {
+		g := o.(*riposte.ApprovalGate)
+		g.Spec.Decisions = append(g.Spec.Decisions, riposte.Decision{User: "erin", Decision: riposte.DecisionApprove, Reason: "ok"})
+	})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("erin deciding outside her namespace: %v, want Forbidden", err)
+	}
+	expectUnisolated(t, pod)
+}
+
+// A person who points the incident at another target while its plan waits
+// gets a new gate for the new plan: the approval of the old one runs nothing.
+func TestChangedTargetAfterApprovalAsksAgain(t *testing.T) {
+	ctx := context.Background()
+	ns, first, gate := pendingGate(t, nil)
+	second := deployedPod(t, ns, "api")
+	if err := updateWithRetry(ctx, &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "am-gate"}, func(o client.Object) {
+		o.(*riposte.Incident).Spec.Target = &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: second.Name}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		inc, err := getIncident(ctx, ns, "am-gate")
+		if err != nil {
+			return err
+		}
+		if inc.Status.Context == nil || inc.Status.Context.Target == nil || inc.Status.Context.Target.Name != second.Name {
+			return fmt.Errorf("incident context target %+v, want %s", inc.Status.Context, second.Name)
+		}
+		return nil
+	})
+	appendDecision(t, ns, gate, "alice", riposte.DecisionApprove)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		next := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate + "-2"}, next); err != nil {
+			return err
+		}
+		if next.Spec.Plan.Steps[0].Target == nil || next.Spec.Plan.Steps[0].Target.Name != second.Name || next.Status.Phase != riposte.GatePending {
+			return fmt.Errorf("new gate %s targets %+v", next.Status.Phase, next.Spec.Plan.Steps[0].Target)
+		}
+		return nil
+	})
+	expectUnisolated(t, first)
+	expectUnisolated(t, second)
+	appendDecision(t, ns, gate+"-2", "bob", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+	expectUnisolated(t, first)
+	live := &corev1.Pod{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(second), live); err != nil || live.Labels[actions.QuarantineLabel] == "" {
+		t.Errorf("the newly approved target was not isolated: %v (err %v)", live.Labels, err)
 	}
 }

@@ -88,6 +88,12 @@ type GatePolicy struct {
 	// allowRequester lets the incident's requester approve.
 	// +optional
 	AllowRequester bool `json:"allowRequester,omitempty"`
+	// requiredRejections is how many distinct people must reject to close the
+	// gate (1: any reject vetoes).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	RequiredRejections int32 `json:"requiredRejections,omitempty"`
 	// requester is the user who opened the incident, for a Manual incident.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253

@@ -143,6 +143,13 @@ type ApprovalPolicy struct {
 	// allowRequester lets the person who opened the incident approve it.
 	// +optional
 	AllowRequester bool `json:"allowRequester,omitempty"`
+	// requiredRejections is how many distinct people must reject to close the
+	// gate; the default 1 means any reject vetoes.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	RequiredRejections int32 `json:"requiredRejections,omitempty"`
 }
 
 // PlaybookMode says whether a playbook's plans are applied.

@@ -38,6 +38,7 @@ type options struct {
 	intakeTLSKey        string
 	protectedNamespaces string
 	concurrency         int
+	notifyURL           string
 }
 
 func main() {
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
+	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -112,6 +114,7 @@ func run(o options) error {
 		OperatorNamespace:       o.namespace,
 		ProtectedNamespaces:     protected,
 		MaxConcurrentReconciles: o.concurrency,
+		NotifyURL:               o.notifyURL,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

@@ -48,6 +48,10 @@ type pass struct {
 	gate *riposte.ApprovalGate
 	// plan was built and approved in this very pass.
 	plan *executor.Plan
+	// specChanged: what the incident is about may have changed (a person set
+	// spec.target), so it is learned again; a waiting plan is re-planned
+	// before it runs and superseded if it no longer matches.
+	specChanged bool
 }
 
 // Reconcile loads the incident, runs the phases in order and patches the
@@ -76,6 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		err = kerrors.NewAggregate([]error{err, patchErr})
 	}()
 
+	specChanged := inc.Status.ObservedGeneration != 0 && inc.Status.ObservedGeneration != inc.Generation
 	inc.Status.ObservedGeneration = inc.Generation
 	if inc.Status.DetectedAt == nil {
 		t := inc.CreationTimestamp
@@ -85,7 +90,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if r.resolveIfDone(inc) {
 		return reconcile.Result{}, nil
 	}
-	p := &pass{inc: inc}
+	p := &pass{inc: inc, specChanged: specChanged}
 	for _, phase := range []func(context.Context, *pass) (bool, error){
 		r.enrich, r.match, r.loadPlaybook, r.openGate, r.awaitVerdict, r.execute,
 	} {
@@ -121,7 +126,7 @@ func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
 // enrich resolves the target and its context once.
 func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	inc := p.inc
-	if inc.Status.EnrichedAt != nil {
+	if inc.Status.EnrichedAt != nil && !p.specChanged {
 		return false, nil
 	}
 	res, err := (&enrich.Enricher{Reader: r.Client}).Enrich(ctx, &inc.Spec)
@@ -224,11 +229,12 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 			Plan:     riposte.Plan{Steps: plan.PlannedSteps(), Hash: plan.Hash},
 			Policy: riposte.GatePolicy{
 				Automatic: automatic, AutoApproveRule: rule,
-				RequiredApprovals: max(pb.Spec.Approval.RequiredApprovals, 1),
-				ExpiresAt:         expires,
-				OnExpiry:          pb.Spec.Approval.OnExpiry,
-				AllowRequester:    pb.Spec.Approval.AllowRequester,
-				Requester:         inc.Spec.RequestedBy,
+				RequiredApprovals:  max(pb.Spec.Approval.RequiredApprovals, 1),
+				ExpiresAt:          expires,
+				OnExpiry:           pb.Spec.Approval.OnExpiry,
+				AllowRequester:     pb.Spec.Approval.AllowRequester,
+				Requester:          inc.Spec.RequestedBy,
+				RequiredRejections: max(pb.Spec.Approval.RequiredRejections, 1),
 			},
 		},
 	}

@@ -5,6 +5,7 @@ package approval
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -50,7 +51,8 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 		return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonAutoApproved,
 			Message: autoMessage(p.AutoApproveRule), DecidedBy: []string{PolicyActor}}
 	}
-	var approvers, ignored []string
+	var approvers, rejecters, ignored []string
+	requiredRejections := max(p.RequiredRejections, 1)
 	for _, d := range spec.Decisions {
 		switch {
 		case !trust.IdentitiesEnforced:
@@ -61,9 +63,13 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 			ignored = append(ignored, d.User+": opened the incident and may not approve it")
 			continue
 		case d.Decision == riposte.DecisionReject:
-			return Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed,
-				Message: fmt.Sprintf("rejected by %s: %s", d.User, d.Reason), DecidedBy: []string{d.User},
-				Approvals: int32(len(approvers)), Ignored: ignored}
+			rejecters = append(rejecters, d.User)
+			if int32(len(rejecters)) >= requiredRejections {
+				return Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed,
+					Message: fmt.Sprintf("rejected by %s: %s", strings.Join(rejecters, ", "), d.Reason), DecidedBy: rejecters,
+					Approvals: int32(len(approvers)), Ignored: ignored}
+			}
+			continue
 		}
 		approvers = append(approvers, d.User) // one decision per user is enforced by the schema
 	}

@@ -62,6 +62,18 @@ func TestDecide(t *testing.T) {
 			want: Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed, Message: "rejected by carol: wrong pod", Approvals: 1, DecidedBy: []string{"carol"}},
 		},
 		{
+			reason: "with two rejections required, one reject does not close the gate",
+			spec: riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 2, RequiredRejections: 2}, Decisions: []riposte.Decision{
+				approve("alice"), {User: "carol", Decision: riposte.DecisionReject, Reason: "unsure"}}},
+			want: Verdict{Phase: riposte.GatePending, Reason: riposte.ReasonWaitingForQuorum, Message: "1 of 2 approvals", Approvals: 1},
+		},
+		{
+			reason: "the second rejection closes it",
+			spec: riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 2, RequiredRejections: 2}, Decisions: []riposte.Decision{
+				{User: "carol", Decision: riposte.DecisionReject, Reason: "unsure"}, {User: "dave", Decision: riposte.DecisionReject, Reason: "no"}}},
+			want: Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed, Message: "rejected by carol, dave: no", DecidedBy: []string{"carol", "dave"}},
+		},
+		{
 			reason: "expiry rejects by default",
 			spec:   riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1, ExpiresAt: &past}},
 			want:   Verdict{Phase: riposte.GateExpired, Reason: riposte.ReasonExpired, Message: "expired undecided; the policy rejects on expiry", DecidedBy: []string{"policy"}},
