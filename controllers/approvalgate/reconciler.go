@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -118,7 +119,9 @@ func (r *Reconciler) identitiesEnforced(ctx context.Context) (bool, error) {
 	key := client.ObjectKey{Name: DecisionPolicy}
 	for _, obj := range []client.Object{&admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}} {
 		if err := r.APIReader.Get(ctx, key, obj); err != nil {
-			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			// Absent, not readable, or a cluster without the API at all
+			// (before Kubernetes 1.30): no decision can be trusted.
+			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || meta.IsNoMatchError(err) {
 				return false, nil
 			}
 			return false, err
