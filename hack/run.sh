@@ -19,6 +19,7 @@ if [[ ! -s "$TOKEN_FILE" ]]; then
 fi
 
 go build -o bin/riposte ./cmd/riposte
+go build -o bin/kubectl-riposte ./cmd/kubectl-riposte
 
 # Not `kubectl version`: a kubectl built from source carries no version stamp,
 # so that command exits 1 even when the server answers.
@@ -63,6 +64,12 @@ Riposte is starting on a local control plane. In another terminal:
   # an alert, as Alertmanager sends it:
   curl -sS -H "Authorization: Bearer \$(cat $TOKEN_FILE)" --data @config/samples/alert.json http://$INTAKE_ADDR/webhook/alertmanager
   kubectl get incidents,approvalgates,networkpolicies -A
+
+  # a warning waits for a person; decide with the kubectl plugin (bin/kubectl-riposte):
+  curl -sS -H "Authorization: Bearer \$(cat $TOKEN_FILE)" --data @config/samples/alert-warning.json http://$INTAKE_ADDR/webhook/alertmanager
+  export PATH=$PWD/bin:\$PATH
+  kubectl riposte gates -A
+  kubectl riposte approve -n demo am-b2c3d4e5f6071829 --reason "confirmed with the web team"
 
   # or through a real Alertmanager:
   bin/alertmanager --config.file=config/samples/alertmanager.yml --storage.path=$LOCAL/alertmanager --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
