@@ -39,7 +39,10 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 		ServiceAccountName: "default",
 		TargetLabels:       map[string]string{"app": "web"},
 	}
-	if diff := cmp.Diff(wantContext, inc.Status.Context); diff != "" {
+	// The deeper context (identity, exposure, timeline) has its own tests.
+	got := inc.Status.Context.DeepCopy()
+	got.Replicas, got.Containers, got.RiskFlags, got.Identity, got.Exposure, got.Timeline = nil, nil, nil, nil, nil, nil
+	if diff := cmp.Diff(wantContext, got); diff != "" {
 		t.Errorf("status.context (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(&riposte.NamespacedName{Namespace: ns, Name: "isolate-shell"}, inc.Status.Playbook); diff != "" {

@@ -123,6 +123,9 @@ const (
 	IncidentApproved = "Approved"
 	// IncidentRemediated: the approved plan was applied.
 	IncidentRemediated = "Remediated"
+	// IncidentContextTruncated: some context lists were cut to keep the
+	// incident small; the message says which and how much.
+	IncidentContextTruncated = "ContextTruncated"
 
 	ReasonTargetResolved    = "TargetResolved"
 	ReasonTargetNotFound    = "TargetNotFound"
@@ -142,6 +145,7 @@ const (
 	ReasonDryRun            = "DryRunOnly"
 	ReasonAlertResolved     = "AlertResolved"
 	ReasonTargetGone        = "TargetGone"
+	ReasonTruncated         = "Truncated"
 	ReasonSuperseded        = "Superseded"
 	ReasonProgressing       = "Progressing"
 	ReasonWaitingOnApproval = "WaitingOnApproval"
@@ -190,6 +194,134 @@ type IncidentContext struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	TargetLabels map[string]string `json:"targetLabels,omitempty"`
+	// container the alert named, when it named one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Container string `json:"container,omitempty"`
+	// replicas the top controller asks for, when it has replicas.
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+	// containers of the target pod with the image digests the kubelet reported.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Containers []ContainerInfo `json:"containers,omitempty"`
+	// riskFlags are what the pod spec allows that an attacker would want:
+	// Privileged, HostNetwork, HostPID, HostIPC, HostPath:<path>, RunsAsRoot,
+	// AddedCapability:<cap>, PrivilegeEscalation, ServiceAccountToken.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=512
+	RiskFlags []string `json:"riskFlags,omitempty"`
+	// identity is what the target's service account may do.
+	// +optional
+	Identity *IdentityContext `json:"identity,omitempty"`
+	// exposure is how the target can be reached, and whether it is isolated.
+	// +optional
+	Exposure *ExposureContext `json:"exposure,omitempty"`
+	// timeline is what happened around the target, oldest first: Kubernetes
+	// Events of the target, its owners and its node, the alert's start, and
+	// Riposte's own steps.
+	// +optional
+	// +kubebuilder:validation:MaxItems=40
+	Timeline []TimelineEntry `json:"timeline,omitempty"`
+	// relatedIncidents are other incidents about the same workload or node in
+	// the last day, by name in this namespace.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	RelatedIncidents []string `json:"relatedIncidents,omitempty"`
+	// truncated names the lists that were cut to keep the status small, with
+	// how many entries there were.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=128
+	Truncated []string `json:"truncated,omitempty"`
+}
+
+// ContainerInfo is one container of the target pod.
+type ContainerInfo struct {
+	// name of the container.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// image as the pod spec names it.
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	Image string `json:"image"`
+	// imageID is the resolved image with its digest, as the kubelet reported it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	ImageID string `json:"imageID,omitempty"`
+}
+
+// IdentityContext is what the target's service account is bound to.
+type IdentityContext struct {
+	// serviceAccount as namespace/name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// roles bound to the service account, as Kind/[namespace/]name via binding.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=1024
+	Roles []string `json:"roles,omitempty"`
+	// permissions summarises the effective rules, one "verbs resources" line each.
+	// +optional
+	// +kubebuilder:validation:MaxItems=40
+	// +kubebuilder:validation:items:MaxLength=1024
+	Permissions []string `json:"permissions,omitempty"`
+	// dangerous calls out what an attacker would use: reading Secrets,
+	// creating pods, pods/exec, wildcards, escalate, bind, impersonate.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=512
+	Dangerous []string `json:"dangerous,omitempty"`
+}
+
+// ExposureContext is how the target can be reached.
+type ExposureContext struct {
+	// services that select the target, as name:port,port.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=512
+	Services []string `json:"services,omitempty"`
+	// ingresses that route to those services, as name (hosts).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=1024
+	Ingresses []string `json:"ingresses,omitempty"`
+	// networkPolicies that select the target.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	NetworkPolicies []string `json:"networkPolicies,omitempty"`
+	// isolated is true when a policy selecting the target denies all ingress
+	// and egress (Riposte's quarantine or the user's own).
+	// +optional
+	Isolated bool `json:"isolated,omitempty"`
+}
+
+// TimelineEntry is one thing that happened around the incident.
+type TimelineEntry struct {
+	// time it happened.
+	// +required
+	Time metav1.Time `json:"time"`
+	// source: Event, Alert or Riposte.
+	// +required
+	// +kubebuilder:validation:MaxLength=32
+	Source string `json:"source"`
+	// object it happened to, as Kind/name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Object string `json:"object,omitempty"`
+	// reason, as the Event or step gave it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason,omitempty"`
+	// message, truncated.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
 }
 
 // StepPhase is the outcome of one applied step.

@@ -5,11 +5,13 @@ package incident
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -129,7 +131,7 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	if inc.Status.EnrichedAt != nil && !p.specChanged {
 		return false, nil
 	}
-	res, err := (&enrich.Enricher{Reader: r.Client}).Enrich(ctx, &inc.Spec)
+	res, err := (&enrich.Enricher{Reader: r.Client}).Enrich(ctx, inc)
 	if err != nil {
 		return true, err
 	}
@@ -137,6 +139,12 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	now := metav1.Now()
 	inc.Status.EnrichedAt = &now
 	setCondition(inc, riposte.IncidentEnriched, res.Reason == riposte.ReasonTargetResolved, res.Reason, res.Message)
+	if len(res.Context.Truncated) > 0 {
+		setCondition(inc, riposte.IncidentContextTruncated, true, riposte.ReasonTruncated,
+			"context cut to keep the incident small: "+strings.Join(res.Context.Truncated, "; "))
+	} else {
+		meta.RemoveStatusCondition(&inc.Status.Conditions, riposte.IncidentContextTruncated)
+	}
 	return false, nil
 }
 

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,118 +45,207 @@ type Result struct {
 // Enricher resolves incident context from a reader (the informer cache).
 type Enricher struct {
 	Reader client.Reader
+	// Now is the clock for the timeline window (tests may fix it).
+	Now func() time.Time
 }
 
 // Enrich resolves the incident's target and its context. A target that does
 // not exist or is not named is not an error: the result says so and the
 // incident still proceeds to playbooks that need no target.
-func (e *Enricher) Enrich(ctx context.Context, spec *riposte.IncidentSpec) (Result, error) {
-	ref := TargetFromIncident(spec)
-	if ref == nil {
-		return Result{Context: &riposte.IncidentContext{}, Reason: riposte.ReasonNoTarget,
-			Message: "the alert's labels name no target (namespace with pod, deployment, statefulset or daemonset; or node)"}, nil
+func (e *Enricher) Enrich(ctx context.Context, inc *riposte.Incident) (Result, error) {
+	now := time.Now()
+	if e.Now != nil {
+		now = e.Now()
 	}
-	ic := &riposte.IncidentContext{Target: ref}
-	var err error
+	ref := TargetFromIncident(&inc.Spec)
+	ic := &riposte.IncidentContext{Target: ref, Container: ContainerFromIncident(&inc.Spec)}
+	if ref == nil {
+		return Result{Context: ic, Reason: riposte.ReasonNoTarget,
+			Message: "the alert's labels name no target (namespace with pod, workload, service, ingress or claim; or node)"}, nil
+	}
+	var (
+		spec     *corev1.PodSpec
+		template map[string]string // labels the workload's pods carry
+		objects  []involved
+		err      error
+	)
 	switch ref.Kind {
 	case "Pod":
-		err = e.pod(ctx, ic)
-	case "Deployment", "StatefulSet", "DaemonSet":
-		err = e.workload(ctx, ic)
+		spec, template, objects, err = e.pod(ctx, ic)
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob":
+		spec, template, objects, err = e.workload(ctx, ic)
 	case "Node":
-		err = e.node(ctx, ic)
+		objects, err = e.node(ctx, ic)
 	default:
-		return Result{Context: ic, Reason: riposte.ReasonTargetResolved, Message: "target " + ref.String() + " taken as given"}, nil
+		objects, err = e.other(ctx, ic)
 	}
 	if apierrors.IsNotFound(err) {
-		return Result{Context: ic, Reason: riposte.ReasonTargetNotFound,
-			Message: fmt.Sprintf("target %s does not exist", ref)}, nil
+		return Result{Context: ic, Reason: riposte.ReasonTargetNotFound, Message: fmt.Sprintf("target %s does not exist", ref)}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("reading target %s: %w", ref, err)
 	}
+	if spec != nil {
+		ic.RiskFlags = RiskFlags(spec)
+		if err := e.identity(ctx, ref.Namespace, spec.ServiceAccountName, ic); err != nil {
+			return Result{}, err
+		}
+		if err := e.exposure(ctx, ref.Namespace, template, ic); err != nil {
+			return Result{}, err
+		}
+	}
+	if ic.Node != "" && ref.Kind != "Node" {
+		objects = append(objects, involved{kind: "Node", name: ic.Node})
+	}
+	if err := e.timeline(ctx, inc, objects, now, ic); err != nil {
+		return Result{}, err
+	}
+	if err := e.related(ctx, inc, now, ic); err != nil {
+		return Result{}, err
+	}
 	return Result{Context: ic, Reason: riposte.ReasonTargetResolved, Message: "target " + ref.String() + " resolved"}, nil
 }
 
-func (e *Enricher) pod(ctx context.Context, ic *riposte.IncidentContext) error {
+func (e *Enricher) pod(ctx context.Context, ic *riposte.IncidentContext) (*corev1.PodSpec, map[string]string, []involved, error) {
 	var pod corev1.Pod
 	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: ic.Target.Namespace, Name: ic.Target.Name}, &pod); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	ic.Target.UID = string(pod.UID)
 	ic.Node = pod.Spec.NodeName
 	ic.ServiceAccountName = pod.Spec.ServiceAccountName
 	ic.TargetLabels = boundedLabels(pod.Labels)
 	ic.Images = imagesOf(&pod.Spec)
-	chain, err := e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
+	ic.Containers = containersOf(&pod)
+	objects := []involved{{namespace: pod.Namespace, kind: "Pod", name: pod.Name, uid: pod.UID}}
+	chain, owners, err := e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
 	ic.OwnerChain = chain
-	return err
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ic.Replicas = e.replicasOf(ctx, pod.Namespace, chain)
+	return &pod.Spec, pod.Labels, append(objects, owners...), nil
 }
 
-func (e *Enricher) workload(ctx context.Context, ic *riposte.IncidentContext) error {
+func (e *Enricher) workload(ctx context.Context, ic *riposte.IncidentContext) (*corev1.PodSpec, map[string]string, []involved, error) {
 	var (
-		obj  client.Object
-		spec *corev1.PodSpec
+		obj      client.Object
+		template *corev1.PodTemplateSpec
 	)
 	switch ic.Target.Kind {
 	case "Deployment":
 		d := &appsv1.Deployment{}
-		obj, spec = d, &d.Spec.Template.Spec
+		obj, template = d, &d.Spec.Template
 	case "StatefulSet":
 		s := &appsv1.StatefulSet{}
-		obj, spec = s, &s.Spec.Template.Spec
-	default:
+		obj, template = s, &s.Spec.Template
+	case "DaemonSet":
 		d := &appsv1.DaemonSet{}
-		obj, spec = d, &d.Spec.Template.Spec
+		obj, template = d, &d.Spec.Template
+	case "ReplicaSet":
+		r := &appsv1.ReplicaSet{}
+		obj, template = r, &r.Spec.Template
+	case "Job":
+		j := &batchv1.Job{}
+		obj, template = j, &j.Spec.Template
+	default:
+		c := &batchv1.CronJob{}
+		obj, template = c, &c.Spec.JobTemplate.Spec.Template
 	}
 	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: ic.Target.Namespace, Name: ic.Target.Name}, obj); err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	ic.Target.UID = string(obj.GetUID())
-	ic.ServiceAccountName = spec.ServiceAccountName
+	ic.ServiceAccountName = template.Spec.ServiceAccountName
 	ic.TargetLabels = boundedLabels(obj.GetLabels())
-	ic.Images = imagesOf(spec)
-	chain, err := e.ownerChain(ctx, obj.GetNamespace(), obj.GetOwnerReferences())
+	ic.Images = imagesOf(&template.Spec)
+	objects := []involved{{namespace: obj.GetNamespace(), kind: ic.Target.Kind, name: obj.GetName(), uid: obj.GetUID()}}
+	chain, owners, err := e.ownerChain(ctx, obj.GetNamespace(), obj.GetOwnerReferences())
 	ic.OwnerChain = chain
-	return err
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	top := append([]riposte.OwnerReference{{APIVersion: ic.Target.APIVersion, Kind: ic.Target.Kind, Name: ic.Target.Name}}, chain...)
+	ic.Replicas = e.replicasOf(ctx, obj.GetNamespace(), top)
+	return &template.Spec, template.Labels, append(objects, owners...), nil
 }
 
-func (e *Enricher) node(ctx context.Context, ic *riposte.IncidentContext) error {
+func (e *Enricher) node(ctx context.Context, ic *riposte.IncidentContext) ([]involved, error) {
 	var node corev1.Node
 	if err := e.Reader.Get(ctx, client.ObjectKey{Name: ic.Target.Name}, &node); err != nil {
-		return err
+		return nil, err
 	}
 	ic.Target.UID = string(node.UID)
 	ic.Node = node.Name
 	ic.TargetLabels = boundedLabels(node.Labels)
-	return nil
+	return []involved{{kind: "Node", name: node.Name, uid: node.UID}}, nil
+}
+
+// other resolves any other kind (Service, Ingress, PersistentVolumeClaim)
+// by its metadata only.
+func (e *Enricher) other(ctx context.Context, ic *riposte.IncidentContext) ([]involved, error) {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(schema.FromAPIVersionAndKind(ic.Target.APIVersion, ic.Target.Kind))
+	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: ic.Target.Namespace, Name: ic.Target.Name}, meta); err != nil {
+		return nil, err
+	}
+	ic.Target.UID = string(meta.UID)
+	ic.TargetLabels = boundedLabels(meta.Labels)
+	return []involved{{namespace: meta.Namespace, kind: ic.Target.Kind, name: meta.Name, uid: meta.UID}}, nil
 }
 
 // ownerChain follows controller owner references upwards through the kinds
 // Riposte knows, reading metadata only. An owner that is gone ends the chain.
-func (e *Enricher) ownerChain(ctx context.Context, namespace string, refs []metav1.OwnerReference) ([]riposte.OwnerReference, error) {
+func (e *Enricher) ownerChain(ctx context.Context, namespace string, refs []metav1.OwnerReference) ([]riposte.OwnerReference, []involved, error) {
 	var chain []riposte.OwnerReference
+	var owners []involved
 	for len(chain) < maxOwnerChain {
 		owner := controllerOf(refs)
 		if owner == nil {
-			return chain, nil
+			return chain, owners, nil
 		}
 		chain = append(chain, riposte.OwnerReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name})
+		owners = append(owners, involved{namespace: namespace, kind: owner.Kind, name: owner.Name, uid: owner.UID})
 		gvk := schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind)
 		if !walkableOwners[gvk] {
-			return chain, nil
+			return chain, owners, nil
 		}
 		meta := &metav1.PartialObjectMetadata{}
 		meta.SetGroupVersionKind(gvk)
 		if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, meta); err != nil {
 			if apierrors.IsNotFound(err) {
-				return chain, nil
+				return chain, owners, nil
 			}
-			return chain, fmt.Errorf("reading owner %s %s: %w", owner.Kind, owner.Name, err)
+			return chain, owners, fmt.Errorf("reading owner %s %s: %w", owner.Kind, owner.Name, err)
 		}
 		refs = meta.OwnerReferences
 	}
-	return chain, nil
+	return chain, owners, nil
+}
+
+// replicasOf returns the replicas the top controller with replicas asks for.
+func (e *Enricher) replicasOf(ctx context.Context, namespace string, chain []riposte.OwnerReference) *int32 {
+	for i := len(chain) - 1; i >= 0; i-- {
+		key := client.ObjectKey{Namespace: namespace, Name: chain[i].Name}
+		switch chain[i].Kind {
+		case "Deployment":
+			var d appsv1.Deployment
+			if e.Reader.Get(ctx, key, &d) == nil {
+				return d.Spec.Replicas
+			}
+		case "StatefulSet":
+			var s appsv1.StatefulSet
+			if e.Reader.Get(ctx, key, &s) == nil {
+				return s.Spec.Replicas
+			}
+		case "ReplicaSet":
+			var r appsv1.ReplicaSet
+			if e.Reader.Get(ctx, key, &r) == nil {
+				return r.Spec.Replicas
+			}
+		}
+	}
+	return nil
 }
 
 func controllerOf(refs []metav1.OwnerReference) *metav1.OwnerReference {
@@ -168,16 +259,34 @@ func controllerOf(refs []metav1.OwnerReference) *metav1.OwnerReference {
 
 func imagesOf(spec *corev1.PodSpec) []string {
 	var images []string
-	seen := map[string]bool{}
 	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for _, c := range cs {
-			if !seen[c.Image] && len(images) < maxImages {
-				seen[c.Image] = true
+			if !slices.Contains(images, c.Image) && len(images) < maxImages {
 				images = append(images, c.Image)
 			}
 		}
 	}
 	return images
+}
+
+// containersOf pairs each container with the digest the kubelet resolved.
+// Only names and images: never environment values.
+func containersOf(pod *corev1.Pod) []riposte.ContainerInfo {
+	ids := map[string]string{}
+	for _, cs := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for _, s := range cs {
+			ids[s.Name] = s.ImageID
+		}
+	}
+	var out []riposte.ContainerInfo
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			if len(out) < maxImages {
+				out = append(out, riposte.ContainerInfo{Name: c.Name, Image: c.Image, ImageID: ids[c.Name]})
+			}
+		}
+	}
+	return out
 }
 
 func boundedLabels(in map[string]string) map[string]string {

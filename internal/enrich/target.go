@@ -1,6 +1,7 @@
 // Package enrich learns what an incident touches from the live cluster: the
-// target object, its owner chain, images, node and service account. It reads
-// through a client.Reader, which in the manager is the informer cache.
+// target object, its owner chain, images, risk flags, identity, exposure and a
+// timeline. It reads through a client.Reader, which in the manager is the
+// informer cache, never Secret data or environment values.
 package enrich
 
 import (
@@ -9,24 +10,45 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
-// labelKinds maps alert labels to the kind they name, most specific first:
-// an alert with both pod and deployment labels is about the pod.
-var labelKinds = []struct {
-	label, apiVersion, kind string
-	namespaced              bool
-}{
-	{"pod", "v1", "Pod", true},
-	{"deployment", "apps/v1", "Deployment", true},
-	{"statefulset", "apps/v1", "StatefulSet", true},
-	{"daemonset", "apps/v1", "DaemonSet", true},
-	{"node", "v1", "Node", false},
+// labelKind maps the labels that name a kind of object to that kind. Label
+// names are tried in order: kube-state-metrics' exported_ form first (when
+// Prometheus scrapes it without honor_labels, the target's own labels move
+// there), then the plain form, then Falco's through Falcosidekick.
+type labelKind struct {
+	labels           []string
+	apiVersion, kind string
+	namespaced       bool
 }
 
-// namespaceLabels are the labels that carry the target's namespace, in order
-// of preference. When Prometheus scrapes kube-state-metrics without
-// honor_labels, the target's own namespace moves to exported_namespace and
-// namespace becomes kube-state-metrics' own, so exported_ wins.
-var namespaceLabels = []string{"exported_namespace", "namespace"}
+// labelKinds are tried most specific first: an alert with both pod and
+// deployment labels is about the pod.
+var labelKinds = []labelKind{
+	{labels: []string{"exported_pod", "pod", "k8s_pod_name", "k8s.pod.name", "pod_name"}, apiVersion: "v1", kind: "Pod", namespaced: true},
+	{labels: []string{"exported_job", "job_name"}, apiVersion: "batch/v1", kind: "Job", namespaced: true},
+	{labels: []string{"exported_cronjob", "cronjob"}, apiVersion: "batch/v1", kind: "CronJob", namespaced: true},
+	{labels: []string{"exported_replicaset", "replicaset"}, apiVersion: "apps/v1", kind: "ReplicaSet", namespaced: true},
+	{labels: []string{"exported_deployment", "deployment"}, apiVersion: "apps/v1", kind: "Deployment", namespaced: true},
+	{labels: []string{"exported_statefulset", "statefulset"}, apiVersion: "apps/v1", kind: "StatefulSet", namespaced: true},
+	{labels: []string{"exported_daemonset", "daemonset"}, apiVersion: "apps/v1", kind: "DaemonSet", namespaced: true},
+	{labels: []string{"exported_persistentvolumeclaim", "persistentvolumeclaim"}, apiVersion: "v1", kind: "PersistentVolumeClaim", namespaced: true},
+	{labels: []string{"exported_service", "service"}, apiVersion: "v1", kind: "Service", namespaced: true},
+	{labels: []string{"exported_ingress", "ingress"}, apiVersion: "networking.k8s.io/v1", kind: "Ingress", namespaced: true},
+	{labels: []string{"exported_node", "node", "k8s_node_name", "k8s.node.name"}, apiVersion: "v1", kind: "Node"},
+}
+
+var (
+	namespaceLabels = []string{"exported_namespace", "namespace", "k8s_ns_name", "k8s.ns.name"}
+	containerLabels = []string{"exported_container", "container", "k8s_container_name", "container_name"}
+)
+
+func first(labels map[string]string, names []string) string {
+	for _, n := range names {
+		if v := labels[n]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
 
 // TargetFromIncident returns the object the incident is about: the spec's
 // explicit target when set, else the first kind its labels name. It returns
@@ -44,14 +66,8 @@ func TargetFromIncident(spec *riposte.IncidentSpec) *riposte.ObjectReference {
 		}
 	}
 	for _, k := range labelKinds {
-		name := spec.Labels["exported_"+k.label]
-		if name == "" {
-			name = spec.Labels[k.label]
-		}
-		if name == "" {
-			continue
-		}
-		if k.namespaced && ns == "" {
+		name := first(spec.Labels, k.labels)
+		if name == "" || (k.namespaced && ns == "") {
 			continue
 		}
 		ref := &riposte.ObjectReference{APIVersion: k.apiVersion, Kind: k.kind, Name: name}
@@ -61,4 +77,9 @@ func TargetFromIncident(spec *riposte.IncidentSpec) *riposte.ObjectReference {
 		return ref
 	}
 	return nil
+}
+
+// ContainerFromIncident is the container the alert names, if any.
+func ContainerFromIncident(spec *riposte.IncidentSpec) string {
+	return first(spec.Labels, containerLabels)
 }
