@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -39,7 +38,6 @@ func enriched(t *testing.T, ns, name string, labels map[string]string) *riposte.
 // A Deployment behind a Service and an Ingress, whose service account is bound
 // to a dangerous ClusterRole.
 func TestEnrichmentOfAnExposedPrivilegedIdentity(t *testing.T) {
-	ctx := context.Background()
 	ns := newNamespace(t)
 	pod := deployedPod(t, ns, "shop")
 	mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}})
@@ -71,7 +69,7 @@ func TestEnrichmentOfAnExposedPrivilegedIdentity(t *testing.T) {
 	mustCreate(t, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "pulled", Namespace: ns},
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID},
 		Reason:         "Pulled", Message: "Container image pulled", Type: corev1.EventTypeNormal,
-		LastTimestamp:  metav1.NewTime(time.Now().Add(-2 * time.Minute))})
+		LastTimestamp: metav1.NewTime(time.Now().Add(-2 * time.Minute))})
 	// Let the cache see the graph, as it would long before an alert.
 	time.Sleep(300 * time.Millisecond)
 
@@ -104,7 +102,6 @@ func TestEnrichmentOfAnExposedPrivilegedIdentity(t *testing.T) {
 	if c.Exposure.Isolated {
 		t.Error("an allow policy does not isolate")
 	}
-	_ = ctx
 }
 
 // A privileged DaemonSet pod shows every risk its spec carries.
@@ -212,7 +209,7 @@ func TestEnrichmentIsBounded(t *testing.T) {
 		mustCreate(t, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("e%02d", i), Namespace: ns},
 			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID},
 			Reason:         fmt.Sprintf("R%02d", i), Message: strings.Repeat("x", 2000), Type: corev1.EventTypeWarning,
-			LastTimestamp:  metav1.NewTime(time.Now().Add(time.Duration(i-60) * time.Second))})
+			LastTimestamp: metav1.NewTime(time.Now().Add(time.Duration(i-60) * time.Second))})
 	}
 	time.Sleep(300 * time.Millisecond)
 	inc := enriched(t, ns, "noisy", map[string]string{"namespace": ns, "pod": pod.Name})
