@@ -80,3 +80,29 @@ func TestKubectlPluginReject(t *testing.T) {
 	}
 	expectUnisolated(t, pod)
 }
+
+// describe prints the incident as a readable report, and show gives an
+// approver the same context above the plan.
+func TestKubectlPluginDescribe(t *testing.T) {
+	ns, pod, gate := pendingGate(t, nil)
+	out, err := plugin(t, "bob", ns, "describe", "am-gate")
+	for _, want := range []string{
+		"Incident:  " + ns + "/am-gate (AwaitingApproval)",
+		"Alert:     ContainerShell, severity critical, firing, from Alertmanager",
+		"Target:    Pod/" + ns + "/" + pod.Name,
+		"Owners:    ReplicaSet/web-5d4f <- Deployment/web (1 replicas)",
+		"Risks:     PrivilegeEscalation, RunsAsRoot, ServiceAccountToken",
+		"Identity:  " + ns + "/default",
+		"Timeline:",
+		"Alert   ContainerShell",
+		"Times:     detected",
+	} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("describe lacks %q (err %v):\n%s", want, err, out)
+		}
+	}
+	out, err = plugin(t, "bob", ns, "show", gate)
+	if err != nil || !strings.Contains(out, "Risks:     PrivilegeEscalation") || !strings.Contains(out, "Target:    Pod/"+ns+"/"+pod.Name) {
+		t.Errorf("show lacks the context an approver needs (err %v):\n%s", err, out)
+	}
+}

@@ -31,6 +31,7 @@ const Usage = `kubectl riposte: decide Riposte's remediations.
   kubectl riposte show GATE [-n NAMESPACE]        the plan, its dry-run result and the decisions
   kubectl riposte approve GATE --reason TEXT [-n NAMESPACE]
   kubectl riposte reject GATE --reason TEXT [-n NAMESPACE]
+  kubectl riposte describe INCIDENT [-n NAMESPACE] what it touches, may do and reach, its timeline and steps
   kubectl riposte whoami                          who the API server says you are
 
 Common flags: --kubeconfig, --context, -n/--namespace.
@@ -84,6 +85,12 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 			verdict = riposte.DecisionReject
 		}
 		return c.decide(ctx, name, verdict, *reason)
+	case "describe":
+		name, err := oneName(cmd, fs.Args())
+		if err != nil {
+			return err
+		}
+		return c.describe(ctx, name)
 	case "whoami":
 		user, err := c.WhoAmI(ctx)
 		if err != nil {
@@ -227,6 +234,13 @@ func (c *CLI) show(ctx context.Context, name string) error {
 	fmt.Fprintf(c.Out, "Approvals: %d of %d required; expires in %s\n", g.Status.Approvals, max(g.Spec.Policy.RequiredApprovals, 1), c.expiresIn(g))
 	if g.Status.Message != "" {
 		fmt.Fprintf(c.Out, "Status:    %s\n", g.Status.Message)
+	}
+	inc := &riposte.Incident{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: g.Spec.Incident}, inc); err == nil {
+		fmt.Fprintf(c.Out, "Alert:     %s, severity %s\n", inc.Spec.AlertName, orDash(inc.Spec.Severity))
+		for _, line := range ContextLines(inc.Status.Context) {
+			fmt.Fprintln(c.Out, line)
+		}
 	}
 	fmt.Fprintf(c.Out, "Plan:      %s (each change accepted by the API server's dry run)\n", g.Spec.Plan.Hash)
 	for i, s := range g.Spec.Plan.Steps {
