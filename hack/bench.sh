@@ -3,4 +3,4 @@
 # test/bench/results.md. BENCH_SEQUENTIAL and BENCH_BURST set the alert counts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-go test -tags bench -count=1 -timeout 30m -v -run 'TestBench' ./test/bench/
+go test -tags bench -count=1 -timeout 45m -v -run "${BENCH_RUN:-TestBench}" ./test/bench/

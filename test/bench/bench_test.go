@@ -273,6 +273,23 @@ func post(t *testing.T, intake string, idx ...int) {
 	}
 }
 
+// postAlert sends one firing alert about a pod.
+func postAlert(t *testing.T, intake, fingerprint, namespace, pod string) {
+	body, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "riposte", "alerts": []map[string]any{{
+		"status": "firing", "fingerprint": fingerprint, "startsAt": time.Now().UTC().Format(time.RFC3339Nano),
+		"labels": map[string]string{"alertname": "Bench", "severity": "info", "namespace": namespace, "pod": pod}}}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+intake+"/webhook/alertmanager", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook answered %d", resp.StatusCode)
+	}
+}
+
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
