@@ -51,6 +51,11 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Fatalf("approve: %v\n%s", err, out)
 	}
 	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+	if out, err := plugin(t, "bob", ns, "describe", "am-gate"); err != nil ||
+		!strings.Contains(out, "Riposte Applied: step isolate (IsolatePod) on Pod/"+ns+"/web-5d4f-x7k2p") ||
+		!strings.Contains(out, "Create    NetworkPolicy/"+ns+"/riposte-quarantine-deny-all") {
+		t.Errorf("describe after remediation lacks the step in its timeline or steps (err %v):\n%s", err, out)
+	}
 	g := &riposte.ApprovalGate{}
 	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -35,9 +37,9 @@ func (c *CLI) describe(ctx context.Context, name string) error {
 	for _, line := range ContextLines(inc.Status.Context) {
 		fmt.Fprintln(w, line)
 	}
-	if ctx := inc.Status.Context; ctx != nil && len(ctx.Timeline) > 0 {
+	if timeline := mergedTimeline(inc); len(timeline) > 0 {
 		fmt.Fprintln(w, "Timeline:")
-		for _, e := range ctx.Timeline {
+		for _, e := range timeline {
 			object := ""
 			if e.Object != "" {
 				object = " " + e.Object
@@ -126,26 +128,49 @@ func ContextLines(c *riposte.IncidentContext) []string {
 	return out
 }
 
+// printTimes prints the incident's milestones. They are absolute: the API
+// server keeps them to the second, so differences below that mean nothing.
 func printTimes(w io.Writer, inc *riposte.Incident) {
 	s := inc.Status
 	var parts []string
-	if s.DetectedAt != nil {
-		parts = append(parts, "detected "+s.DetectedAt.UTC().Format(time.RFC3339))
-		since := func(label string, at *time.Time) {
-			if at != nil {
-				parts = append(parts, fmt.Sprintf("%s +%s", label, at.Sub(s.DetectedAt.Time).Round(time.Millisecond)))
-			}
-		}
-		for _, t := range []struct {
-			label string
-			at    *time.Time
-		}{{"enriched", timeOf(s.EnrichedAt)}, {"approved", timeOf(s.ApprovedAt)}, {"remediated", timeOf(s.RemediatedAt)}, {"resolved", timeOf(s.ResolvedAt)}} {
-			since(t.label, t.at)
+	for _, t := range []struct {
+		label string
+		at    *metav1.Time
+	}{{"detected", s.DetectedAt}, {"enriched", s.EnrichedAt}, {"approved", s.ApprovedAt}, {"remediated", s.RemediatedAt}, {"resolved", s.ResolvedAt}} {
+		if t.at != nil {
+			parts = append(parts, t.label+" "+t.at.UTC().Format(time.RFC3339))
 		}
 	}
 	if len(parts) > 0 {
 		fmt.Fprintf(w, "Times:     %s\n", strings.Join(parts, ", "))
 	}
+}
+
+// mergedTimeline adds Riposte's own steps, recorded after enrichment, to the
+// timeline enrichment gathered.
+func mergedTimeline(inc *riposte.Incident) []riposte.TimelineEntry {
+	var out []riposte.TimelineEntry
+	if inc.Status.Context != nil {
+		out = append(out, inc.Status.Context.Timeline...)
+	}
+	for _, st := range inc.Status.Steps {
+		if st.CompletedAt == nil || slices.ContainsFunc(out, func(e riposte.TimelineEntry) bool {
+			return e.Source == "Riposte" && e.Time.Equal(st.CompletedAt)
+		}) {
+			continue
+		}
+		out = append(out, riposte.TimelineEntry{Time: *st.CompletedAt, Source: "Riposte", Reason: string(st.Phase),
+			Message: fmt.Sprintf("step %s (%s) %s", st.Name, st.Action, describeTarget(st.Target))})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(&out[j].Time) })
+	return out
+}
+
+func describeTarget(t *riposte.ObjectReference) string {
+	if t == nil {
+		return ""
+	}
+	return "on " + t.String()
 }
 
 func orDash(s string) string {
@@ -161,11 +186,4 @@ func oneLine(s string) string {
 		return s[:157] + "..."
 	}
 	return s
-}
-
-func timeOf(t *metav1.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	return &t.Time
 }
