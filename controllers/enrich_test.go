@@ -15,6 +15,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -63,6 +64,13 @@ func TestEnrichmentOfAnExposedPrivilegedIdentity(t *testing.T) {
 		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com", IngressRuleValue: networkingv1.IngressRuleValue{
 			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &pathType,
 				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "shop", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}})
+	route := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": "shop-route", "namespace": ns},
+		"spec": map[string]any{"hostnames": []any{"api.example.com"},
+			"rules": []any{map[string]any{"backendRefs": []any{map[string]any{"name": "shop", "port": int64(80)}}}}},
+	}}
+	mustCreate(t, route)
 	mustCreate(t, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "allow-web", Namespace: ns},
 		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop"}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}})
@@ -88,7 +96,8 @@ func TestEnrichmentOfAnExposedPrivilegedIdentity(t *testing.T) {
 	if diff := cmp.Diff(wantIdentity, c.Identity); diff != "" {
 		t.Errorf("identity (-want +got):\n%s", diff)
 	}
-	wantExposure := &riposte.ExposureContext{Services: []string{"shop:80"}, Ingresses: []string{"public (shop.example.com)"}, NetworkPolicies: []string{"allow-web"}}
+	wantExposure := &riposte.ExposureContext{Services: []string{"shop:80"}, Ingresses: []string{"public (shop.example.com)"},
+		Routes: []string{ns + "/shop-route (api.example.com)"}, NetworkPolicies: []string{"allow-web"}}
 	if diff := cmp.Diff(wantExposure, c.Exposure); diff != "" {
 		t.Errorf("exposure (-want +got):\n%s", diff)
 	}

@@ -37,7 +37,12 @@ type Options struct {
 // step and its Events). Writes of unstructured objects opt out, so they do
 // not start a second, unstructured cache of the same kinds.
 func ClientOptions() client.Options {
-	return client.Options{Cache: &client.CacheOptions{EnableReadYourWritesConsistency: ptr.To(true)}}
+	return client.Options{Cache: &client.CacheOptions{
+		EnableReadYourWritesConsistency: ptr.To(true),
+		// Optional APIs (the Gateway API's routes) are read as unstructured
+		// objects; serve those from the cache too, not a list per incident.
+		Unstructured: true,
+	}}
 }
 
 // Setup registers the Incident, ApprovalGate and Playbook reconcilers.

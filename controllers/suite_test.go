@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel()))))
 	var err error
-	env, err = testenv.Start()
+	env, err = testenv.Start(filepath.Join(testenv.RepoRoot(), "test", "testdata", "crds"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -290,6 +290,12 @@ type ExposureContext struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=1024
 	Ingresses []string `json:"ingresses,omitempty"`
+	// routes are Gateway API HTTPRoutes sending traffic to those services,
+	// as name (hostnames), when that API is installed.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=1024
+	Routes []string `json:"routes,omitempty"`
 	// networkPolicies that select the target.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16

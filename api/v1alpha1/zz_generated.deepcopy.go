@@ -272,6 +272,11 @@ func (in *ExposureContext) DeepCopyInto(out *ExposureContext) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Routes != nil {
+		in, out := &in.Routes, &out.Routes
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.NetworkPolicies != nil {
 		in, out := &in.NetworkPolicies, &out.NetworkPolicies
 		*out = make([]string, len(*in))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,14 @@ type Reconciler struct {
 	Exprs               *expr.Cache
 	OperatorNamespace   string
 	ProtectedNamespaces []string
+
+	enricherOnce   sync.Once
+	sharedEnricher *enrich.Enricher
+}
+
+func (r *Reconciler) enricher() *enrich.Enricher {
+	r.enricherOnce.Do(func() { r.sharedEnricher = &enrich.Enricher{Reader: r.Client} })
+	return r.sharedEnricher
 }
 
 // pass carries what one reconcile learned from phase to phase, so a gate
@@ -131,7 +140,7 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	if inc.Status.EnrichedAt != nil && !p.specChanged {
 		return false, nil
 	}
-	res, err := (&enrich.Enricher{Reader: r.Client}).Enrich(ctx, inc)
+	res, err := r.enricher().Enrich(ctx, inc)
 	if err != nil {
 		return true, err
 	}

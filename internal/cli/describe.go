@@ -118,6 +118,7 @@ func ContextLines(c *riposte.IncidentContext) []string {
 	if ex := c.Exposure; ex != nil {
 		add("Services", ex.Services...)
 		add("Ingresses", ex.Ingresses...)
+		add("Routes", ex.Routes...)
 		add("Policies", ex.NetworkPolicies...)
 		if ex.Isolated {
 			add("Isolated", "yes: a policy denies all ingress and egress")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -42,11 +43,15 @@ type Result struct {
 	Message string
 }
 
-// Enricher resolves incident context from a reader (the informer cache).
+// Enricher resolves incident context from a reader (the informer cache). One
+// Enricher serves every incident; it is safe for concurrent use.
 type Enricher struct {
 	Reader client.Reader
 	// Now is the clock for the timeline window (tests may fix it).
 	Now func() time.Time
+
+	mu            sync.Mutex
+	noRoutesUntil time.Time
 }
 
 // Enrich resolves the incident's target and its context. A target that does

@@ -47,9 +47,10 @@ type Env struct {
 	Client client.Client
 }
 
-// Start starts the control plane with Riposte's CRDs. It fails loudly, not
-// skips, when the binaries are missing: `make test` builds them.
-func Start() (*Env, error) {
+// Start starts the control plane with Riposte's CRDs, plus any extra CRD
+// folders a test needs (for example a stand-in for the Gateway API). It fails
+// loudly, not skips, when the binaries are missing: `make test` builds them.
+func Start(extraCRDDirs ...string) (*Env, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join(RepoRoot(), "bin", "k8s", KubeVersion)
@@ -59,7 +60,7 @@ func Start() (*Env, error) {
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, extraCRDDirs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme(),
 	}
