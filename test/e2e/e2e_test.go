@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,11 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 	inc := &riposte.Incident{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "am-a1b2c3d4e5f60718"}, inc); err != nil {
 		t.Fatal(err)
+	}
+	// What the README's describe shows was learned.
+	if c := inc.Status.Context; c.Identity == nil || !slices.Contains(c.Identity.Dangerous, "reads Secrets") ||
+		c.Exposure == nil || !slices.Contains(c.Exposure.Ingresses, "web (shop.example.com)") {
+		t.Errorf("the sample's context lacks its identity or exposure: %+v %+v", c.Identity, c.Exposure)
 	}
 	if op := inc.Status.Steps[0].Changes[0].Operation; op != riposte.OperationCreate {
 		t.Errorf("the quarantine policy is recorded as %s, want Create: the step ran more than once", op)
