@@ -2,17 +2,21 @@
 package controllers
 
 import (
+	"context"
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/riposte-dev/riposte/controllers/approvalgate"
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/controllers/playbook"
+	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/notify"
 )
@@ -71,6 +75,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		if !errors.As(err, &already) {
 			return err
 		}
+	}
+	// Start every informer enrichment reads before the first alert, so the
+	// first incident does not pay for listing the cluster.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		for _, obj := range enrich.CachedKinds() {
+			if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+				return fmt.Errorf("starting the informer for %T: %w", obj, err)
+			}
+		}
+		return nil
+	})); err != nil {
+		return err
 	}
 	return (&incident.Reconciler{
 		Client:              mgr.GetClient(),

@@ -11,6 +11,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -34,6 +36,16 @@ var walkableOwners = map[schema.GroupVersionKind]bool{
 	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:   true,
 	{Group: "batch", Version: "v1", Kind: "Job"}:        true,
 	{Group: "batch", Version: "v1", Kind: "CronJob"}:    true,
+}
+
+// CachedKinds are the kinds enrichment reads for every pod incident; the
+// manager starts their informers up front.
+func CachedKinds() []client.Object {
+	return []client.Object{
+		&corev1.Pod{}, &corev1.Service{}, &corev1.Event{}, &networkingv1.Ingress{}, &networkingv1.NetworkPolicy{},
+		&rbacv1.RoleBinding{}, &rbacv1.ClusterRoleBinding{}, &rbacv1.Role{}, &rbacv1.ClusterRole{},
+		&appsv1.Deployment{}, &appsv1.ReplicaSet{}, &appsv1.StatefulSet{},
+	}
 }
 
 // Result is what enrichment learned, with the condition reason that says so.
@@ -215,17 +227,35 @@ func (e *Enricher) ownerChain(ctx context.Context, namespace string, refs []meta
 		if !walkableOwners[gvk] {
 			return chain, owners, nil
 		}
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(gvk)
-		if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, meta); err != nil {
+		// Typed reads: the same informers replicasOf and the rest of the
+		// manager use, not a second, metadata-only cache of each kind.
+		obj := typedOwner(gvk.Kind)
+		if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, obj); err != nil {
 			if apierrors.IsNotFound(err) {
 				return chain, owners, nil
 			}
 			return chain, owners, fmt.Errorf("reading owner %s %s: %w", owner.Kind, owner.Name, err)
 		}
-		refs = meta.OwnerReferences
+		refs = obj.GetOwnerReferences()
 	}
 	return chain, owners, nil
+}
+
+func typedOwner(kind string) client.Object {
+	switch kind {
+	case "ReplicaSet":
+		return &appsv1.ReplicaSet{}
+	case "Deployment":
+		return &appsv1.Deployment{}
+	case "StatefulSet":
+		return &appsv1.StatefulSet{}
+	case "DaemonSet":
+		return &appsv1.DaemonSet{}
+	case "Job":
+		return &batchv1.Job{}
+	default:
+		return &batchv1.CronJob{}
+	}
 }
 
 // replicasOf returns the replicas the top controller with replicas asks for.

@@ -31,7 +31,7 @@ func (e *Enricher) exposure(ctx context.Context, namespace string, podLabels map
 	set := labels.Set(podLabels)
 
 	var services corev1.ServiceList
-	if err := e.Reader.List(ctx, &services, client.InNamespace(namespace)); err != nil {
+	if err := e.Reader.List(ctx, &services, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing services: %w", err)
 	}
 	var selecting []string
@@ -52,7 +52,7 @@ func (e *Enricher) exposure(ctx context.Context, namespace string, podLabels map
 	}
 
 	var ingresses networkingv1.IngressList
-	if err := e.Reader.List(ctx, &ingresses, client.InNamespace(namespace)); err != nil {
+	if err := e.Reader.List(ctx, &ingresses, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing ingresses: %w", err)
 	}
 	for _, ing := range ingresses.Items {
@@ -79,7 +79,7 @@ func (e *Enricher) exposure(ctx context.Context, namespace string, podLabels map
 	ex.Routes = routes
 
 	var policies networkingv1.NetworkPolicyList
-	if err := e.Reader.List(ctx, &policies, client.InNamespace(namespace)); err != nil {
+	if err := e.Reader.List(ctx, &policies, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing network policies: %w", err)
 	}
 	for _, np := range policies.Items {
@@ -116,7 +116,7 @@ func (e *Enricher) routes(ctx context.Context, namespace string, services []stri
 	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(httpRouteList)
-	if err := e.Reader.List(ctx, list); err != nil {
+	if err := e.Reader.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			e.markRoutesAbsent()
 			return nil, nil

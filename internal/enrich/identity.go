@@ -40,7 +40,7 @@ func (e *Enricher) identity(ctx context.Context, namespace, sa string, ic *ripos
 	var roles []string
 
 	var rbs rbacv1.RoleBindingList
-	if err := e.Reader.List(ctx, &rbs, client.InNamespace(namespace)); err != nil {
+	if err := e.Reader.List(ctx, &rbs, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing role bindings: %w", err)
 	}
 	for _, b := range rbs.Items {
@@ -55,7 +55,7 @@ func (e *Enricher) identity(ctx context.Context, namespace, sa string, ic *ripos
 		rules = append(rules, r...)
 	}
 	var crbs rbacv1.ClusterRoleBindingList
-	if err := e.Reader.List(ctx, &crbs); err != nil {
+	if err := e.Reader.List(ctx, &crbs, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing cluster role bindings: %w", err)
 	}
 	for _, b := range crbs.Items {

@@ -25,6 +25,10 @@ const (
 	relatedWindow = 24 * time.Hour
 )
 
+// Enrichment only reads what it lists, so lists come straight from the cache
+// without deep copies (client.UnsafeDisableDeepCopy): at thousands of objects
+// per namespace that is most of the cost. Nothing listed is ever modified.
+
 // involved is an object whose Events belong in the timeline.
 type involved struct {
 	namespace, kind, name string
@@ -47,7 +51,7 @@ func (e *Enricher) timeline(ctx context.Context, inc *riposte.Incident, objects 
 		}
 		seenNamespaces[ns] = true
 		var events corev1.EventList
-		if err := e.Reader.List(ctx, &events, client.InNamespace(ns)); err != nil {
+		if err := e.Reader.List(ctx, &events, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 			return fmt.Errorf("listing events in %s: %w", ns, err)
 		}
 		for _, ev := range events.Items {
@@ -112,7 +116,9 @@ func (e *Enricher) related(ctx context.Context, inc *riposte.Incident, now time.
 		top = ic.Target.Kind + "/" + ic.Target.Name
 	}
 	var incidents riposte.IncidentList
-	if err := e.Reader.List(ctx, &incidents, client.InNamespace(inc.Namespace)); err != nil {
+	if err := e.Reader.List(ctx, &incidents, client.InNamespace(inc.Namespace), client.UnsafeDisableDeepCopy,
+		// Related incidents need not wait for in-flight writes of every incident.
+		client.DisableReadYourWritesConsistency); err != nil {
 		return fmt.Errorf("listing incidents: %w", err)
 	}
 	var names []string
