@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/actions"
@@ -298,6 +299,22 @@ func TestIncidentsThatMustNotBeRemediated(t *testing.T) {
 				t.Errorf("no gate should be opened; got err %v", err)
 			}
 		})
+	}
+	refusals := map[string]float64{}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "riposte_guardrail_refusals_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			refusals[m.GetLabel()[0].GetValue()] += m.GetCounter().GetValue()
+		}
+	}
+	if refusals["OutOfScope"] < 1 || refusals["ProtectedNamespace"] < 1 {
+		t.Errorf("guardrail refusals counted %v, want OutOfScope and ProtectedNamespace", refusals)
 	}
 	for _, target := range []client.Object{pod, ksPod} {
 		live := &corev1.Pod{}

@@ -70,10 +70,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := gates.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
 	}
-	if err := metrics.Registry.Register(approvalgate.NewPendingCollector(mgr.GetClient())); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return err
+	for _, c := range []prometheus.Collector{approvalgate.NewPendingCollector(mgr.GetClient()), incident.NewIncidentCollector(mgr.GetClient())} {
+		if err := metrics.Registry.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				return err
+			}
 		}
 	}
 	// Start every informer enrichment reads before the first alert, so the

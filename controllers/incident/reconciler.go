@@ -140,10 +140,12 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	if inc.Status.EnrichedAt != nil && !p.specChanged {
 		return false, nil
 	}
+	start := time.Now()
 	res, err := r.enricher().Enrich(ctx, inc)
 	if err != nil {
 		return true, err
 	}
+	enrichSeconds.Observe(time.Since(start).Seconds())
 	inc.Status.Context = res.Context
 	now := metav1.Now()
 	inc.Status.EnrichedAt = &now
@@ -211,6 +213,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	target := targetOf(inc)
 	if reason, msg, refused := guard.Evaluate(guard.Facts{Playbook: pb, Target: target,
 		OperatorNamespace: r.OperatorNamespace, ProtectedNamespaces: r.ProtectedNamespaces}); refused {
+		guardrailRefusals.WithLabelValues(reason).Inc()
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonGuardrail, reason+": "+msg)
 		return true, nil
 	}
@@ -471,6 +474,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 		for _, sp := range plan.Steps {
 			recordStep(inc, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
 				Target: sp.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"})
+			actionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepSkipped)).Inc()
 		}
 		inc.Status.Phase = riposte.PhaseDryRun
 		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
@@ -495,6 +499,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 			}
 			rec.Phase, rec.Message = riposte.StepFailed, err.Error()
 			recordStep(inc, rec)
+			actionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepFailed)).Inc()
 			r.event(inc, corev1.EventTypeWarning, riposte.ReasonStepFailed, "Remediate", "step "+sp.Step.Name+" failed: "+err.Error())
 			failed = true
 			if sp.Step.OnFailure != riposte.OnFailureContinue {
@@ -503,6 +508,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 			continue
 		}
 		recordStep(inc, rec)
+		actionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepApplied)).Inc()
 		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
 			fmt.Sprintf("step %s (%s) applied to %s", sp.Step.Name, sp.Step.Action, describe(sp.Target)))
 	}
@@ -516,6 +522,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 	setCondition(inc, riposte.IncidentRemediated, true, riposte.ReasonStepsApplied,
 		fmt.Sprintf("%d step(s) of plan %s applied", len(plan.Steps), plan.Hash))
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+pb.Namespace+"/"+pb.Name)
+	observeRemediated(inc, gate.Spec.Policy.Automatic)
 	return true, nil
 }
 

@@ -200,8 +200,16 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 			t.Errorf("metrics lack %s", line)
 		}
 	}
-	if !strings.Contains(string(scraped), `riposte_intake_requests_total{code="200"}`) {
-		t.Error("metrics lack the successful notifications")
+	for _, want := range []string{
+		`riposte_intake_requests_total{code="200"}`,
+		`riposte_actions_total{action="IsolatePod",result="Applied"} 1`,
+		`riposte_incidents{phase="Resolved",severity="critical",source="Alertmanager"} 1`,
+		`riposte_incident_remediation_seconds_count{decider="policy"} 1`,
+		`riposte_incident_enrich_seconds_count 1`,
+	} {
+		if !strings.Contains(string(scraped), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
