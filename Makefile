@@ -65,6 +65,12 @@ build: ## Build the manager and the kubectl plugin.
 	go build -o $(LOCALBIN)/riposte ./cmd/riposte
 	go build -o $(LOCALBIN)/kubectl-riposte ./cmd/kubectl-riposte
 
+IMG ?= riposte:latest
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a Docker engine).
+	docker build -t $(IMG) .
+
 .PHONY: install-plugin
 install-plugin: ## Install the kubectl plugin (kubectl riposte) into $GOBIN.
 	go install ./cmd/kubectl-riposte
