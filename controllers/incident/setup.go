@@ -16,13 +16,13 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
-// +kubebuilder:rbac:groups=riposte.dev,resources=incidents,verbs=get;list;watch;create;patch;update
+// +kubebuilder:rbac:groups=riposte.dev,resources=incidents,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=riposte.dev,resources=incidents/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets;replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch

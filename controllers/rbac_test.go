@@ -1,0 +1,86 @@
+package controllers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// grantedToEveryAccount are what Kubernetes' bootstrap roles give every
+// service account; docs/security.md names them too.
+var grantedToEveryAccount = []string{
+	"authentication.k8s.io/selfsubjectreviews", "authorization.k8s.io/selfsubjectaccessreviews",
+	"authorization.k8s.io/selfsubjectrulesreviews", "certificates.k8s.io/clustertrustbundles",
+}
+
+// documentedPermissions parses the table in docs/security.md into
+// "group/resource" -> verbs.
+func documentedPermissions(t *testing.T) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 || strings.TrimSpace(cells[1]) == "API group" || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+			continue
+		}
+		group := strings.TrimSpace(cells[1])
+		if group == "core" {
+			group = ""
+		}
+		resources := cells[2]
+		if i := strings.Index(resources, "("); i >= 0 {
+			resources = resources[:i]
+		}
+		for _, r := range strings.Split(resources, ",") {
+			key := group + "/" + strings.TrimSpace(r)
+			for _, v := range strings.Split(cells[3], ",") {
+				out[key] = append(out[key], strings.TrimSpace(v))
+			}
+		}
+	}
+	return out
+}
+
+// The manager's effective permissions, as the API server reports them for
+// its own identity, are all in docs/security.md.
+func TestManagerPermissionsAreDocumented(t *testing.T) {
+	documented := documentedPermissions(t)
+	if len(documented) < 10 {
+		t.Fatalf("parsed only %d documented permissions from docs/security.md", len(documented))
+	}
+	for _, ns := range []string{operatorNamespace, newNamespace(t)} {
+		review := &authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}
+		if err := intakeClient.Create(context.Background(), review); err != nil {
+			t.Fatal(err)
+		}
+		if len(review.Status.ResourceRules) == 0 {
+			t.Fatal("the API server reported no rules for the manager")
+		}
+		for _, rule := range review.Status.ResourceRules {
+			for _, g := range rule.APIGroups {
+				for _, r := range rule.Resources {
+					key := g + "/" + r
+					if slices.Contains(grantedToEveryAccount, key) {
+						continue
+					}
+					for _, v := range rule.Verbs {
+						if !slices.Contains(documented[key], v) {
+							t.Errorf("in namespace %s the manager may %s %s, which docs/security.md does not list", ns, v, key)
+						}
+					}
+				}
+			}
+		}
+	}
+}
