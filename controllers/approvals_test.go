@@ -274,3 +274,52 @@ func TestChangedTargetAfterApprovalAsksAgain(t *testing.T) {
 		t.Errorf("the newly approved target was not isolated: %v (err %v)", live.Labels, err)
 	}
 }
+
+// A waiting gate is announced on the incident and on the gate; an alert that
+// resolves before anyone decides withdraws it.
+func TestResolvedAlertCancelsAWaitingGate(t *testing.T) {
+	ctx := context.Background()
+	ns, pod, gate := pendingGate(t, nil)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		if err := expectEvent(ctx, ns, "am-gate", riposte.ReasonAwaitingApproval); err != nil {
+			return err
+		}
+		var events corev1.EventList
+		if err := k8sClient.List(ctx, &events, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Kind == "ApprovalGate" && e.InvolvedObject.Name == gate && strings.Contains(e.Message, "kubectl riposte approve") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Event on gate %s telling how to approve", gate)
+	})
+
+	if err := updateWithRetry(ctx, &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "am-gate"}, func(o client.Object) {
+		inc := o.(*riposte.Incident)
+		inc.Spec.Status = riposte.AlertResolved
+		ends := metav1.Now()
+		inc.Spec.EndsAt = &ends
+	}); err != nil {
+		t.Fatal(err)
+	}
+	inc := waitForPhase(t, ns, "am-gate", riposte.PhaseResolved)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonAlertResolved {
+		t.Errorf("Approved condition = %s %q, want AlertResolved", c.Reason, c.Message)
+	}
+	g := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil || g.Status.Phase != riposte.GateCancelled {
+		t.Errorf("gate phase %q (err %v), want Cancelled", g.Status.Phase, err)
+	}
+	// A decision arriving afterwards changes nothing.
+	appendDecision(t, ns, gate, "alice", riposte.DecisionApprove)
+	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
+		cur, err := getIncident(ctx, ns, "am-gate")
+		if err != nil || cur.Status.Phase != riposte.PhaseResolved {
+			return fmt.Errorf("incident moved to %q (err %v)", cur.Status.Phase, err)
+		}
+		return nil
+	})
+	expectUnisolated(t, pod)
+}
