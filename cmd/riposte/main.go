@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -29,6 +30,7 @@ import (
 type options struct {
 	namespace           string
 	metricsAddr         string
+	metricsSecure       bool
 	probeAddr           string
 	leaderElect         bool
 	intakeAddr          string
@@ -49,6 +51,7 @@ func main() {
 	}
 	flag.StringVar(&o.namespace, "namespace", defaultNS, "Riposte's own namespace: playbooks here are cluster-wide, and incidents with no namespace of their own go here.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", false, "Serve metrics over HTTPS, only to callers the API server authenticates and authorizes (get on /metrics).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles; intake serves on every replica.")
 	flag.StringVar(&o.intakeAddr, "intake-bind-address", ":8090", "Address of the Alertmanager webhook endpoint (POST /webhook/alertmanager).")
@@ -69,6 +72,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// Secure metrics ask the API server who the caller is and whether it may read them.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // The intake token Secret is read directly (no cluster-wide Secret cache), and
 // only that one Secret in Riposte's namespace.
@@ -92,7 +99,7 @@ func run(o options) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Client:                  controllers.ClientOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "riposte.riposte.dev",
@@ -156,4 +163,15 @@ func run(o options) error {
 	}
 	ctrl.Log.Info("starting riposte", "namespace", o.namespace, "intake", o.intakeAddr, "protectedNamespaces", protected)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// metricsOptions serves metrics in plain HTTP for local runs, or behind
+// the API server's authentication and authorization in a cluster.
+func metricsOptions(o options) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		opts.SecureServing = true
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }

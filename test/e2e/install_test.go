@@ -2,13 +2,20 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
@@ -42,5 +49,80 @@ func TestKustomizeDefaultIsAccepted(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("kubectl output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// With --metrics-secure the manager serves metrics over HTTPS only to callers
+// the API server authenticates and allows to get /metrics.
+func TestSecureMetrics(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
+	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	writeFile(t, tokenFile, intakeToken)
+	metricsAddr, intakeAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
+		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace, "--intake-bind-address", intakeAddr,
+		"--intake-token-file", tokenFile, "--metrics-bind-address", metricsAddr, "--metrics-secure",
+		"--health-probe-bind-address", testenv.FreeAddr(t))
+	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
+
+	// Prometheus' identity: a service account bound to the shipped reader role.
+	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "rbac", "metrics_reader_role.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	c := env.Client
+	for _, obj := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "prometheus", Namespace: operatorNamespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "stranger", Namespace: operatorNamespace}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "prometheus-reads-riposte"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-metrics-reader"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: operatorNamespace}}},
+	} {
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokenOf := func(sa string) string {
+		req := &authenticationv1.TokenRequest{}
+		if err := c.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: operatorNamespace}}, req); err != nil {
+			t.Fatalf("token for %s: %v", sa, err)
+		}
+		return req.Status.Token
+	}
+	// The manager's certificate is self-signed; the test checks who may read, not the chain.
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec
+	get := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := insecure.Do(req)
+		if err != nil {
+			return 0 // not serving yet
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	prometheus := tokenOf("prometheus")
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if code := get(prometheus); code != http.StatusOK {
+			return fmt.Errorf("prometheus got %d", code)
+		}
+		return nil
+	})
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("anonymous scrape: %d, want 401", code)
+	}
+	if code := get(tokenOf("stranger")); code != http.StatusForbidden {
+		t.Errorf("a service account without the reader role: %d, want 403", code)
 	}
 }
