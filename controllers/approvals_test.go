@@ -180,28 +180,33 @@ func TestRequesterCannotApproveTheirOwnIncident(t *testing.T) {
 
 // Time to decision and pending gates are on the metrics endpoint.
 func TestGateMetrics(t *testing.T) {
-	pendingGate(t, nil)
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, f := range families {
-		seen[f.GetName()] = true
-		if f.GetName() == "riposte_approvalgate_decision_seconds" {
-			var n uint64
+	gathered := func() map[string]uint64 {
+		families, err := metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]uint64{}
+		for _, f := range families {
 			for _, m := range f.GetMetric() {
-				n += m.GetHistogram().GetSampleCount()
-			}
-			if n == 0 {
-				t.Error("no decision was timed")
+				switch {
+				case m.GetHistogram() != nil:
+					out[f.GetName()] += m.GetHistogram().GetSampleCount()
+				case m.GetGauge() != nil:
+					out[f.GetName()] += uint64(m.GetGauge().GetValue())
+				}
 			}
 		}
+		return out
 	}
-	for _, name := range []string{"riposte_approvalgates_pending", "riposte_approvalgate_decision_seconds"} {
-		if !seen[name] {
-			t.Errorf("metric %s is missing", name)
-		}
+	ns, _, gate := pendingGate(t, nil)
+	if got := gathered()["riposte_approvalgates_pending"]; got < 1 {
+		t.Errorf("riposte_approvalgates_pending = %d with a gate waiting", got)
+	}
+	before := gathered()["riposte_approvalgate_decision_seconds"]
+	appendDecision(t, ns, gate, "alice", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+	if after := gathered()["riposte_approvalgate_decision_seconds"]; after <= before {
+		t.Errorf("the decision was not timed: %d observations before, %d after", before, after)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/approval"
+	"github.com/riposte-dev/riposte/internal/metrics"
 	"github.com/riposte-dev/riposte/internal/notify"
 )
 
@@ -106,7 +107,7 @@ func (r *Reconciler) observe(gate, before *riposte.ApprovalGate, v approval.Verd
 			eventType = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(gate, nil, eventType, v.Reason, "Decide", "%s", v.Message)
-		ObserveDecision(gate)
+		metrics.ObserveDecision(gate)
 	case before.Status.Phase == "":
 		r.Recorder.Eventf(gate, nil, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Wait",
 			"waits for %d approval(s): kubectl riposte approve -n %s %s --reason ...", gate.Spec.Policy.RequiredApprovals, gate.Namespace, gate.Name)

@@ -29,6 +29,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/match"
+	"github.com/riposte-dev/riposte/internal/metrics"
 )
 
 // Reconciler drives one Incident from detection to remediation.
@@ -145,7 +146,7 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	enrichSeconds.Observe(time.Since(start).Seconds())
+	metrics.EnrichSeconds.Observe(time.Since(start).Seconds())
 	inc.Status.Context = res.Context
 	now := metav1.Now()
 	inc.Status.EnrichedAt = &now
@@ -213,7 +214,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	target := targetOf(inc)
 	if reason, msg, refused := guard.Evaluate(guard.Facts{Playbook: pb, Target: target,
 		OperatorNamespace: r.OperatorNamespace, ProtectedNamespaces: r.ProtectedNamespaces}); refused {
-		guardrailRefusals.WithLabelValues(reason).Inc()
+		metrics.GuardrailRefusals.WithLabelValues(reason).Inc()
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonGuardrail, reason+": "+msg)
 		return true, nil
 	}
@@ -298,11 +299,12 @@ func (r *Reconciler) decideNow(ctx context.Context, gate *riposte.ApprovalGate) 
 	approval.Record(gate, v, now)
 	err := r.Status().Update(ctx, gate)
 	if apierrors.IsConflict(err) {
-		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(gate), gate)
+		return r.APIReader.Get(ctx, client.ObjectKeyFromObject(gate), gate)
 	}
 	if err != nil {
 		return fmt.Errorf("recording the automatic verdict on gate %s: %w", gate.Name, err)
 	}
+	metrics.ObserveDecision(gate)
 	return nil
 }
 
@@ -474,7 +476,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 		for _, sp := range plan.Steps {
 			recordStep(inc, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
 				Target: sp.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"})
-			actionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepSkipped)).Inc()
+			metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepSkipped)).Inc()
 		}
 		inc.Status.Phase = riposte.PhaseDryRun
 		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
@@ -499,7 +501,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 			}
 			rec.Phase, rec.Message = riposte.StepFailed, err.Error()
 			recordStep(inc, rec)
-			actionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepFailed)).Inc()
+			metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepFailed)).Inc()
 			r.event(inc, corev1.EventTypeWarning, riposte.ReasonStepFailed, "Remediate", "step "+sp.Step.Name+" failed: "+err.Error())
 			failed = true
 			if sp.Step.OnFailure != riposte.OnFailureContinue {
@@ -508,7 +510,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 			continue
 		}
 		recordStep(inc, rec)
-		actionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepApplied)).Inc()
+		metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepApplied)).Inc()
 		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
 			fmt.Sprintf("step %s (%s) applied to %s", sp.Step.Name, sp.Step.Action, describe(sp.Target)))
 	}
@@ -522,7 +524,7 @@ func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
 	setCondition(inc, riposte.IncidentRemediated, true, riposte.ReasonStepsApplied,
 		fmt.Sprintf("%d step(s) of plan %s applied", len(plan.Steps), plan.Hash))
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+pb.Namespace+"/"+pb.Name)
-	observeRemediated(inc, gate.Spec.Policy.Automatic)
+	metrics.ObserveRemediated(inc, gate.Spec.Policy.Automatic)
 	return true, nil
 }
 

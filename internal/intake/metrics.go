@@ -43,6 +43,11 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 	return m, nil
 }
 
+// Collectors are the intake's metrics.
+func (m *PrometheusMetrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.alerts, m.duration}
+}
+
 // ObserveRequest implements Metrics.
 func (m *PrometheusMetrics) ObserveRequest(code, alerts int, elapsed time.Duration) {
 	c := strconv.Itoa(code)

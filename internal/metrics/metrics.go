@@ -1,0 +1,101 @@
+// Package metrics holds the Prometheus metrics of Riposte's controllers,
+// registered on controller-runtime's registry so the manager's metrics
+// endpoint serves them.
+package metrics
+
+import (
+	"regexp"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+var (
+	// EnrichSeconds times learning an incident's context.
+	EnrichSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "riposte_incident_enrich_seconds",
+		Help:    "Time to learn an incident's context from the cache.",
+		Buckets: []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1},
+	})
+	// RemediateSeconds is the MTTR Riposte exists to shorten.
+	RemediateSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "riposte_incident_remediation_seconds",
+		Help:    "Time from an incident's creation to its remediation, by who decided its gate (policy or people). Creation times are kept to the second.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600},
+	}, []string{"decider"})
+	// ActionsTotal counts remediation steps by action and result.
+	ActionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riposte_actions_total",
+		Help: "Remediation steps run, by action and result (Applied, Failed, Skipped).",
+	}, []string{"action", "result"})
+	// GuardrailRefusals counts remediations a guardrail stopped.
+	GuardrailRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riposte_guardrail_refusals_total",
+		Help: "Remediations a guardrail refused, by reason.",
+	}, []string{"reason"})
+	// DecisionSeconds times gates from creation to verdict.
+	DecisionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "riposte_approvalgate_decision_seconds",
+		Help:    "Time from a gate's creation to its verdict, by verdict and by who decided (policy or people).",
+		Buckets: []float64{0.01, 0.1, 1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+	}, []string{"phase", "decider"})
+)
+
+// Collectors are the metrics this package defines.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, GuardrailRefusals, DecisionSeconds}
+}
+
+func init() {
+	crmetrics.Registry.MustRegister(Collectors()...)
+}
+
+// ObserveDecision records how long a gate took to be decided.
+func ObserveDecision(gate *riposte.ApprovalGate) {
+	if gate.Status.DecidedAt == nil {
+		return
+	}
+	DecisionSeconds.WithLabelValues(string(gate.Status.Phase), decider(gate.Status.DecidedBy)).
+		Observe(gate.Status.DecidedAt.Sub(gate.CreationTimestamp.Time).Seconds())
+}
+
+// ObserveRemediated records an incident's time to remediation.
+func ObserveRemediated(inc *riposte.Incident, decidedByPolicy bool) {
+	d := "people"
+	if decidedByPolicy {
+		d = "policy"
+	}
+	RemediateSeconds.WithLabelValues(d).Observe(time.Since(inc.CreationTimestamp.Time).Seconds())
+}
+
+func decider(by []string) string {
+	if len(by) == 1 && (by[0] == "policy" || by[0] == "riposte") {
+		return by[0]
+	}
+	return "people"
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists the metric names the collectors describe, with the series
+// histograms add, for checking dashboards and alerts against them.
+func Names(collectors ...prometheus.Collector) []string {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range collectors {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			n := m[1]
+			names = append(names, n, n+"_bucket", n+"_count", n+"_sum")
+		}
+	}
+	return names
+}
