@@ -11,6 +11,7 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 ALERTMANAGER ?= $(LOCALBIN)/alertmanager
+HELM ?= $(LOCALBIN)/helm
 export KUBE_VERSION ETCD_VERSION ALERTMANAGER_VERSION
 
 GO_TEST_FLAGS ?= -count=1
@@ -21,8 +22,9 @@ all: build
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRDs and the manager's RBAC from markers.
+manifests: controller-gen ## Generate the CRDs and the manager's RBAC from markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=riposte-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -39,16 +41,22 @@ vet: ## go vet.
 .PHONY: verify
 verify: manifests generate ## Fail when generated files or formatting are stale.
 	@test -z "$$(gofmt -l api cmd controllers internal test hack)" || { echo "gofmt needed on:"; gofmt -l api cmd controllers internal test hack; exit 1; }
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config)" || { echo "untracked generated files:"; git status --porcelain -- api config; exit 1; }
+	@git diff --exit-code -- api config charts || { echo "generated files or the chart's copies are stale: run 'make manifests generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config charts)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
 
 .PHONY: testbins
 testbins: ## Build kube-apiserver, etcd, kubectl and Alertmanager from source (cached).
 	hack/build-testbins.sh all
 
 .PHONY: test
-test: verify vet testbins ## Run every test: unit, controllers on a real API server, e2e with a real Alertmanager.
-	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) ALERTMANAGER=$(ALERTMANAGER) go test $(GO_TEST_FLAGS) ./...
+test: verify vet testbins helm-lint ## Run every test: unit, controllers on a real API server, e2e with a real Alertmanager.
+	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) ALERTMANAGER=$(ALERTMANAGER) HELM=$(HELM) go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: helm-lint
+helm-lint: testbins ## Lint the Helm chart and render it with every option on.
+	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION)
+	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION) --set intake.token=x,intake.tlsSecretName=tls,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,grafana.dashboard.enabled=true
+	$(HELM) template riposte charts/riposte --namespace riposte-system --kube-version $(KUBE_VERSION) > /dev/null
 
 .PHONY: test-e2e
 test-e2e: testbins ## Only the end-to-end tests.

@@ -7,12 +7,13 @@
 # ~/.cache/riposte/bin), keyed by version, and copied into ./bin/k8s/<version>.
 # A binary already present is reused, so a warm machine builds nothing.
 #
-# Usage: hack/build-testbins.sh [controlplane|alertmanager|all]
+# Usage: hack/build-testbins.sh [controlplane|alertmanager|helm|all]
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 ALERTMANAGER_VERSION="${ALERTMANAGER_VERSION:-0.28.1}"
+HELM_VERSION="${HELM_VERSION:-3.22.0}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${RIPOSTE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/riposte}"
@@ -111,9 +112,21 @@ build_alertmanager() {
   install_cached alertmanager "$ALERTMANAGER_VERSION" "$dest"
 }
 
+build_helm() {
+  local dest="$ROOT/bin"
+  install_cached helm "$HELM_VERSION" "$dest" && return 0
+  log "building helm v$HELM_VERSION from source"
+  local gobin="$BUILD_DIR/helm-$HELM_VERSION"
+  mkdir -p "$gobin"
+  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  cp "$gobin/helm" "$BIN_CACHE/helm-$HELM_VERSION"
+  install_cached helm "$HELM_VERSION" "$dest"
+}
+
 case "${1:-all}" in
   controlplane) build_etcd; build_kube ;;
   alertmanager) build_alertmanager ;;
-  all) build_etcd; build_alertmanager; build_kube ;;
-  *) echo "usage: $0 [controlplane|alertmanager|all]" >&2; exit 2 ;;
+  helm) build_helm ;;
+  all) build_etcd; build_alertmanager; build_helm; build_kube ;;
+  *) echo "usage: $0 [controlplane|alertmanager|helm|all]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -124,5 +125,63 @@ func TestSecureMetrics(t *testing.T) {
 	}
 	if code := get(tokenOf("stranger")); code != http.StatusForbidden {
 		t.Errorf("a service account without the reader role: %d, want 403", code)
+	}
+}
+
+// The Helm chart renders to objects a real API server accepts, the same
+// CRDs, roles and admission policies as config/default.
+func TestHelmChartIsAccepted(t *testing.T) {
+	helm := os.Getenv("HELM")
+	if helm == "" {
+		helm = filepath.Join(testenv.RepoRoot(), "bin", "helm")
+	}
+	if _, err := os.Stat(helm); err != nil {
+		t.Fatalf("no helm at %s: run `make testbins`: %v", helm, err)
+	}
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir := t.TempDir()
+	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "security"}}); err != nil {
+		t.Fatal(err)
+	}
+	render := exec.Command(helm, "template", "riposte", filepath.Join(testenv.RepoRoot(), "charts", "riposte"),
+		"--namespace", "security", "--include-crds", "--kube-version", testenv.KubeVersion,
+		"--set", "intake.token=s3cret,intake.tlsSecretName=riposte-intake-tls,grafana.dashboard.enabled=true,approvalNotifyURL=https://chat.example/hook")
+	rendered, err := render.Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	manifest := filepath.Join(dir, "riposte.yaml")
+	writeFile(t, manifest, string(rendered))
+	for _, want := range []string{
+		"system:serviceaccount:security:riposte-controller-manager", // the policies follow the release namespace
+		"--namespace=security",
+		"kind: ValidatingAdmissionPolicy",
+		"name: riposte-approver",
+	} {
+		if !strings.Contains(string(rendered), want) {
+			t.Errorf("the rendered chart lacks %q", want)
+		}
+	}
+	if strings.Contains(string(rendered), "riposte-system") {
+		t.Error("the rendered chart still names riposte-system; everything should follow the release namespace")
+	}
+	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
+	out, err := exec.Command(kubectl, "--kubeconfig", env.AdminKubeconfig(t, dir, "installer"),
+		"apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", manifest).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the API server refused the rendered chart: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"customresourcedefinition.apiextensions.k8s.io/approvalgates.riposte.dev serverside-applied (server dry run)",
+		"deployment.apps/riposte-controller-manager serverside-applied (server dry run)",
+		"configmap/riposte-dashboard serverside-applied (server dry run)",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubectl output lacks %q:\n%s", want, out)
+		}
 	}
 }
