@@ -25,6 +25,7 @@ all: build
 manifests: controller-gen ## Generate the CRDs and the manager's RBAC from markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=riposte-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
 	hack/sync-chart.sh
+	go run ./hack/gen-reference config/crd/bases docs/reference.md
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -41,8 +42,8 @@ vet: ## go vet.
 .PHONY: verify
 verify: manifests generate ## Fail when generated files or formatting are stale.
 	@test -z "$$(gofmt -l api cmd controllers internal test hack)" || { echo "gofmt needed on:"; gofmt -l api cmd controllers internal test hack; exit 1; }
-	@git diff --exit-code -- api config charts || { echo "generated files or the chart's copies are stale: run 'make manifests generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config charts)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
+	@git diff --exit-code -- api config charts docs/reference.md || { echo "generated files or the chart's copies are stale: run 'make manifests generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config charts docs/reference.md)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
 
 .PHONY: testbins
 testbins: ## Build kube-apiserver, etcd, kubectl and Alertmanager from source (cached).
