@@ -36,11 +36,18 @@ func TestKustomizeDefaultIsAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
-	cmd := exec.Command(kubectl, "--kubeconfig", env.AdminKubeconfig(t, dir, "installer"),
+	admin := env.AdminKubeconfig(t, dir, "installer")
+	cmd := exec.Command(kubectl, "--kubeconfig", admin,
 		"apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", filepath.Join(testenv.RepoRoot(), "config", "default"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl apply -k config/default was refused: %v\n%s", err, out)
+	}
+	// With the intake TLS component, as docs/install.md shows.
+	tlsOut, err := exec.Command(kubectl, "--kubeconfig", admin, "apply", "--server-side", "--force-conflicts", "--dry-run=server",
+		"-k", filepath.Join(testenv.RepoRoot(), "test", "testdata", "tls-install")).CombinedOutput()
+	if err != nil || !strings.Contains(string(tlsOut), "deployment.apps/riposte-controller-manager serverside-applied (server dry run)") {
+		t.Errorf("config/default with the intake TLS component: %v\n%s", err, tlsOut)
 	}
 	for _, want := range []string{
 		"customresourcedefinition.apiextensions.k8s.io/incidents.riposte.dev serverside-applied (server dry run)",
