@@ -241,20 +241,24 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
 	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
 
-	body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "alert.json"))
-	if err != nil {
-		t.Fatal(err)
+	// As the README's curl does.
+	post := func(file string) {
+		body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+intakeToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("posting config/samples/%s: %d", file, resp.StatusCode)
+		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+intakeToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("posting config/samples/alert.json: %d", resp.StatusCode)
-	}
+	post("alert.json")
 	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
 		inc := &riposte.Incident{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "am-a1b2c3d4e5f60718"}, inc); err != nil {
@@ -294,22 +298,6 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 
 	// The README's approval walk-through: a warning alert waits for a person,
 	// who approves it with the kubectl plugin.
-	post := func(file string) {
-		body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+intakeToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("posting %s: %d", file, resp.StatusCode)
-		}
-	}
 	post("alert-warning.json")
 	const warning = "am-b2c3d4e5f6071829"
 	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
