@@ -145,7 +145,8 @@ func run(o options) error {
 		KeyFile:  o.intakeTLSKey,
 		Log:      ctrl.Log.WithName("intake"),
 		Handler: &intake.Handler{
-			Store:            &intake.ApplyStore{Client: mgr.GetClient(), FieldOwner: "riposte-intake", DefaultNamespace: o.namespace},
+			Store: &intake.ApplyStore{Client: mgr.GetClient(), FieldOwner: "riposte-intake", DefaultNamespace: o.namespace,
+				Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()},
 			Token:            token,
 			DefaultNamespace: o.namespace,
 			Log:              ctrl.Log.WithName("intake"),

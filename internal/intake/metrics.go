@@ -11,9 +11,10 @@ import (
 // them. Register it on controller-runtime's metrics.Registry to have it
 // served with the manager's metrics.
 type PrometheusMetrics struct {
-	requests *prometheus.CounterVec
-	alerts   *prometheus.CounterVec
-	duration prometheus.Histogram
+	requests     *prometheus.CounterVec
+	alerts       *prometheus.CounterVec
+	duration     prometheus.Histogram
+	deduplicated prometheus.Counter
 }
 
 var _ Metrics = (*PrometheusMetrics)(nil)
@@ -34,8 +35,12 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 			Help:    "Time to answer an Alertmanager webhook request, storing included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
+		deduplicated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riposte_intake_alerts_deduplicated_total",
+			Help: "Notifications about alerts whose incident was already stored (Alertmanager's repeats and resolutions).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.alerts, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.alerts, m.duration, m.deduplicated} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -45,8 +50,12 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 
 // Collectors are the intake's metrics.
 func (m *PrometheusMetrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.alerts, m.duration}
+	return []prometheus.Collector{m.requests, m.alerts, m.duration, m.deduplicated}
 }
+
+// Deduplicated counts notifications about alerts already stored; give it to
+// ApplyStore.
+func (m *PrometheusMetrics) Deduplicated() prometheus.Counter { return m.deduplicated }
 
 // ObserveRequest implements Metrics.
 func (m *PrometheusMetrics) ObserveRequest(code, alerts int, elapsed time.Duration) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,6 +33,10 @@ type ApplyStore struct {
 	Client           client.Client
 	FieldOwner       string
 	DefaultNamespace string
+	// Seen, when set with Deduplicated, is a cached reader used to count
+	// notifications about alerts already stored, without a request.
+	Seen         client.Reader
+	Deduplicated prometheus.Counter
 }
 
 var _ Store = (*ApplyStore)(nil)
@@ -39,7 +44,11 @@ var _ Store = (*ApplyStore)(nil)
 // Upsert implements Store. An alert naming a namespace that does not exist
 // lands in DefaultNamespace rather than being lost.
 func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
+	known := s.known(ctx, inc)
 	err := s.apply(ctx, inc)
+	if err == nil && known {
+		s.Deduplicated.Inc()
+	}
 	if err != nil && isMissingNamespace(err) && s.DefaultNamespace != "" && inc.Namespace != s.DefaultNamespace {
 		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
@@ -52,6 +61,16 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 		return fmt.Errorf("storing incident %s/%s: %w", inc.Namespace, inc.Name, err)
 	}
 	return nil
+}
+
+// known reports whether the cache already holds the incident: a repeated
+// notification. The cache may lag, so this is a count, not a decision.
+func (s *ApplyStore) known(ctx context.Context, inc *riposte.Incident) bool {
+	if s.Seen == nil || s.Deduplicated == nil {
+		return false
+	}
+	existing := &riposte.Incident{}
+	return s.Seen.Get(ctx, client.ObjectKeyFromObject(inc), existing, client.DisableReadYourWritesConsistency) == nil
 }
 
 func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {

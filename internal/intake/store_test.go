@@ -7,12 +7,17 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
 // These tests check what ApplyStore sends and how it reacts to answers;
@@ -128,5 +133,33 @@ func TestApplyStore(t *testing.T) {
 				t.Errorf("incident namespace after Upsert (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestApplyStoreCountsRepeats(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := riposte.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	stored := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-ab", Namespace: "shop"}}
+	seen := fake.NewClientBuilder().WithScheme(scheme).WithObjects(stored).Build()
+	applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
+			return nil
+		},
+	}).Build()
+	counter := prometheus.NewCounter(prometheus.CounterOpts{Name: "dedup"})
+	s := &ApplyStore{Client: applier, Seen: seen, Deduplicated: counter}
+	for _, name := range []string{"am-ab", "am-cd", "am-ab"} {
+		if err := s.Upsert(context.Background(), &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &dto.Metric{}
+	if err := counter.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 2 {
+		t.Errorf("deduplicated = %v, want 2 (the two notifications about the stored am-ab)", got)
 	}
 }

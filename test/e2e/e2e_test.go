@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -199,6 +200,9 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		if !strings.Contains(string(scraped), line) {
 			t.Errorf("metrics lack %s", line)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^riposte_intake_alerts_deduplicated_total [1-9]`).Match(scraped) {
+		t.Error("the repeated and resolved notifications were not counted as deduplicated")
 	}
 	for _, want := range []string{
 		`riposte_intake_requests_total{code="200"}`,
