@@ -76,7 +76,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	intake := testenv.FreeAddr(t)
+	intake, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
 	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
 		t.Fatal(err)
@@ -84,8 +84,9 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	proc := testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
 		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
 		"--intake-bind-address", intake, "--intake-token-file", tokenFile,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probes)
 	testenv.WaitHTTP(t, "http://"+intake+"/healthz")
+	testenv.WaitHTTP(t, "http://"+probes+"/readyz") // caches synced: measure steady state, not start-up
 
 	remediated := watchRemediated(t, env)
 

@@ -68,13 +68,14 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	}
 	tokenFile := filepath.Join(dir, "intake-token")
 	writeFile(t, tokenFile, intakeToken+"\n")
-	intakeAddr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	intakeAddr, metricsAddr, probesAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	riposteBin := testenv.BuildRiposte(t, dir)
 	testenv.StartProcess(t, dir, "riposte", riposteBin,
 		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
 		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile,
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", testenv.FreeAddr(t))
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probesAddr)
 	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
+	testenv.WaitHTTP(t, "http://"+probesAddr+"/readyz") // ready once its caches have synced
 
 	// A real Alertmanager routing every alert to Riposte's webhook.
 	amAddr := testenv.FreeAddr(t)
