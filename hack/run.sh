@@ -29,7 +29,8 @@ reachable() {
 }
 
 if reachable; then
-  echo "run: using the cluster of your kubeconfig ($("$KUBECTL" config current-context))"
+  echo "run: using the cluster of your kubeconfig ($("$KUBECTL" config current-context)), as your own identity"
+  echo "run: (where config/policies is installed, only Riposte's service account may open alert incidents: install with config/default instead)"
   "$KUBECTL" apply --server-side -f config/crd/bases
   "$KUBECTL" create namespace riposte-system --dry-run=client -o yaml | "$KUBECTL" apply --server-side -f -
   cat <<MSG
