@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // AdminKubeconfig writes a kubeconfig for a new cluster-admin identity, so a
@@ -25,16 +23,8 @@ func (e *Env) AdminKubeconfig(t testing.TB, dir, name string) string {
 // it may do only what RBAC grants it.
 func (e *Env) UserKubeconfig(t testing.TB, dir, name string, groups ...string) string {
 	t.Helper()
-	user, err := e.AddUser(envtest.User{Name: name, Groups: groups}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(dir, name+".kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
+	if err := e.WriteKubeconfig(path, name, groups...); err != nil {
 		t.Fatal(err)
 	}
 	return path

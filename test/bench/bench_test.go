@@ -71,22 +71,8 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	total := sequential + burst
 	createPods(t, c, total)
 
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	intake, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
-	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	proc := testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
-		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
-		"--intake-bind-address", intake, "--intake-token-file", tokenFile,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", probes)
-	testenv.WaitHTTP(t, "http://"+intake+"/healthz")
-	testenv.WaitHTTP(t, "http://"+probes+"/readyz") // caches synced: measure steady state, not start-up
+	manager := env.StartManager(t, token)
+	intake := manager.IntakeAddr
 
 	remediated := watchRemediated(t, env)
 
@@ -106,7 +92,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	}
 	seq.elapsed = time.Since(start)
 
-	cpuBefore := cpuByProcess(proc.Pid)
+	cpuBefore := cpuByProcess(manager.Pid)
 
 	// Burst: every remaining alert at once, 8 senders, 10 alerts a request,
 	// as Alertmanager batches them.
@@ -147,9 +133,9 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 		}
 	}
 	br.elapsed = time.Since(start)
-	cpuAfter := cpuByProcess(proc.Pid)
+	cpuAfter := cpuByProcess(manager.Pid)
 
-	rss := peakRSS(proc.Pid)
+	rss := peakRSS(manager.Pid)
 	writeResults(t, []result{seq, br}, rss, cpuBefore, cpuAfter, br.elapsed)
 }
 

@@ -127,20 +127,8 @@ func TestBenchEnrichment(t *testing.T) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
 	// The real manager's memory with all of it cached and incidents enriched.
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
-	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	intake := testenv.FreeAddr(t)
-	proc := testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
-		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace, "--intake-bind-address", intake,
-		"--intake-token-file", tokenFile, "--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
-	testenv.WaitHTTP(t, "http://"+intake+"/healthz")
+	manager := env.StartManager(t, token)
+	intake := manager.IntakeAddr
 	sent := 0
 	for i := 0; i < len(refs) && sent < incidents; i += step {
 		postAlert(t, intake, fmt.Sprintf("%016x", 0xe0000000+i), refs[i].ns, refs[i].name)
@@ -164,7 +152,7 @@ func TestBenchEnrichment(t *testing.T) {
 		}
 		return nil
 	})
-	rss := peakRSS(proc.Pid)
+	rss := peakRSS(manager.Pid)
 
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results-enrichment.md")
 	var b strings.Builder

@@ -62,20 +62,9 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 
 	// Riposte, as its own process, as its service account with exactly the
 	// RBAC it ships with.
-	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
-	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
-		t.Fatalf("setting up the manager's identity: %v", err)
-	}
-	tokenFile := filepath.Join(dir, "intake-token")
-	writeFile(t, tokenFile, intakeToken+"\n")
-	intakeAddr, metricsAddr, probesAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	riposteBin := testenv.BuildRiposte(t, dir)
-	testenv.StartProcess(t, dir, "riposte", riposteBin,
-		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
-		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile,
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probesAddr)
-	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
-	testenv.WaitHTTP(t, "http://"+probesAddr+"/readyz") // ready once its caches have synced
+	manager := env.StartManager(t, intakeToken)
+	intakeAddr, metricsAddr := manager.IntakeAddr, manager.MetricsAddr
+	tokenFile := filepath.Join(manager.Dir, "intake-token")
 
 	// A real Alertmanager routing every alert to Riposte's webhook.
 	amAddr := testenv.FreeAddr(t)
@@ -233,18 +222,7 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "cluster")); err != nil {
 		t.Fatalf("applying the samples: %v", err)
 	}
-	tokenFile := filepath.Join(dir, "intake-token")
-	writeFile(t, tokenFile, intakeToken)
-	intakeAddr := testenv.FreeAddr(t)
-	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
-	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
-		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace,
-		"--intake-bind-address", intakeAddr, "--intake-token-file", tokenFile, "--zap-log-level=debug",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", testenv.FreeAddr(t))
-	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
+	intakeAddr := env.StartManager(t, intakeToken, "--zap-log-level=debug").IntakeAddr
 
 	// As the README's curl does.
 	post := func(file string) {

@@ -69,19 +69,7 @@ func TestSecureMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
-	if err := env.WriteManagerKubeconfig(ctx, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "token")
-	writeFile(t, tokenFile, intakeToken)
-	metricsAddr, intakeAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	testenv.StartProcess(t, dir, "riposte", testenv.BuildRiposte(t, dir),
-		"--kubeconfig", kubeconfig, "--namespace", operatorNamespace, "--intake-bind-address", intakeAddr,
-		"--intake-token-file", tokenFile, "--metrics-bind-address", metricsAddr, "--metrics-secure",
-		"--health-probe-bind-address", testenv.FreeAddr(t))
-	testenv.WaitHTTP(t, "http://"+intakeAddr+"/healthz")
+	metricsAddr := env.StartManager(t, intakeToken, "--metrics-secure").MetricsAddr
 
 	// Prometheus' identity: a service account bound to the shipped reader role.
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "rbac", "metrics_reader_role.yaml")); err != nil {
