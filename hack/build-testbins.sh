@@ -100,28 +100,21 @@ GOMOD
   install_cached etcd "$ETCD_VERSION" "$ASSETS"
 }
 
-build_alertmanager() {
-  local dest="$ROOT/bin"
-  install_cached alertmanager "$ALERTMANAGER_VERSION" "$dest" && return 0
-  log "building alertmanager v$ALERTMANAGER_VERSION from source"
-  local gobin="$BUILD_DIR/alertmanager-$ALERTMANAGER_VERSION"
+# build_go_install NAME VERSION PACKAGE: a tool whose module builds with
+# `go install` as it is, cached and copied into bin/.
+build_go_install() {
+  local name="$1" version="$2" pkg="$3" dest="$ROOT/bin"
+  install_cached "$name" "$version" "$dest" && return 0
+  log "building $name v$version from source"
+  local gobin="$BUILD_DIR/$name-$version"
   mkdir -p "$gobin"
-  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags="-s -w" \
-    "github.com/prometheus/alertmanager/cmd/alertmanager@v$ALERTMANAGER_VERSION"
-  cp "$gobin/alertmanager" "$BIN_CACHE/alertmanager-$ALERTMANAGER_VERSION"
-  install_cached alertmanager "$ALERTMANAGER_VERSION" "$dest"
+  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags="-s -w" "$pkg@v$version"
+  cp "$gobin/$name" "$BIN_CACHE/$name-$version"
+  install_cached "$name" "$version" "$dest"
 }
 
-build_helm() {
-  local dest="$ROOT/bin"
-  install_cached helm "$HELM_VERSION" "$dest" && return 0
-  log "building helm v$HELM_VERSION from source"
-  local gobin="$BUILD_DIR/helm-$HELM_VERSION"
-  mkdir -p "$gobin"
-  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-  cp "$gobin/helm" "$BIN_CACHE/helm-$HELM_VERSION"
-  install_cached helm "$HELM_VERSION" "$dest"
-}
+build_alertmanager() { build_go_install alertmanager "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/alertmanager; }
+build_helm() { build_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 
 case "${1:-all}" in
   controlplane) build_etcd; build_kube ;;
