@@ -135,55 +135,32 @@ func (e *Enricher) pod(ctx context.Context, ic *riposte.IncidentContext) (*corev
 	ic.Images = imagesOf(&pod.Spec)
 	ic.Containers = containersOf(&pod)
 	objects := []involved{{namespace: pod.Namespace, kind: "Pod", name: pod.Name, uid: pod.UID}}
-	chain, owners, err := e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
+	chain, owners, fetched, err := e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
 	ic.OwnerChain = chain
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ic.Replicas = e.replicasOf(ctx, pod.Namespace, chain)
+	ic.Replicas = topReplicas(fetched)
 	return &pod.Spec, pod.Labels, append(objects, owners...), nil
 }
 
 func (e *Enricher) workload(ctx context.Context, ic *riposte.IncidentContext) (*corev1.PodSpec, map[string]string, []involved, error) {
-	var (
-		obj      client.Object
-		template *corev1.PodTemplateSpec
-	)
-	switch ic.Target.Kind {
-	case "Deployment":
-		d := &appsv1.Deployment{}
-		obj, template = d, &d.Spec.Template
-	case "StatefulSet":
-		s := &appsv1.StatefulSet{}
-		obj, template = s, &s.Spec.Template
-	case "DaemonSet":
-		d := &appsv1.DaemonSet{}
-		obj, template = d, &d.Spec.Template
-	case "ReplicaSet":
-		r := &appsv1.ReplicaSet{}
-		obj, template = r, &r.Spec.Template
-	case "Job":
-		j := &batchv1.Job{}
-		obj, template = j, &j.Spec.Template
-	default:
-		c := &batchv1.CronJob{}
-		obj, template = c, &c.Spec.JobTemplate.Spec.Template
-	}
+	obj := workloadObject(ic.Target.Kind)
 	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: ic.Target.Namespace, Name: ic.Target.Name}, obj); err != nil {
 		return nil, nil, nil, err
 	}
+	template := podTemplateOf(obj)
 	ic.Target.UID = string(obj.GetUID())
 	ic.ServiceAccountName = template.Spec.ServiceAccountName
 	ic.TargetLabels = boundedLabels(obj.GetLabels())
 	ic.Images = imagesOf(&template.Spec)
 	objects := []involved{{namespace: obj.GetNamespace(), kind: ic.Target.Kind, name: obj.GetName(), uid: obj.GetUID()}}
-	chain, owners, err := e.ownerChain(ctx, obj.GetNamespace(), obj.GetOwnerReferences())
+	chain, owners, fetched, err := e.ownerChain(ctx, obj.GetNamespace(), obj.GetOwnerReferences())
 	ic.OwnerChain = chain
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	top := append([]riposte.OwnerReference{{APIVersion: ic.Target.APIVersion, Kind: ic.Target.Kind, Name: ic.Target.Name}}, chain...)
-	ic.Replicas = e.replicasOf(ctx, obj.GetNamespace(), top)
+	ic.Replicas = topReplicas(append([]client.Object{obj}, fetched...))
 	return &template.Spec, template.Labels, append(objects, owners...), nil
 }
 
@@ -212,36 +189,40 @@ func (e *Enricher) other(ctx context.Context, ic *riposte.IncidentContext) ([]in
 }
 
 // ownerChain follows controller owner references upwards through the kinds
-// Riposte knows, reading metadata only. An owner that is gone ends the chain.
-func (e *Enricher) ownerChain(ctx context.Context, namespace string, refs []metav1.OwnerReference) ([]riposte.OwnerReference, []involved, error) {
+// Riposte knows, and returns the owners it read so that their replicas need
+// no second read. An owner that is gone ends the chain.
+func (e *Enricher) ownerChain(ctx context.Context, namespace string, refs []metav1.OwnerReference) ([]riposte.OwnerReference, []involved, []client.Object, error) {
 	var chain []riposte.OwnerReference
 	var owners []involved
+	var fetched []client.Object
 	for len(chain) < maxOwnerChain {
 		owner := controllerOf(refs)
 		if owner == nil {
-			return chain, owners, nil
+			return chain, owners, fetched, nil
 		}
 		chain = append(chain, riposte.OwnerReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name})
 		owners = append(owners, involved{namespace: namespace, kind: owner.Kind, name: owner.Name, uid: owner.UID})
 		gvk := schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind)
 		if !walkableOwners[gvk] {
-			return chain, owners, nil
+			return chain, owners, fetched, nil
 		}
-		// Typed reads: the same informers replicasOf and the rest of the
-		// manager use, not a second, metadata-only cache of each kind.
-		obj := typedOwner(gvk.Kind)
+		// Typed reads: the informers the rest of the manager uses, not a
+		// second, metadata-only cache of each kind.
+		obj := workloadObject(gvk.Kind)
 		if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, obj); err != nil {
 			if apierrors.IsNotFound(err) {
-				return chain, owners, nil
+				return chain, owners, fetched, nil
 			}
-			return chain, owners, fmt.Errorf("reading owner %s %s: %w", owner.Kind, owner.Name, err)
+			return chain, owners, fetched, fmt.Errorf("reading owner %s %s: %w", owner.Kind, owner.Name, err)
 		}
+		fetched = append(fetched, obj)
 		refs = obj.GetOwnerReferences()
 	}
-	return chain, owners, nil
+	return chain, owners, fetched, nil
 }
 
-func typedOwner(kind string) client.Object {
+// workloadObject is an empty typed object of a workload kind Riposte knows.
+func workloadObject(kind string) client.Object {
 	switch kind {
 	case "ReplicaSet":
 		return &appsv1.ReplicaSet{}
@@ -258,26 +239,34 @@ func typedOwner(kind string) client.Object {
 	}
 }
 
-// replicasOf returns the replicas the top controller with replicas asks for.
-func (e *Enricher) replicasOf(ctx context.Context, namespace string, chain []riposte.OwnerReference) *int32 {
-	for i := len(chain) - 1; i >= 0; i-- {
-		key := client.ObjectKey{Namespace: namespace, Name: chain[i].Name}
-		switch chain[i].Kind {
-		case "Deployment":
-			var d appsv1.Deployment
-			if e.Reader.Get(ctx, key, &d) == nil {
-				return d.Spec.Replicas
-			}
-		case "StatefulSet":
-			var s appsv1.StatefulSet
-			if e.Reader.Get(ctx, key, &s) == nil {
-				return s.Spec.Replicas
-			}
-		case "ReplicaSet":
-			var r appsv1.ReplicaSet
-			if e.Reader.Get(ctx, key, &r) == nil {
-				return r.Spec.Replicas
-			}
+func podTemplateOf(obj client.Object) *corev1.PodTemplateSpec {
+	switch o := obj.(type) {
+	case *appsv1.ReplicaSet:
+		return &o.Spec.Template
+	case *appsv1.Deployment:
+		return &o.Spec.Template
+	case *appsv1.StatefulSet:
+		return &o.Spec.Template
+	case *appsv1.DaemonSet:
+		return &o.Spec.Template
+	case *batchv1.Job:
+		return &o.Spec.Template
+	default:
+		return &obj.(*batchv1.CronJob).Spec.JobTemplate.Spec.Template
+	}
+}
+
+// topReplicas returns the replicas the top-most controller with replicas asks
+// for, among objects ordered from the target upwards.
+func topReplicas(objs []client.Object) *int32 {
+	for i := len(objs) - 1; i >= 0; i-- {
+		switch o := objs[i].(type) {
+		case *appsv1.Deployment:
+			return o.Spec.Replicas
+		case *appsv1.StatefulSet:
+			return o.Spec.Replicas
+		case *appsv1.ReplicaSet:
+			return o.Spec.Replicas
 		}
 	}
 	return nil
