@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -32,7 +33,25 @@ func newNamespace(t *testing.T) string {
 		name = strings.TrimRight(name[:63], "-")
 	}
 	mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	remediator(t, name, "riposte-action-isolate", "riposte-action-pods", "riposte-action-workloads")
 	return name
+}
+
+// remediatorAccount is the service account test playbooks run as.
+const remediatorAccount = "remediator"
+
+// remediator creates the playbooks' account in ns and binds the given
+// ClusterRoles to it in ns, as a team would.
+func remediator(t *testing.T, ns string, clusterRoles ...string) {
+	t.Helper()
+	mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount, Namespace: ns}})
+	for _, role := range clusterRoles {
+		mustCreate(t, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount + "-" + strings.TrimPrefix(role, "riposte-action-"), Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: remediatorAccount, Namespace: ns}},
+		})
+	}
 }
 
 func mustCreate(t *testing.T, obj client.Object) {
@@ -95,8 +114,9 @@ func isolatePlaybook(ns, name, alertName string, auto *riposte.AutoApprove) *rip
 				AlertNames: []string{alertName},
 				Severities: []string{"critical"},
 			}}},
-			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
-			Approval: riposte.ApprovalPolicy{AutoApprove: auto},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Approval:           riposte.ApprovalPolicy{AutoApprove: auto},
+			ServiceAccountName: remediatorAccount,
 		},
 	}
 }

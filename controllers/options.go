@@ -7,8 +7,10 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -18,6 +20,7 @@ import (
 	"github.com/riposte-dev/riposte/controllers/playbook"
 	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/expr"
+	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/notify"
 )
 
@@ -33,6 +36,20 @@ type Options struct {
 	// NotifyURL, when set, receives a JSON message for every gate that waits
 	// for people.
 	NotifyURL string
+	// Budget is the cluster-wide limit on remediation.
+	Budget guard.Budget
+}
+
+// CacheOptions configure the manager's cache: managed fields are never read,
+// so they are dropped to keep the cache small, and ConfigMaps (the pause
+// switch) are watched in Riposte's own namespace only.
+func CacheOptions(operatorNamespace string) cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{operatorNamespace: {}}},
+		},
+	}
 }
 
 // ClientOptions configure the manager's client. Reads from the cache wait
@@ -90,6 +107,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	})); err != nil {
 		return err
 	}
+	messages := &notify.Webhook{Attempts: 4}
 	return (&incident.Reconciler{
 		Client:              mgr.GetClient(),
 		APIReader:           mgr.GetAPIReader(),
@@ -97,5 +115,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Exprs:               exprs,
 		OperatorNamespace:   opts.OperatorNamespace,
 		ProtectedNamespaces: opts.ProtectedNamespaces,
+		Impersonation:       &incident.Impersonation{Config: mgr.GetConfig(), Mapper: mgr.GetRESTMapper()},
+		Budget:              opts.Budget,
+		Post: func(ctx context.Context, url string, body any, key string) error {
+			w := *messages
+			w.URL = url
+			return w.Post(ctx, body, key)
+		},
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles)
 }

@@ -15,7 +15,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -80,7 +79,7 @@ func run(m *testing.M) int {
 		Client:                 controllers.ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                  controllers.CacheOptions(operatorNamespace),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -107,7 +106,7 @@ func run(m *testing.M) int {
 // setUpPeople creates the test's people with client certificates and binds
 // the roles Riposte ships (config/rbac) as a cluster admin would.
 func setUpPeople(ctx context.Context) error {
-	for _, f := range []string{"approver_role.yaml", "playbook_editor_role.yaml"} {
+	for _, f := range []string{"approver_role.yaml", "playbook_editor_role.yaml", "action_roles.yaml", "remediator.yaml"} {
 		if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "rbac", f)); err != nil {
 			return err
 		}

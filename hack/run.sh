@@ -33,6 +33,7 @@ if reachable; then
   echo "run: (where config/policies is installed, only Riposte's service account may open alert incidents: install with config/default instead)"
   "$KUBECTL" apply --server-side -f config/crd/bases
   "$KUBECTL" create namespace riposte-system --dry-run=client -o yaml | "$KUBECTL" apply --server-side -f -
+  "$KUBECTL" apply --server-side -f config/rbac/action_roles.yaml
   cat <<MSG
 
 Riposte's Alertmanager webhook will listen on http://$INTAKE_ADDR/webhook/alertmanager
@@ -46,7 +47,7 @@ fi
 echo "run: no reachable cluster; starting a local control plane from $ASSETS"
 go build -o bin/localcluster ./hack/localcluster
 KUBEBUILDER_ASSETS="$ASSETS" bin/localcluster --dir "$LOCAL" \
-  --apply config/samples/cluster > "$LOCAL/localcluster.log" 2>&1 &
+  --apply config/rbac/action_roles.yaml,config/samples/cluster > "$LOCAL/localcluster.log" 2>&1 &
 CP_PID=$!
 trap 'kill $CP_PID 2>/dev/null; wait $CP_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 240); do

@@ -5,7 +5,7 @@ import (
 )
 
 // ChangeOperation is what a planned change does to an object.
-// +kubebuilder:validation:Enum=Create;Patch;Delete;Evict;Unchanged
+// +kubebuilder:validation:Enum=Create;Patch;Delete;Evict;Unchanged;Send
 type ChangeOperation string
 
 const (
@@ -14,6 +14,8 @@ const (
 	OperationDelete    ChangeOperation = "Delete"
 	OperationEvict     ChangeOperation = "Evict"
 	OperationUnchanged ChangeOperation = "Unchanged"
+	// OperationSend is a message sent outside the cluster (Notify).
+	OperationSend ChangeOperation = "Send"
 )
 
 // PlannedChange is one write a step would make, as the API server's dry run
@@ -45,7 +47,7 @@ type PlannedStep struct {
 	Target *ObjectReference `json:"target,omitempty"`
 	// changes the step would make, each accepted by the API server's dry run.
 	// +optional
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=128
 	Changes []PlannedChange `json:"changes,omitempty"`
 }
 

@@ -53,13 +53,28 @@ type NamespacedName struct {
 func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
 
 // ActionType names an action from Riposte's catalogue.
-// +kubebuilder:validation:Enum=IsolatePod
+// +kubebuilder:validation:Enum=IsolatePod;IsolateWorkload;DeletePod;EvictPod;ScaleWorkload;RolloutRestart;CordonNode;DrainNode;SuspendCronJob;SuspendJob;RevokeBinding;Label;Annotate;Taint;ApplyManifest;Patch;Notify
 type ActionType string
 
+// The catalogue. docs/actions.md says what each one writes and how it is undone.
 const (
-	// ActionIsolatePod labels the target pod as quarantined and applies a
-	// NetworkPolicy that denies all of its ingress and egress.
-	ActionIsolatePod ActionType = "IsolatePod"
+	ActionIsolatePod      ActionType = "IsolatePod"
+	ActionIsolateWorkload ActionType = "IsolateWorkload"
+	ActionDeletePod       ActionType = "DeletePod"
+	ActionEvictPod        ActionType = "EvictPod"
+	ActionScaleWorkload   ActionType = "ScaleWorkload"
+	ActionRolloutRestart  ActionType = "RolloutRestart"
+	ActionCordonNode      ActionType = "CordonNode"
+	ActionDrainNode       ActionType = "DrainNode"
+	ActionSuspendCronJob  ActionType = "SuspendCronJob"
+	ActionSuspendJob      ActionType = "SuspendJob"
+	ActionRevokeBinding   ActionType = "RevokeBinding"
+	ActionLabel           ActionType = "Label"
+	ActionAnnotate        ActionType = "Annotate"
+	ActionTaint           ActionType = "Taint"
+	ActionApplyManifest   ActionType = "ApplyManifest"
+	ActionPatch           ActionType = "Patch"
+	ActionNotify          ActionType = "Notify"
 )
 
 // Condition types shared by Riposte's resources. They follow the

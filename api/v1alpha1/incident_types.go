@@ -29,6 +29,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.source != 'Alertmanager' || size(self.fingerprint) > 0",message="an Alertmanager incident needs the alert's fingerprint"
 // +kubebuilder:validation:XValidation:rule="self.source != 'Manual' || has(self.requestedBy)",message="a Manual incident names who opened it in requestedBy"
 // +kubebuilder:validation:XValidation:rule="has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)",message="requestedBy is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.undo) || has(self.undo)",message="an undo request cannot be withdrawn"
 type IncidentSpec struct {
 	// source says who opened the incident.
 	// +required
@@ -82,10 +83,33 @@ type IncidentSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	RequestedBy string `json:"requestedBy,omitempty"`
+	// undo asks Riposte to put back what the remediation changed, in reverse
+	// order. The API server checks requestedBy is the caller and that the
+	// caller holds the verb "undo" on incidents (config/policies).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="an undo request cannot be changed once made"
+	Undo *UndoRequest `json:"undo,omitempty"`
+	// escalated keeps temporary containment in place: steps with a duration
+	// are not undone when it runs out.
+	// +optional
+	Escalated bool `json:"escalated,omitempty"`
+}
+
+// UndoRequest is a person's request to undo an incident's remediation.
+type UndoRequest struct {
+	// requestedBy is the user asking; it must be the caller.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	RequestedBy string `json:"requestedBy"`
+	// reason, for the record.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
 }
 
 // IncidentPhase is where an incident stands, for people reading kubectl get.
-// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Remediating;Remediated;Rejected;Failed;Resolved;DryRun;Cancelled
+// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Remediating;Remediated;Rejected;Failed;Resolved;DryRun;Cancelled;Undone
 type IncidentPhase string
 
 const (
@@ -109,6 +133,8 @@ const (
 	PhaseCancelled IncidentPhase = "Cancelled"
 	// PhaseDryRun: the plan was approved, but the playbook is in DryRun mode and nothing was applied.
 	PhaseDryRun IncidentPhase = "DryRun"
+	// PhaseUndone: what the remediation changed was put back, on request.
+	PhaseUndone IncidentPhase = "Undone"
 )
 
 // Incident condition types and reasons.
@@ -126,29 +152,43 @@ const (
 	// IncidentContextTruncated: some context lists were cut to keep the
 	// incident small; the message says which and how much.
 	IncidentContextTruncated = "ContextTruncated"
+	// IncidentHeld: a guardrail holds the approved plan back for now (a pause,
+	// a rate limit, a cap or the cluster's budget); it runs when the guardrail
+	// allows.
+	IncidentHeld = "Held"
+	// IncidentUndone: the remediation's changes were put back.
+	IncidentUndone = "Undone"
 
-	ReasonTargetResolved    = "TargetResolved"
-	ReasonTargetNotFound    = "TargetNotFound"
-	ReasonNoTarget          = "NoTarget"
-	ReasonPlaybookMatched   = "PlaybookMatched"
-	ReasonNoPlaybook        = "NoPlaybookMatched"
-	ReasonPlanReady         = "PlanReady"
-	ReasonPlanFailed        = "PlanFailed"
-	ReasonGuardrail         = "GuardrailRefused"
-	ReasonAwaitingApproval  = "AwaitingApproval"
-	ReasonApproved          = "Approved"
-	ReasonRejected          = "Rejected"
-	ReasonExpired           = "Expired"
-	ReasonPlanChanged       = "PlanChanged"
-	ReasonStepsApplied      = "StepsApplied"
-	ReasonStepFailed        = "StepFailed"
-	ReasonDryRun            = "DryRunOnly"
-	ReasonAlertResolved     = "AlertResolved"
-	ReasonTargetGone        = "TargetGone"
-	ReasonTruncated         = "Truncated"
-	ReasonSuperseded        = "Superseded"
-	ReasonProgressing       = "Progressing"
-	ReasonWaitingOnApproval = "WaitingOnApproval"
+	ReasonTargetResolved     = "TargetResolved"
+	ReasonTargetNotFound     = "TargetNotFound"
+	ReasonNoTarget           = "NoTarget"
+	ReasonPlaybookMatched    = "PlaybookMatched"
+	ReasonNoPlaybook         = "NoPlaybookMatched"
+	ReasonPlanReady          = "PlanReady"
+	ReasonPlanFailed         = "PlanFailed"
+	ReasonGuardrail          = "GuardrailRefused"
+	ReasonAwaitingApproval   = "AwaitingApproval"
+	ReasonApproved           = "Approved"
+	ReasonRejected           = "Rejected"
+	ReasonExpired            = "Expired"
+	ReasonPlanChanged        = "PlanChanged"
+	ReasonStepsApplied       = "StepsApplied"
+	ReasonStepFailed         = "StepFailed"
+	ReasonDryRun             = "DryRunOnly"
+	ReasonAlertResolved      = "AlertResolved"
+	ReasonTargetGone         = "TargetGone"
+	ReasonTruncated          = "Truncated"
+	ReasonSuperseded         = "Superseded"
+	ReasonProgressing        = "Progressing"
+	ReasonWaitingOnApproval  = "WaitingOnApproval"
+	ReasonPaused             = "Paused"
+	ReasonRateLimited        = "RateLimited"
+	ReasonConcurrencyLimit   = "ConcurrencyLimit"
+	ReasonBudgetExhausted    = "BudgetExhausted"
+	ReasonNotHeld            = "NotHeld"
+	ReasonUndone             = "Undone"
+	ReasonUndoFailed         = "UndoFailed"
+	ReasonContainmentExpired = "ContainmentExpired"
 )
 
 // OwnerReference is one link of a workload's owner chain.
@@ -331,14 +371,20 @@ type TimelineEntry struct {
 }
 
 // StepPhase is the outcome of one applied step.
-// +kubebuilder:validation:Enum=Applied;Failed;Skipped;Undone
+// +kubebuilder:validation:Enum=Pending;Applying;Applied;Failed;Skipped;Undone
 type StepPhase string
 
 const (
-	StepApplied StepPhase = "Applied"
-	StepFailed  StepPhase = "Failed"
-	StepSkipped StepPhase = "Skipped"
-	StepUndone  StepPhase = "Undone"
+	// StepPending: the step is part of the committed plan; its prior state
+	// is recorded and it has not started.
+	StepPending StepPhase = "Pending"
+	// StepApplying: the step's prior state is recorded and its writes are
+	// under way; after a crash they are completed, not repeated blindly.
+	StepApplying StepPhase = "Applying"
+	StepApplied  StepPhase = "Applied"
+	StepFailed   StepPhase = "Failed"
+	StepSkipped  StepPhase = "Skipped"
+	StepUndone   StepPhase = "Undone"
 )
 
 // ChangeRecord is one write a step made, with what is needed to undo it.
@@ -358,11 +404,49 @@ type ChangeRecord struct {
 	// undo patches it back rather than deleting it.
 	// +optional
 	ExistedBefore bool `json:"existedBefore,omitempty"`
+	// undo says how this change is undone: Restore (merge the prior values in
+	// restore back), Delete (Riposte created the object), Recreate (restore
+	// holds the deleted object), Keep (shared with other incidents, left in
+	// place) or None (cannot be undone: an eviction, a message).
+	// +optional
+	Undo UndoMethod `json:"undo,omitempty"`
+	// restore is the prior state undo needs: a JSON merge patch that puts back
+	// the fields the change set, or the object to re-create. Captured before
+	// the write.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32768
+	Restore string `json:"restore,omitempty"`
+	// method is how the change is written: Apply (server-side apply),
+	// MergePatch, Delete, Evict or Send.
+	// +optional
+	// +kubebuilder:validation:Enum=Apply;MergePatch;Delete;Evict;Send
+	Method string `json:"method,omitempty"`
+	// request is exactly what is written: the apply body, the merge patch, or
+	// the message posted (never the webhook URL). Recorded before the write, so
+	// a restart completes the step from the record rather than planning again.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32768
+	Request string `json:"request,omitempty"`
+	// done is true once the write happened (or was found already in place).
+	// +optional
+	Done bool `json:"done,omitempty"`
 	// summary says in a line what changed, for people.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Summary string `json:"summary,omitempty"`
 }
+
+// UndoMethod is how a recorded change is undone.
+// +kubebuilder:validation:Enum=Restore;Delete;Recreate;Keep;None
+type UndoMethod string
+
+const (
+	UndoRestore  UndoMethod = "Restore"
+	UndoDelete   UndoMethod = "Delete"
+	UndoRecreate UndoMethod = "Recreate"
+	UndoKeep     UndoMethod = "Keep"
+	UndoNone     UndoMethod = "None"
+)
 
 // StepRecord is the audit record of one step of the approved plan.
 type StepRecord struct {
@@ -381,7 +465,7 @@ type StepRecord struct {
 	Target *ObjectReference `json:"target,omitempty"`
 	// changes the step made, in order.
 	// +optional
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=128
 	Changes []ChangeRecord `json:"changes,omitempty"`
 	// startedAt is when the step began.
 	// +optional
@@ -389,6 +473,16 @@ type StepRecord struct {
 	// completedAt is when the step finished.
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// undoAt is when Riposte undoes this temporary containment by itself.
+	// +optional
+	UndoAt *metav1.Time `json:"undoAt,omitempty"`
+	// undoneAt is when the step was undone.
+	// +optional
+	UndoneAt *metav1.Time `json:"undoneAt,omitempty"`
+	// undoneBy is who asked for the undo, or "riposte" when its duration ran out.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	UndoneBy string `json:"undoneBy,omitempty"`
 	// message explains a failure or a skip.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
@@ -427,6 +521,11 @@ type IncidentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	PlanHash string `json:"planHash,omitempty"`
+	// runAs is the identity every write of the remediation (and its undo)
+	// used: the playbook's service account, impersonated.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	RunAs string `json:"runAs,omitempty"`
 	// steps records each step of the plan as it was applied.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // MatchOperator compares an alert label with a value, as Alertmanager's own
@@ -64,12 +65,130 @@ type Triggers struct {
 	Alerts []AlertTrigger `json:"alerts,omitempty"`
 }
 
-// IsolatePodParams tunes the IsolatePod action.
+// IsolatePodParams tunes the IsolatePod and IsolateWorkload actions.
 type IsolatePodParams struct {
 	// allowDNS keeps egress to DNS (UDP and TCP port 53) open so the pod's
 	// logs stay readable; by default the pod is cut off entirely.
 	// +optional
 	AllowDNS bool `json:"allowDNS,omitempty"`
+}
+
+// ScaleParams tunes ScaleWorkload.
+type ScaleParams struct {
+	// replicas to scale the target's workload to; 0 stops it. Undo puts the
+	// previous count back.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	Replicas int32 `json:"replicas"`
+}
+
+// SubjectKind is the kind of an RBAC subject.
+// +kubebuilder:validation:Enum=ServiceAccount;User;Group
+type SubjectKind string
+
+// BindingSubject names the subject RevokeBinding removes. Each field is a
+// template: text with {{ CEL }} parts evaluated over `incident`.
+type BindingSubject struct {
+	// kind of the subject.
+	// +optional
+	// +kubebuilder:default=ServiceAccount
+	Kind SubjectKind `json:"kind,omitempty"`
+	// name of the subject, for example
+	// "{{ incident.status.context.serviceAccount }}".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Name string `json:"name"`
+	// namespace of a ServiceAccount subject; the target's namespace when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// BindingKind is RoleBinding or ClusterRoleBinding.
+// +kubebuilder:validation:Enum=RoleBinding;ClusterRoleBinding
+type BindingKind string
+
+// RevokeBindingParams tunes RevokeBinding.
+// +kubebuilder:validation:XValidation:rule="has(self.subject) != (has(self.deleteBinding) && self.deleteBinding)",message="name a subject to remove, or set deleteBinding, not both"
+type RevokeBindingParams struct {
+	// kind of the binding.
+	// +optional
+	// +kubebuilder:default=RoleBinding
+	Kind BindingKind `json:"kind,omitempty"`
+	// name of the binding (a template); a RoleBinding is looked up in the
+	// target's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Name string `json:"name"`
+	// subject to remove from the binding.
+	// +optional
+	Subject *BindingSubject `json:"subject,omitempty"`
+	// deleteBinding deletes the whole binding instead; undo re-creates it.
+	// +optional
+	DeleteBinding bool `json:"deleteBinding,omitempty"`
+}
+
+// MetadataParams tunes Label and Annotate.
+type MetadataParams struct {
+	// set maps keys to values; each value is a template (text with
+	// {{ CEL }} parts over `incident`).
+	// +required
+	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=16
+	Set map[string]string `json:"set"`
+}
+
+// TaintEffect is a node taint's effect.
+// +kubebuilder:validation:Enum=NoSchedule;PreferNoSchedule;NoExecute
+type TaintEffect string
+
+// TaintParams tunes Taint.
+type TaintParams struct {
+	// key of the taint.
+	// +optional
+	// +kubebuilder:default="riposte.dev/compromised"
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+	// value of the taint (a template).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Value string `json:"value,omitempty"`
+	// effect of the taint.
+	// +optional
+	// +kubebuilder:default=NoSchedule
+	Effect TaintEffect `json:"effect,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in the playbook's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// key in the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// NotifyParams tunes Notify.
+type NotifyParams struct {
+	// urlSecretRef names the Secret key that holds the webhook URL (chat and
+	// ticketing URLs are credentials). It is read as the playbook's service
+	// account, and never logged or recorded.
+	// +required
+	URLSecretRef SecretKeyRef `json:"urlSecretRef"`
+	// text of the message (a template). The body is JSON with "text" (what
+	// Slack-compatible webhooks read) and an "incident" summary.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Text string `json:"text"`
 }
 
 // OnFailure says what a failed step means for the steps after it.
@@ -81,8 +200,17 @@ const (
 	OnFailureContinue OnFailure = "Continue"
 )
 
-// Step is one remediation step of a playbook.
-// +kubebuilder:validation:XValidation:rule="self.action == 'IsolatePod' || !has(self.isolatePod)",message="isolatePod parameters are only for the IsolatePod action"
+// Step is one remediation step of a playbook. Its parameters sit in the field
+// named after its action; a field for another action is refused at admission.
+// +kubebuilder:validation:XValidation:rule="!has(self.isolatePod) || self.action in ['IsolatePod', 'IsolateWorkload']",message="isolatePod parameters are only for the IsolatePod and IsolateWorkload actions"
+// +kubebuilder:validation:XValidation:rule="has(self.scale) == (self.action == 'ScaleWorkload')",message="ScaleWorkload needs scale parameters, and only it takes them"
+// +kubebuilder:validation:XValidation:rule="has(self.revokeBinding) == (self.action == 'RevokeBinding')",message="RevokeBinding needs revokeBinding parameters, and only it takes them"
+// +kubebuilder:validation:XValidation:rule="has(self.metadata) == (self.action in ['Label', 'Annotate'])",message="Label and Annotate need metadata parameters, and only they take them"
+// +kubebuilder:validation:XValidation:rule="!has(self.taint) || self.action == 'Taint'",message="taint parameters are only for the Taint action"
+// +kubebuilder:validation:XValidation:rule="has(self.manifest) == (self.action == 'ApplyManifest')",message="ApplyManifest needs a manifest, and only it takes one"
+// +kubebuilder:validation:XValidation:rule="has(self.patch) == (self.action == 'Patch')",message="Patch needs a patch, and only it takes one"
+// +kubebuilder:validation:XValidation:rule="has(self.notify) == (self.action == 'Notify')",message="Notify needs notify parameters, and only it takes them"
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !(self.action in ['DeletePod', 'EvictPod', 'DrainNode', 'RolloutRestart', 'Notify'])",message="a duration is only for containment Riposte can undo; this action cannot be undone"
 type Step struct {
 	// name of the step, unique in the playbook; step records carry it.
 	// +required
@@ -93,13 +221,46 @@ type Step struct {
 	// action from the catalogue.
 	// +required
 	Action ActionType `json:"action"`
-	// isolatePod parameters, for the IsolatePod action.
-	// +optional
-	IsolatePod *IsolatePodParams `json:"isolatePod,omitempty"`
 	// onFailure says whether later steps still run when this one fails.
 	// +optional
 	// +kubebuilder:default=Stop
 	OnFailure OnFailure `json:"onFailure,omitempty"`
+	// duration makes the step temporary containment: Riposte undoes it this
+	// long after it was applied, unless the incident was escalated.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// isolatePod parameters, for IsolatePod and IsolateWorkload.
+	// +optional
+	IsolatePod *IsolatePodParams `json:"isolatePod,omitempty"`
+	// scale parameters, for ScaleWorkload.
+	// +optional
+	Scale *ScaleParams `json:"scale,omitempty"`
+	// revokeBinding parameters, for RevokeBinding.
+	// +optional
+	RevokeBinding *RevokeBindingParams `json:"revokeBinding,omitempty"`
+	// metadata parameters, for Label and Annotate (on the target).
+	// +optional
+	Metadata *MetadataParams `json:"metadata,omitempty"`
+	// taint parameters, for Taint (on the target's node).
+	// +optional
+	Taint *TaintParams `json:"taint,omitempty"`
+	// manifest is the object ApplyManifest applies: string values may hold
+	// {{ CEL }} parts over `incident`; the namespace defaults to the target's.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Manifest *runtime.RawExtension `json:"manifest,omitempty"`
+	// patch is the JSON merge patch Patch applies to the target; string
+	// values may hold {{ CEL }} parts over `incident`.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Patch *runtime.RawExtension `json:"patch,omitempty"`
+	// notify parameters, for Notify.
+	// +optional
+	Notify *NotifyParams `json:"notify,omitempty"`
 }
 
 // ExpiryAction is what a gate's expiry means.
@@ -193,6 +354,13 @@ type PlaybookSpec struct {
 	// approval says who or what must approve the plan.
 	// +required
 	Approval ApprovalPolicy `json:"approval"`
+	// serviceAccountName is the ServiceAccount, in the playbook's namespace,
+	// whose identity every remediation write uses: Riposte impersonates it, so
+	// its RBAC bounds what the playbook can change. A playbook in Riposte's
+	// own namespace may leave it empty and runs as riposte-remediator.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// mode Enforce applies approved plans; DryRun plans and gates but never applies.
 	// +optional
 	// +kubebuilder:default=Enforce
@@ -210,9 +378,10 @@ type PlaybookSpec struct {
 
 // Playbook condition reasons.
 const (
-	ReasonValid          = "Valid"
-	ReasonInvalidCEL     = "InvalidExpression"
-	ReasonInvalidMatcher = "InvalidMatcher"
+	ReasonValid            = "Valid"
+	ReasonInvalidCEL       = "InvalidExpression"
+	ReasonInvalidMatcher   = "InvalidMatcher"
+	ReasonNoServiceAccount = "NoServiceAccount"
 )
 
 // PlaybookStatus is what Riposte observed about the playbook.

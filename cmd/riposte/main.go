@@ -16,7 +16,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -25,6 +24,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers"
+	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/intake"
 )
 
@@ -42,6 +42,7 @@ type options struct {
 	protectedNamespaces string
 	concurrency         int
 	notifyURL           string
+	stepsPerMinute      int
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
+	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -106,7 +108,7 @@ func run(o options) error {
 		LeaderElectionID:        "riposte.riposte.dev",
 		LeaderElectionNamespace: o.namespace,
 		// Managed fields are never read; dropping them keeps the cache small.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: controllers.CacheOptions(o.namespace),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -123,6 +125,7 @@ func run(o options) error {
 		ProtectedNamespaces:     protected,
 		MaxConcurrentReconciles: o.concurrency,
 		NotifyURL:               o.notifyURL,
+		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute},
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

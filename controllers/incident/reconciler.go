@@ -42,6 +42,13 @@ type Reconciler struct {
 	OperatorNamespace   string
 	ProtectedNamespaces []string
 
+	// Impersonation builds the clients that write as each playbook's account.
+	Impersonation *Impersonation
+	// Budget is the cluster-wide limit on remediation.
+	Budget guard.Budget
+	// Post sends Notify messages.
+	Post func(ctx context.Context, url string, body any, idempotencyKey string) error
+
 	enricherOnce   sync.Once
 	sharedEnricher *enrich.Enricher
 }
@@ -55,11 +62,15 @@ func (r *Reconciler) enricher() *enrich.Enricher {
 // opened and approved by policy in this pass is executed without waiting for
 // its own watch event, and without planning twice.
 type pass struct {
-	inc  *riposte.Incident
-	pb   *riposte.Playbook
-	gate *riposte.ApprovalGate
+	inc *riposte.Incident
+	// before is the incident as last stored, the base of the status patch.
+	before *riposte.Incident
+	pb     *riposte.Playbook
+	gate   *riposte.ApprovalGate
 	// plan was built and approved in this very pass.
 	plan *executor.Plan
+	// requeueAfter asks for another pass later (a hold, timed containment).
+	requeueAfter time.Duration
 	// specChanged: what the incident is about may have changed (a person set
 	// spec.target), so it is learned again; a waiting plan is re-planned
 	// before it runs and superseded if it no longer matches.
@@ -76,17 +87,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if !inc.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
-	before := inc.DeepCopy()
+	p := &pass{inc: inc, before: inc.DeepCopy()}
 	defer func() {
 		setReady(inc)
-		if equality.Semantic.DeepEqual(before.Status, inc.Status) {
-			return
-		}
-		// Optimistic locking: a status written from a stale cache must not
-		// overwrite a newer one; the conflict requeues with fresh data.
-		patchErr := r.Status().Patch(ctx, inc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		patchErr := r.persist(ctx, p)
 		if apierrors.IsConflict(patchErr) {
-			ctrl.LoggerFrom(ctx).V(1).Info("status write conflicted; requeued", "resourceVersion", before.ResourceVersion, "phase", inc.Status.Phase)
+			ctrl.LoggerFrom(ctx).V(1).Info("status write conflicted; requeued", "resourceVersion", p.before.ResourceVersion, "phase", inc.Status.Phase)
 			res, patchErr = reconcile.Result{Requeue: true}, nil
 		}
 		err = kerrors.NewAggregate([]error{err, patchErr})
@@ -99,18 +105,39 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		inc.Status.DetectedAt = &t
 		inc.Status.Phase = riposte.PhaseDetected
 	}
-	if r.resolveIfDone(inc) {
-		return reconcile.Result{}, nil
+	p.specChanged = specChanged
+	if inc.Spec.Undo != nil && inc.Status.Phase != riposte.PhaseUndone {
+		return reconcile.Result{}, r.undoAll(ctx, p)
 	}
-	p := &pass{inc: inc, specChanged: specChanged}
+	if p.requeueAfter, err = r.expireContainment(ctx, p); err != nil {
+		return reconcile.Result{}, err
+	}
+	if r.resolveIfDone(inc) {
+		return reconcile.Result{RequeueAfter: p.requeueAfter}, nil
+	}
 	for _, phase := range []func(context.Context, *pass) (bool, error){
 		r.enrich, r.match, r.loadPlaybook, r.openGate, r.awaitVerdict, r.execute,
 	} {
 		if done, err := phase(ctx, p); err != nil || done {
-			return reconcile.Result{}, err
+			return reconcile.Result{RequeueAfter: p.requeueAfter}, err
 		}
 	}
-	return reconcile.Result{}, nil
+	return reconcile.Result{RequeueAfter: p.requeueAfter}, nil
+}
+
+// persist writes the status if it changed. Optimistic locking: a status
+// written from a stale cache must not overwrite a newer one; the conflict
+// requeues with fresh data. It is called at the end of every pass, and in
+// the middle of one where a record must be stored before a write.
+func (r *Reconciler) persist(ctx context.Context, p *pass) error {
+	if equality.Semantic.DeepEqual(p.before.Status, p.inc.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, p.inc, client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	p.before = p.inc.DeepCopy()
+	return nil
 }
 
 // resolveIfDone closes an incident whose alert resolved once nothing is left
@@ -118,6 +145,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
 	switch inc.Status.Phase {
 	case riposte.PhaseResolved:
+		return true
+	case riposte.PhaseUndone:
 		return true
 	case riposte.PhaseRemediated, riposte.PhaseUnmatched, riposte.PhaseRejected, riposte.PhaseFailed, riposte.PhaseDryRun, riposte.PhaseCancelled:
 		if inc.Spec.Status != riposte.AlertResolved {
@@ -212,19 +241,24 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		return false, nil
 	}
 	target := targetOf(inc)
-	if reason, msg, refused := guard.Evaluate(guard.Facts{Playbook: pb, Target: target,
-		OperatorNamespace: r.OperatorNamespace, ProtectedNamespaces: r.ProtectedNamespaces}); refused {
-		metrics.GuardrailRefusals.WithLabelValues(reason).Inc()
-		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonGuardrail, reason+": "+msg)
+	if r.refused(inc, pb, target, nil) {
 		return true, nil
 	}
-	plan, err := r.executor().Build(ctx, inc, pb, target, executor.WithDryRun)
+	exe, err := r.executorFor(pb)
+	if err != nil {
+		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonNoServiceAccount, err.Error())
+		return true, nil
+	}
+	plan, err := exe.Build(ctx, inc, pb, target, executor.WithDryRun)
 	if err != nil {
 		if executor.IsPermanent(err) {
 			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
 			return true, nil
 		}
 		return true, err
+	}
+	if r.refused(inc, pb, target, plan) {
+		return true, nil
 	}
 	automatic, rule, err := r.autoApproves(inc, pb)
 	if err != nil {
@@ -443,91 +477,6 @@ func (r *Reconciler) autoApproves(inc *riposte.Incident, pb *riposte.Playbook) (
 	return ok, auto.When, err
 }
 
-// execute applies the approved plan. A plan approved in an earlier pass is
-// re-planned first, and refused if its hash differs from the approved one:
-// what runs is what was approved.
-func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
-	inc, pb, gate := p.inc, p.pb, p.gate
-	exe := r.executor()
-	plan := p.plan
-	if plan == nil {
-		target, gone, err := r.currentTarget(ctx, inc)
-		if err != nil {
-			return true, err
-		}
-		if gone {
-			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonTargetGone, "the target "+describe(targetOf(inc))+" no longer exists; nothing was applied")
-			return true, nil
-		}
-		if plan, err = exe.Build(ctx, inc, pb, target, executor.HashOnly); err != nil {
-			if executor.IsPermanent(err) {
-				r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
-				return true, nil
-			}
-			return true, err
-		}
-		plan.KeepApprovedExistence(gate.Spec.Plan.Steps)
-		if plan.Hash != gate.Spec.Plan.Hash {
-			return r.supersede(ctx, p, target, plan)
-		}
-	}
-	inc.Status.PlanHash = plan.Hash
-	if pb.Spec.Mode == riposte.ModeDryRun {
-		for _, sp := range plan.Steps {
-			recordStep(inc, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
-				Target: sp.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"})
-			metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepSkipped)).Inc()
-		}
-		inc.Status.Phase = riposte.PhaseDryRun
-		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
-		return true, nil
-	}
-	inc.Status.Phase = riposte.PhaseRemediating
-	log := ctrl.LoggerFrom(ctx)
-	log.V(1).Info("applying the approved plan", "plan", plan.Hash, "resourceVersion", inc.ResourceVersion, "stepsRecorded", len(inc.Status.Steps))
-	failed := false
-	for _, sp := range plan.Steps {
-		if stepApplied(inc, sp.Step.Name) {
-			continue
-		}
-		started := metav1.Now()
-		changes, err := exe.Apply(ctx, sp)
-		done := metav1.Now()
-		rec := riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepApplied,
-			Target: sp.Target, Changes: changes, StartedAt: &started, CompletedAt: &done}
-		if err != nil {
-			if !executor.IsPermanent(err) && len(changes) == 0 {
-				return true, err // nothing written: retry with backoff
-			}
-			rec.Phase, rec.Message = riposte.StepFailed, err.Error()
-			recordStep(inc, rec)
-			metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepFailed)).Inc()
-			r.event(inc, corev1.EventTypeWarning, riposte.ReasonStepFailed, "Remediate", "step "+sp.Step.Name+" failed: "+err.Error())
-			failed = true
-			if sp.Step.OnFailure != riposte.OnFailureContinue {
-				break
-			}
-			continue
-		}
-		recordStep(inc, rec)
-		metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepApplied)).Inc()
-		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
-			fmt.Sprintf("step %s (%s) applied to %s", sp.Step.Name, sp.Step.Action, describe(sp.Target)))
-	}
-	if failed {
-		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "a step failed; see status.steps")
-		return true, nil
-	}
-	now := metav1.Now()
-	inc.Status.RemediatedAt = &now
-	inc.Status.Phase = riposte.PhaseRemediated
-	setCondition(inc, riposte.IncidentRemediated, true, riposte.ReasonStepsApplied,
-		fmt.Sprintf("%d step(s) of plan %s applied", len(plan.Steps), plan.Hash))
-	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+pb.Namespace+"/"+pb.Name)
-	metrics.ObserveRemediated(inc, gate.Spec.Policy.Automatic)
-	return true, nil
-}
-
 // supersede closes an approved gate whose plan no longer matches the world
 // and asks again with the new plan: what runs is only ever what was approved.
 func (r *Reconciler) supersede(ctx context.Context, p *pass, target *riposte.ObjectReference, plan *executor.Plan) (bool, error) {
@@ -559,8 +508,16 @@ func gateName(incident string, revision int32) string {
 	return fmt.Sprintf("%s-%d", incident, revision)
 }
 
-func (r *Reconciler) executor() *executor.Executor {
-	return &executor.Executor{Reader: r.Client, Writer: r.Client}
+// refused runs the guardrails on the target and, once a plan is built, on
+// every object it writes; a refusal fails the incident and says why.
+func (r *Reconciler) refused(inc *riposte.Incident, pb *riposte.Playbook, target *riposte.ObjectReference, plan *executor.Plan) bool {
+	reason, msg, refused := guard.Evaluate(guard.Facts{Playbook: pb, Target: target, Objects: plan.Objects(),
+		OperatorNamespace: r.OperatorNamespace, ProtectedNamespaces: r.ProtectedNamespaces})
+	if refused {
+		metrics.GuardrailRefusals.WithLabelValues(reason).Inc()
+		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonGuardrail, reason+": "+msg)
+	}
+	return refused
 }
 
 // fail marks the incident Failed with a condition that says why.
@@ -588,24 +545,4 @@ func describe(t *riposte.ObjectReference) string {
 		return "no target"
 	}
 	return t.String()
-}
-
-func stepApplied(inc *riposte.Incident, name string) bool {
-	for _, s := range inc.Status.Steps {
-		if s.Name == name && s.Phase == riposte.StepApplied {
-			return true
-		}
-	}
-	return false
-}
-
-// recordStep replaces the step's record, or appends it.
-func recordStep(inc *riposte.Incident, rec riposte.StepRecord) {
-	for i := range inc.Status.Steps {
-		if inc.Status.Steps[i].Name == rec.Name {
-			inc.Status.Steps[i] = rec
-			return
-		}
-	}
-	inc.Status.Steps = append(inc.Status.Steps, rec)
 }

@@ -21,11 +21,15 @@ import (
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets;replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
+// Remediation writes are made as each playbook's own service account.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=impersonate
+// The global pause is a ConfigMap in Riposte's namespace.
+// +kubebuilder:rbac:groups="",namespace=riposte-system,resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=services;events;persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
@@ -58,6 +62,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		For(&riposte.Incident{}).
 		Owns(&riposte.ApprovalGate{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.incidentsAboutPod), builder.WithPredicates(onlyDeletes)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.heldIncidents), builder.WithPredicates(predicate.NewPredicateFuncs(r.isPauseSwitch))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Named("incident").
 		Complete(r)
@@ -72,6 +77,28 @@ func (r *Reconciler) incidentsAboutPod(ctx context.Context, pod client.Object) [
 	reqs := make([]reconcile.Request, 0, len(incidents.Items))
 	for _, inc := range incidents.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inc)})
+	}
+	return reqs
+}
+
+// isPauseSwitch selects the ConfigMap whose existence pauses Riposte.
+func (r *Reconciler) isPauseSwitch(obj client.Object) bool {
+	return obj.GetNamespace() == r.OperatorNamespace && obj.GetName() == PauseConfigMap
+}
+
+// heldIncidents wakes every incident a guardrail holds when the pause
+// switch changes, so lifting the pause resumes them at once.
+func (r *Reconciler) heldIncidents(ctx context.Context, _ client.Object) []reconcile.Request {
+	var incidents riposte.IncidentList
+	if err := r.List(ctx, &incidents); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "finding held incidents")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range incidents.Items {
+		if isHeld(&incidents.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&incidents.Items[i])})
+		}
 	}
 	return reqs
 }

@@ -52,6 +52,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		pb.Status.Scope = "Cluster"
 	}
 	reason, msg := match.Validate(pb, r.Exprs)
+	if reason == "" && pb.Spec.ServiceAccountName == "" && pb.Namespace != r.OperatorNamespace {
+		reason, msg = riposte.ReasonNoServiceAccount, "spec.serviceAccountName is empty: a playbook outside "+r.OperatorNamespace+
+			" must name the service account, in its own namespace, that its remediation runs as (Riposte impersonates it, so its RBAC bounds what the playbook can change)"
+	}
 	if reason == "" {
 		set(pb, riposte.ConditionReady, metav1.ConditionTrue, riposte.ReasonValid, "playbook is valid and in use ("+pb.Status.Scope+" scope)")
 		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.ConditionStalled)

@@ -1,6 +1,7 @@
 // Package executor turns a playbook's steps into a plan the API server has
-// dry-run, and applies exactly that plan with server-side apply, recording
-// each change. It is the one place where remediation writes happen.
+// dry-run, commits it with the prior state of everything it will change,
+// applies it change by change as the playbook's service account, and undoes
+// it. It is the one place where remediation writes happen, for every action.
 package executor
 
 import (
@@ -11,11 +12,14 @@ import (
 	"errors"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -29,8 +33,8 @@ type StepPlan struct {
 	Changes []actions.Change
 	// existed records, per change, whether the object was there at plan time.
 	existed []bool
-	// unchanged records, per change, that the live object already holds
-	// every field of the change: there is nothing to dry-run or apply.
+	// unchanged records, per change, that the live object already is as the
+	// change would make it: there is nothing to dry-run or apply.
 	unchanged []bool
 }
 
@@ -40,12 +44,17 @@ type Plan struct {
 	Hash  string
 }
 
-// Executor plans and applies remediation steps.
+// Executor plans, applies and undoes remediation steps.
 type Executor struct {
-	// Reader is the cached reader planners use.
+	// Reader is the manager's cached reader, for planning and prior state.
 	Reader client.Reader
-	// Writer sends dry runs and applies to the API server.
+	// Writer sends dry runs, writes and Secret reads as the playbook's
+	// service account, so that account's RBAC bounds what a playbook does.
 	Writer client.Client
+	Scheme *runtime.Scheme
+	Mapper meta.RESTMapper
+	// Post sends a Notify message to url; nil refuses Notify steps.
+	Post func(ctx context.Context, url string, body any, idempotencyKey string) error
 }
 
 // BuildMode says whether planning asks the API server for a dry run.
@@ -56,12 +65,12 @@ const (
 	// it: the plan a gate shows.
 	WithDryRun BuildMode = iota
 	// HashOnly recomputes the plan to compare it with the approved hash just
-	// before applying; the apply itself is then the API server's check.
+	// before committing it; the writes themselves are then the API server's check.
 	HashOnly
 )
 
-// Build plans every step. An *actions.UserError means the plan cannot be
-// built until something changes.
+// Build plans every step. An *actions.UserError or a PermanentError means the
+// plan cannot be built until something changes.
 func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, target *riposte.ObjectReference, mode BuildMode) (*Plan, error) {
 	plan := &Plan{}
 	for _, step := range pb.Spec.Steps {
@@ -69,7 +78,9 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 		if !ok {
 			return nil, &actions.UserError{Msg: fmt.Sprintf("step %s: unknown action %q", step.Name, step.Action)}
 		}
-		changes, err := planner.Plan(ctx, actions.Input{Incident: inc, Step: step, Target: target, Reader: e.Reader})
+		in := &actions.Input{Incident: inc, Step: step, Target: target, Reader: e.Reader,
+			Scheme: e.Scheme, Mapper: e.Mapper, PlaybookNamespace: pb.Namespace}
+		changes, err := planner.Plan(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("step %s: %w", step.Name, err)
 		}
@@ -92,45 +103,135 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 	return plan, nil
 }
 
-// check reports whether the changed object already exists, and whether it
-// already holds the change; otherwise, in WithDryRun mode, it asks the API
-// server to accept the change without persisting it.
+// check reads the changed object, reports whether it exists and whether it
+// already is as the change would make it, and otherwise (in WithDryRun mode)
+// has the API server accept the change as the playbook's account.
 func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) (existed, unchanged bool, err error) {
-	existing, err := e.emptyObject(c.Object.GroupVersionKind())
+	if c.Op == actions.Send {
+		if mode == WithDryRun {
+			if _, err := e.webhookURL(ctx, c.Message); err != nil {
+				return false, false, err
+			}
+		}
+		return false, false, nil
+	}
+	live, err := e.live(ctx, c.Object)
 	if err != nil {
 		return false, false, err
 	}
-	err = e.Reader.Get(ctx, client.ObjectKeyFromObject(c.Object), existing)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return false, false, fmt.Errorf("reading %s: %w", c.Ref(), err)
-	}
-	if existed = err == nil; existed {
-		live, err := runtime.DefaultUnstructuredConverter.ToUnstructured(existing)
-		if err != nil {
-			return true, false, err
+	existed = live != nil
+	switch c.Op {
+	case actions.Apply:
+		unchanged = existed && contains(live, c.Object.Object)
+	case actions.MergePatch:
+		if !existed {
+			return false, false, &PermanentError{Err: fmt.Errorf("%s does not exist", c.Ref())}
 		}
-		unchanged = contains(live, c.Object.Object)
+		unchanged = contains(live, c.Patch)
+	case actions.Delete, actions.Evict:
+		unchanged = !existed || (c.UID != "" && string(uidOf(live)) != c.UID)
 	}
 	if mode == HashOnly || unchanged {
 		return existed, unchanged, nil
 	}
-	body := c.Object.DeepCopy()
-	if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(body),
-		client.FieldOwner(actions.FieldManager), client.ForceOwnership, client.DryRunAll,
-		client.DisableReadYourWritesConsistency); err != nil {
+	if err := e.write(ctx, c, true); err != nil {
 		return false, false, classify(fmt.Errorf("dry run of %s refused: %w", c.Ref(), err))
 	}
 	return existed, false, nil
 }
 
+// live reads the object as a map, or nil when it does not exist. Kinds the
+// manager knows come from its informer cache; others are read directly as the
+// playbook's account (ApplyManifest of a custom resource).
+func (e *Executor) live(ctx context.Context, ref *unstructured.Unstructured) (map[string]any, error) {
+	gvk := ref.GroupVersionKind()
+	key := client.ObjectKeyFromObject(ref)
+	var obj client.Object
+	var reader client.Reader = e.Reader
+	if typed, err := e.Scheme.New(gvk); err == nil {
+		obj = typed.(client.Object)
+	} else {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		obj, reader = u, e.Writer
+	}
+	if err := reader.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, classify(fmt.Errorf("reading %s %s: %w", gvk.Kind, key, err))
+	}
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+}
+
+func uidOf(live map[string]any) string {
+	uid, _, _ := unstructured.NestedString(live, "metadata", "uid")
+	return uid
+}
+
+// write makes one change, or has the API server check it when dryRun.
+func (e *Executor) write(ctx context.Context, c actions.Change, dryRun bool) error {
+	var dry []string
+	applyOpts := []client.ApplyOption{client.FieldOwner(actions.FieldManager), client.ForceOwnership}
+	patchOpts := []client.PatchOption{client.FieldOwner(actions.FieldManager)}
+	delOpts := []client.DeleteOption{client.Preconditions{UID: uidPtr(c.UID)}}
+	if dryRun {
+		dry = []string{metav1.DryRunAll}
+		applyOpts, patchOpts, delOpts = append(applyOpts, client.DryRunAll), append(patchOpts, client.DryRunAll), append(delOpts, client.DryRunAll)
+	}
+	switch c.Op {
+	case actions.Apply:
+		return e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(c.Object.DeepCopy()), applyOpts...)
+	case actions.MergePatch:
+		body, err := json.Marshal(c.Patch)
+		if err != nil {
+			return err
+		}
+		return e.Writer.Patch(ctx, c.Object.DeepCopy(), client.RawPatch("application/merge-patch+json", body), patchOpts...)
+	case actions.Delete:
+		return e.Writer.Delete(ctx, c.Object.DeepCopy(), delOpts...)
+	case actions.Evict:
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: c.Object.GetNamespace(), Name: c.Object.GetName()}}
+		eviction := &policyv1.Eviction{ObjectMeta: pod.ObjectMeta,
+			DeleteOptions: &metav1.DeleteOptions{DryRun: dry, Preconditions: &metav1.Preconditions{UID: uidPtr(c.UID)}}}
+		err := e.Writer.SubResource("eviction").Create(ctx, pod, eviction)
+		if apierrors.IsTooManyRequests(err) {
+			// A PodDisruptionBudget forbids it now: that is the answer, not a hiccup.
+			return &PermanentError{Err: fmt.Errorf("eviction refused (a PodDisruptionBudget protects the pod): %w", err)}
+		}
+		return err
+	case actions.Send:
+		if dryRun {
+			return nil
+		}
+		return errors.New("Send is written by sendMessage")
+	}
+	return fmt.Errorf("unknown operation %q", c.Op)
+}
+
+func uidPtr(uid string) *types.UID {
+	if uid == "" {
+		return nil
+	}
+	u := types.UID(uid)
+	return &u
+}
+
 // contains reports whether live holds every field of want with the same
-// value; lists must match whole. apiVersion and kind are identity, not content.
+// value; lists must match whole, and a null in want (a merge patch's
+// "remove") matches an absent field. apiVersion and kind are identity.
 func contains(live, want map[string]any) bool {
 	for k, w := range want {
 		if k == "apiVersion" || k == "kind" {
 			continue
 		}
 		l, ok := live[k]
+		if w == nil {
+			if ok && l != nil {
+				return false
+			}
+			continue
+		}
 		if !ok {
 			return false
 		}
@@ -144,7 +245,7 @@ func contains(live, want map[string]any) bool {
 		case wIsMap != lIsMap:
 			return false
 		default:
-			if !equality.Semantic.DeepEqual(normalise(l), normalise(w)) {
+			if !jsonEqual(l, w) {
 				return false
 			}
 		}
@@ -152,88 +253,12 @@ func contains(live, want map[string]any) bool {
 	return true
 }
 
-// normalise gives numbers one type, since the converter yields int64 where
-// a hand-built object may hold int.
-func normalise(v any) any {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return v
-	}
-	var out any
-	_ = json.Unmarshal(b, &out)
-	return out
-}
-
-// emptyObject returns a typed object for gvk, so the read is served by the
-// same typed informer the rest of the manager uses rather than a second,
-// unstructured one.
-func (e *Executor) emptyObject(gvk schema.GroupVersionKind) (client.Object, error) {
-	obj, err := e.Writer.Scheme().New(gvk)
-	if err != nil {
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(gvk)
-		return meta, nil
-	}
-	return obj.(client.Object), nil
-}
-
-// Apply writes one step's changes in order and returns their records. On an
-// error the records of the changes already made are returned with it, so
-// nothing half-applied goes unrecorded.
-func (e *Executor) Apply(ctx context.Context, sp StepPlan) ([]riposte.ChangeRecord, error) {
-	var records []riposte.ChangeRecord
-	for i, c := range sp.Changes {
-		if sp.unchanged[i] {
-			records = append(records, riposte.ChangeRecord{Operation: riposte.OperationUnchanged, Object: c.Ref(),
-				ExistedBefore: true, Summary: "already in place: " + c.Summary})
-			continue
-		}
-		if err := e.Writer.Apply(ctx, client.ApplyConfigurationFromUnstructured(c.Object.DeepCopy()),
-			client.FieldOwner(actions.FieldManager), client.ForceOwnership, client.DisableReadYourWritesConsistency); err != nil {
-			return records, classify(fmt.Errorf("applying %s: %w", c.Ref(), err))
-		}
-		records = append(records, riposte.ChangeRecord{
-			Operation: sp.operation(i), Object: c.Ref(), FieldManager: actions.FieldManager,
-			ExistedBefore: sp.existed[i], Summary: c.Summary,
-		})
-	}
-	return records, nil
-}
-
-// KeepApprovedExistence takes whether each object existed from the approved
-// plan: that was observed before Riposte wrote anything, whereas a re-plan
-// after a retried apply would see Riposte's own objects. A change approved as
-// needed is applied even if it now looks done, so the record says what the
-// approver saw.
-func (p *Plan) KeepApprovedExistence(approved []riposte.PlannedStep) {
-	ops := map[string]riposte.ChangeOperation{}
-	for _, ps := range approved {
-		for _, c := range ps.Changes {
-			ops[ps.Name+"|"+c.Object.String()] = c.Operation
-		}
-	}
-	for i := range p.Steps {
-		sp := &p.Steps[i]
-		for j, c := range sp.Changes {
-			op, ok := ops[sp.Step.Name+"|"+c.Ref().String()]
-			if !ok {
-				continue
-			}
-			sp.existed[j] = op != riposte.OperationCreate
-			sp.unchanged[j] = sp.unchanged[j] && op == riposte.OperationUnchanged
-		}
-	}
-}
-
-func (sp *StepPlan) operation(i int) riposte.ChangeOperation {
-	switch {
-	case sp.unchanged[i]:
-		return riposte.OperationUnchanged
-	case sp.existed[i]:
-		return riposte.OperationPatch
-	default:
-		return riposte.OperationCreate
-	}
+// jsonEqual compares two values as JSON, since the converter yields int64
+// where a hand-built object may hold int.
+func jsonEqual(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 // PlannedSteps renders the plan for the ApprovalGate.
@@ -249,21 +274,46 @@ func (p *Plan) PlannedSteps() []riposte.PlannedStep {
 	return out
 }
 
+func (sp *StepPlan) operation(i int) riposte.ChangeOperation {
+	c := sp.Changes[i]
+	switch {
+	case sp.unchanged[i]:
+		return riposte.OperationUnchanged
+	case c.Op == actions.Delete:
+		return riposte.OperationDelete
+	case c.Op == actions.Evict:
+		return riposte.OperationEvict
+	case c.Op == actions.Send:
+		return riposte.OperationSend
+	case sp.existed[i]:
+		return riposte.OperationPatch
+	default:
+		return riposte.OperationCreate
+	}
+}
+
 // hashOf hashes the plan's intent: each step's action, target (with UID) and
-// the exact objects to apply. Whether an object existed is left out: the
-// first apply of an identical plan must not change its hash.
+// exactly what each change writes. Whether an object existed is left out, so
+// a plan whose writes were already made hashes the same.
 func hashOf(steps []StepPlan) (string, error) {
+	type change struct {
+		Op      actions.Operation `json:"op"`
+		Object  map[string]any    `json:"object"`
+		Patch   map[string]any    `json:"patch,omitempty"`
+		UID     string            `json:"uid,omitempty"`
+		Message *actions.Message  `json:"message,omitempty"`
+	}
 	type hashed struct {
 		Name    string                   `json:"name"`
 		Action  riposte.ActionType       `json:"action"`
 		Target  *riposte.ObjectReference `json:"target"`
-		Objects []map[string]any         `json:"objects"`
+		Changes []change                 `json:"changes"`
 	}
 	in := make([]hashed, 0, len(steps))
 	for _, sp := range steps {
 		h := hashed{Name: sp.Step.Name, Action: sp.Step.Action, Target: sp.Target}
 		for _, c := range sp.Changes {
-			h.Objects = append(h.Objects, c.Object.Object)
+			h.Changes = append(h.Changes, change{Op: c.Op, Object: c.Object.Object, Patch: c.Patch, UID: c.UID, Message: c.Message})
 		}
 		in = append(in, h)
 	}
@@ -285,7 +335,7 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 
 func classify(err error) error {
 	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
-		apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+		apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) || meta.IsNoMatchError(err) {
 		return &PermanentError{Err: err}
 	}
 	return err
@@ -296,4 +346,21 @@ func IsPermanent(err error) bool {
 	var pe *PermanentError
 	var ue *actions.UserError
 	return errors.As(err, &pe) || errors.As(err, &ue)
+}
+
+// Objects lists every object the plan writes (a message's Secret is only
+// read, as the playbook's account); nil for no plan.
+func (p *Plan) Objects() []riposte.ObjectReference {
+	if p == nil {
+		return nil
+	}
+	var out []riposte.ObjectReference
+	for _, sp := range p.Steps {
+		for _, c := range sp.Changes {
+			if c.Op != actions.Send {
+				out = append(out, c.Ref())
+			}
+		}
+	}
+	return out
 }

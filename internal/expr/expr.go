@@ -5,6 +5,7 @@ package expr
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
@@ -99,4 +100,80 @@ func (c *Cache) Get(source string) (*Program, error) {
 	prg, err := Compile(source)
 	c.programs[source] = cacheEntry{prg, err}
 	return prg, err
+}
+
+// templateCache holds compiled template expressions by source.
+var templateCache sync.Map // string -> cel.Program or error
+
+// Render fills a template: text in which each {{ expr }} is a CEL
+// expression over `incident` whose value is written in its place. Text
+// without {{ is returned as it is.
+func Render(template string, incident map[string]any) (string, error) {
+	var out strings.Builder
+	rest := template
+	for {
+		open := strings.Index(rest, "{{")
+		if open < 0 {
+			out.WriteString(rest)
+			return out.String(), nil
+		}
+		end := strings.Index(rest[open:], "}}")
+		if end < 0 {
+			return "", fmt.Errorf("template %q: {{ without }}", template)
+		}
+		out.WriteString(rest[:open])
+		source := strings.TrimSpace(rest[open+2 : open+end])
+		v, err := evalValue(source, incident)
+		if err != nil {
+			return "", fmt.Errorf("template %q: %w", template, err)
+		}
+		out.WriteString(v)
+		rest = rest[open+end+2:]
+	}
+}
+
+// CheckTemplate compiles every expression of a template without evaluating
+// it, so a playbook's author learns of a mistake when the playbook is applied.
+func CheckTemplate(template string) error {
+	_, err := Render(template, nil)
+	return err
+}
+
+func evalValue(source string, incident map[string]any) (string, error) {
+	cached, ok := templateCache.Load(source)
+	if !ok {
+		e, err := environment()
+		if err != nil {
+			return "", err
+		}
+		var compiled any
+		ast, iss := e.Compile(source)
+		if iss.Err() != nil {
+			compiled = fmt.Errorf("%q does not compile: %w", source, iss.Err())
+		} else if prg, err := e.Program(ast, cel.CostLimit(costLimit)); err != nil {
+			compiled = fmt.Errorf("%q: %w", source, err)
+		} else {
+			compiled = prg
+		}
+		cached, _ = templateCache.LoadOrStore(source, compiled)
+	}
+	prg, ok := cached.(cel.Program)
+	if !ok {
+		return "", cached.(error)
+	}
+	if incident == nil {
+		return "", nil // only checking that it compiles
+	}
+	out, _, err := prg.Eval(map[string]any{"incident": incident})
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", source, err)
+	}
+	switch v := out.Value().(type) {
+	case string:
+		return v, nil
+	case bool, int64, uint64, float64:
+		return fmt.Sprint(v), nil
+	default:
+		return "", fmt.Errorf("%q returned %T; a template part must be a string, number or boolean", source, v)
+	}
 }

@@ -12,8 +12,11 @@ import (
 
 // Facts is everything the checks look at, gathered before they run.
 type Facts struct {
-	Playbook            *riposte.Playbook
-	Target              *riposte.ObjectReference
+	Playbook *riposte.Playbook
+	Target   *riposte.ObjectReference
+	// Objects are every object the plan writes, once it is built; each is
+	// held to the same rules as the target.
+	Objects             []riposte.ObjectReference
 	OperatorNamespace   string
 	ProtectedNamespaces []string
 }
@@ -37,29 +40,41 @@ func Evaluate(f Facts) (reason, message string, refused bool) {
 // ProtectedNamespace refuses to act in a protected namespace (kube-system,
 // kube-public and Riposte's own by default), whatever the playbook says.
 func ProtectedNamespace(f Facts) (string, string, bool) {
-	if f.Target == nil || f.Target.Namespace == "" {
-		return "", "", false
-	}
-	if slices.Contains(f.ProtectedNamespaces, f.Target.Namespace) {
-		return "ProtectedNamespace", fmt.Sprintf("namespace %s is protected: Riposte does not act in it", f.Target.Namespace), true
+	for _, o := range f.touched() {
+		if o.Namespace != "" && slices.Contains(f.ProtectedNamespaces, o.Namespace) {
+			return "ProtectedNamespace", fmt.Sprintf("namespace %s is protected: Riposte does not act in it (%s)", o.Namespace, o), true
+		}
 	}
 	return "", "", false
 }
 
 // PlaybookScope enforces that a playbook acts only in its own namespace,
 // unless it lives in the operator's namespace, where it is cluster-wide.
-// Cluster-scoped targets (nodes) therefore need a cluster-wide playbook.
+// Cluster-scoped objects (nodes, cluster role bindings) therefore need a
+// cluster-wide playbook.
 func PlaybookScope(f Facts) (string, string, bool) {
-	if f.Target == nil || f.Playbook.Namespace == f.OperatorNamespace {
+	if f.Playbook.Namespace == f.OperatorNamespace {
 		return "", "", false
 	}
-	if f.Target.Namespace != f.Playbook.Namespace {
-		where := "cluster-scoped " + f.Target.Kind
-		if f.Target.Namespace != "" {
-			where = "namespace " + f.Target.Namespace
+	for _, o := range f.touched() {
+		if o.Namespace == f.Playbook.Namespace {
+			continue
+		}
+		where := "cluster-scoped " + o.Kind
+		if o.Namespace != "" {
+			where = "namespace " + o.Namespace
 		}
 		return "OutOfScope", fmt.Sprintf("playbook %s/%s may act only in namespace %s, not on %s %s",
-			f.Playbook.Namespace, f.Playbook.Name, f.Playbook.Namespace, where, f.Target.Name), true
+			f.Playbook.Namespace, f.Playbook.Name, f.Playbook.Namespace, where, o.Name), true
 	}
 	return "", "", false
+}
+
+// touched is the target and every planned object.
+func (f Facts) touched() []riposte.ObjectReference {
+	out := make([]riposte.ObjectReference, 0, len(f.Objects)+1)
+	if f.Target != nil {
+		out = append(out, *f.Target)
+	}
+	return append(out, f.Objects...)
 }

@@ -4,6 +4,10 @@
 package match
 
 import (
+	"encoding/json"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"fmt"
 	"regexp"
 	"slices"
@@ -102,7 +106,64 @@ func Validate(pb *riposte.Playbook, exprs *expr.Cache) (reason, message string) 
 			return riposte.ReasonInvalidCEL, "spec.approval.autoApprove.when: " + err.Error()
 		}
 	}
+	for i, step := range pb.Spec.Steps {
+		for field, tpl := range templatesOf(step) {
+			if err := expr.CheckTemplate(tpl); err != nil {
+				return riposte.ReasonInvalidCEL, fmt.Sprintf("spec.steps[%d].%s: %v", i, field, err)
+			}
+		}
+	}
 	return "", ""
+}
+
+// templatesOf lists a step's template parameters by field path.
+func templatesOf(s riposte.Step) map[string]string {
+	out := map[string]string{}
+	if p := s.RevokeBinding; p != nil {
+		out["revokeBinding.name"] = p.Name
+		if p.Subject != nil {
+			out["revokeBinding.subject.name"] = p.Subject.Name
+			out["revokeBinding.subject.namespace"] = p.Subject.Namespace
+		}
+	}
+	if p := s.Metadata; p != nil {
+		for k, v := range p.Set {
+			out["metadata.set."+k] = v
+		}
+	}
+	if p := s.Taint; p != nil {
+		out["taint.value"] = p.Value
+	}
+	if p := s.Notify; p != nil {
+		out["notify.text"] = p.Text
+	}
+	for field, raw := range map[string]*runtime.RawExtension{"manifest": s.Manifest, "patch": s.Patch} {
+		if raw == nil {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(raw.Raw, &v); err != nil {
+			out[field] = "{{ " // reported as a template error by the caller
+			continue
+		}
+		collectStrings(field, v, out)
+	}
+	return out
+}
+
+func collectStrings(path string, v any, out map[string]string) {
+	switch v := v.(type) {
+	case string:
+		out[path] = v
+	case map[string]any:
+		for k, e := range v {
+			collectStrings(path+"."+k, e, out)
+		}
+	case []any:
+		for i, e := range v {
+			collectStrings(fmt.Sprintf("%s[%d]", path, i), e, out)
+		}
+	}
 }
 
 // Candidate is a playbook that was considered, with why it was or was not chosen.

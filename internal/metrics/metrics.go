@@ -31,10 +31,21 @@ var (
 		Name: "riposte_actions_total",
 		Help: "Remediation steps run, by action and result (Applied, Failed, Skipped).",
 	}, []string{"action", "result"})
+	// ActionSeconds times each step's writes, by action.
+	ActionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "riposte_action_seconds",
+		Help:    "Time a remediation step took to write its changes, by action.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30},
+	}, []string{"action"})
+	// UndoneTotal counts steps undone, by action and by who asked (a person, or expiry).
+	UndoneTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riposte_actions_undone_total",
+		Help: "Remediation steps undone, by action and trigger (Request or Expiry).",
+	}, []string{"action", "trigger"})
 	// GuardrailRefusals counts remediations a guardrail stopped.
 	GuardrailRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "riposte_guardrail_refusals_total",
-		Help: "Remediations a guardrail refused, by reason.",
+		Help: "Remediations a guardrail refused or held back, by reason.",
 	}, []string{"reason"})
 	// DecisionSeconds times gates from creation to verdict.
 	DecisionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -46,7 +57,7 @@ var (
 
 // Collectors are the metrics this package defines.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, GuardrailRefusals, DecisionSeconds}
+	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds}
 }
 
 func init() {

@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -60,7 +62,13 @@ type Webhook struct {
 }
 
 // Send posts the message, retrying with backoff on errors and 5xx answers.
-func (w *Webhook) Send(ctx context.Context, m Message) error {
+func (w *Webhook) Send(ctx context.Context, m Message) error { return w.Post(ctx, m, "") }
+
+// Post posts any JSON document, retrying with backoff on errors and 5xx
+// answers. A non-empty idempotencyKey is sent as the Idempotency-Key header,
+// so a receiver can drop the repeat of a message sent before a crash.
+// Errors never contain the URL: webhook URLs are credentials.
+func (w *Webhook) Post(ctx context.Context, m any, idempotencyKey string) error {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -84,12 +92,19 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 		if err != nil {
-			return err
+			return errors.New("the webhook URL is not a valid URL")
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if idempotencyKey != "" {
+			req.Header.Set("Idempotency-Key", idempotencyKey)
+		}
 		resp, err := c.Do(req)
 		if err != nil {
-			last = err
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			last = fmt.Errorf("posting to the webhook: %w", err)
 			continue
 		}
 		_ = resp.Body.Close()

@@ -48,9 +48,9 @@ func TestIsolatePodPlan(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			changes, err := IsolatePod{}.Plan(context.Background(), Input{
+			changes, err := isolatePod(context.Background(), &Input{
 				Incident: inc, Step: riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod, IsolatePod: tc.params},
-				Target: tc.target, Reader: reader,
+				Target: tc.target, Reader: reader, Scheme: scheme,
 			})
 			if tc.wantErr != "" {
 				var ue *UserError
@@ -68,6 +68,9 @@ func TestIsolatePodPlan(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.wantObjects, got); diff != "" {
 				t.Errorf("changes (-want +got):\n%s", diff)
+			}
+			if !changes[0].Shared || changes[1].Shared || changes[1].UID != "u1" {
+				t.Errorf("the policy must be shared (undo keeps it) and the label tied to the pod's UID: %+v", changes)
 			}
 			_, hasEgress := changes[0].Object.Object["spec"].(map[string]any)["egress"]
 			if hasEgress != tc.wantEgress {

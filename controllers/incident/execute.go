@@ -1,0 +1,254 @@
+package incident
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/executor"
+	"github.com/riposte-dev/riposte/internal/guard"
+	"github.com/riposte-dev/riposte/internal/metrics"
+)
+
+// PauseConfigMap, in Riposte's namespace, pauses every remediation while it
+// exists; its data.reason says why.
+const PauseConfigMap = "riposte-pause"
+
+// holdRecheck is how soon a held plan is looked at again when no event
+// (the pause switch) wakes it sooner.
+const holdRecheck = 15 * time.Second
+
+// execute applies the approved plan. Before the first write the plan is
+// committed: re-planned and compared with the approved hash (what runs is
+// what was approved), held back by any guardrail that says "not now", and
+// stored as step records holding every write and the prior state undo needs.
+// From then on it runs from those records alone, so a restart on any replica
+// completes it without repeating or losing a step.
+func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
+	inc := p.inc
+	if inc.Status.PlanHash == "" {
+		if done, err := r.commit(ctx, p); err != nil || done {
+			return true, err
+		}
+	}
+	return true, r.runSteps(ctx, p)
+}
+
+func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
+	inc, pb, gate := p.inc, p.pb, p.gate
+	exe, err := r.executorFor(pb)
+	if err != nil {
+		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonNoServiceAccount, err.Error())
+		return true, nil
+	}
+	plan := p.plan
+	if plan == nil {
+		target, gone, err := r.currentTarget(ctx, inc)
+		if err != nil {
+			return true, err
+		}
+		if gone {
+			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonTargetGone, "the target "+describe(targetOf(inc))+" no longer exists; nothing was applied")
+			return true, nil
+		}
+		if plan, err = exe.Build(ctx, inc, pb, target, executor.HashOnly); err != nil {
+			if executor.IsPermanent(err) {
+				r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
+				return true, nil
+			}
+			return true, err
+		}
+		if plan.Hash != gate.Spec.Plan.Hash {
+			return r.supersede(ctx, p, target, plan)
+		}
+	}
+	if pb.Spec.Mode == riposte.ModeDryRun {
+		inc.Status.PlanHash = plan.Hash
+		for _, sp := range plan.Steps {
+			inc.Status.Steps = append(inc.Status.Steps, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
+				Target: sp.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"})
+			metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepSkipped)).Inc()
+		}
+		inc.Status.Phase = riposte.PhaseDryRun
+		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
+		return true, nil
+	}
+	if r.refused(inc, pb, plan.Steps[0].Target, plan) {
+		return true, nil
+	}
+	if held, err := r.hold(ctx, p, len(plan.Steps)); err != nil || held {
+		return true, err
+	}
+	records, err := exe.Commit(ctx, plan)
+	if err != nil {
+		if executor.IsPermanent(err) {
+			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "recording the plan: "+err.Error())
+			return true, nil
+		}
+		return true, err
+	}
+	inc.Status.PlanHash = plan.Hash
+	inc.Status.RunAs, _ = RunsAs(pb, r.OperatorNamespace)
+	inc.Status.Steps = records
+	inc.Status.Phase = riposte.PhaseRemediating
+	setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonProgressing, fmt.Sprintf("plan %s committed; applying %d step(s) as %s", plan.Hash, len(records), inc.Status.RunAs))
+	// The records must be stored before the first write: a crash after it
+	// resumes from them. A conflict means another pass or replica moved first.
+	if err := r.persist(ctx, p); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// hold checks the guardrails that delay rather than refuse: the global
+// pause, the playbook's rate and concurrency limits and the cluster's budget.
+func (r *Reconciler) hold(ctx context.Context, p *pass, steps int) (bool, error) {
+	inc, pb := p.inc, p.pb
+	load := guard.Load{}
+	var pause corev1.ConfigMap
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: r.OperatorNamespace, Name: PauseConfigMap}, &pause); {
+	case err == nil:
+		load.Paused, load.PauseReason = true, pause.Data["reason"]
+	case !apierrors.IsNotFound(err):
+		return true, fmt.Errorf("reading the pause switch: %w", err)
+	}
+	if !load.Paused {
+		var incidents riposte.IncidentList
+		if err := r.List(ctx, &incidents); err != nil {
+			return true, fmt.Errorf("listing incidents: %w", err)
+		}
+		measured := guard.Measure(incidents.Items, riposte.NamespacedName{Namespace: pb.Namespace, Name: pb.Name}, inc, time.Now())
+		measured.Paused = false
+		load = measured
+	}
+	reason, msg, held := guard.Hold(pb, steps, load, r.Budget)
+	if !held {
+		if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentHeld); c != nil && c.Status == metav1.ConditionTrue {
+			setCondition(inc, riposte.IncidentHeld, false, riposte.ReasonNotHeld, "no guardrail holds the plan any more")
+		}
+		return false, nil
+	}
+	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentHeld); c == nil || c.Reason != reason {
+		metrics.GuardrailRefusals.WithLabelValues(reason).Inc()
+		r.event(inc, corev1.EventTypeWarning, reason, "Hold", msg)
+	}
+	setCondition(inc, riposte.IncidentHeld, true, reason, msg)
+	p.requeueAfter = holdRecheck
+	return true, nil
+}
+
+func isHeld(inc *riposte.Incident) bool {
+	return meta.IsStatusConditionTrue(inc.Status.Conditions, riposte.IncidentHeld)
+}
+
+// runSteps applies every committed step not yet finished, in order.
+func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
+	inc := p.inc
+	exe, err := r.executorAs(inc.Status.RunAs)
+	if err != nil {
+		return err
+	}
+	log := ctrl.LoggerFrom(ctx)
+	failedStep := ""
+	for i := range inc.Status.Steps {
+		rec := &inc.Status.Steps[i]
+		switch rec.Phase {
+		case riposte.StepApplied, riposte.StepSkipped, riposte.StepUndone:
+			continue
+		case riposte.StepFailed:
+			if failedStep == "" && stepOf(p.pb, rec.Name).OnFailure != riposte.OnFailureContinue {
+				failedStep = rec.Name
+			}
+			continue
+		}
+		if failedStep != "" {
+			rec.Phase, rec.Message = riposte.StepSkipped, "not run: step "+failedStep+" failed"
+			continue
+		}
+		step := stepOf(p.pb, rec.Name)
+		now := metav1.Now()
+		if rec.StartedAt == nil {
+			rec.StartedAt = &now
+		}
+		rec.Phase = riposte.StepApplying
+		log.V(1).Info("applying step", "step", rec.Name, "action", rec.Action)
+		err := exe.Run(ctx, rec, inc.Namespace+"/"+inc.Name+"/"+rec.Name, func(ctx context.Context) error { return r.persist(ctx, p) })
+		done := metav1.Now()
+		if err != nil && !executor.IsPermanent(err) {
+			// Transient: what is done is marked so; the retry, with backoff,
+			// goes on from there.
+			return err
+		}
+		rec.CompletedAt = &done
+		if err != nil {
+			rec.Phase, rec.Message = riposte.StepFailed, clip(err.Error(), 1000)
+			metrics.ActionsTotal.WithLabelValues(string(rec.Action), string(riposte.StepFailed)).Inc()
+			metrics.ActionSeconds.WithLabelValues(string(rec.Action)).Observe(done.Sub(rec.StartedAt.Time).Seconds())
+			r.event(inc, corev1.EventTypeWarning, riposte.ReasonStepFailed, "Remediate", "step "+rec.Name+" failed: "+rec.Message)
+			if step.OnFailure != riposte.OnFailureContinue {
+				failedStep = rec.Name
+			}
+			continue
+		}
+		rec.Phase = riposte.StepApplied
+		if step.Duration != nil {
+			rec.UndoAt = &metav1.Time{Time: done.Add(step.Duration.Duration)}
+		}
+		metrics.ActionsTotal.WithLabelValues(string(rec.Action), string(riposte.StepApplied)).Inc()
+		metrics.ActionSeconds.WithLabelValues(string(rec.Action)).Observe(done.Sub(rec.StartedAt.Time).Seconds())
+		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
+			fmt.Sprintf("step %s (%s) applied to %s as %s", rec.Name, rec.Action, describe(rec.Target), inc.Status.RunAs))
+	}
+	if failedStep != "" || anyFailed(inc) {
+		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "a step failed; see status.steps (what was applied can be undone: kubectl riposte undo)")
+		return nil
+	}
+	now := metav1.Now()
+	inc.Status.RemediatedAt = &now
+	inc.Status.Phase = riposte.PhaseRemediated
+	setCondition(inc, riposte.IncidentRemediated, true, riposte.ReasonStepsApplied,
+		fmt.Sprintf("%d step(s) of plan %s applied as %s", len(inc.Status.Steps), inc.Status.PlanHash, inc.Status.RunAs))
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+inc.Status.Playbook.String())
+	if p.gate != nil {
+		metrics.ObserveRemediated(inc, p.gate.Spec.Policy.Automatic)
+	}
+	p.requeueAfter = untilNextUndo(inc, now.Time)
+	return nil
+}
+
+func anyFailed(inc *riposte.Incident) bool {
+	for _, s := range inc.Status.Steps {
+		if s.Phase == riposte.StepFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// stepOf finds a step of the playbook by name; a step the playbook no
+// longer has runs with the defaults.
+func stepOf(pb *riposte.Playbook, name string) riposte.Step {
+	if pb != nil {
+		for _, s := range pb.Spec.Steps {
+			if s.Name == name {
+				return s
+			}
+		}
+	}
+	return riposte.Step{Name: name}
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,83 @@
+package incident
+
+import (
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/executor"
+)
+
+// DefaultRemediator is the account cluster-wide playbooks (those in Riposte's
+// namespace) run as when they name none.
+const DefaultRemediator = "riposte-remediator"
+
+// Impersonation makes clients that act as a playbook's service account, one
+// per account, reused across incidents.
+type Impersonation struct {
+	Config *rest.Config
+	Mapper meta.RESTMapper
+
+	mu      sync.Mutex
+	clients map[string]client.Client
+}
+
+// ClientFor returns a client that authenticates as Riposte and acts as user.
+func (i *Impersonation) ClientFor(user string, opts client.Options) (client.Client, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if c, ok := i.clients[user]; ok {
+		return c, nil
+	}
+	cfg := rest.CopyConfig(i.Config)
+	// The API server adds the account's groups (system:serviceaccounts and
+	// system:serviceaccounts:<namespace>) itself when none are given.
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	opts.Mapper = i.Mapper
+	c, err := client.New(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("building a client for %s: %w", user, err)
+	}
+	if i.clients == nil {
+		i.clients = map[string]client.Client{}
+	}
+	i.clients[user] = c
+	return c, nil
+}
+
+// RunsAs names the identity a playbook's writes use: its own service
+// account, or Riposte's default remediator for a cluster-wide playbook that
+// names none. A namespaced playbook that names none is refused: it must not
+// borrow an identity its namespace does not own.
+func RunsAs(pb *riposte.Playbook, operatorNamespace string) (string, error) {
+	name := pb.Spec.ServiceAccountName
+	if name == "" {
+		if pb.Namespace != operatorNamespace {
+			return "", fmt.Errorf("playbook %s/%s names no serviceAccountName; a playbook outside %s must name the service account, in its own namespace, that its remediation runs as",
+				pb.Namespace, pb.Name, operatorNamespace)
+		}
+		name = DefaultRemediator
+	}
+	return "system:serviceaccount:" + pb.Namespace + ":" + name, nil
+}
+
+// executorFor is the executor that acts as the playbook's account.
+func (r *Reconciler) executorFor(pb *riposte.Playbook) (*executor.Executor, error) {
+	user, err := RunsAs(pb, r.OperatorNamespace)
+	if err != nil {
+		return nil, err
+	}
+	return r.executorAs(user)
+}
+
+func (r *Reconciler) executorAs(user string) (*executor.Executor, error) {
+	w, err := r.Impersonation.ClientFor(user, client.Options{Scheme: r.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	return &executor.Executor{Reader: r.Client, Writer: w, Scheme: r.Scheme(), Mapper: r.Impersonation.Mapper, Post: r.Post}, nil
+}

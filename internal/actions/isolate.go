@@ -1,0 +1,130 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+const (
+	// QuarantineLabel marks a pod as isolated; its value names the
+	// NetworkPolicy variant that selects it.
+	QuarantineLabel = "riposte.dev/quarantine"
+	// QuarantinedByAnnotation names the incident that isolated the pod.
+	QuarantinedByAnnotation = "riposte.dev/quarantined-by"
+
+	quarantineDenyAll  = "deny-all"
+	quarantineAllowDNS = "allow-dns"
+)
+
+// QuarantinePolicyName is the NetworkPolicy that isolates pods carrying the
+// quarantine label with the given value, one per namespace and variant.
+func QuarantinePolicyName(variant string) string { return "riposte-quarantine-" + variant }
+
+// isolatePod cuts a pod off the network: it applies a NetworkPolicy in its
+// namespace that selects the quarantine label and allows no ingress and no
+// egress (or only DNS egress, when asked), then labels the pod. Both are
+// server-side applies, so applying twice changes nothing; undo removes the
+// label and leaves the policy, which other quarantined pods may rely on.
+func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
+	pod, err := targetPod(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if pod.Spec.HostNetwork {
+		return nil, userErrorf("pod %s/%s uses the host network; a NetworkPolicy cannot isolate it", pod.Namespace, pod.Name)
+	}
+	variant := isolationVariant(in.Step)
+	return []Change{quarantinePolicy(pod.Namespace, variant), quarantineLabel(in, pod, variant)}, nil
+}
+
+// isolateWorkload isolates every pod of the target's owning workload, found
+// by the workload's own selector, with the same policy and label as isolatePod.
+func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
+	ref, err := owningWorkload(in, "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+	if err != nil {
+		return nil, err
+	}
+	obj, err := read(ctx, in, ref)
+	if err != nil {
+		return nil, err
+	}
+	u, err := toMap(obj)
+	if err != nil {
+		return nil, err
+	}
+	sel, _, _ := unstructured.NestedMap(u, "spec", "selector")
+	if sel == nil {
+		return nil, userErrorf("%s has no pod selector", ref)
+	}
+	var ls metav1.LabelSelector
+	if err := fromMap(sel, &ls); err != nil {
+		return nil, err
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil {
+		return nil, userErrorf("%s has an invalid selector: %v", ref, err)
+	}
+	var pods corev1.PodList
+	if err := in.Reader.List(ctx, &pods, client.InNamespace(ref.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return nil, fmt.Errorf("listing pods of %s: %w", ref, err)
+	}
+	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
+	variant := isolationVariant(in.Step)
+	changes := []Change{quarantinePolicy(ref.Namespace, variant)}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.HostNetwork || p.DeletionTimestamp != nil {
+			continue
+		}
+		changes = append(changes, quarantineLabel(in, p, variant))
+	}
+	if len(changes) == 1 {
+		return nil, userErrorf("%s has no pod a NetworkPolicy can isolate", ref)
+	}
+	return changes, nil
+}
+
+func isolationVariant(step riposte.Step) string {
+	if step.IsolatePod != nil && step.IsolatePod.AllowDNS {
+		return quarantineAllowDNS
+	}
+	return quarantineDenyAll
+}
+
+func quarantineLabel(in *Input, pod *corev1.Pod, variant string) Change {
+	body := object("v1", "Pod", pod.Namespace, pod.Name)
+	body.SetLabels(map[string]string{QuarantineLabel: variant})
+	body.SetAnnotations(map[string]string{QuarantinedByAnnotation: in.Incident.Namespace + "/" + in.Incident.Name})
+	return Change{Op: Apply, Object: body, UID: string(pod.UID),
+		Summary: fmt.Sprintf("label pod %s %s=%s", pod.Name, QuarantineLabel, variant)}
+}
+
+// quarantinePolicy is the deny policy. It is applied before any pod is
+// labelled, so the moment a label lands the pod is already cut off.
+func quarantinePolicy(namespace, variant string) Change {
+	spec := map[string]any{
+		"podSelector": map[string]any{"matchLabels": map[string]any{QuarantineLabel: variant}},
+		"policyTypes": []any{"Ingress", "Egress"},
+	}
+	allows := "no ingress and no egress"
+	if variant == quarantineAllowDNS {
+		allows = "only DNS egress"
+		spec["egress"] = []any{map[string]any{"ports": []any{
+			map[string]any{"protocol": "UDP", "port": int64(53)},
+			map[string]any{"protocol": "TCP", "port": int64(53)},
+		}}}
+	}
+	np := object("networking.k8s.io/v1", "NetworkPolicy", namespace, QuarantinePolicyName(variant))
+	np.SetLabels(map[string]string{"app.kubernetes.io/managed-by": "riposte"})
+	np.Object["spec"] = spec
+	return Change{Op: Apply, Object: np, Shared: true,
+		Summary: fmt.Sprintf("NetworkPolicy %s selects pods labelled %s=%s and allows %s", QuarantinePolicyName(variant), QuarantineLabel, variant, allows)}
+}

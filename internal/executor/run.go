@@ -1,0 +1,144 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
+)
+
+// Run makes the step's changes that are not done yet, in order, from the
+// record alone, marking each done. Every write is idempotent (apply and merge
+// patch set absolute values; a delete or eviction carries the planned UID,
+// so a retry finds the object gone rather than touching its replacement),
+// except a message: persist is called right after each one is sent, so a
+// restart does not send it again. idempotencyKey names the step for receivers.
+func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotencyKey string, persist func(context.Context) error) error {
+	for i := range rec.Changes {
+		c := &rec.Changes[i]
+		if c.Done {
+			continue
+		}
+		if c.Method == string(actions.Send) {
+			if err := e.send(ctx, c, fmt.Sprintf("%s/%d", idempotencyKey, i)); err != nil {
+				return err
+			}
+			c.Done = true
+			if err := persist(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		change, err := changeOf(c)
+		if err != nil {
+			return &PermanentError{Err: err}
+		}
+		if err := e.write(ctx, change, false); err != nil {
+			if gone(change, err) {
+				c.Summary = "already gone: " + c.Summary
+			} else {
+				return classify(fmt.Errorf("%s %s: %w", c.Method, c.Object, err))
+			}
+		}
+		c.Done = true
+	}
+	return nil
+}
+
+// gone reports that a delete or eviction found its object already removed,
+// or replaced by a new object of the same name it must not touch.
+func gone(c actions.Change, err error) bool {
+	if c.Op != actions.Delete && c.Op != actions.Evict {
+		return false
+	}
+	return apierrors.IsNotFound(err) || apierrors.IsConflict(err)
+}
+
+// changeOf rebuilds the change a record describes.
+func changeOf(c *riposte.ChangeRecord) (actions.Change, error) {
+	ref := &unstructured.Unstructured{}
+	ref.SetAPIVersion(c.Object.APIVersion)
+	ref.SetKind(c.Object.Kind)
+	ref.SetNamespace(c.Object.Namespace)
+	ref.SetName(c.Object.Name)
+	change := actions.Change{Op: actions.Operation(c.Method), Object: ref, UID: c.Object.UID}
+	switch change.Op {
+	case actions.Apply:
+		if err := json.Unmarshal([]byte(c.Request), &change.Object.Object); err != nil {
+			return change, fmt.Errorf("the recorded apply body of %s is unreadable: %w", c.Object, err)
+		}
+	case actions.MergePatch:
+		if err := json.Unmarshal([]byte(c.Request), &change.Patch); err != nil {
+			return change, fmt.Errorf("the recorded patch of %s is unreadable: %w", c.Object, err)
+		}
+	}
+	return change, nil
+}
+
+func (e *Executor) send(ctx context.Context, c *riposte.ChangeRecord, key string) error {
+	var req sendRequest
+	if err := json.Unmarshal([]byte(c.Request), &req); err != nil {
+		return &PermanentError{Err: fmt.Errorf("the recorded message is unreadable: %w", err)}
+	}
+	if e.Post == nil {
+		return &PermanentError{Err: errors.New("this manager cannot send notifications")}
+	}
+	url, err := e.secretValue(ctx, req.Namespace, req.Secret)
+	if err != nil {
+		return err
+	}
+	return e.Post(ctx, url, req.Body, key)
+}
+
+// Undo puts back what the step's changes did, newest first: prior values are
+// merged back, objects Riposte created are deleted, objects it deleted are
+// created again. Shared objects and changes that cannot be undone (an
+// eviction, a restart, a message) are left, and said so in the returned
+// notes. Undoing twice is harmless: each undo write is idempotent.
+func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []string, err error) {
+	for i := len(rec.Changes) - 1; i >= 0; i-- {
+		c := &rec.Changes[i]
+		if !c.Done {
+			continue
+		}
+		ref := &unstructured.Unstructured{}
+		ref.SetAPIVersion(c.Object.APIVersion)
+		ref.SetKind(c.Object.Kind)
+		ref.SetNamespace(c.Object.Namespace)
+		ref.SetName(c.Object.Name)
+		switch c.Undo {
+		case riposte.UndoRestore:
+			err = e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", []byte(c.Restore)), client.FieldOwner(actions.FieldManager))
+			if apierrors.IsNotFound(err) {
+				notes, err = append(notes, c.Object.String()+" no longer exists; nothing to restore"), nil
+			}
+		case riposte.UndoDelete:
+			err = client.IgnoreNotFound(e.Writer.Delete(ctx, ref))
+		case riposte.UndoRecreate:
+			obj := &unstructured.Unstructured{}
+			if err = json.Unmarshal([]byte(c.Restore), &obj.Object); err == nil {
+				err = e.Writer.Create(ctx, obj, client.FieldOwner(actions.FieldManager))
+				if apierrors.IsAlreadyExists(err) {
+					notes, err = append(notes, c.Object.String()+" exists again; left as it is"), nil
+				}
+			}
+		case riposte.UndoKeep:
+			notes = append(notes, c.Object.String()+" is shared with other incidents; left in place")
+		default:
+			if c.Operation != riposte.OperationUnchanged {
+				notes = append(notes, string(c.Operation)+" "+c.Object.String()+" cannot be undone")
+			}
+		}
+		if err != nil {
+			return notes, classify(fmt.Errorf("undoing %s %s: %w", c.Operation, c.Object, err))
+		}
+	}
+	return notes, nil
+}
