@@ -4,11 +4,18 @@ import (
 	"fmt"
 	"sync"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/executor"
 )
 
@@ -79,5 +86,21 @@ func (r *Reconciler) executorAs(user string) (*executor.Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &executor.Executor{Reader: r.Client, Writer: w, Scheme: r.Scheme(), Mapper: r.Impersonation.Mapper, Post: r.Post}, nil
+	return &executor.Executor{Reader: r.Client, Writer: w, Scheme: r.Scheme(), Mapper: r.Impersonation.Mapper, Post: r.Post, Cached: r.cached}, nil
+}
+
+// cached reports whether the manager watches gvk (and may: its RBAC lists
+// and watches exactly these), so reads of it come from the cache.
+func (r *Reconciler) cached(gvk schema.GroupVersionKind) bool {
+	r.cachedOnce.Do(func() {
+		r.cachedKinds = map[schema.GroupVersionKind]bool{}
+		kinds := append(enrich.CachedKinds(), &corev1.Node{}, &corev1.PersistentVolumeClaim{},
+			&appsv1.DaemonSet{}, &batchv1.Job{}, &batchv1.CronJob{})
+		for _, obj := range kinds {
+			if k, err := apiutil.GVKForObject(obj, r.Scheme()); err == nil {
+				r.cachedKinds[k] = true
+			}
+		}
+	})
+	return r.cachedKinds[gvk]
 }

@@ -51,6 +51,8 @@ type Reconciler struct {
 
 	enricherOnce   sync.Once
 	sharedEnricher *enrich.Enricher
+	cachedOnce     sync.Once
+	cachedKinds    map[schema.GroupVersionKind]bool
 }
 
 func (r *Reconciler) enricher() *enrich.Enricher {

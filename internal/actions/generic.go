@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/json"
 )
 
-// label sets labels on the target (server-side apply: only those keys).
+// label sets labels on the target, only those keys.
 func label(ctx context.Context, in *Input) ([]Change, error) {
 	return setMetadata(in, "labels")
 }
@@ -38,9 +38,10 @@ func setMetadata(in *Input, field string) ([]Change, error) {
 		parts = append(parts, k+"="+v)
 	}
 	sort.Strings(parts)
-	body := object(t.APIVersion, t.Kind, t.Namespace, t.Name)
-	body.Object["metadata"].(map[string]any)[field] = values
-	return []Change{{Op: Apply, Object: body, UID: t.UID,
+	// A merge patch of just these keys: a server-side apply would, on the
+	// next apply by Riposte to the same object, drop keys it set before.
+	patch := map[string]any{"metadata": map[string]any{field: values}}
+	return []Change{{Op: MergePatch, Object: object(t.APIVersion, t.Kind, t.Namespace, t.Name), Patch: patch, UID: t.UID,
 		Summary: fmt.Sprintf("set %s on %s: %s", field, t, strings.Join(parts, ", "))}}, nil
 }
 

@@ -30,9 +30,11 @@ func QuarantinePolicyName(variant string) string { return "riposte-quarantine-" 
 
 // isolatePod cuts a pod off the network: it applies a NetworkPolicy in its
 // namespace that selects the quarantine label and allows no ingress and no
-// egress (or only DNS egress, when asked), then labels the pod. Both are
-// server-side applies, so applying twice changes nothing; undo removes the
-// label and leaves the policy, which other quarantined pods may rely on.
+// egress (or only DNS egress, when asked), then labels the pod. The policy is
+// a server-side apply and the label a merge patch of just that key, so
+// applying twice changes nothing and other labels are never touched; undo
+// removes the label and leaves the policy, which other quarantined pods may
+// rely on.
 func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
 	pod, err := targetPod(ctx, in)
 	if err != nil {
@@ -100,10 +102,11 @@ func isolationVariant(step riposte.Step) string {
 }
 
 func quarantineLabel(in *Input, pod *corev1.Pod, variant string) Change {
-	body := object("v1", "Pod", pod.Namespace, pod.Name)
-	body.SetLabels(map[string]string{QuarantineLabel: variant})
-	body.SetAnnotations(map[string]string{QuarantinedByAnnotation: in.Incident.Namespace + "/" + in.Incident.Name})
-	return Change{Op: Apply, Object: body, UID: string(pod.UID),
+	patch := map[string]any{"metadata": map[string]any{
+		"labels":      map[string]any{QuarantineLabel: variant},
+		"annotations": map[string]any{QuarantinedByAnnotation: in.Incident.Namespace + "/" + in.Incident.Name},
+	}}
+	return Change{Op: MergePatch, Object: object("v1", "Pod", pod.Namespace, pod.Name), Patch: patch, UID: string(pod.UID),
 		Summary: fmt.Sprintf("label pod %s %s=%s", pod.Name, QuarantineLabel, variant)}
 }
 

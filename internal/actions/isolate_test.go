@@ -76,12 +76,13 @@ func TestIsolatePodPlan(t *testing.T) {
 			if hasEgress != tc.wantEgress {
 				t.Errorf("policy egress rules present = %v, want %v", hasEgress, tc.wantEgress)
 			}
-			labels := changes[1].Object.GetLabels()
+			md := changes[1].Patch["metadata"].(map[string]any)
+			labels := md["labels"].(map[string]any)
 			selector := changes[0].Object.Object["spec"].(map[string]any)["podSelector"].(map[string]any)["matchLabels"].(map[string]any)
 			if labels[QuarantineLabel] != selector[QuarantineLabel] {
 				t.Errorf("the pod's label %q is not what the policy selects %q", labels[QuarantineLabel], selector[QuarantineLabel])
 			}
-			if got := changes[1].Object.GetAnnotations()[QuarantinedByAnnotation]; got != "shop/am-1" {
+			if got := md["annotations"].(map[string]any)[QuarantinedByAnnotation]; got != "shop/am-1" {
 				t.Errorf("pod annotation = %q, want the incident", got)
 			}
 		})

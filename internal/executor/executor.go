@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,6 +54,10 @@ type Executor struct {
 	Writer client.Client
 	Scheme *runtime.Scheme
 	Mapper meta.RESTMapper
+	// Cached reports the kinds the manager watches; others are read directly
+	// as the playbook's account rather than starting an informer the
+	// manager's RBAC may not allow.
+	Cached func(schema.GroupVersionKind) bool
 	// Post sends a Notify message to url; nil refuses Notify steps.
 	Post func(ctx context.Context, url string, body any, idempotencyKey string) error
 }
@@ -148,7 +153,7 @@ func (e *Executor) live(ctx context.Context, ref *unstructured.Unstructured) (ma
 	key := client.ObjectKeyFromObject(ref)
 	var obj client.Object
 	var reader client.Reader = e.Reader
-	if typed, err := e.Scheme.New(gvk); err == nil {
+	if typed, err := e.Scheme.New(gvk); err == nil && e.Cached != nil && e.Cached(gvk) {
 		obj = typed.(client.Object)
 	} else {
 		u := &unstructured.Unstructured{}
