@@ -10,7 +10,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -38,19 +37,14 @@ func newNamespace(t *testing.T) string {
 }
 
 // remediatorAccount is the service account test playbooks run as.
-const remediatorAccount = "remediator"
+const remediatorAccount = testenv.RemediatorAccount
 
 // remediator creates the playbooks' account in ns and binds the given
-// ClusterRoles to it in ns, as a team would.
+// action ClusterRoles to it there.
 func remediator(t *testing.T, ns string, clusterRoles ...string) {
 	t.Helper()
-	mustCreate(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount, Namespace: ns}})
-	for _, role := range clusterRoles {
-		mustCreate(t, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount + "-" + strings.TrimPrefix(role, "riposte-action-"), Namespace: ns},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: remediatorAccount, Namespace: ns}},
-		})
+	if err := env.Remediator(context.Background(), ns, clusterRoles...); err != nil {
+		t.Fatal(err)
 	}
 }
 

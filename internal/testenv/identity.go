@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -57,6 +59,12 @@ func (e *Env) ManagerConfig(ctx context.Context) (*rest.Config, error) {
 	if err := e.GrantManagerRBAC(ctx, ManagerUser); err != nil {
 		return nil, err
 	}
+	// As an install does: the action roles and the default remediator.
+	for _, f := range []string{"action_roles.yaml", "remediator.yaml"} {
+		if err := ApplyDir(ctx, e.Config, filepath.Join(RepoRoot(), "config", "rbac", f)); err != nil {
+			return nil, err
+		}
+	}
 	return e.UserConfig(ManagerUser, "system:serviceaccounts", "system:serviceaccounts:"+OperatorNamespace)
 }
 
@@ -103,4 +111,27 @@ func (e *Env) WriteManagerKubeconfig(ctx context.Context, path string) error {
 		return err
 	}
 	return e.WriteKubeconfig(path, ManagerUser, "system:serviceaccounts", "system:serviceaccounts:"+OperatorNamespace)
+}
+
+// RemediatorAccount is the service account test playbooks run as.
+const RemediatorAccount = "remediator"
+
+// Remediator creates the playbooks' account in ns and binds the given
+// action ClusterRoles to it there, as a team would.
+func (e *Env) Remediator(ctx context.Context, ns string, clusterRoles ...string) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: RemediatorAccount, Namespace: ns}}
+	if err := e.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	for _, role := range clusterRoles {
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: RemediatorAccount + "-" + strings.TrimPrefix(role, "riposte-action-"), Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: RemediatorAccount, Namespace: ns}},
+		}
+		if err := e.Client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
 }

@@ -58,11 +58,15 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := env.Remediator(ctx, appNamespace, "riposte-action-isolate"); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Create(ctx, &riposte.Playbook{
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{
 			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
-			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			ServiceAccountName: testenv.RemediatorAccount,
 			Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
 		},
 	}); err != nil {

@@ -46,6 +46,9 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 
 	// The cluster: a pod that will be isolated and the playbook that says so.
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}})
+	if err := env.Remediator(ctx, appNamespace, "riposte-action-isolate"); err != nil {
+		t.Fatal(err)
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-7c9d-abcde", Namespace: appNamespace, Labels: map[string]string{"app": "checkout"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/checkout:2.3.1"}}},
@@ -55,7 +58,8 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate-on-shell", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{
 			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
-			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			ServiceAccountName: testenv.RemediatorAccount,
 			Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"}},
 		},
 	})
