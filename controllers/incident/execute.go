@@ -24,7 +24,7 @@ const PauseConfigMap = "riposte-pause"
 
 // holdRecheck is how soon a held plan is looked at again when no event
 // (the pause switch) wakes it sooner.
-const holdRecheck = 15 * time.Second
+const holdRecheck = 5 * time.Second
 
 // execute applies the approved plan. Before the first write the plan is
 // committed: re-planned and compared with the approved hash (what runs is

@@ -25,7 +25,7 @@ func setReady(inc *riposte.Incident) {
 	var ready, reconciling, stalled bool
 	reason, msg := string(inc.Status.Phase), "incident is "+string(inc.Status.Phase)
 	switch inc.Status.Phase {
-	case riposte.PhaseRemediated, riposte.PhaseResolved, riposte.PhaseDryRun, riposte.PhaseRejected, riposte.PhaseUnmatched, riposte.PhaseCancelled:
+	case riposte.PhaseRemediated, riposte.PhaseResolved, riposte.PhaseDryRun, riposte.PhaseRejected, riposte.PhaseUnmatched, riposte.PhaseCancelled, riposte.PhaseUndone:
 		ready = true
 	case riposte.PhaseFailed:
 		stalled = true
@@ -34,6 +34,9 @@ func setReady(inc *riposte.Incident) {
 		}
 	default:
 		reconciling = true
+		if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentHeld); c != nil && c.Status == metav1.ConditionTrue {
+			reason, msg = c.Reason, "held: "+c.Message
+		}
 	}
 	if reason == "" {
 		reason, msg = riposte.ReasonProgressing, "incident is being processed"
