@@ -206,6 +206,13 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 		metrics.ActionSeconds.WithLabelValues(string(rec.Action)).Observe(done.Sub(rec.StartedAt.Time).Seconds())
 		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
 			fmt.Sprintf("step %s (%s) applied to %s as %s", rec.Name, rec.Action, describe(rec.Target), inc.Status.RunAs))
+		// Record each finished step before the next one writes, so a restart
+		// never runs it again; the last is recorded with the outcome.
+		if i < len(inc.Status.Steps)-1 {
+			if err := r.persist(ctx, p); err != nil {
+				return err
+			}
+		}
 	}
 	if failedStep != "" || anyFailed(inc) {
 		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "a step failed; see status.steps (what was applied can be undone: kubectl riposte undo)")

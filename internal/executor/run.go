@@ -30,6 +30,7 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 			if err := e.send(ctx, c, fmt.Sprintf("%s/%d", idempotencyKey, i)); err != nil {
 				return err
 			}
+			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
 			c.Done = true
 			if err := persist(ctx); err != nil {
 				return err
@@ -40,13 +41,12 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 		if err != nil {
 			return &PermanentError{Err: err}
 		}
-		if err := e.write(ctx, change, false); err != nil {
-			if gone(change, err) {
-				c.Summary = "already gone: " + c.Summary
-			} else {
-				return classify(fmt.Errorf("%s %s: %w", c.Method, c.Object, err))
-			}
+		// A delete or eviction that finds its object gone (or replaced) is
+		// done: a retry after a crash lands here after the first attempt.
+		if err := e.write(ctx, change, false); err != nil && !gone(change, err) {
+			return classify(fmt.Errorf("%s %s: %w", c.Method, c.Object, err))
 		}
+		wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
 		c.Done = true
 	}
 	return nil

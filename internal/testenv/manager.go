@@ -14,12 +14,24 @@ type Manager struct {
 	IntakeAddr, MetricsAddr, ProbesAddr string
 	// Dir holds its kubeconfig, token and log.
 	Dir string
+	// Exited closes when the process ends.
+	Exited <-chan struct{}
 }
 
 // StartManager builds and runs the manager as its service account, with
 // exactly the shipped RBAC, an intake token, and the given extra flags; it
 // returns once the manager is ready (intake serving, caches synced).
 func (e *Env) StartManager(t testing.TB, token string, extraArgs ...string) *Manager {
+	t.Helper()
+	m := e.LaunchManager(t, token, nil, extraArgs...)
+	WaitHTTP(t, "http://"+m.IntakeAddr+"/healthz")
+	WaitHTTP(t, "http://"+m.ProbesAddr+"/readyz") // caches synced
+	return m
+}
+
+// LaunchManager starts the manager like StartManager, with extra
+// environment, and returns at once: for a test that expects it to exit.
+func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs ...string) *Manager {
 	t.Helper()
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
@@ -34,8 +46,7 @@ func (e *Env) StartManager(t testing.TB, token string, extraArgs ...string) *Man
 	args := append([]string{"--kubeconfig", kubeconfig, "--namespace", OperatorNamespace,
 		"--intake-bind-address", m.IntakeAddr, "--intake-token-file", tokenFile,
 		"--metrics-bind-address", m.MetricsAddr, "--health-probe-bind-address", m.ProbesAddr}, extraArgs...)
-	m.Pid = StartProcess(t, dir, "riposte", BuildRiposte(t, dir), args...).Pid
-	WaitHTTP(t, "http://"+m.IntakeAddr+"/healthz")
-	WaitHTTP(t, "http://"+m.ProbesAddr+"/readyz") // caches synced
+	p, exited := startProcess(t, dir, "riposte", BuildRiposte(t, dir), env, args...)
+	m.Pid, m.Exited = p.Pid, exited
 	return m
 }

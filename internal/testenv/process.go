@@ -70,6 +70,14 @@ func AlertmanagerBinary(t testing.TB) string {
 // SIGINT at the end. Its output goes to dir/name.log, printed on failure.
 func StartProcess(t testing.TB, dir, name, bin string, args ...string) *os.Process {
 	t.Helper()
+	p, _ := startProcess(t, dir, name, bin, nil, args...)
+	return p
+}
+
+// startProcess is StartProcess with extra environment; the channel closes
+// when the process exits.
+func startProcess(t testing.TB, dir, name, bin string, env []string, args ...string) (*os.Process, <-chan struct{}) {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -77,18 +85,21 @@ func StartProcess(t testing.TB, dir, name, bin string, args ...string) *os.Proce
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		_ = logFile.Close()
 		if t.Failed() {
@@ -100,7 +111,7 @@ func StartProcess(t testing.TB, dir, name, bin string, args ...string) *os.Proce
 			t.Logf("--- %s log ---\n%s", name, s)
 		}
 	})
-	return cmd.Process
+	return cmd.Process, exited
 }
 
 // WaitHTTP waits until url answers 200.
