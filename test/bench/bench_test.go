@@ -64,10 +64,10 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	if err := c.Create(ctx, &riposte.Playbook{
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{
-			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
+			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
 			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
 			ServiceAccountName: testenv.RemediatorAccount,
-			Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
 		},
 	}); err != nil {
 		t.Fatal(err)

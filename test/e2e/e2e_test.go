@@ -57,10 +57,10 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	mustCreate(t, c, &riposte.Playbook{
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate-on-shell", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{
-			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
+			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
 			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
 			ServiceAccountName: testenv.RemediatorAccount,
-			Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"}},
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"}},
 		},
 	})
 
