@@ -3,13 +3,18 @@ package controllers_test
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/cli"
+	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
 // plugin runs `kubectl riposte ARGS` as the given person.
@@ -109,5 +114,57 @@ func TestKubectlPluginDescribe(t *testing.T) {
 	out, err = plugin(t, "bob", ns, "show", gate)
 	if err != nil || !strings.Contains(out, "Risks:     PrivilegeEscalation") || !strings.Contains(out, "Target:    Pod/"+ns+"/"+pod.Name) {
 		t.Errorf("show lacks the context an approver needs (err %v):\n%s", err, out)
+	}
+}
+
+// Undo, pause and resume from the plugin, as people with the roles Riposte ships.
+func TestKubectlPluginUndoPauseResume(t *testing.T) {
+	ctx := context.Background()
+	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "rbac", "operator_role.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	pauser := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "alice-pauser", Namespace: operatorNamespace},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "riposte-pauser"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}}}
+	mustCreate(t, pauser)
+	t.Cleanup(func() {
+		_ = k8sClient.Delete(ctx, pauser)
+		_ = k8sClient.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: riposte.PauseConfigMapName, Namespace: operatorNamespace}})
+	})
+	if _, err := plugin(t, "carol", "", "pause", "--reason", "x"); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("carol pausing: %v, want forbidden", err)
+	}
+	if out, err := plugin(t, "alice", "", "pause", "--reason", "investigating a false positive storm"); err != nil || !strings.Contains(out, "paused") {
+		t.Fatalf("pause: %v %s", err, out)
+	}
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	mustCreate(t, isolatePlaybook(ns, "isolate", "ShellPlugin", &riposte.AutoApprove{}))
+	mustCreate(t, alertIncident(ns, "am-plugin", "ShellPlugin", ns, pod.Name))
+	inc := waitForHeld(t, ns, "am-plugin", riposte.ReasonPaused)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentHeld); !strings.Contains(c.Message, "investigating a false positive storm (paused by alice)") {
+		t.Errorf("Held message %q lacks the reason and who paused", c.Message)
+	}
+	if out, err := plugin(t, "alice", "", "resume"); err != nil || !strings.Contains(out, "resumed") {
+		t.Fatalf("resume: %v %s", err, out)
+	}
+	waitForPhase(t, ns, "am-plugin", riposte.PhaseRemediated)
+
+	if _, err := plugin(t, "bob", ns, "undo", "am-plugin"); err == nil || !strings.Contains(err.Error(), "--reason is required") {
+		t.Errorf("undo without a reason: %v", err)
+	}
+	if _, err := plugin(t, "carol", ns, "undo", "am-plugin", "--reason", "x"); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("carol undoing: %v, want forbidden", err)
+	}
+	if out, err := plugin(t, "bob", ns, "undo", "am-plugin", "--reason", "the shell was a debug session"); err != nil || !strings.Contains(out, "asked for as bob") {
+		t.Fatalf("undo: %v %s", err, out)
+	}
+	waitForPhase(t, ns, "am-plugin", riposte.PhaseUndone)
+	expectQuarantined(t, pod, false)
+	out, err := plugin(t, "bob", ns, "describe", "am-plugin")
+	for _, want := range []string{"(Undone)", "isolate (IsolatePod): Undone", "undone by bob", "Undo:      asked for by bob: the shell was a debug session", "as system:serviceaccount:" + ns + ":remediator"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("describe lacks %q (err %v):\n%s", want, err, out)
+		}
 	}
 }

@@ -56,7 +56,7 @@ func TestGlobalPauseHoldsRemediation(t *testing.T) {
 	ns := newNamespace(t)
 	pod := deployedPod(t, ns, "web")
 	mustCreate(t, isolatePlaybook(ns, "isolate", "ShellPaused", &riposte.AutoApprove{}))
-	pause := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: incident.PauseConfigMap, Namespace: operatorNamespace},
+	pause := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: riposte.PauseConfigMapName, Namespace: operatorNamespace},
 		Data: map[string]string{"reason": "maintenance window"}}
 	mustCreate(t, pause)
 	t.Cleanup(func() { _ = k8sClient.Delete(ctx, pause) })

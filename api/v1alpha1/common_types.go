@@ -84,3 +84,8 @@ const (
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
 )
+
+// PauseConfigMapName is the pause switch: while a ConfigMap of this name
+// exists in Riposte's namespace, no remediation is applied (kubectl riposte
+// pause / resume). Its data.reason says why.
+const PauseConfigMapName = "riposte-pause"

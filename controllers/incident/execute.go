@@ -18,10 +18,6 @@ import (
 	"github.com/riposte-dev/riposte/internal/metrics"
 )
 
-// PauseConfigMap, in Riposte's namespace, pauses every remediation while it
-// exists; its data.reason says why.
-const PauseConfigMap = "riposte-pause"
-
 // holdRecheck is how soon a held plan is looked at again when no event
 // (the pause switch) wakes it sooner.
 const holdRecheck = 5 * time.Second
@@ -114,7 +110,7 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, steps int) (bool, error)
 	inc, pb := p.inc, p.pb
 	load := guard.Load{}
 	var pause corev1.ConfigMap
-	switch err := r.Get(ctx, client.ObjectKey{Namespace: r.OperatorNamespace, Name: PauseConfigMap}, &pause); {
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: r.OperatorNamespace, Name: riposte.PauseConfigMapName}, &pause); {
 	case err == nil:
 		load.Paused, load.PauseReason = true, pause.Data["reason"]
 	case !apierrors.IsNotFound(err):

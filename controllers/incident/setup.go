@@ -83,7 +83,7 @@ func (r *Reconciler) incidentsAboutPod(ctx context.Context, pod client.Object) [
 
 // isPauseSwitch selects the ConfigMap whose existence pauses Riposte.
 func (r *Reconciler) isPauseSwitch(obj client.Object) bool {
-	return obj.GetNamespace() == r.OperatorNamespace && obj.GetName() == PauseConfigMap
+	return obj.GetNamespace() == r.OperatorNamespace && obj.GetName() == riposte.PauseConfigMapName
 }
 
 // heldIncidents wakes every incident a guardrail holds when the pause

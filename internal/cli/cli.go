@@ -1,5 +1,6 @@
 // Package cli is the kubectl plugin `kubectl riposte`: list the gates that
-// wait for people, show a plan, and approve or reject it as yourself. Who you
+// wait for people, show a plan, approve or reject it as yourself, undo a
+// remediation, and pause or resume Riposte. Who you
 // are comes from the API server (SelfSubjectReview), never from a flag, and
 // the API server checks it again when the decision is written.
 package cli
@@ -32,9 +33,14 @@ const Usage = `kubectl riposte: decide Riposte's remediations.
   kubectl riposte approve GATE --reason TEXT [-n NAMESPACE]
   kubectl riposte reject GATE --reason TEXT [-n NAMESPACE]
   kubectl riposte describe INCIDENT [-n NAMESPACE] what it touches, may do and reach, its timeline and steps
+  kubectl riposte undo INCIDENT --reason TEXT [-n NAMESPACE]
+                                                  put back what the remediation changed
+  kubectl riposte escalate INCIDENT [-n NAMESPACE] keep temporary containment in place
+  kubectl riposte pause --reason TEXT             hold every remediation (ConfigMap riposte-pause)
+  kubectl riposte resume                          let held remediations run
   kubectl riposte whoami                          who the API server says you are
 
-Common flags: --kubeconfig, --context, -n/--namespace.
+Common flags: --kubeconfig, --context, -n/--namespace, --riposte-namespace (default riposte-system).
 `
 
 // CLI runs the commands against one cluster.
@@ -59,6 +65,7 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 	reason := fs.String("reason", "", "why you decide so (required)")
 	ns := fs.String("n", c.Namespace, "namespace")
 	fs.StringVar(ns, "namespace", c.Namespace, "namespace")
+	riposteNS := fs.String("riposte-namespace", "riposte-system", "Riposte's own namespace")
 	if err := fs.Parse(interleave(rest)); err != nil {
 		return fmt.Errorf("%s: %w\n\n%s", cmd, err, Usage)
 	}
@@ -91,6 +98,28 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 			return err
 		}
 		return c.describe(ctx, name)
+	case "undo":
+		name, err := oneName(cmd, fs.Args())
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(*reason) == "" {
+			return fmt.Errorf("undo: --reason is required: it is recorded with your request")
+		}
+		return c.undo(ctx, name, *reason)
+	case "escalate":
+		name, err := oneName(cmd, fs.Args())
+		if err != nil {
+			return err
+		}
+		return c.escalate(ctx, name)
+	case "pause":
+		if strings.TrimSpace(*reason) == "" {
+			return fmt.Errorf("pause: --reason is required: every held incident shows it")
+		}
+		return c.pause(ctx, *riposteNS, *reason)
+	case "resume":
+		return c.resume(ctx, *riposteNS)
 	case "whoami":
 		user, err := c.WhoAmI(ctx)
 		if err != nil {
@@ -130,7 +159,7 @@ func interleave(args []string) []string {
 
 func oneName(cmd string, args []string) (string, error) {
 	if len(args) != 1 {
-		return "", fmt.Errorf("%s takes exactly one gate name, got %d", cmd, len(args))
+		return "", fmt.Errorf("%s takes exactly one name, got %d", cmd, len(args))
 	}
 	return args[0], nil
 }

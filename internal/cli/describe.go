@@ -48,13 +48,22 @@ func (c *CLI) describe(ctx context.Context, name string) error {
 		}
 	}
 	if len(inc.Status.Steps) > 0 {
-		fmt.Fprintln(w, "Steps:")
+		fmt.Fprintf(w, "Steps:     as %s\n", orDash(inc.Status.RunAs))
 		for _, s := range inc.Status.Steps {
 			fmt.Fprintf(w, "  %s (%s): %s %s\n", s.Name, s.Action, s.Phase, s.Message)
+			switch {
+			case s.UndoneAt != nil:
+				fmt.Fprintf(w, "    undone by %s at %s\n", s.UndoneBy, s.UndoneAt.UTC().Format(time.RFC3339))
+			case s.UndoAt != nil:
+				fmt.Fprintf(w, "    temporary: undone at %s unless escalated\n", s.UndoAt.UTC().Format(time.RFC3339))
+			}
 			for _, ch := range s.Changes {
-				fmt.Fprintf(w, "    %-9s %s\n", ch.Operation, ch.Object.String())
+				fmt.Fprintf(w, "    %-9s %s (undo: %s)\n", ch.Operation, ch.Object.String(), orDash(string(ch.Undo)))
 			}
 		}
+	}
+	if u := inc.Spec.Undo; u != nil {
+		fmt.Fprintf(w, "Undo:      asked for by %s: %s\n", u.RequestedBy, orDash(u.Reason))
 	}
 	printTimes(w, inc)
 	return nil
