@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,6 +75,23 @@ func TestAdmissionRefusesBadInput(t *testing.T) {
 			p.Spec.Steps[0].Action = ""
 			return p
 		}(), wantErr: "spec.steps[0].action"},
+		{reason: "isolatePod parameters on a Label step", obj: withStep(valid(), "iso-on-label", riposte.Step{Name: "s", Action: riposte.ActionLabel,
+			IsolatePod: &riposte.IsolatePodParams{}, Metadata: &riposte.MetadataParams{Set: map[string]string{"a": "b"}}}),
+			wantErr: "isolatePod parameters are only for the IsolatePod and IsolateWorkload actions"},
+		{reason: "ScaleWorkload without its replicas", obj: withStep(valid(), "scale", riposte.Step{Name: "s", Action: riposte.ActionScaleWorkload}),
+			wantErr: "ScaleWorkload needs scale parameters"},
+		{reason: "a negative replica count", obj: withStep(valid(), "scale-neg", riposte.Step{Name: "s", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: -1}}),
+			wantErr: "spec.steps[0].scale.replicas"},
+		{reason: "a Notify step without a URL Secret", obj: withStep(valid(), "notify", riposte.Step{Name: "s", Action: riposte.ActionNotify}),
+			wantErr: "Notify needs notify parameters"},
+		{reason: "a RevokeBinding that names a subject and deletes the binding", obj: withStep(valid(), "revoke", riposte.Step{Name: "s", Action: riposte.ActionRevokeBinding,
+			RevokeBinding: &riposte.RevokeBindingParams{Name: "b", DeleteBinding: true, Subject: &riposte.BindingSubject{Name: "x"}}}),
+			wantErr: "name a subject to remove, or set deleteBinding, not both"},
+		{reason: "a duration on an action that cannot be undone", obj: withStep(valid(), "timed-delete", riposte.Step{Name: "s", Action: riposte.ActionDeletePod,
+			Duration: &metav1.Duration{Duration: time.Minute}}),
+			wantErr: "a duration is only for containment Riposte can undo"},
+		{reason: "a taint with an unknown effect", obj: withStep(valid(), "taint", riposte.Step{Name: "s", Action: riposte.ActionTaint, Taint: &riposte.TaintParams{Effect: "Evict"}}),
+			wantErr: "spec.steps[0].taint.effect"},
 		{reason: "an Alertmanager incident without a fingerprint", obj: &riposte.Incident{
 			ObjectMeta: metav1.ObjectMeta{Name: "no-fp", Namespace: ns},
 			Spec:       riposte.IncidentSpec{Source: riposte.SourceAlertmanager, AlertName: "Shell"},
@@ -206,6 +225,34 @@ func TestPlaybookWithBrokenExpressionIsStalled(t *testing.T) {
 	waitForPhase(t, ns, "am-broken", riposte.PhaseUnmatched)
 }
 
+// A namespaced playbook that names no service account is refused, and an
+// incident it answers fails with the same reason: it must not borrow an
+// identity.
+func TestPlaybookWithoutServiceAccountIsRefused(t *testing.T) {
+	ns := newNamespace(t)
+	pb := isolatePlaybook(ns, "anonymous", "ShellNoAccount", &riposte.AutoApprove{})
+	pb.Spec.ServiceAccountName = ""
+	mustCreate(t, pb)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		cur := &riposte.Playbook{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), cur); err != nil {
+			return err
+		}
+		if c := meta.FindStatusCondition(cur.Status.Conditions, riposte.ConditionReady); c != nil && c.Status == metav1.ConditionFalse &&
+			c.Reason == riposte.ReasonNoServiceAccount && strings.Contains(c.Message, "spec.serviceAccountName") {
+			return nil
+		}
+		return fmt.Errorf("conditions %s, want Ready=False/NoServiceAccount", conditionSummary(cur.Status.Conditions))
+	})
+	pod := deployedPod(t, ns, "web")
+	mustCreate(t, alertIncident(ns, "am-anonymous", "ShellNoAccount", ns, pod.Name))
+	inc := waitForPhase(t, ns, "am-anonymous", riposte.PhaseFailed)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); c.Reason != riposte.ReasonNoServiceAccount {
+		t.Errorf("Planned = %s: %s", c.Reason, c.Message)
+	}
+	expectQuarantined(t, pod, false)
+}
+
 // updateWithRetry reads the object fresh, mutates it and updates it as an
 // admin, retrying only on conflicts with the controllers' own status writes.
 func updateWithRetry(ctx context.Context, obj client.Object, key client.ObjectKey, mutate func(client.Object)) error {
@@ -223,4 +270,9 @@ func updateAs(ctx context.Context, c client.Client, obj client.Object, key clien
 			return err
 		}
 	}
+}
+
+func withStep(p *riposte.Playbook, name string, step riposte.Step) *riposte.Playbook {
+	p.Name, p.Spec.Steps = name, []riposte.Step{step}
+	return p
 }

@@ -79,3 +79,45 @@ func TestCacheReturnsCompileErrorEachTime(t *testing.T) {
 		t.Error("the same source should compile once")
 	}
 }
+
+func TestRender(t *testing.T) {
+	obj, err := IncidentObject(&riposte.Incident{
+		ObjectMeta: metav1.ObjectMeta{Name: "am-1", Namespace: "shop"},
+		Spec:       riposte.IncidentSpec{AlertName: "Shell", Severity: "critical", Labels: map[string]string{"pod": "web-1"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		reason, template, want, wantErr string
+	}{
+		{reason: "text without parts is kept as is", template: "plain text", want: "plain text"},
+		{reason: "parts are replaced in place", template: "{{ incident.spec.alertName }} on {{incident.spec.labels.pod}}", want: "Shell on web-1"},
+		{reason: "expressions may compute", template: "{{ incident.spec.severity == 'critical' ? 'page' : 'ticket' }}", want: "page"},
+		{reason: "numbers are written out", template: "n={{ size(incident.spec.labels) }}", want: "n=1"},
+		{reason: "an unclosed part", template: "{{ incident.spec", wantErr: "{{ without }}"},
+		{reason: "a missing field", template: "{{ incident.spec.labels.team }}", wantErr: "no such key"},
+		{reason: "a list is not text", template: "{{ [1, 2] }}", wantErr: "must be a string, number or boolean"},
+		{reason: "a syntax error", template: "{{ incident. }}", wantErr: "does not compile"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got, err := Render(tc.template, obj)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Render error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("Render = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if err := CheckTemplate("{{ incident.spec.alertName }} and {{ nope( }}"); err == nil || !strings.Contains(err.Error(), "does not compile") {
+		t.Errorf("CheckTemplate checks every part: %v", err)
+	}
+	if err := CheckTemplate("{{ incident.spec.labels.team }}"); err != nil {
+		t.Errorf("CheckTemplate only compiles: %v", err)
+	}
+}

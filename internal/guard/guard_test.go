@@ -21,8 +21,15 @@ func TestEvaluate(t *testing.T) {
 		reason     string
 		playbook   *riposte.Playbook
 		target     *riposte.ObjectReference
+		objects    []riposte.ObjectReference
 		wantReason string
 	}{
+		{reason: "a planned object in another namespace is refused too", playbook: pb("shop"), target: pod("shop"),
+			objects: []riposte.ObjectReference{*pod("shop"), {Kind: "ConfigMap", Namespace: "web", Name: "x"}}, wantReason: "OutOfScope"},
+		{reason: "a planned object in a protected namespace is refused", playbook: pb("riposte-system"), target: pod("shop"),
+			objects: []riposte.ObjectReference{{Kind: "NetworkPolicy", Namespace: "kube-system", Name: "x"}}, wantReason: "ProtectedNamespace"},
+		{reason: "a planned cluster-scoped object needs a cluster-wide playbook", playbook: pb("shop"), target: pod("shop"),
+			objects: []riposte.ObjectReference{*node}, wantReason: "OutOfScope"},
 		{reason: "a playbook acts in its own namespace", playbook: pb("shop"), target: pod("shop")},
 		{reason: "not in another namespace", playbook: pb("shop"), target: pod("web"), wantReason: "OutOfScope"},
 		{reason: "not on a cluster-scoped object", playbook: pb("shop"), target: node, wantReason: "OutOfScope"},
@@ -35,7 +42,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			reason, msg, refused := Evaluate(Facts{Playbook: tc.playbook, Target: tc.target, OperatorNamespace: "riposte-system", ProtectedNamespaces: protected})
+			reason, msg, refused := Evaluate(Facts{Playbook: tc.playbook, Target: tc.target, Objects: tc.objects, OperatorNamespace: "riposte-system", ProtectedNamespaces: protected})
 			if reason != tc.wantReason || refused != (tc.wantReason != "") {
 				t.Errorf("Evaluate = %q (%q, refused %v), want %q", reason, msg, refused, tc.wantReason)
 			}

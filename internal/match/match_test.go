@@ -1,6 +1,8 @@
 package match
 
 import (
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"strings"
 	"testing"
 
@@ -110,6 +112,16 @@ func TestValidate(t *testing.T) {
 		{reason: "a regexp that does not compile", mutate: func(p *riposte.Playbook) {
 			p.Spec.Triggers.Alerts[0].Matchers = []riposte.LabelMatcher{{Name: "x", Operator: "=~", Value: "[a-"}}
 		}, wantReason: riposte.ReasonInvalidMatcher, wantInMsg: "spec.triggers.alerts[0].matchers[0]"},
+		{reason: "a step template that does not compile", mutate: func(p *riposte.Playbook) {
+			p.Spec.Steps = []riposte.Step{{Name: "tell", Action: riposte.ActionNotify, Notify: &riposte.NotifyParams{Text: "{{ incident.spec.alertName + }}"}}}
+		}, wantReason: riposte.ReasonInvalidCEL, wantInMsg: "spec.steps[0].notify.text"},
+		{reason: "a template deep in a manifest", mutate: func(p *riposte.Playbook) {
+			p.Spec.Steps = []riposte.Step{{Name: "np", Action: riposte.ActionApplyManifest,
+				Manifest: &runtime.RawExtension{Raw: []byte(`{"metadata":{"labels":{"a":"{{ ) }}"}}}`)}}}
+		}, wantReason: riposte.ReasonInvalidCEL, wantInMsg: "spec.steps[0].manifest.metadata.labels.a"},
+		{reason: "valid templates", mutate: func(p *riposte.Playbook) {
+			p.Spec.Steps = []riposte.Step{{Name: "l", Action: riposte.ActionLabel, Metadata: &riposte.MetadataParams{Set: map[string]string{"a": "{{ incident.metadata.name }}"}}}}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
