@@ -19,9 +19,11 @@ import (
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/controllers/playbook"
 	"github.com/riposte-dev/riposte/internal/enrich"
+	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/notify"
+	"github.com/riposte-dev/riposte/internal/silence"
 )
 
 // Options configure every reconciler.
@@ -38,6 +40,8 @@ type Options struct {
 	NotifyURL string
 	// Budget is the cluster-wide limit on remediation.
 	Budget guard.Budget
+	// AlertmanagerURL, when set, is where Silence steps create silences.
+	AlertmanagerURL string
 }
 
 // CacheOptions configure the manager's cache: managed fields are never read,
@@ -108,7 +112,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	messages := &notify.Webhook{Attempts: 4}
+	var silences executor.Silences
+	if opts.AlertmanagerURL != "" {
+		silences = &silence.Client{URL: opts.AlertmanagerURL}
+	}
 	return (&incident.Reconciler{
+		Silences:            silences,
 		Client:              mgr.GetClient(),
 		APIReader:           mgr.GetAPIReader(),
 		Recorder:            mgr.GetEventRecorder("riposte-incident"),

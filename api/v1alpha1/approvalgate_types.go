@@ -5,7 +5,7 @@ import (
 )
 
 // ChangeOperation is what a planned change does to an object.
-// +kubebuilder:validation:Enum=Create;Patch;Delete;Evict;Unchanged;Send
+// +kubebuilder:validation:Enum=Create;Patch;Delete;Evict;Unchanged;Send;Silence
 type ChangeOperation string
 
 const (
@@ -16,6 +16,8 @@ const (
 	OperationUnchanged ChangeOperation = "Unchanged"
 	// OperationSend is a message sent outside the cluster (Notify).
 	OperationSend ChangeOperation = "Send"
+	// OperationSilence is an Alertmanager silence (Silence).
+	OperationSilence ChangeOperation = "Silence"
 )
 
 // PlannedChange is one write a step would make, as the API server's dry run

@@ -53,7 +53,7 @@ type NamespacedName struct {
 func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
 
 // ActionType names an action from Riposte's catalogue.
-// +kubebuilder:validation:Enum=IsolatePod;IsolateWorkload;DeletePod;EvictPod;ScaleWorkload;RolloutRestart;CordonNode;DrainNode;SuspendCronJob;SuspendJob;RevokeBinding;Label;Annotate;Taint;ApplyManifest;Patch;Notify
+// +kubebuilder:validation:Enum=IsolatePod;IsolateWorkload;DeletePod;EvictPod;ScaleWorkload;RolloutRestart;CordonNode;DrainNode;SuspendCronJob;SuspendJob;RevokeBinding;Label;Annotate;Taint;ApplyManifest;Patch;Notify;Silence
 type ActionType string
 
 // The catalogue. docs/actions.md says what each one writes and how it is undone.
@@ -75,6 +75,7 @@ const (
 	ActionApplyManifest   ActionType = "ApplyManifest"
 	ActionPatch           ActionType = "Patch"
 	ActionNotify          ActionType = "Notify"
+	ActionSilence         ActionType = "Silence"
 )
 
 // Condition types shared by Riposte's resources. They follow the

@@ -417,9 +417,9 @@ type ChangeRecord struct {
 	// +kubebuilder:validation:MaxLength=32768
 	Restore string `json:"restore,omitempty"`
 	// method is how the change is written: Apply (server-side apply),
-	// MergePatch, Delete, Evict or Send.
+	// MergePatch, Delete, Evict, Send or Silence.
 	// +optional
-	// +kubebuilder:validation:Enum=Apply;MergePatch;Delete;Evict;Send
+	// +kubebuilder:validation:Enum=Apply;MergePatch;Delete;Evict;Send;Silence
 	Method string `json:"method,omitempty"`
 	// request is exactly what is written: the apply body, the merge patch, or
 	// the message posted (never the webhook URL). Recorded before the write, so
@@ -437,13 +437,15 @@ type ChangeRecord struct {
 }
 
 // UndoMethod is how a recorded change is undone.
-// +kubebuilder:validation:Enum=Restore;Delete;Recreate;Keep;None
+// +kubebuilder:validation:Enum=Restore;Delete;Recreate;Expire;Keep;None
 type UndoMethod string
 
 const (
 	UndoRestore  UndoMethod = "Restore"
 	UndoDelete   UndoMethod = "Delete"
 	UndoRecreate UndoMethod = "Recreate"
+	// UndoExpire expires the Alertmanager silence whose ID is in restore.
+	UndoExpire UndoMethod = "Expire"
 	UndoKeep     UndoMethod = "Keep"
 	UndoNone     UndoMethod = "None"
 )

@@ -191,6 +191,19 @@ type NotifyParams struct {
 	Text string `json:"text"`
 }
 
+// SilenceParams tunes Silence.
+type SilenceParams struct {
+	// duration of the silence; Riposte expires it earlier when the incident
+	// is resolved or undone.
+	// +optional
+	// +kubebuilder:default="4h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// comment added to the silence (a template); Riposte adds the incident's name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Comment string `json:"comment,omitempty"`
+}
+
 // OnFailure says what a failed step means for the steps after it.
 // +kubebuilder:validation:Enum=Stop;Continue
 type OnFailure string
@@ -210,7 +223,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="has(self.manifest) == (self.action == 'ApplyManifest')",message="ApplyManifest needs a manifest, and only it takes one"
 // +kubebuilder:validation:XValidation:rule="has(self.patch) == (self.action == 'Patch')",message="Patch needs a patch, and only it takes one"
 // +kubebuilder:validation:XValidation:rule="has(self.notify) == (self.action == 'Notify')",message="Notify needs notify parameters, and only it takes them"
-// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !(self.action in ['DeletePod', 'EvictPod', 'DrainNode', 'RolloutRestart', 'Notify'])",message="a duration is only for containment Riposte can undo; this action cannot be undone"
+// +kubebuilder:validation:XValidation:rule="!has(self.silence) || self.action == 'Silence'",message="silence parameters are only for the Silence action"
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !(self.action in ['DeletePod', 'EvictPod', 'DrainNode', 'RolloutRestart', 'Notify', 'Silence'])",message="a duration is only for containment Riposte can undo; this action cannot be undone (a silence has its own duration)"
 type Step struct {
 	// name of the step, unique in the playbook; step records carry it.
 	// +required
@@ -261,6 +275,9 @@ type Step struct {
 	// notify parameters, for Notify.
 	// +optional
 	Notify *NotifyParams `json:"notify,omitempty"`
+	// silence parameters, for Silence.
+	// +optional
+	Silence *SilenceParams `json:"silence,omitempty"`
 }
 
 // ExpiryAction is what a gate's expiry means.

@@ -43,6 +43,7 @@ type options struct {
 	concurrency         int
 	notifyURL           string
 	stepsPerMinute      int
+	alertmanagerURL     string
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
+	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
@@ -126,6 +128,7 @@ func run(o options) error {
 		MaxConcurrentReconciles: o.concurrency,
 		NotifyURL:               o.notifyURL,
 		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute},
+		AlertmanagerURL:         o.alertmanagerURL,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

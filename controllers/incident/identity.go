@@ -86,7 +86,7 @@ func (r *Reconciler) executorAs(user string) (*executor.Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &executor.Executor{Reader: r.Client, Writer: w, Scheme: r.Scheme(), Mapper: r.Impersonation.Mapper, Post: r.Post, Cached: r.cached}, nil
+	return &executor.Executor{Reader: r.Client, Writer: w, Scheme: r.Scheme(), Mapper: r.Impersonation.Mapper, Post: r.Post, Cached: r.cached, Silences: r.Silences}, nil
 }
 
 // cached reports whether the manager watches gvk (and may: its RBAC lists

@@ -48,6 +48,8 @@ type Reconciler struct {
 	Budget guard.Budget
 	// Post sends Notify messages.
 	Post func(ctx context.Context, url string, body any, idempotencyKey string) error
+	// Silences is Alertmanager's API, when Riposte was given its URL.
+	Silences executor.Silences
 
 	enricherOnce   sync.Once
 	sharedEnricher *enrich.Enricher
@@ -114,6 +116,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if p.requeueAfter, err = r.expireContainment(ctx, p); err != nil {
 		return reconcile.Result{}, err
 	}
+	after, err := r.followSilencedAlert(ctx, p)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	p.requeueAfter = soonest(p.requeueAfter, after)
+	if inc.Status.Phase == riposte.PhaseResolved {
+		if err := r.endSilences(ctx, p); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if r.resolveIfDone(inc) {
 		return reconcile.Result{RequeueAfter: p.requeueAfter}, nil
 	}
@@ -127,6 +139,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	return reconcile.Result{RequeueAfter: p.requeueAfter}, nil
 }
 
+// soonest is the earlier of two requeue delays, 0 meaning none.
+func soonest(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
 // persist writes the status if it changed. Optimistic locking: a status
 // written from a stale cache must not overwrite a newer one; the conflict
 // requeues with fresh data. It is called at the end of every pass, and in
@@ -135,9 +155,13 @@ func (r *Reconciler) persist(ctx context.Context, p *pass) error {
 	if equality.Semantic.DeepEqual(p.before.Status, p.inc.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, p.inc, client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})); err != nil {
+	// The patch is sent from a copy: decoding the answer into p.inc would
+	// swap the slices that a running step holds pointers into.
+	sent := p.inc.DeepCopy()
+	if err := r.Status().Patch(ctx, sent, client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
+	p.inc.ResourceVersion = sent.ResourceVersion
 	p.before = p.inc.DeepCopy()
 	return nil
 }

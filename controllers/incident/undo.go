@@ -8,10 +8,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/executor"
+	"github.com/riposte-dev/riposte/internal/intake"
 	"github.com/riposte-dev/riposte/internal/metrics"
 )
 
@@ -136,4 +138,65 @@ func (r *Reconciler) cancelPendingGate(ctx context.Context, inc *riposte.Inciden
 		return nil
 	}
 	return r.closeGate(ctx, gate, riposte.GateCancelled, riposte.ReasonUndone, why)
+}
+
+// endSilences expires the silences of a resolved incident: the alert is
+// over, so nothing about it should stay muted.
+func (r *Reconciler) endSilences(ctx context.Context, p *pass) error {
+	inc := p.inc
+	for i := range inc.Status.Steps {
+		rec := &inc.Status.Steps[i]
+		if rec.Phase != riposte.StepApplied || rec.Action != riposte.ActionSilence {
+			continue
+		}
+		if _, err := r.undoStep(ctx, inc, rec, ExpiryUndoer, "Resolved"); err != nil {
+			r.event(inc, corev1.EventTypeWarning, riposte.ReasonUndoFailed, "Undo", "expiring the silence of step "+rec.Name+": "+err.Error())
+			return err
+		}
+		rec.Message = "the alert resolved; its silence was expired"
+	}
+	return nil
+}
+
+// silenceRecheck is how often Riposte asks Alertmanager about an alert it
+// silenced.
+const silenceRecheck = 15 * time.Second
+
+// followSilencedAlert asks Alertmanager whether an alert Riposte silenced
+// still fires: a silenced alert's resolution reaches no receiver, so without
+// asking the incident would never close and its silence never end. When the
+// alert is gone the incident's spec is marked resolved, as intake would on
+// Alertmanager's notification, under intake's field manager.
+func (r *Reconciler) followSilencedAlert(ctx context.Context, p *pass) (time.Duration, error) {
+	inc := p.inc
+	if r.Silences == nil || inc.Spec.Status == riposte.AlertResolved || inc.Spec.Fingerprint == "" || !holdsSilence(inc) {
+		return 0, nil
+	}
+	firing, err := r.Silences.AlertFiring(ctx, inc.Spec.AlertName, inc.Spec.Fingerprint)
+	ctrl.LoggerFrom(ctx).V(1).Info("asked Alertmanager about the silenced alert", "firing", firing, "error", err)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Info("cannot ask Alertmanager about a silenced alert; will ask again", "error", err.Error())
+		return silenceRecheck, nil
+	}
+	if firing {
+		return silenceRecheck, nil
+	}
+	patch := client.MergeFrom(inc.DeepCopy())
+	now := metav1.Now()
+	inc.Spec.Status, inc.Spec.EndsAt = riposte.AlertResolved, &now
+	if err := r.Patch(ctx, inc, patch, client.FieldOwner(intake.DefaultFieldOwner)); err != nil {
+		return 0, fmt.Errorf("recording that silenced alert %s resolved: %w", inc.Spec.Fingerprint, err)
+	}
+	p.before.Spec, p.before.ResourceVersion = inc.Spec, inc.ResourceVersion
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonAlertResolved, "Resolve", "Alertmanager no longer holds the silenced alert: it resolved")
+	return 0, nil
+}
+
+func holdsSilence(inc *riposte.Incident) bool {
+	for _, s := range inc.Status.Steps {
+		if s.Action == riposte.ActionSilence && s.Phase == riposte.StepApplied {
+			return true
+		}
+	}
+	return false
 }

@@ -37,7 +37,13 @@ const (
 	Evict Operation = "Evict"
 	// Send posts Message to a webhook outside the cluster.
 	Send Operation = "Send"
+	// Silence creates an Alertmanager silence for the incident's alert.
+	Silence Operation = "Silence"
 )
+
+// External reports whether the change acts outside the cluster (a message,
+// a silence) rather than writing a Kubernetes object.
+func (c Change) External() bool { return c.Op == Send || c.Op == Silence }
 
 // Change is one write a step wants made.
 type Change struct {
@@ -52,6 +58,8 @@ type Change struct {
 	UID string
 	// Message is what Send posts.
 	Message *Message
+	// Silence is what a Silence change asks Alertmanager for.
+	Silence *SilenceRequest
 	// Shared marks an object other incidents rely on too (the namespace's
 	// quarantine policy): undo leaves it in place.
 	Shared bool
@@ -152,6 +160,7 @@ var Catalogue = map[riposte.ActionType]Planner{
 	riposte.ActionApplyManifest:   PlannerFunc(applyManifest),
 	riposte.ActionPatch:           PlannerFunc(patchTarget),
 	riposte.ActionNotify:          PlannerFunc(notify),
+	riposte.ActionSilence:         PlannerFunc(silence),
 }
 
 // object builds the identity part of an unstructured object.

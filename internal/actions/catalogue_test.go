@@ -104,6 +104,9 @@ func TestCatalogue(t *testing.T) {
 			want: []string{`MergePatch Pod/shop/web-1 {"spec":{"automountServiceAccountToken":false}}`}},
 		{name: "Notify renders its text and keeps the URL in its Secret", step: riposte.Step{Action: riposte.ActionNotify, Notify: &riposte.NotifyParams{URLSecretRef: riposte.SecretKeyRef{Name: "chat", Key: "url"}, Text: "{{ incident.spec.severity }}: {{ incident.spec.alertName }}"}},
 			want: []string{"Send Secret/shop/chat text=critical: Miner irreversible"}},
+		{name: "Silence matches exactly the alert's labels", step: riposte.Step{Action: riposte.ActionSilence, Silence: &riposte.SilenceParams{Comment: "by {{ incident.spec.severity }}"}},
+			inc: withLabels(inc, map[string]string{"alertname": "Miner", "pod": "web-1"}), want: []string{`Silence Silence/am-1 {"labels":{"alertname":"Miner","pod":"web-1"},"duration":14400000000000,"comment":"by critical"}`}},
+		{name: "Silence of an incident without alert labels", step: riposte.Step{Action: riposte.ActionSilence}, wantErr: "needs the alert's labels"},
 		{name: "a node action on an incident without a node", step: riposte.Step{Action: riposte.ActionCordonNode}, inc: &riposte.Incident{}, target: &riposte.ObjectReference{Kind: "Deployment", Namespace: "shop", Name: "web"},
 			wantErr: "needs a Node target or a pod scheduled on a node"},
 	}
@@ -159,6 +162,10 @@ func describeChange(c Change) string {
 	if c.UID != "" {
 		s += " uid=" + c.UID
 	}
+	if c.Silence != nil {
+		b, _ := json.Marshal(c.Silence)
+		s += " " + string(b)
+	}
 	if c.Message != nil {
 		s += fmt.Sprintf(" text=%s", c.Message.Body["text"])
 	}
@@ -166,4 +173,10 @@ func describeChange(c Change) string {
 		s += " irreversible"
 	}
 	return s
+}
+
+func withLabels(inc *riposte.Incident, labels map[string]string) *riposte.Incident {
+	out := inc.DeepCopy()
+	out.Spec.Labels = labels
+	return out
 }

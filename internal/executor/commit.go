@@ -60,6 +60,10 @@ func (e *Executor) record(ctx context.Context, c actions.Change) (riposte.Change
 		request = sendRequest{Secret: c.Message.URLSecret, Namespace: c.Message.SecretNamespace, Body: c.Message.Body}
 		cr.Operation = riposte.OperationSend
 		return cr, encode(&cr.Request, request)
+	case actions.Silence:
+		// Undone by expiring it; its ID is recorded once Alertmanager gives one.
+		cr.Operation, cr.Undo = riposte.OperationSilence, riposte.UndoExpire
+		return cr, encode(&cr.Request, c.Silence)
 	}
 	if request != nil {
 		if err := encode(&cr.Request, request); err != nil {

@@ -25,6 +25,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/silence"
 )
 
 // StepPlan is one step with the changes its action computed.
@@ -60,6 +61,17 @@ type Executor struct {
 	Cached func(schema.GroupVersionKind) bool
 	// Post sends a Notify message to url; nil refuses Notify steps.
 	Post func(ctx context.Context, url string, body any, idempotencyKey string) error
+	// Silences is Alertmanager's API; nil refuses Silence steps.
+	Silences Silences
+}
+
+// Silences is what the executor needs of Alertmanager.
+type Silences interface {
+	Ready(ctx context.Context) error
+	Create(ctx context.Context, s silence.Silence) (string, error)
+	Find(ctx context.Context, marker string) (string, bool, error)
+	Expire(ctx context.Context, id string) error
+	AlertFiring(ctx context.Context, alertName, fingerprint string) (bool, error)
 }
 
 // BuildMode says whether planning asks the API server for a dry run.
@@ -112,10 +124,21 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 // already is as the change would make it, and otherwise (in WithDryRun mode)
 // has the API server accept the change as the playbook's account.
 func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) (existed, unchanged bool, err error) {
-	if c.Op == actions.Send {
+	switch c.Op {
+	case actions.Send:
 		if mode == WithDryRun {
 			if _, err := e.webhookURL(ctx, c.Message); err != nil {
 				return false, false, err
+			}
+		}
+		return false, false, nil
+	case actions.Silence:
+		if e.Silences == nil {
+			return false, false, &PermanentError{Err: errors.New("Riposte was started without --alertmanager-url, so it cannot silence alerts")}
+		}
+		if mode == WithDryRun {
+			if err := e.Silences.Ready(ctx); err != nil {
+				return false, false, classifySilence(err)
 			}
 		}
 		return false, false, nil
@@ -290,6 +313,8 @@ func (sp *StepPlan) operation(i int) riposte.ChangeOperation {
 		return riposte.OperationEvict
 	case c.Op == actions.Send:
 		return riposte.OperationSend
+	case c.Op == actions.Silence:
+		return riposte.OperationSilence
 	case sp.existed[i]:
 		return riposte.OperationPatch
 	default:
@@ -302,11 +327,12 @@ func (sp *StepPlan) operation(i int) riposte.ChangeOperation {
 // a plan whose writes were already made hashes the same.
 func hashOf(steps []StepPlan) (string, error) {
 	type change struct {
-		Op      actions.Operation `json:"op"`
-		Object  map[string]any    `json:"object"`
-		Patch   map[string]any    `json:"patch,omitempty"`
-		UID     string            `json:"uid,omitempty"`
-		Message *actions.Message  `json:"message,omitempty"`
+		Op      actions.Operation       `json:"op"`
+		Object  map[string]any          `json:"object"`
+		Patch   map[string]any          `json:"patch,omitempty"`
+		UID     string                  `json:"uid,omitempty"`
+		Message *actions.Message        `json:"message,omitempty"`
+		Silence *actions.SilenceRequest `json:"silence,omitempty"`
 	}
 	type hashed struct {
 		Name    string                   `json:"name"`
@@ -318,7 +344,7 @@ func hashOf(steps []StepPlan) (string, error) {
 	for _, sp := range steps {
 		h := hashed{Name: sp.Step.Name, Action: sp.Step.Action, Target: sp.Target}
 		for _, c := range sp.Changes {
-			h.Changes = append(h.Changes, change{Op: c.Op, Object: c.Object.Object, Patch: c.Patch, UID: c.UID, Message: c.Message})
+			h.Changes = append(h.Changes, change{Op: c.Op, Object: c.Object.Object, Patch: c.Patch, UID: c.UID, Message: c.Message, Silence: c.Silence})
 		}
 		in = append(in, h)
 	}
@@ -353,8 +379,9 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &pe) || errors.As(err, &ue)
 }
 
-// Objects lists every object the plan writes (a message's Secret is only
-// read, as the playbook's account); nil for no plan.
+// Objects lists every Kubernetes object the plan writes (a message's Secret
+// is only read, as the playbook's account; a silence is Alertmanager's);
+// nil for no plan.
 func (p *Plan) Objects() []riposte.ObjectReference {
 	if p == nil {
 		return nil
@@ -362,10 +389,19 @@ func (p *Plan) Objects() []riposte.ObjectReference {
 	var out []riposte.ObjectReference
 	for _, sp := range p.Steps {
 		for _, c := range sp.Changes {
-			if c.Op != actions.Send {
+			if !c.External() {
 				out = append(out, c.Ref())
 			}
 		}
 	}
 	return out
+}
+
+// classifySilence marks Alertmanager's refusals permanent and its outages transient.
+func classifySilence(err error) error {
+	var se *silence.Error
+	if errors.As(err, &se) && !se.Transient {
+		return &PermanentError{Err: err}
+	}
+	return err
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -12,6 +15,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/silence"
 )
 
 // Run makes the step's changes that are not done yet, in order, from the
@@ -28,6 +32,17 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 		}
 		if c.Method == string(actions.Send) {
 			if err := e.send(ctx, c, fmt.Sprintf("%s/%d", idempotencyKey, i)); err != nil {
+				return err
+			}
+			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
+			c.Done = true
+			if err := persist(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if c.Method == string(actions.Silence) {
+			if err := e.silence(ctx, c, fmt.Sprintf("riposte:%s/%d", idempotencyKey, i)); err != nil {
 				return err
 			}
 			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
@@ -129,6 +144,12 @@ func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []s
 					notes, err = append(notes, c.Object.String()+" exists again; left as it is"), nil
 				}
 			}
+		case riposte.UndoExpire:
+			if e.Silences == nil {
+				err = &PermanentError{Err: errors.New("Riposte was started without --alertmanager-url, so it cannot expire silence " + c.Restore)}
+			} else if c.Restore != "" {
+				err = e.Silences.Expire(ctx, c.Restore)
+			}
 		case riposte.UndoKeep:
 			notes = append(notes, c.Object.String()+" is shared with other incidents; left in place")
 		default:
@@ -141,4 +162,43 @@ func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []s
 		}
 	}
 	return notes, nil
+}
+
+// silence creates the step's silence, unless one made before a crash is
+// found by the marker in its comment: the silence exists once.
+func (e *Executor) silence(ctx context.Context, c *riposte.ChangeRecord, marker string) error {
+	if e.Silences == nil {
+		return &PermanentError{Err: errors.New("Riposte was started without --alertmanager-url, so it cannot silence alerts")}
+	}
+	var req actions.SilenceRequest
+	if err := json.Unmarshal([]byte(c.Request), &req); err != nil {
+		return &PermanentError{Err: fmt.Errorf("the recorded silence is unreadable: %w", err)}
+	}
+	id, found, err := e.Silences.Find(ctx, marker)
+	if err != nil {
+		return classifySilence(err)
+	}
+	if !found {
+		now := time.Now()
+		var matchers []silence.Matcher
+		for _, k := range sortedKeys(req.Labels) {
+			matchers = append(matchers, silence.Matcher{Name: k, Value: req.Labels[k], IsEqual: true})
+		}
+		comment := strings.TrimSpace(req.Comment + " (Riposte handles this alert; " + marker + ")")
+		if id, err = e.Silences.Create(ctx, silence.Silence{Matchers: matchers, StartsAt: now, EndsAt: now.Add(req.Duration),
+			CreatedBy: "riposte", Comment: comment}); err != nil {
+			return classifySilence(err)
+		}
+	}
+	c.Restore = id
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

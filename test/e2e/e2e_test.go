@@ -58,7 +58,8 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate-on-shell", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{
 			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
-			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Steps: []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod},
+				{Name: "hush", Action: riposte.ActionSilence, Silence: &riposte.SilenceParams{Comment: "contained by {{ incident.status.playbook.name }}"}}},
 			ServiceAccountName: testenv.RemediatorAccount,
 			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"}},
 		},
@@ -66,12 +67,13 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 
 	// Riposte, as its own process, as its service account with exactly the
 	// RBAC it ships with.
-	manager := env.StartManager(t, intakeToken)
+	// It silences alerts it handles in the same Alertmanager.
+	amAddr := testenv.FreeAddr(t)
+	manager := env.StartManager(t, intakeToken, "--alertmanager-url", "http://"+amAddr)
 	intakeAddr, metricsAddr := manager.IntakeAddr, manager.MetricsAddr
 	tokenFile := filepath.Join(manager.Dir, "intake-token")
 
 	// A real Alertmanager routing every alert to Riposte's webhook.
-	amAddr := testenv.FreeAddr(t)
 	amConfig := filepath.Join(dir, "alertmanager.yml")
 	writeFile(t, amConfig, sampleAlertmanagerConfig(t, intakeAddr, tokenFile))
 	testenv.StartProcess(t, dir, "alertmanager", testenv.AlertmanagerBinary(t),
@@ -127,13 +129,32 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		t.Errorf("gate %s: phase %q err %v, want Approved", inc.Status.ApprovalGate, gate.Status.Phase, err)
 	}
 
-	// Alertmanager keeps notifying while the alert fires: still one incident,
-	// remediated once.
+	// The alert is silenced in Alertmanager while Riposte handles it, for
+	// exactly this alert.
+	silences := amSilences(t, amAddr)
+	if len(silences) != 1 || silences[0].Status.State != "active" || !strings.Contains(silences[0].Comment, "contained by isolate-on-shell") ||
+		!slices.ContainsFunc(silences[0].Matchers, func(m amMatcher) bool { return m.Name == "pod" && m.Value == pod.Name && m.IsEqual }) {
+		t.Fatalf("silences = %+v, want one active silence matching this alert", silences)
+	}
+	if got := inc.Status.Steps[1].Changes[0].Restore; got != silences[0].ID {
+		t.Errorf("the step recorded silence %q, Alertmanager holds %q", got, silences[0].ID)
+	}
+
+	// Alertmanager keeps the alert while it fires (silenced, so it notifies
+	// no one); a repeated notification, as a receiver without the silence
+	// would get, still makes one incident, remediated once.
 	postAlerts(t, amAddr, alert)
+	repeat, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "riposte", "alerts": []any{map[string]any{
+		"status": "firing", "labels": alert["labels"], "annotations": alert["annotations"], "startsAt": alert["startsAt"], "fingerprint": inc.Spec.Fingerprint}}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(repeat))
+	req.Header.Set("Authorization", "Bearer "+intakeToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("repeating the notification: %v %v", err, resp)
+	}
 	time.Sleep(2 * time.Second)
 	var list riposte.IncidentList
-	if err := c.List(ctx, &list, client.InNamespace(appNamespace)); err != nil || len(list.Items) != 1 || len(list.Items[0].Status.Steps) != 1 {
-		t.Fatalf("after a repeated notification: %d incidents (err %v), want 1 with 1 step", len(list.Items), err)
+	if err := c.List(ctx, &list, client.InNamespace(appNamespace)); err != nil || len(list.Items) != 1 || len(list.Items[0].Status.Steps) != 2 {
+		t.Fatalf("after a repeated notification: %d incidents (err %v), want 1 with 2 steps", len(list.Items), err)
 	}
 
 	// The alert resolves in Alertmanager; Riposte closes the incident.
@@ -147,8 +168,16 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		if cur.Spec.Status != riposte.AlertResolved || cur.Status.Phase != riposte.PhaseResolved || cur.Status.ResolvedAt == nil {
 			return fmt.Errorf("alert %s, incident %s: want resolved and Resolved", cur.Spec.Status, cur.Status.Phase)
 		}
+		if s := cur.Status.Steps[1]; s.Phase != riposte.StepUndone {
+			return fmt.Errorf("silence step %s, want Undone once the incident closed", s.Phase)
+		}
 		return nil
 	})
+	// A silenced alert's resolution reaches no receiver: Riposte asked
+	// Alertmanager, closed the incident, and expired its silence.
+	if silences := amSilences(t, amAddr); len(silences) != 1 || silences[0].Status.State != "expired" {
+		t.Errorf("silences after the incident closed = %+v, want the one expired", silences)
+	}
 
 	// Bad input at the real endpoint gets a precise answer, and the stored
 	// incident is untouched.
@@ -196,11 +225,13 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		}
 	}
 	if !regexp.MustCompile(`(?m)^riposte_intake_alerts_deduplicated_total [1-9]`).Match(scraped) {
-		t.Error("the repeated and resolved notifications were not counted as deduplicated")
+		t.Error("the repeated notification was not counted as deduplicated")
 	}
 	for _, want := range []string{
 		`riposte_intake_requests_total{code="200"}`,
 		`riposte_actions_total{action="IsolatePod",result="Applied"} 1`,
+		`riposte_actions_total{action="Silence",result="Applied"} 1`,
+		`riposte_actions_undone_total{action="Silence",trigger="Resolved"} 1`,
 		`riposte_incidents{phase="Resolved",severity="critical",source="Alertmanager"} 1`,
 		`riposte_incident_remediation_seconds_count{decider="policy"} 1`,
 		`riposte_incident_enrich_seconds_count 1`,
@@ -370,4 +401,33 @@ func postAlerts(t *testing.T, amAddr string, alerts ...map[string]any) {
 		msg, _ := io.ReadAll(resp.Body)
 		t.Fatalf("Alertmanager answered %d: %s", resp.StatusCode, msg)
 	}
+}
+
+type amMatcher struct {
+	Name    string `json:"name"`
+	Value   string `json:"value"`
+	IsEqual bool   `json:"isEqual"`
+}
+
+type amSilence struct {
+	ID       string      `json:"id"`
+	Comment  string      `json:"comment"`
+	Matchers []amMatcher `json:"matchers"`
+	Status   struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+func amSilences(t *testing.T, amAddr string) []amSilence {
+	t.Helper()
+	resp, err := http.Get("http://" + amAddr + "/api/v2/silences")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out []amSilence
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
