@@ -446,8 +446,8 @@ const (
 	UndoRecreate UndoMethod = "Recreate"
 	// UndoExpire expires the Alertmanager silence whose ID is in restore.
 	UndoExpire UndoMethod = "Expire"
-	UndoKeep     UndoMethod = "Keep"
-	UndoNone     UndoMethod = "None"
+	UndoKeep   UndoMethod = "Keep"
+	UndoNone   UndoMethod = "None"
 )
 
 // StepRecord is the audit record of one step of the approved plan.

@@ -57,7 +57,7 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	mustCreate(t, c, &riposte.Playbook{
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate-on-shell", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{
-			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
+			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}, Severities: []string{"critical"}}}},
 			Steps: []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod},
 				{Name: "hush", Action: riposte.ActionSilence, Silence: &riposte.SilenceParams{Comment: "contained by {{ incident.status.playbook.name }}"}}},
 			ServiceAccountName: testenv.RemediatorAccount,
