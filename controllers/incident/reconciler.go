@@ -201,6 +201,12 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	if err != nil {
 		return true, err
 	}
+	if res.Reason == riposte.ReasonTargetNotFound && r.existsUncached(ctx, res.Context.Target) {
+		// The alert came before the cache saw its target: look again shortly
+		// rather than fail an incident about an object that exists.
+		p.requeueAfter = cacheLagRetry
+		return true, nil
+	}
 	metrics.EnrichSeconds.Observe(time.Since(start).Seconds())
 	inc.Status.Context = res.Context
 	now := metav1.Now()
@@ -213,6 +219,21 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 		meta.RemoveStatusCondition(&inc.Status.Conditions, riposte.IncidentContextTruncated)
 	}
 	return false, nil
+}
+
+// cacheLagRetry is how soon an incident whose target the cache has not seen
+// yet is looked at again.
+const cacheLagRetry = 200 * time.Millisecond
+
+// existsUncached asks the API server itself whether ref exists; only called
+// when the cache says it does not.
+func (r *Reconciler) existsUncached(ctx context.Context, ref *riposte.ObjectReference) bool {
+	if ref == nil || r.APIReader == nil {
+		return false
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind))
+	return r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, meta) == nil
 }
 
 // match picks the playbook that answers the incident, once.
