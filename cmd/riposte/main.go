@@ -44,6 +44,7 @@ type options struct {
 	notifyURL           string
 	stepsPerMinute      int
 	alertmanagerURL     string
+	maxWorkloadFraction float64
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
+	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
@@ -87,6 +89,12 @@ func main() {
 // +kubebuilder:rbac:groups="",namespace=riposte-system,resources=secrets,verbs=get,resourceNames=riposte-intake-token
 
 func run(o options) error {
+	if o.maxWorkloadFraction < 0 || o.maxWorkloadFraction > 1 {
+		return fmt.Errorf("--budget-max-workload-fraction %v: want a fraction from 0 (no budget) to 1", o.maxWorkloadFraction)
+	}
+	if o.stepsPerMinute < 0 {
+		return fmt.Errorf("--budget-steps-per-minute %d: want 0 (no budget) or more", o.stepsPerMinute)
+	}
 	if o.intakeTokenFile == "" && o.intakeTokenSecret == "" {
 		return errors.New("the intake endpoint needs a bearer token: set --intake-token-file or --intake-token-secret")
 	}
@@ -127,7 +135,7 @@ func run(o options) error {
 		ProtectedNamespaces:     protected,
 		MaxConcurrentReconciles: o.concurrency,
 		NotifyURL:               o.notifyURL,
-		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute},
+		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
 		AlertmanagerURL:         o.alertmanagerURL,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)

@@ -9,10 +9,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/metrics"
@@ -80,7 +82,7 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 	if r.refused(inc, pb, plan.Steps[0].Target, plan) {
 		return true, nil
 	}
-	if held, err := r.hold(ctx, p, len(plan.Steps)); err != nil || held {
+	if held, err := r.hold(ctx, p, plan); err != nil || held {
 		return true, err
 	}
 	records, err := exe.Commit(ctx, plan)
@@ -106,7 +108,7 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 
 // hold checks the guardrails that delay rather than refuse: the global
 // pause, the playbook's rate and concurrency limits and the cluster's budget.
-func (r *Reconciler) hold(ctx context.Context, p *pass, steps int) (bool, error) {
+func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bool, error) {
 	inc, pb := p.inc, p.pb
 	load := guard.Load{}
 	var pause corev1.ConfigMap
@@ -116,16 +118,25 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, steps int) (bool, error)
 	case !apierrors.IsNotFound(err):
 		return true, fmt.Errorf("reading the pause switch: %w", err)
 	}
-	if !load.Paused {
+	limited := pb.Spec.Limits != nil && (pb.Spec.Limits.MaxPerHour != nil || pb.Spec.Limits.MaxConcurrent != nil)
+	if !load.Paused && (limited || r.Budget.StepsPerMinute > 0) {
+		// Read-only walk over the cache: no deep copy of every incident.
 		var incidents riposte.IncidentList
-		if err := r.List(ctx, &incidents); err != nil {
+		if err := r.List(ctx, &incidents, client.UnsafeDisableDeepCopy); err != nil {
 			return true, fmt.Errorf("listing incidents: %w", err)
 		}
 		measured := guard.Measure(incidents.Items, riposte.NamespacedName{Namespace: pb.Namespace, Name: pb.Name}, inc, time.Now())
 		measured.Paused = false
 		load = measured
 	}
-	reason, msg, held := guard.Hold(pb, steps, load, r.Budget)
+	reason, msg, held := guard.Hold(pb, len(plan.Steps), load, r.Budget)
+	if !held && r.Budget.MaxWorkloadFraction > 0 {
+		workloads, err := r.workloadsTakenOut(ctx, plan)
+		if err != nil {
+			return true, err
+		}
+		reason, msg, held = guard.WorkloadBudget(workloads, r.Budget.MaxWorkloadFraction)
+	}
 	if !held {
 		if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentHeld); c != nil && c.Status == metav1.ConditionTrue {
 			setCondition(inc, riposte.IncidentHeld, false, riposte.ReasonNotHeld, "no guardrail holds the plan any more")
@@ -254,4 +265,59 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// workloadsTakenOut groups the pods the plan takes out of service by their
+// controller, with how many of its pods are out already.
+func (r *Reconciler) workloadsTakenOut(ctx context.Context, plan *executor.Plan) ([]guard.Workload, error) {
+	byOwner := map[types.UID]*guard.Workload{}
+	planned := map[types.UID]bool{}
+	var order []types.UID
+	for _, sp := range plan.Steps {
+		for _, c := range sp.Changes {
+			if !c.TakesPodOut {
+				continue
+			}
+			var pod corev1.Pod
+			if err := r.Get(ctx, client.ObjectKey{Namespace: c.Object.GetNamespace(), Name: c.Object.GetName()}, &pod); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return nil, err
+			}
+			owner := metav1.GetControllerOf(&pod)
+			if owner == nil || planned[pod.UID] {
+				continue // a bare pod is a workload of one: isolating it is the point
+			}
+			planned[pod.UID] = true
+			w, ok := byOwner[owner.UID]
+			if !ok {
+				var siblings corev1.PodList
+				if err := r.List(ctx, &siblings, client.InNamespace(pod.Namespace)); err != nil {
+					return nil, err
+				}
+				w = &guard.Workload{Name: owner.Kind + "/" + pod.Namespace + "/" + owner.Name}
+				for i := range siblings.Items {
+					s := &siblings.Items[i]
+					if o := metav1.GetControllerOf(s); o == nil || o.UID != owner.UID {
+						continue
+					}
+					w.Total++
+					if s.DeletionTimestamp != nil || s.Labels[actions.QuarantineLabel] != "" {
+						w.Out++
+					}
+				}
+				byOwner[owner.UID] = w
+				order = append(order, owner.UID)
+			}
+			if pod.DeletionTimestamp == nil && pod.Labels[actions.QuarantineLabel] == "" {
+				w.Planned++
+			}
+		}
+	}
+	out := make([]guard.Workload, 0, len(order))
+	for _, uid := range order {
+		out = append(out, *byOwner[uid])
+	}
+	return out, nil
 }

@@ -66,6 +66,9 @@ type Change struct {
 	// Irreversible marks a change undo cannot put back (an eviction, a
 	// restart, a message).
 	Irreversible bool
+	// TakesPodOut marks a change that takes one pod out of service
+	// (isolating, deleting or evicting it), for the workload budget.
+	TakesPodOut bool
 	// Summary says in a line what the change does, for the approver.
 	Summary string
 }

@@ -44,11 +44,15 @@ func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
 		return nil, userErrorf("pod %s/%s uses the host network; a NetworkPolicy cannot isolate it", pod.Namespace, pod.Name)
 	}
 	variant := isolationVariant(in.Step)
-	return []Change{quarantinePolicy(pod.Namespace, variant), quarantineLabel(in, pod, variant)}, nil
+	label := quarantineLabel(in, pod, variant)
+	label.TakesPodOut = true
+	return []Change{quarantinePolicy(pod.Namespace, variant), label}, nil
 }
 
 // isolateWorkload isolates every pod of the target's owning workload, found
 // by the workload's own selector, with the same policy and label as isolatePod.
+// Taking the whole workload out is its purpose, so the workload budget does
+// not apply to it.
 func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
 	ref, err := owningWorkload(in, "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 	if err != nil {

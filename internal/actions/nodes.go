@@ -57,7 +57,7 @@ func drainNode(ctx context.Context, in *Input) ([]Change, error) {
 	changes := []Change{cordon(node)}
 	for _, p := range on {
 		changes = append(changes, Change{Op: Evict, Object: object("v1", "Pod", p.Namespace, p.Name), UID: string(p.UID),
-			Irreversible: true, Summary: fmt.Sprintf("evict pod %s/%s from node %s", p.Namespace, p.Name, node.Name)})
+			Irreversible: true, TakesPodOut: true, Summary: fmt.Sprintf("evict pod %s/%s from node %s", p.Namespace, p.Name, node.Name)})
 	}
 	return changes, nil
 }

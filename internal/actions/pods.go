@@ -15,7 +15,7 @@ func deletePod(ctx context.Context, in *Input) ([]Change, error) {
 		return nil, err
 	}
 	return []Change{{Op: Delete, Object: object("v1", "Pod", pod.Namespace, pod.Name), UID: string(pod.UID),
-		Irreversible: true, Summary: "delete pod " + pod.Name}}, nil
+		Irreversible: true, TakesPodOut: true, Summary: "delete pod " + pod.Name}}, nil
 }
 
 // evictPod evicts the target pod through the eviction API, so a
@@ -26,7 +26,7 @@ func evictPod(ctx context.Context, in *Input) ([]Change, error) {
 		return nil, err
 	}
 	return []Change{{Op: Evict, Object: object("v1", "Pod", pod.Namespace, pod.Name), UID: string(pod.UID),
-		Irreversible: true, Summary: fmt.Sprintf("evict pod %s (respecting its PodDisruptionBudgets)", pod.Name)}}, nil
+		Irreversible: true, TakesPodOut: true, Summary: fmt.Sprintf("evict pod %s (respecting its PodDisruptionBudgets)", pod.Name)}}, nil
 }
 
 func toMap(obj any) (map[string]any, error) {

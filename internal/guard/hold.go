@@ -11,6 +11,9 @@ import (
 type Budget struct {
 	// StepsPerMinute caps the steps all playbooks start in any minute; 0 is no cap.
 	StepsPerMinute int
+	// MaxWorkloadFraction caps the share of one workload's pods that may be
+	// isolated, deleted or evicted at once; 0 is no cap.
+	MaxWorkloadFraction float64
 }
 
 // Load is how much remediation is under way, counted from the incidents'
@@ -81,6 +84,34 @@ func Hold(pb *riposte.Playbook, steps int, l Load, b Budget) (reason, message st
 	if b.StepsPerMinute > 0 && l.StepsLastMinute > 0 && l.StepsLastMinute+steps > b.StepsPerMinute {
 		return riposte.ReasonBudgetExhausted, fmt.Sprintf("the cluster's budget is %d remediation steps a minute; %d started in the last minute and this plan has %d",
 			b.StepsPerMinute, l.StepsLastMinute, steps), true
+	}
+	return "", "", false
+}
+
+// Workload is one controller's pods as a plan would leave them.
+type Workload struct {
+	// Name is Kind/namespace/name of the pods' controller.
+	Name string
+	// Total pods of the workload, Out of service already (quarantined or
+	// terminating), and Planned to be taken out by this plan.
+	Total, Out, Planned int
+}
+
+// WorkloadBudget holds a plan that would take more than the budget's
+// fraction of any workload's pods out of service at once, counting those
+// already out, like a minimum-healthy rule. A fraction of 0 is no budget.
+func WorkloadBudget(workloads []Workload, fraction float64) (reason, message string, held bool) {
+	if fraction <= 0 {
+		return "", "", false
+	}
+	for _, w := range workloads {
+		if w.Planned == 0 || w.Total == 0 {
+			continue
+		}
+		if float64(w.Out+w.Planned) > fraction*float64(w.Total) {
+			return riposte.ReasonBudgetExhausted, fmt.Sprintf("the plan would leave %d of the %d pods of %s out of service (%d already), more than the budget's %.0f%% (--budget-max-workload-fraction)",
+				w.Out+w.Planned, w.Total, w.Name, w.Out, 100*fraction), true
+		}
 	}
 	return "", "", false
 }

@@ -69,3 +69,26 @@ func TestHold(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkloadBudget(t *testing.T) {
+	cases := []struct {
+		reason    string
+		workloads []Workload
+		fraction  float64
+		held      bool
+	}{
+		{reason: "no budget", workloads: []Workload{{Name: "w", Total: 1, Planned: 1}}},
+		{reason: "one of four is within half", workloads: []Workload{{Name: "w", Total: 4, Planned: 1}}, fraction: 0.5},
+		{reason: "a third pod out of four is over half", workloads: []Workload{{Name: "w", Total: 4, Out: 2, Planned: 1}}, fraction: 0.5, held: true},
+		{reason: "the only pod of a workload is over any fraction below 1", workloads: []Workload{{Name: "w", Total: 1, Planned: 1}}, fraction: 0.9, held: true},
+		{reason: "a workload the plan does not touch does not count", workloads: []Workload{{Name: "w", Total: 2, Out: 2}}, fraction: 0.5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			reason, msg, held := WorkloadBudget(tc.workloads, tc.fraction)
+			if held != tc.held || (held && (reason != riposte.ReasonBudgetExhausted || msg == "")) {
+				t.Errorf("WorkloadBudget = %q %q %v, want held %v", reason, msg, held, tc.held)
+			}
+		})
+	}
+}
