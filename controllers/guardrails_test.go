@@ -227,3 +227,47 @@ func TestForbiddenStepFailsAndChangesNothing(t *testing.T) {
 		t.Errorf("the quarantine policy: %v, want not found", err)
 	}
 }
+
+// A step that fails at apply time stops the steps after it, unless it says
+// onFailure: Continue; what was applied stays on the record, undoable.
+func TestOnFailureStopOrContinue(t *testing.T) {
+	for _, tc := range []struct {
+		onFailure riposte.OnFailure
+		isolated  bool
+		second    riposte.StepPhase
+	}{
+		{riposte.OnFailureStop, false, riposte.StepSkipped},
+		{riposte.OnFailureContinue, true, riposte.StepApplied},
+	} {
+		t.Run(string(tc.onFailure), func(t *testing.T) {
+			ctx := context.Background()
+			ns := newNamespace(t)
+			pod := deployedPod(t, ns, "web")
+			pb := isolatePlaybook(ns, "evict-then-isolate", "ShellSteps", nil)
+			pb.Spec.Steps = []riposte.Step{
+				{Name: "evict", Action: riposte.ActionEvictPod, OnFailure: tc.onFailure},
+				{Name: "isolate", Action: riposte.ActionIsolatePod},
+			}
+			mustCreate(t, pb)
+			mustCreate(t, alertIncident(ns, "am-steps", "ShellSteps", ns, pod.Name))
+			waitForPhase(t, ns, "am-steps", riposte.PhaseAwaitingApproval)
+			// The account loses the eviction permission after the plan was dry-run.
+			if err := k8sClient.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount + "-pods", Namespace: ns}}); err != nil {
+				t.Fatal(err)
+			}
+			appendDecision(t, ns, "am-steps", "alice", riposte.DecisionApprove)
+			inc := waitForPhase(t, ns, "am-steps", riposte.PhaseFailed)
+			if s := stepRecord(t, inc, "evict"); s.Phase != riposte.StepFailed || !strings.Contains(s.Message, "forbidden") {
+				t.Errorf("evict step = %s: %s", s.Phase, s.Message)
+			}
+			if s := stepRecord(t, inc, "isolate"); s.Phase != tc.second {
+				t.Errorf("isolate step = %s (%s), want %s", s.Phase, s.Message, tc.second)
+			}
+			expectQuarantined(t, pod, tc.isolated)
+			if tc.isolated {
+				undoAs(t, "alice", inc)
+				expectQuarantined(t, pod, false)
+			}
+		})
+	}
+}

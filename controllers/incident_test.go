@@ -510,17 +510,24 @@ func TestChangedPlanAfterApprovalAsksAgain(t *testing.T) {
 		}
 		return nil
 	})
-	inc := waitForPhase(t, ns, "am-3", riposte.PhaseAwaitingApproval)
-	if inc.Status.ApprovalGate != "am-3-2" || inc.Status.GateRevision != 2 {
-		t.Errorf("incident follows gate %q revision %d, want am-3-2 revision 2", inc.Status.ApprovalGate, inc.Status.GateRevision)
-	}
+	// The new gate is created before the incident's status names it.
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		inc, err := getIncident(ctx, ns, "am-3")
+		if err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseAwaitingApproval || inc.Status.ApprovalGate != "am-3-2" || inc.Status.GateRevision != 2 {
+			return fmt.Errorf("incident %s follows gate %q revision %d, want AwaitingApproval on am-3-2 revision 2", inc.Status.Phase, inc.Status.ApprovalGate, inc.Status.GateRevision)
+		}
+		return nil
+	})
 	live := &corev1.Pod{}
 	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil || live.Labels[actions.QuarantineLabel] != "" {
 		t.Fatalf("the pod was changed before the new plan was approved: %v (err %v)", live.Labels, err)
 	}
 
 	appendDecision(t, ns, "am-3-2", "bob", riposte.DecisionApprove)
-	inc = waitForPhase(t, ns, "am-3", riposte.PhaseRemediated)
+	inc := waitForPhase(t, ns, "am-3", riposte.PhaseRemediated)
 	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil || live.Labels[actions.QuarantineLabel] != "allow-dns" {
 		t.Errorf("pod labels %v (err %v), want the newly approved allow-dns isolation", live.Labels, err)
 	}
