@@ -136,6 +136,24 @@ func TestWorkloadActionsAndTheirUndo(t *testing.T) {
 		}
 	})
 
+	t.Run("undo leaves a later change by someone else", func(t *testing.T) {
+		ns := newNamespace(t)
+		pod := deployedPod(t, ns, "web")
+		updateDeployment(t, ns, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](3) })
+		inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseRemediated,
+			riposte.Step{Name: "stop", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}})
+		// The owning team brings one replica back by hand while investigating.
+		updateDeployment(t, ns, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](1) })
+		undone := undoAs(t, "alice", inc)
+		var dep appsv1.Deployment
+		if get(t, &dep, ns, "web"); *dep.Spec.Replicas != 1 {
+			t.Errorf("replicas = %d after undo, want the team's 1 kept", *dep.Spec.Replicas)
+		}
+		if c := condition(t, undone.Status.Conditions, riposte.IncidentUndone); !strings.Contains(c.Message, "changed by someone else since Riposte's change; left as it is") {
+			t.Errorf("Undone condition %q does not say the later change was kept", c.Message)
+		}
+	})
+
 	t.Run("RolloutRestart changes the template once and cannot be undone", func(t *testing.T) {
 		ns := newNamespace(t)
 		pod := deployedPod(t, ns, "web")

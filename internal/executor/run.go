@@ -130,9 +130,21 @@ func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []s
 		ref.SetName(c.Object.Name)
 		switch c.Undo {
 		case riposte.UndoRestore:
-			err = e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", []byte(c.Restore)), client.FieldOwner(actions.FieldManager))
-			if apierrors.IsNotFound(err) {
-				notes, err = append(notes, c.Object.String()+" no longer exists; nothing to restore"), nil
+			changed, gone, cerr := e.changedSince(ctx, c, ref)
+			switch {
+			case cerr != nil:
+				err = cerr
+			case gone:
+				notes = append(notes, c.Object.String()+" no longer exists; nothing to restore")
+			case changed:
+				// Someone changed what Riposte set after it did: their change
+				// wins, and the person undoing is told.
+				notes = append(notes, c.Object.String()+" was changed by someone else since Riposte's change; left as it is")
+			default:
+				err = e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", []byte(c.Restore)), client.FieldOwner(actions.FieldManager))
+				if apierrors.IsNotFound(err) {
+					notes, err = append(notes, c.Object.String()+" no longer exists; nothing to restore"), nil
+				}
 			}
 		case riposte.UndoDelete:
 			err = client.IgnoreNotFound(e.Writer.Delete(ctx, ref))
@@ -201,4 +213,26 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// changedSince reports whether the object no longer holds what the change
+// wrote (someone changed it afterwards), or is gone. It is read directly, as
+// the playbook's account: an undo must not act on a stale cache.
+func (e *Executor) changedSince(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (changed, gone bool, err error) {
+	var wrote map[string]any
+	if err := json.Unmarshal([]byte(c.Request), &wrote); err != nil {
+		return false, false, &PermanentError{Err: fmt.Errorf("the recorded change to %s is unreadable: %w", c.Object, err)}
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(ref.GroupVersionKind())
+	if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, true, nil
+		}
+		return false, false, classify(fmt.Errorf("reading %s before undoing: %w", c.Object, err))
+	}
+	if c.Method == string(actions.Apply) {
+		wrote = withoutIdentity(wrote)
+	}
+	return !contains(live.Object, wrote), false, nil
 }
