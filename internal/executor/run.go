@@ -30,22 +30,12 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 		if c.Done {
 			continue
 		}
-		if c.Method == string(actions.Send) {
-			if err := e.send(ctx, c, fmt.Sprintf("%s/%d", idempotencyKey, i)); err != nil {
+		if c.Method == string(actions.Send) || c.Method == string(actions.Silence) {
+			key := fmt.Sprintf("%s/%d", idempotencyKey, i)
+			if err := e.external(ctx, c, key); err != nil {
 				return err
 			}
-			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
-			c.Done = true
-			if err := persist(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		if c.Method == string(actions.Silence) {
-			if err := e.silence(ctx, c, fmt.Sprintf("riposte:%s/%d", idempotencyKey, i)); err != nil {
-				return err
-			}
-			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
+			wrote(key)
 			c.Done = true
 			if err := persist(ctx); err != nil {
 				return err
@@ -65,6 +55,14 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 		c.Done = true
 	}
 	return nil
+}
+
+// external makes a change outside the cluster: a message or a silence.
+func (e *Executor) external(ctx context.Context, c *riposte.ChangeRecord, key string) error {
+	if c.Method == string(actions.Silence) {
+		return e.silence(ctx, c, "riposte:"+key)
+	}
+	return e.send(ctx, c, key)
 }
 
 // gone reports that a delete or eviction found its object already removed,

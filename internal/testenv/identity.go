@@ -135,3 +135,13 @@ func (e *Env) Remediator(ctx context.Context, ns string, clusterRoles ...string)
 	}
 	return nil
 }
+
+// IntakeClient is a client with the manager's own identity and RBAC, the only
+// one allowed to open Alertmanager incidents: tests open them as intake does.
+func (e *Env) IntakeClient(ctx context.Context) (client.Client, error) {
+	cfg, err := e.ManagerConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: e.Scheme})
+}

@@ -72,9 +72,7 @@ func TestBenchActions(t *testing.T) {
 		"--storage.path", filepath.Join(dir, "am"), "--web.listen-address", amAddr, "--cluster.listen-address=")
 	testenv.WaitHTTP(t, "http://"+amAddr+"/-/ready")
 	manager := env.StartManager(t, token, "--alertmanager-url", "http://"+amAddr, "--budget-steps-per-minute=0")
-	managerCfg, err := env.ManagerConfig(ctx)
-	must(t, err)
-	intake, err := client.New(managerCfg, client.Options{Scheme: env.Scheme})
+	intake, err := env.IntakeClient(ctx)
 	must(t, err)
 	review := &authenticationv1.SelfSubjectReview{}
 	must(t, c.Create(ctx, review))

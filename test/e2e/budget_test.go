@@ -50,11 +50,7 @@ func TestWorkloadBudgetHoldsIsolation(t *testing.T) {
 			ServiceAccountName: testenv.RemediatorAccount, Approval: riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
 			Steps: []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}}}})
 	env.StartManager(t, intakeToken, "--budget-max-workload-fraction=0.5")
-	managerCfg, err := env.ManagerConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intake, err := client.New(managerCfg, client.Options{Scheme: env.Scheme})
+	intake, err := env.IntakeClient(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

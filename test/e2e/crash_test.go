@@ -91,11 +91,7 @@ func TestRemediationSurvivesACrashAfterEveryWrite(t *testing.T) {
 		},
 	})
 	// Open the incident as intake would, as the manager's own account.
-	managerCfg, err := env.ManagerConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intake, err := client.New(managerCfg, client.Options{Scheme: env.Scheme})
+	intake, err := env.IntakeClient(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
