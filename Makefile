@@ -56,7 +56,7 @@ test: verify vet testbins helm-lint ## Run every test: unit, controllers on a re
 .PHONY: helm-lint
 helm-lint: testbins ## Lint the Helm chart and render it with every option on.
 	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION)
-	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION) --set intake.token=x,intake.tlsSecretName=tls,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,grafana.dashboard.enabled=true
+	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION) --set intake.token=x,intake.tlsSecretName=tls,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,grafana.dashboard.enabled=true,alertmanagerURL=http://alertmanager.monitoring:9093,budget.maxWorkloadFraction=0.5,remediator.enabled=false
 	$(HELM) template riposte charts/riposte --namespace riposte-system --kube-version $(KUBE_VERSION) > /dev/null
 
 .PHONY: test-e2e
