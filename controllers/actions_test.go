@@ -254,6 +254,12 @@ func TestPodActions(t *testing.T) {
 		if c := stepRecord(t, inc, "delete").Changes[0]; c.Operation != riposte.OperationDelete || c.Undo != riposte.UndoNone || c.Object.UID != string(pod.UID) {
 			t.Errorf("change record = %+v, want a Delete of that pod's UID, not undoable", c)
 		}
+		// The approver was told before deciding.
+		gate := &riposte.ApprovalGate{}
+		get(t, gate, ns, inc.Status.ApprovalGate)
+		if u := gate.Spec.Plan.Steps[0].Changes[0].Undo; u != riposte.UndoNone {
+			t.Errorf("the gate's plan says undo %q for a deletion, want None", u)
+		}
 	})
 
 	t.Run("EvictPod goes through the eviction API", func(t *testing.T) {

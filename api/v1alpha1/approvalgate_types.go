@@ -33,6 +33,10 @@ type PlannedChange struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Summary string `json:"summary,omitempty"`
+	// undo says how the change would be undone, so an approver knows before
+	// deciding: None means it cannot be (an eviction, a deletion, a message).
+	// +optional
+	Undo UndoMethod `json:"undo,omitempty"`
 }
 
 // PlannedStep is one step of the plan with its resolved target.

@@ -279,7 +279,15 @@ func (c *CLI) show(ctx context.Context, name string) error {
 		}
 		fmt.Fprintf(c.Out, "  %d. %s: %s on %s\n", i+1, s.Name, s.Action, target)
 		for _, ch := range s.Changes {
-			fmt.Fprintf(c.Out, "     %-9s %s\n", ch.Operation, ch.Object.String())
+			undo := ""
+			switch ch.Undo {
+			case "":
+			case riposte.UndoNone:
+				undo = " (cannot be undone)"
+			default:
+				undo = " (undo: " + string(ch.Undo) + ")"
+			}
+			fmt.Fprintf(c.Out, "     %-9s %s%s\n", ch.Operation, ch.Object.String(), undo)
 			if ch.Summary != "" {
 				fmt.Fprintf(c.Out, "               %s\n", ch.Summary)
 			}

@@ -295,11 +295,32 @@ func (p *Plan) PlannedSteps() []riposte.PlannedStep {
 	for _, sp := range p.Steps {
 		ps := riposte.PlannedStep{Name: sp.Step.Name, Action: sp.Step.Action, Target: sp.Target}
 		for i, c := range sp.Changes {
-			ps.Changes = append(ps.Changes, riposte.PlannedChange{Operation: sp.operation(i), Object: c.Ref(), Summary: c.Summary})
+			ps.Changes = append(ps.Changes, riposte.PlannedChange{Operation: sp.operation(i), Object: c.Ref(), Summary: c.Summary, Undo: sp.undo(i)})
 		}
 		out = append(out, ps)
 	}
 	return out
+}
+
+// undo says how the change would be undone, as the commit will record it.
+func (sp *StepPlan) undo(i int) riposte.UndoMethod {
+	c := sp.Changes[i]
+	switch {
+	case sp.unchanged[i]:
+		return ""
+	case c.Op == actions.Silence:
+		return riposte.UndoExpire
+	case c.Irreversible || c.Op == actions.Evict || c.Op == actions.Send:
+		return riposte.UndoNone
+	case c.Shared:
+		return riposte.UndoKeep
+	case c.Op == actions.Delete:
+		return riposte.UndoRecreate
+	case c.Op == actions.Apply && !sp.existed[i]:
+		return riposte.UndoDelete
+	default:
+		return riposte.UndoRestore
+	}
 }
 
 func (sp *StepPlan) operation(i int) riposte.ChangeOperation {
