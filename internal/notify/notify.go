@@ -36,7 +36,11 @@ func GateWaiting(gate *riposte.ApprovalGate) Message {
 	var plan []string
 	for _, s := range gate.Spec.Plan.Steps {
 		for _, c := range s.Changes {
-			plan = append(plan, fmt.Sprintf("%s: %s %s (%s)", s.Name, c.Operation, c.Object.String(), c.Summary))
+			line := fmt.Sprintf("%s: %s %s (%s)", s.Name, c.Operation, c.Object.String(), c.Summary)
+			if c.Undo == riposte.UndoNone {
+				line += " [cannot be undone]"
+			}
+			plan = append(plan, line)
 		}
 	}
 	approve := fmt.Sprintf("kubectl riposte approve -n %s %s --reason '...'", gate.Namespace, gate.Name)
