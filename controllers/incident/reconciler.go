@@ -201,7 +201,7 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	if res.Reason == riposte.ReasonTargetNotFound && r.existsUncached(ctx, res.Context.Target) {
+	if res.Reason == riposte.ReasonTargetNotFound && time.Since(inc.CreationTimestamp.Time) < cacheLagLimit && r.existsUncached(ctx, res.Context.Target) {
 		// The alert came before the cache saw its target: look again shortly
 		// rather than fail an incident about an object that exists.
 		p.requeueAfter = cacheLagRetry
@@ -224,6 +224,10 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 // cacheLagRetry is how soon an incident whose target the cache has not seen
 // yet is looked at again.
 const cacheLagRetry = 200 * time.Millisecond
+
+// cacheLagLimit bounds that wait: a cache that still has not seen the
+// target after this long is not lagging, and the incident says so.
+const cacheLagLimit = 30 * time.Second
 
 // existsUncached asks the API server itself whether ref exists; only called
 // when the cache says it does not.

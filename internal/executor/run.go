@@ -21,9 +21,11 @@ import (
 // Run makes the step's changes that are not done yet, in order, from the
 // record alone, marking each done. Every write is idempotent (apply and merge
 // patch set absolute values; a delete or eviction carries the planned UID,
-// so a retry finds the object gone rather than touching its replacement),
-// except a message: persist is called right after each one is sent, so a
-// restart does not send it again. idempotencyKey names the step for receivers.
+// so a retry finds the object gone rather than touching its replacement).
+// Messages and silences leave the cluster, so persist stores the record right
+// after each: a restart repeats at most the one a crash cut off (a message is
+// sent again with the same Idempotency-Key, a silence is found again by its
+// marker). idempotencyKey names the step.
 func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotencyKey string, persist func(context.Context) error) error {
 	for i := range rec.Changes {
 		c := &rec.Changes[i]
