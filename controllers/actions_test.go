@@ -525,3 +525,33 @@ func remediateTarget(t *testing.T, ns string, target riposte.ObjectReference, ph
 	mustCreate(t, inc)
 	return waitForPhase(t, ns, inc.Name, phase)
 }
+
+// Two incidents isolating one pod each hold it; undoing either, in any order,
+// keeps the other's isolation, at the strictest remaining hold.
+func TestStackedIsolationIsReleasedInAnyOrder(t *testing.T) {
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	target := map[string]string{"namespace": ns, "pod": pod.Name}
+	strict := remediate(t, ns, ns, target, riposte.PhaseRemediated, riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod})
+	lenient := remediate(t, ns, ns, target, riposte.PhaseRemediated, riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod, IsolatePod: &riposte.IsolatePodParams{AllowDNS: true}})
+	labelled := func() (string, string) {
+		var p corev1.Pod
+		get(t, &p, ns, pod.Name)
+		return p.Labels[actions.QuarantineLabel], p.Annotations[actions.QuarantinedByAnnotation]
+	}
+	if label, holders := labelled(); label != "deny-all" || holders != fmt.Sprintf("%s/%s=deny-all,%s/%s=allow-dns", ns, strict.Name, ns, lenient.Name) {
+		t.Fatalf("with both holding: label %q holders %q; want the strictest, deny-all, and both listed", label, holders)
+	}
+	// The older, stricter one undone first: the other still holds the pod.
+	undone := undoAs(t, "alice", strict)
+	if label, holders := labelled(); label != "allow-dns" || holders != ns+"/"+lenient.Name+"=allow-dns" {
+		t.Errorf("after undoing %s: label %q holders %q; want the remaining allow-dns hold", strict.Name, label, holders)
+	}
+	if c := condition(t, undone.Status.Conditions, riposte.IncidentUndone); !strings.Contains(c.Message, "stays isolated: another incident still holds it") {
+		t.Errorf("Undone condition %q does not say the pod stays isolated", c.Message)
+	}
+	undoAs(t, "alice", lenient)
+	if label, holders := labelled(); label != "" || holders != "" {
+		t.Errorf("after undoing both: label %q holders %q; want the pod free", label, holders)
+	}
+}

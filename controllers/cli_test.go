@@ -36,7 +36,7 @@ func TestKubectlPlugin(t *testing.T) {
 	}
 	out, err = plugin(t, "bob", ns, "show", gate)
 	for _, want := range []string{"Gate:      " + ns + "/" + gate + " (Pending)", "accepted by the API server's dry run",
-		"Create    NetworkPolicy/" + ns + "/riposte-quarantine-deny-all (undo: Keep)", "Patch     Pod/" + ns + "/web-5d4f-x7k2p (undo: Restore)", "label pod web-5d4f-x7k2p"} {
+		"Create    NetworkPolicy/" + ns + "/riposte-quarantine-deny-all (undo: Keep)", "Patch     Pod/" + ns + "/web-5d4f-x7k2p (undo: Release)", "label pod web-5d4f-x7k2p"} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("show lacks %q (err %v):\n%s", want, err, out)
 		}

@@ -122,7 +122,7 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 	if live.Labels[actions.QuarantineLabel] != "deny-all" || live.Labels["app"] != "web" {
 		t.Errorf("pod labels = %v, want the quarantine label added and its own kept", live.Labels)
 	}
-	if got := live.Annotations[actions.QuarantinedByAnnotation]; got != ns+"/am-0123456789abcdef" {
+	if got := live.Annotations[actions.QuarantinedByAnnotation]; got != ns+"/am-0123456789abcdef=deny-all" {
 		t.Errorf("pod annotation %s = %q, want the incident", actions.QuarantinedByAnnotation, got)
 	}
 

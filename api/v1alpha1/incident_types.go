@@ -406,8 +406,10 @@ type ChangeRecord struct {
 	ExistedBefore bool `json:"existedBefore,omitempty"`
 	// undo says how this change is undone: Restore (merge the prior values in
 	// restore back), Delete (Riposte created the object), Recreate (restore
-	// holds the deleted object), Keep (shared with other incidents, left in
-	// place) or None (cannot be undone: an eviction, a message).
+	// holds the deleted object), Expire (the silence whose ID is in restore),
+	// Release (drop this incident's hold on a quarantined pod), Keep (shared
+	// with other incidents, left in place) or None (cannot be undone: an
+	// eviction, a message).
 	// +optional
 	Undo UndoMethod `json:"undo,omitempty"`
 	// restore is the prior state undo needs: a JSON merge patch that puts back
@@ -437,7 +439,7 @@ type ChangeRecord struct {
 }
 
 // UndoMethod is how a recorded change is undone.
-// +kubebuilder:validation:Enum=Restore;Delete;Recreate;Expire;Keep;None
+// +kubebuilder:validation:Enum=Restore;Delete;Recreate;Expire;Release;Keep;None
 type UndoMethod string
 
 const (
@@ -446,6 +448,9 @@ const (
 	UndoRecreate UndoMethod = "Recreate"
 	// UndoExpire expires the Alertmanager silence whose ID is in restore.
 	UndoExpire UndoMethod = "Expire"
+	// UndoRelease removes the incident named in restore from a pod's
+	// quarantine holders; the pod stays isolated while another holds it.
+	UndoRelease UndoMethod = "Release"
 	UndoKeep   UndoMethod = "Keep"
 	UndoNone   UndoMethod = "None"
 )

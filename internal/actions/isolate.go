@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,7 +18,8 @@ const (
 	// QuarantineLabel marks a pod as isolated; its value names the
 	// NetworkPolicy variant that selects it.
 	QuarantineLabel = "riposte.dev/quarantine"
-	// QuarantinedByAnnotation names the incident that isolated the pod.
+	// QuarantinedByAnnotation lists the incidents that hold the pod isolated,
+	// each with its variant: "ns/incident=deny-all,ns/other=allow-dns".
 	QuarantinedByAnnotation = "riposte.dev/quarantined-by"
 
 	quarantineDenyAll  = "deny-all"
@@ -105,13 +107,75 @@ func isolationVariant(step riposte.Step) string {
 	return quarantineDenyAll
 }
 
+// quarantineLabel adds the incident to the pod's quarantine holders. Several
+// incidents may isolate one pod; the annotation lists each with its variant,
+// the label is the strictest of them, and undoing one incident releases only
+// its hold (see ReleaseQuarantine), whatever the order.
 func quarantineLabel(in *Input, pod *corev1.Pod, variant string) Change {
+	holders := quarantineHolders(pod.Annotations[QuarantinedByAnnotation])
+	holder := in.Incident.Namespace + "/" + in.Incident.Name
+	holders[holder] = variant
 	patch := map[string]any{"metadata": map[string]any{
-		"labels":      map[string]any{QuarantineLabel: variant},
-		"annotations": map[string]any{QuarantinedByAnnotation: in.Incident.Namespace + "/" + in.Incident.Name},
+		"labels":      map[string]any{QuarantineLabel: strictest(holders)},
+		"annotations": map[string]any{QuarantinedByAnnotation: formatHolders(holders)},
 	}}
 	return Change{Op: MergePatch, Object: object("v1", "Pod", pod.Namespace, pod.Name), Patch: patch, UID: string(pod.UID),
-		Summary: fmt.Sprintf("label pod %s %s=%s", pod.Name, QuarantineLabel, variant)}
+		ReleaseHolder: holder, Summary: fmt.Sprintf("label pod %s %s=%s", pod.Name, QuarantineLabel, variant)}
+}
+
+// ReleaseQuarantine is the merge patch that removes holder from a pod's
+// quarantine: the label stays, at the strictest remaining variant, while
+// another incident still holds the pod, and goes with the annotation when
+// none does.
+func ReleaseQuarantine(podAnnotations map[string]string, holder string) map[string]any {
+	holders := quarantineHolders(podAnnotations[QuarantinedByAnnotation])
+	delete(holders, holder)
+	if len(holders) == 0 {
+		return map[string]any{"metadata": map[string]any{
+			"labels":      map[string]any{QuarantineLabel: nil},
+			"annotations": map[string]any{QuarantinedByAnnotation: nil},
+		}}
+	}
+	return map[string]any{"metadata": map[string]any{
+		"labels":      map[string]any{QuarantineLabel: strictest(holders)},
+		"annotations": map[string]any{QuarantinedByAnnotation: formatHolders(holders)},
+	}}
+}
+
+// quarantineHolders parses "ns/incident=variant,..."; an entry without a
+// variant (written before variants were listed) counts as deny-all.
+func quarantineHolders(annotation string) map[string]string {
+	holders := map[string]string{}
+	for _, entry := range strings.Split(annotation, ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		name, variant, ok := strings.Cut(entry, "=")
+		if !ok || (variant != quarantineAllowDNS && variant != quarantineDenyAll) {
+			variant = quarantineDenyAll
+		}
+		holders[name] = variant
+	}
+	return holders
+}
+
+func formatHolders(holders map[string]string) string {
+	entries := make([]string, 0, len(holders))
+	for name, variant := range holders {
+		entries = append(entries, name+"="+variant)
+	}
+	sort.Strings(entries)
+	return strings.Join(entries, ",")
+}
+
+// strictest is deny-all if any holder asked for it.
+func strictest(holders map[string]string) string {
+	for _, v := range holders {
+		if v == quarantineDenyAll {
+			return quarantineDenyAll
+		}
+	}
+	return quarantineAllowDNS
 }
 
 // quarantinePolicy is the deny policy. It is applied before any pod is

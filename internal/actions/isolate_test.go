@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -82,8 +83,42 @@ func TestIsolatePodPlan(t *testing.T) {
 			if labels[QuarantineLabel] != selector[QuarantineLabel] {
 				t.Errorf("the pod's label %q is not what the policy selects %q", labels[QuarantineLabel], selector[QuarantineLabel])
 			}
-			if got := md["annotations"].(map[string]any)[QuarantinedByAnnotation]; got != "shop/am-1" {
-				t.Errorf("pod annotation = %q, want the incident", got)
+			if got := md["annotations"].(map[string]any)[QuarantinedByAnnotation]; got != "shop/am-1="+labels[QuarantineLabel].(string) {
+				t.Errorf("pod annotation = %q, want the incident with its variant", got)
+			}
+			if changes[1].ReleaseHolder != "shop/am-1" {
+				t.Errorf("the label's undo releases %q, want the incident", changes[1].ReleaseHolder)
+			}
+		})
+	}
+}
+
+// Several incidents may hold one pod isolated; the label is the strictest
+// hold, and releasing one, in any order, keeps the others'.
+func TestQuarantineHolders(t *testing.T) {
+	held := func(a string) map[string]string { return map[string]string{QuarantinedByAnnotation: a} }
+	cases := []struct {
+		reason     string
+		annotation string
+		release    string
+		want       string
+	}{
+		{reason: "the last holder frees the pod", annotation: "shop/a=deny-all", release: "shop/a",
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":null},"labels":{"riposte.dev/quarantine":null}}}`},
+		{reason: "another holder keeps it isolated", annotation: "shop/a=deny-all,shop/b=deny-all", release: "shop/a",
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/b=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
+		{reason: "the strictest remaining hold wins", annotation: "shop/a=deny-all,shop/b=allow-dns", release: "shop/a",
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/b=allow-dns"},"labels":{"riposte.dev/quarantine":"allow-dns"}}}`},
+		{reason: "releasing the weaker hold keeps deny-all", annotation: "shop/a=deny-all,shop/b=allow-dns", release: "shop/b",
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
+		{reason: "releasing one not holding changes nothing but the format", annotation: "shop/a", release: "shop/x",
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			b, _ := json.Marshal(ReleaseQuarantine(held(tc.annotation), tc.release))
+			if string(b) != tc.want {
+				t.Errorf("ReleaseQuarantine = %s\nwant %s", b, tc.want)
 			}
 		})
 	}

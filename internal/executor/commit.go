@@ -102,7 +102,10 @@ func (e *Executor) record(ctx context.Context, c actions.Change) (riposte.Change
 		if contains(live, c.Patch) {
 			return unchanged(cr), nil
 		}
-		if !c.Irreversible {
+		switch {
+		case c.ReleaseHolder != "":
+			cr.Undo, cr.Restore = riposte.UndoRelease, c.ReleaseHolder
+		case !c.Irreversible:
 			cr.Undo = riposte.UndoRestore
 			err = encode(&cr.Restore, prior(live, c.Patch))
 		}

@@ -314,6 +314,8 @@ func (sp *StepPlan) undo(i int) riposte.UndoMethod {
 		return riposte.UndoNone
 	case c.Shared:
 		return riposte.UndoKeep
+	case c.ReleaseHolder != "":
+		return riposte.UndoRelease
 	case c.Op == actions.Delete:
 		return riposte.UndoRecreate
 	case c.Op == actions.Apply && !sp.existed[i]:
