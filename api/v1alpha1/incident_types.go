@@ -451,8 +451,8 @@ const (
 	// UndoRelease removes the incident named in restore from a pod's
 	// quarantine holders; the pod stays isolated while another holds it.
 	UndoRelease UndoMethod = "Release"
-	UndoKeep   UndoMethod = "Keep"
-	UndoNone   UndoMethod = "None"
+	UndoKeep    UndoMethod = "Keep"
+	UndoNone    UndoMethod = "None"
 )
 
 // StepRecord is the audit record of one step of the approved plan.
