@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
-	"github.com/riposte-dev/riposte/internal/actions"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
@@ -150,12 +149,12 @@ runs:
 			}
 		}
 	}
-	// The prior state is from before the first write: 3 replicas, no labels of ours.
+	// The prior state is from before the first write: 3 replicas.
 	if got := inc.Status.Steps[2].Changes[0].Restore; got != `{"spec":{"replicas":3}}` {
 		t.Errorf("ScaleWorkload recorded prior state %s, want 3 replicas", got)
 	}
-	if got := inc.Status.Steps[0].Changes[1].Restore; !strings.Contains(got, `"`+actions.QuarantineLabel+`":null`) {
-		t.Errorf("IsolatePod recorded prior state %s, want the label absent", got)
+	if got := inc.Status.Steps[0].Changes[1]; got.Undo != riposte.UndoRelease || got.Restore != ns+"/am-miner" {
+		t.Errorf("IsolatePod recorded undo %s %q, want the release of this incident's hold", got.Undo, got.Restore)
 	}
 	// Each change took effect once: one spec change of the Deployment.
 	if err := c.Get(ctx, client.ObjectKeyFromObject(dep), dep); err != nil {
