@@ -101,6 +101,13 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 	// The records must be stored before the first write: a crash after it
 	// resumes from them. A conflict means another pass or replica moved first.
 	if err := r.persist(ctx, p); err != nil {
+		if apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) {
+			// The record does not fit the incident: nothing is written
+			// without it.
+			inc.Status.PlanHash, inc.Status.RunAs, inc.Status.Steps = "", "", nil
+			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "the plan's record does not fit in the incident, so nothing was applied: "+clip(err.Error(), 500))
+			return true, nil
+		}
 		return true, err
 	}
 	return false, nil

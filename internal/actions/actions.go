@@ -148,6 +148,14 @@ func userErrorf(format string, args ...any) error {
 	return &UserError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// MaxChangesPerStep is how many changes one step may make: each is recorded
+// in the incident's status (status.steps[].changes, at most 128).
+const MaxChangesPerStep = 128
+
+func tooMany(what string, n int) error {
+	return userErrorf("%s would need %d changes; one step records at most %d, so it is refused rather than done in part", what, n, MaxChangesPerStep)
+}
+
 // Catalogue maps each action to its planner.
 var Catalogue = map[riposte.ActionType]Planner{
 	riposte.ActionIsolatePod:      PlannerFunc(isolatePod),

@@ -45,6 +45,15 @@ func TestCatalogue(t *testing.T) {
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "web-edit", Namespace: "shop", UID: "b1"},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "web", Namespace: "shop"}, {Kind: "ServiceAccount", Name: "web", Namespace: "other"}, {Kind: "User", Name: "bob"}}},
 	}
+	busyPods := func(n int) []runtimeObject {
+		var out []runtimeObject
+		for i := 0; i < n; i++ {
+			out = append(out, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("busy-%03d", i), Namespace: "shop", UID: "b"}, Spec: corev1.PodSpec{NodeName: "busy"}})
+		}
+		return out
+	}
+	objects = append(objects, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "busy"}})
+	objects = append(objects, busyPods(MaxChangesPerStep)...)
 	builder := fake.NewClientBuilder().WithScheme(scheme)
 	for _, o := range objects {
 		builder = builder.WithRuntimeObjects(o)
@@ -107,6 +116,8 @@ func TestCatalogue(t *testing.T) {
 		{name: "Silence matches exactly the alert's labels", step: riposte.Step{Action: riposte.ActionSilence, Silence: &riposte.SilenceParams{Comment: "by {{ incident.spec.severity }}"}},
 			inc: withLabels(inc, map[string]string{"alertname": "Miner", "pod": "web-1"}), want: []string{`Silence Silence/am-1 {"labels":{"alertname":"Miner","pod":"web-1"},"duration":14400000000000,"comment":"by critical"}`}},
 		{name: "Silence of an incident without alert labels", step: riposte.Step{Action: riposte.ActionSilence}, wantErr: "needs the alert's labels"},
+		{name: "a drain too big to record is refused, not done in part", step: riposte.Step{Action: riposte.ActionDrainNode},
+			target: &riposte.ObjectReference{APIVersion: "v1", Kind: "Node", Name: "busy"}, wantErr: "would need 129 changes; one step records at most 128"},
 		{name: "a node action on an incident without a node", step: riposte.Step{Action: riposte.ActionCordonNode}, inc: &riposte.Incident{}, target: &riposte.ObjectReference{Kind: "Deployment", Namespace: "shop", Name: "web"},
 			wantErr: "needs a Node target or a pod scheduled on a node"},
 	}

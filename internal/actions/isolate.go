@@ -97,6 +97,9 @@ func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
 	if len(changes) == 1 {
 		return nil, userErrorf("%s has no pod a NetworkPolicy can isolate", ref)
 	}
+	if len(changes) > MaxChangesPerStep {
+		return nil, tooMany("isolating every pod of "+ref.String(), len(changes))
+	}
 	return changes, nil
 }
 

@@ -54,6 +54,9 @@ func drainNode(ctx context.Context, in *Input) ([]Change, error) {
 		}
 		return on[i].Name < on[j].Name
 	})
+	if len(on)+1 > MaxChangesPerStep {
+		return nil, tooMany("draining node "+node.Name, len(on)+1)
+	}
 	changes := []Change{cordon(node)}
 	for _, p := range on {
 		changes = append(changes, Change{Op: Evict, Object: object("v1", "Pod", p.Namespace, p.Name), UID: string(p.UID),
