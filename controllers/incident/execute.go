@@ -18,6 +18,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/metrics"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // holdRecheck is how soon a held plan is looked at again when no event
@@ -105,7 +106,7 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 			// The record does not fit the incident: nothing is written
 			// without it.
 			inc.Status.PlanHash, inc.Status.RunAs, inc.Status.Steps = "", "", nil
-			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "the plan's record does not fit in the incident, so nothing was applied: "+clip(err.Error(), 500))
+			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "the plan's record does not fit in the incident, so nothing was applied: "+text.Elide(err.Error(), 500))
 			return true, nil
 		}
 		return true, err
@@ -203,7 +204,7 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 		}
 		rec.CompletedAt = &done
 		if err != nil {
-			rec.Phase, rec.Message = riposte.StepFailed, clip(err.Error(), 1000)
+			rec.Phase, rec.Message = riposte.StepFailed, text.Elide(err.Error(), 1000)
 			metrics.ActionsTotal.WithLabelValues(string(rec.Action), string(riposte.StepFailed)).Inc()
 			metrics.ActionSeconds.WithLabelValues(string(rec.Action)).Observe(done.Sub(rec.StartedAt.Time).Seconds())
 			r.event(inc, corev1.EventTypeWarning, riposte.ReasonStepFailed, "Remediate", "step "+rec.Name+" failed: "+rec.Message)
@@ -265,13 +266,6 @@ func stepOf(pb *riposte.Playbook, name string) riposte.Step {
 		}
 	}
 	return riposte.Step{Name: name}
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // workloadsTakenOut groups the pods the plan takes out of service by their

@@ -5,6 +5,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 func setCondition(inc *riposte.Incident, condType string, ok bool, reason, message string) {
@@ -13,7 +14,7 @@ func setCondition(inc *riposte.Incident, condType string, ok bool, reason, messa
 		status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&inc.Status.Conditions, metav1.Condition{
-		Type: condType, Status: status, Reason: reason, Message: truncate(message, 32768),
+		Type: condType, Status: status, Reason: reason, Message: text.Elide(message, 32768),
 		ObservedGeneration: inc.Generation,
 	})
 }
@@ -63,11 +64,4 @@ func firstFalse(inc *riposte.Incident) *metav1.Condition {
 		}
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/intake"
 	"github.com/riposte-dev/riposte/internal/metrics"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // ExpiryUndoer is who a timed undo is recorded as.
@@ -63,8 +64,8 @@ func (r *Reconciler) undoAll(ctx context.Context, p *pass) error {
 		msg += "; " + strings.Join(notes, "; ")
 	}
 	inc.Status.Phase = riposte.PhaseUndone
-	setCondition(inc, riposte.IncidentUndone, true, riposte.ReasonUndone, clip(msg, 1000))
-	r.event(inc, corev1.EventTypeNormal, riposte.ReasonUndone, "Undo", clip(msg, 1000))
+	setCondition(inc, riposte.IncidentUndone, true, riposte.ReasonUndone, text.Elide(msg, 1000))
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonUndone, "Undo", text.Elide(msg, 1000))
 	return nil
 }
 
@@ -81,7 +82,7 @@ func (r *Reconciler) undoStep(ctx context.Context, inc *riposte.Incident, rec *r
 	now := metav1.Now()
 	rec.Phase, rec.UndoneAt, rec.UndoneBy, rec.UndoAt = riposte.StepUndone, &now, by, nil
 	if len(notes) > 0 {
-		rec.Message = clip(strings.Join(notes, "; "), 1000)
+		rec.Message = text.Elide(strings.Join(notes, "; "), 1000)
 	}
 	metrics.UndoneTotal.WithLabelValues(string(rec.Action), trigger).Inc()
 	return notes, nil

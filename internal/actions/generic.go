@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/json"
+
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // label sets labels on the target, only those keys.
@@ -104,7 +106,7 @@ func patchTarget(ctx context.Context, in *Input) ([]Change, error) {
 	}
 	b, _ := json.Marshal(filled)
 	return []Change{{Op: MergePatch, Object: object(t.APIVersion, t.Kind, t.Namespace, t.Name), Patch: filled.(map[string]any),
-		Summary: fmt.Sprintf("merge patch %s: %s", t, clip(string(b), 300))}}, nil
+		Summary: fmt.Sprintf("merge patch %s: %s", t, text.Elide(string(b), 300))}}, nil
 }
 
 func rawObject(raw []byte) (map[string]any, error) {
@@ -160,11 +162,4 @@ func isNamespaced(mapper meta.RESTMapper, gvk schema.GroupVersionKind) (bool, er
 		return false, fmt.Errorf("mapping %s: %w", gvk, err)
 	}
 	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -3,13 +3,15 @@ package actions
 import (
 	"context"
 	"fmt"
+
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // notify posts a message to a chat or ticketing webhook. Nothing in the
 // cluster changes; the URL stays in its Secret until the moment of sending.
 func notify(ctx context.Context, in *Input) ([]Change, error) {
 	p := in.Step.Notify
-	text, err := in.Render(p.Text)
+	message, err := in.Render(p.Text)
 	if err != nil {
 		return nil, err
 	}
@@ -27,6 +29,6 @@ func notify(ctx context.Context, in *Input) ([]Change, error) {
 	ref := object("v1", "Secret", in.PlaybookNamespace, p.URLSecretRef.Name)
 	return []Change{{Op: Send, Object: ref, Irreversible: true,
 		Message: &Message{URLSecret: p.URLSecretRef, SecretNamespace: in.PlaybookNamespace,
-			Body: map[string]any{"text": text, "incident": summary}},
-		Summary: fmt.Sprintf("post to the webhook in Secret %s (key %s): %s", p.URLSecretRef.Name, p.URLSecretRef.Key, clip(text, 200))}}, nil
+			Body: map[string]any{"text": message, "incident": summary}},
+		Summary: fmt.Sprintf("post to the webhook in Secret %s (key %s): %s", p.URLSecretRef.Name, p.URLSecretRef.Key, text.Elide(message, 200))}}, nil
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // SilenceRequest is the Alertmanager silence a Silence step asks for.
@@ -48,5 +50,5 @@ func silence(ctx context.Context, in *Input) ([]Change, error) {
 	ref := object("alertmanager/v2", "Silence", "", inc.Name)
 	return []Change{{Op: Silence, Object: ref,
 		Silence: &SilenceRequest{Labels: inc.Spec.Labels, Duration: d, Comment: comment},
-		Summary: fmt.Sprintf("silence alert {%s} in Alertmanager for up to %s, until the incident closes", clip(strings.Join(matchers, ", "), 300), d)}}, nil
+		Summary: fmt.Sprintf("silence alert {%s} in Alertmanager for up to %s, until the incident closes", text.Elide(strings.Join(matchers, ", "), 300), d)}}, nil
 }

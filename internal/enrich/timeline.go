@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 const (
@@ -63,17 +64,17 @@ func (e *Enricher) timeline(ctx context.Context, inc *riposte.Incident, objects 
 				continue
 			}
 			entries = append(entries, riposte.TimelineEntry{Time: metav1.NewTime(at), Source: "Event",
-				Object: ev.InvolvedObject.Kind + "/" + ev.InvolvedObject.Name, Reason: clip(ev.Reason, 128), Message: clip(ev.Message, maxMessageLength)})
+				Object: ev.InvolvedObject.Kind + "/" + ev.InvolvedObject.Name, Reason: text.Clip(ev.Reason, 128), Message: text.Clip(ev.Message, maxMessageLength)})
 		}
 	}
 	if inc.Spec.StartsAt != nil {
-		entries = append(entries, riposte.TimelineEntry{Time: *inc.Spec.StartsAt, Source: "Alert", Reason: clip(inc.Spec.AlertName, 128),
-			Message: clip(inc.Spec.Annotations["summary"], maxMessageLength)})
+		entries = append(entries, riposte.TimelineEntry{Time: *inc.Spec.StartsAt, Source: "Alert", Reason: text.Clip(inc.Spec.AlertName, 128),
+			Message: text.Clip(inc.Spec.Annotations["summary"], maxMessageLength)})
 	}
 	for _, s := range inc.Status.Steps {
 		if s.CompletedAt != nil {
 			entries = append(entries, riposte.TimelineEntry{Time: *s.CompletedAt, Source: "Riposte", Reason: string(s.Phase),
-				Message: clip(fmt.Sprintf("step %s (%s)", s.Name, s.Action), maxMessageLength)})
+				Message: text.Clip(fmt.Sprintf("step %s (%s)", s.Name, s.Action), maxMessageLength)})
 		}
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Time.Before(&entries[j].Time) })
@@ -140,15 +141,4 @@ func (e *Enricher) related(ctx context.Context, inc *riposte.Incident, now time.
 	sort.Strings(names)
 	ic.RelatedIncidents, ic.Truncated = bound(names, maxRelated, "relatedIncidents", ic.Truncated)
 	return nil
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut on a rune boundary.
-	for n > 0 && (s[n]&0xC0) == 0x80 {
-		n--
-	}
-	return s[:n]
 }

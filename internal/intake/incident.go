@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // Labels intake puts on every Incident it stores, so they can be selected.
@@ -48,7 +49,7 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 			// Copied so the Incident never aliases the decoded payload.
 			Labels:       maps.Clone(a.Labels),
 			Annotations:  maps.Clone(a.Annotations),
-			GeneratorURL: truncateUTF8(a.GeneratorURL, maxGeneratorURL),
+			GeneratorURL: text.Clip(a.GeneratorURL, maxGeneratorURL),
 		},
 	}
 	if !a.StartsAt.IsZero() {
@@ -88,16 +89,4 @@ func labelValue(s string) string {
 
 func isAlphanumeric(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character, so
-// the result stays valid UTF-8 and within the CRD's character limit.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
