@@ -178,6 +178,11 @@ var Catalogue = map[riposte.ActionType]Planner{
 	riposte.ActionSilence:         PlannerFunc(silence),
 }
 
+// patchOf is a merge patch of ref.
+func patchOf(ref *riposte.ObjectReference, patch map[string]any, summary string) Change {
+	return Change{Op: MergePatch, Object: object(ref.APIVersion, ref.Kind, ref.Namespace, ref.Name), Patch: patch, Summary: summary}
+}
+
 // object builds the identity part of an unstructured object.
 func object(apiVersion, kind, namespace, name string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}

@@ -43,8 +43,9 @@ func setMetadata(in *Input, field string) ([]Change, error) {
 	// A merge patch of just these keys: a server-side apply would, on the
 	// next apply by Riposte to the same object, drop keys it set before.
 	patch := map[string]any{"metadata": map[string]any{field: values}}
-	return []Change{{Op: MergePatch, Object: object(t.APIVersion, t.Kind, t.Namespace, t.Name), Patch: patch, UID: t.UID,
-		Summary: fmt.Sprintf("set %s on %s: %s", field, t, strings.Join(parts, ", "))}}, nil
+	change := patchOf(t, patch, fmt.Sprintf("set %s on %s: %s", field, t, strings.Join(parts, ", ")))
+	change.UID = t.UID
+	return []Change{change}, nil
 }
 
 // applyManifest applies the step's object, its strings filled from the
@@ -105,8 +106,7 @@ func patchTarget(ctx context.Context, in *Input) ([]Change, error) {
 		return nil, err
 	}
 	b, _ := json.Marshal(filled)
-	return []Change{{Op: MergePatch, Object: object(t.APIVersion, t.Kind, t.Namespace, t.Name), Patch: filled.(map[string]any),
-		Summary: fmt.Sprintf("merge patch %s: %s", t, text.Elide(string(b), 300))}}, nil
+	return []Change{patchOf(t, filled.(map[string]any), fmt.Sprintf("merge patch %s: %s", t, text.Elide(string(b), 300)))}, nil
 }
 
 func rawObject(raw []byte) (map[string]any, error) {
