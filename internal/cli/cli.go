@@ -70,53 +70,32 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s: %w\n\n%s", cmd, err, Usage)
 	}
 	c.Namespace = *ns
+	var name string
+	if namedCommands[cmd] {
+		var err error
+		if name, err = oneName(cmd, fs.Args()); err != nil {
+			return err
+		}
+	}
+	if why, ok := reasonRequired[cmd]; ok && strings.TrimSpace(*reason) == "" {
+		return fmt.Errorf("%s: --reason is required: %s", cmd, why)
+	}
 	switch cmd {
 	case "gates":
 		return c.gates(ctx, *all)
 	case "show":
-		name, err := oneName(cmd, fs.Args())
-		if err != nil {
-			return err
-		}
 		return c.show(ctx, name)
-	case "approve", "reject":
-		name, err := oneName(cmd, fs.Args())
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(*reason) == "" {
-			return fmt.Errorf("%s: --reason is required: it is recorded with your decision", cmd)
-		}
-		verdict := riposte.DecisionApprove
-		if cmd == "reject" {
-			verdict = riposte.DecisionReject
-		}
-		return c.decide(ctx, name, verdict, *reason)
+	case "approve":
+		return c.decide(ctx, name, riposte.DecisionApprove, *reason)
+	case "reject":
+		return c.decide(ctx, name, riposte.DecisionReject, *reason)
 	case "describe":
-		name, err := oneName(cmd, fs.Args())
-		if err != nil {
-			return err
-		}
 		return c.describe(ctx, name)
 	case "undo":
-		name, err := oneName(cmd, fs.Args())
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(*reason) == "" {
-			return fmt.Errorf("undo: --reason is required: it is recorded with your request")
-		}
 		return c.undo(ctx, name, *reason)
 	case "escalate":
-		name, err := oneName(cmd, fs.Args())
-		if err != nil {
-			return err
-		}
 		return c.escalate(ctx, name)
 	case "pause":
-		if strings.TrimSpace(*reason) == "" {
-			return fmt.Errorf("pause: --reason is required: every held incident shows it")
-		}
 		return c.pause(ctx, *riposteNS, *reason)
 	case "resume":
 		return c.resume(ctx, *riposteNS)
@@ -133,6 +112,17 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("unknown command %q\n\n%s", cmd, Usage)
 	}
+}
+
+// namedCommands take exactly one gate or incident name.
+var namedCommands = map[string]bool{"show": true, "approve": true, "reject": true, "describe": true, "undo": true, "escalate": true}
+
+// reasonRequired says, per command, why it needs --reason.
+var reasonRequired = map[string]string{
+	"approve": "it is recorded with your decision",
+	"reject":  "it is recorded with your decision",
+	"undo":    "it is recorded with your request",
+	"pause":   "every held incident shows it",
 }
 
 // interleave moves flags before positional arguments, so that
