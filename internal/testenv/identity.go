@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -144,4 +145,17 @@ func (e *Env) IntakeClient(ctx context.Context) (client.Client, error) {
 		return nil, err
 	}
 	return client.New(cfg, client.Options{Scheme: e.Scheme})
+}
+
+// TeamNamespace creates namespace ns whose playbooks run as
+// RemediatorAccount, bound to the given action ClusterRoles.
+func (e *Env) TeamNamespace(t testing.TB, ns string, clusterRoles ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if err := e.Remediator(ctx, ns, clusterRoles...); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -112,3 +112,14 @@ func Consistently(t testing.TB, duration time.Duration, check func(ctx context.C
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// StartForTest starts a control plane for one test and stops it after.
+func StartForTest(t testing.TB, extraCRDDirs ...string) *Env {
+	t.Helper()
+	env, err := Start(extraCRDDirs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return env
+}

@@ -45,16 +45,11 @@ type actionCase struct {
 // (the manager's riposte_action_seconds), and the time an undo takes.
 func TestBenchActions(t *testing.T) {
 	n := envInt("BENCH_ACTION_INCIDENTS", 10)
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	ctx := context.Background()
 	c := env.Client
 	const ns = "actions"
-	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	must(t, env.Remediator(ctx, ns, "riposte-action-isolate", "riposte-action-pods", "riposte-action-workloads", "riposte-action-rbac"))
+	env.TeamNamespace(t, ns, "riposte-action-isolate", "riposte-action-pods", "riposte-action-workloads", "riposte-action-rbac")
 	must(t, c.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "generic", Namespace: ns}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"chat"}, Verbs: []string{"get"}},

@@ -48,19 +48,10 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	sequential := envInt("BENCH_SEQUENTIAL", 300)
 	burst := envInt("BENCH_BURST", 1000)
 
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	ctx := context.Background()
 	c := env.Client
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Remediator(ctx, appNamespace, "riposte-action-isolate"); err != nil {
-		t.Fatal(err)
-	}
+	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
 	if err := c.Create(ctx, &riposte.Playbook{
 		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
 		Spec: riposte.PlaybookSpec{

@@ -34,11 +34,7 @@ func TestBenchEnrichment(t *testing.T) {
 	incidents := envInt("BENCH_ENRICH_INCIDENTS", 500)
 	const namespaces = 20
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	c := env.Client
 
 	type podRef struct{ ns, name string }

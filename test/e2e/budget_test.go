@@ -24,17 +24,10 @@ import (
 // why, and runs once an earlier one is undone.
 func TestWorkloadBudgetHoldsIsolation(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	c := env.Client
 	const ns = "shop"
-	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	if err := env.Remediator(ctx, ns, "riposte-action-isolate"); err != nil {
-		t.Fatal(err)
-	}
+	env.TeamNamespace(t, ns, "riposte-action-isolate")
 	labels := map[string]string{"app": "web"}
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-5d4f", Namespace: ns},
 		Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](4), Selector: &metav1.LabelSelector{MatchLabels: labels},

@@ -33,17 +33,10 @@ import (
 // the first write.
 func TestRemediationSurvivesACrashAfterEveryWrite(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	c := env.Client
 	const ns = "shop"
-	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	if err := env.Remediator(ctx, ns, "riposte-action-isolate", "riposte-action-workloads"); err != nil {
-		t.Fatal(err)
-	}
+	env.TeamNamespace(t, ns, "riposte-action-isolate", "riposte-action-workloads")
 	mustCreate(t, c, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "notify-and-evidence", Namespace: ns},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"chat"}, Verbs: []string{"get"}},

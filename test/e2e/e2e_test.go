@@ -36,19 +36,12 @@ const (
 
 func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	dir := t.TempDir()
 	c := env.Client
 
 	// The cluster: a pod that will be isolated and the playbook that says so.
-	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}})
-	if err := env.Remediator(ctx, appNamespace, "riposte-action-isolate"); err != nil {
-		t.Fatal(err)
-	}
+	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout-7c9d-abcde", Namespace: appNamespace, Labels: map[string]string{"app": "checkout"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/checkout:2.3.1"}}},
@@ -248,11 +241,7 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 // config/samples/alert.json posted as its curl command does.
 func TestReadmeSamplesRemediate(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	dir := t.TempDir()
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "cluster")); err != nil {
 		t.Fatalf("applying the samples: %v", err)

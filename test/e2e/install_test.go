@@ -24,11 +24,7 @@ import (
 // The kustomize install (config/default) is accepted by a real API server:
 // kubectl builds it and the server dry-runs every object.
 func TestKustomizeDefaultIsAccepted(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	dir := t.TempDir()
 	// A server-side dry run persists nothing, so the namespace the other
 	// objects go in must exist for real.
@@ -64,11 +60,7 @@ func TestKustomizeDefaultIsAccepted(t *testing.T) {
 // the API server authenticates and allows to get /metrics.
 func TestSecureMetrics(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	metricsAddr := env.StartManager(t, intakeToken, "--metrics-secure").MetricsAddr
 
 	// Prometheus' identity: a service account bound to the shipped reader role.
@@ -133,11 +125,7 @@ func TestHelmChartIsAccepted(t *testing.T) {
 	if _, err := os.Stat(helm); err != nil {
 		t.Fatalf("no helm at %s: run `make testbins`: %v", helm, err)
 	}
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.StartForTest(t)
 	dir := t.TempDir()
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "security"}}); err != nil {
 		t.Fatal(err)
