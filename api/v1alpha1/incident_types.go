@@ -30,6 +30,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.source != 'Manual' || has(self.requestedBy)",message="a Manual incident names who opened it in requestedBy"
 // +kubebuilder:validation:XValidation:rule="has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)",message="requestedBy is immutable"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.undo) || has(self.undo)",message="an undo request cannot be withdrawn"
+// +kubebuilder:validation:XValidation:rule="self.source != 'Drift' || has(self.drift)",message="a Drift incident names its playbook and rule in spec.drift"
+// +kubebuilder:validation:XValidation:rule="has(self.drift) == has(oldSelf.drift)",message="spec.drift cannot be added or removed"
 type IncidentSpec struct {
 	// source says who opened the incident.
 	// +required
@@ -93,7 +95,41 @@ type IncidentSpec struct {
 	// are not undone when it runs out.
 	// +optional
 	Escalated bool `json:"escalated,omitempty"`
+	// drift says which playbook rule a Drift incident breaks; only that
+	// playbook answers it.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self.playbook == oldSelf.playbook && self.rule == oldSelf.rule",message="the playbook and rule of a drift incident are immutable"
+	Drift *DriftFinding `json:"drift,omitempty"`
 }
+
+// DriftFinding is what the drift detector found.
+type DriftFinding struct {
+	// playbook whose rule the object breaks.
+	// +required
+	Playbook NamespacedName `json:"playbook"`
+	// rule broken: a drift rule's name, or policy/rule of a PolicyReport result.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=507
+	Rule string `json:"rule"`
+	// source is the object the finding was read from: the object itself, or
+	// the PolicyReport that reported it.
+	// +required
+	Source ObjectReference `json:"source"`
+	// resolution says why the finding ended: Complies, ObjectDeleted,
+	// RuleRemoved or PlaybookRemoved.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Resolution string `json:"resolution,omitempty"`
+}
+
+// Drift resolutions.
+const (
+	DriftComplies        = "Complies"
+	DriftObjectDeleted   = "ObjectDeleted"
+	DriftRuleRemoved     = "RuleRemoved"
+	DriftPlaybookRemoved = "PlaybookRemoved"
+)
 
 // UndoRequest is a person's request to undo an incident's remediation.
 type UndoRequest struct {

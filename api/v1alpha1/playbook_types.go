@@ -57,12 +57,136 @@ type AlertTrigger struct {
 }
 
 // Triggers say which incidents a playbook answers.
-// +kubebuilder:validation:XValidation:rule="size(self.alerts) > 0",message="a playbook needs at least one trigger"
+// +kubebuilder:validation:XValidation:rule="(has(self.alerts) && size(self.alerts) > 0) || (has(self.drift) && size(self.drift) > 0) || (has(self.policyReports) && size(self.policyReports) > 0)",message="a playbook needs at least one trigger"
 type Triggers struct {
 	// alerts answered by this playbook; any one trigger matching is enough.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Alerts []AlertTrigger `json:"alerts,omitempty"`
+	// drift rules: conditions every selected object must meet. Riposte
+	// watches the kinds they name and opens an Incident for each object that
+	// breaks a rule, and resolves it when the object complies again.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Drift []DriftRule `json:"drift,omitempty"`
+	// policyReports select failed results from PolicyReports
+	// (wgpolicyk8s.io, written by Kyverno, Kubewarden and other policy
+	// engines) as drift, when that API is installed.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	PolicyReports []PolicyReportTrigger `json:"policyReports,omitempty"`
+}
+
+// ResourceKind names a kind of object by its API version and kind.
+type ResourceKind struct {
+	// apiVersion of the kind, for example "v1" or "networking.k8s.io/v1".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	APIVersion string `json:"apiVersion"`
+	// kind, for example "Pod".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+}
+
+// DriftLookup declares other objects a rule may look at, so a rule can say
+// that something must exist ("the namespace has a default-deny policy").
+type DriftLookup struct {
+	// name under which the rule sees the objects: lookups.<name> is a list.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]{0,62}$`
+	Name string `json:"name"`
+	// resource is the kind looked up. Namespaced kinds are listed in the
+	// object's namespace (for a Namespace, in that namespace itself);
+	// cluster-scoped kinds are listed whole.
+	// +required
+	Resource ResourceKind `json:"resource"`
+}
+
+// DriftRule is a condition that every selected object must meet.
+type DriftRule struct {
+	// name of the rule, unique in the playbook; incidents carry it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// resource is the kind of object the rule judges.
+	// +required
+	Resource ResourceKind `json:"resource"`
+	// namespaceSelector limits the rule to objects in namespaces with these
+	// labels (for a Namespace, its own labels); empty means every namespace
+	// in the playbook's scope.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// objectSelector limits the rule to objects with these labels.
+	// +optional
+	ObjectSelector *metav1.LabelSelector `json:"objectSelector,omitempty"`
+	// rule is a CEL expression that must be true for a compliant object, in
+	// the conventions of ValidatingAdmissionPolicy: `object` is the object,
+	// `namespaceObject` its Namespace (null for cluster-scoped objects), and
+	// `lookups.<name>` the objects each lookup declares.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Rule string `json:"rule"`
+	// lookups declare the other objects the rule reads.
+	// +optional
+	// +kubebuilder:validation:MaxItems=4
+	// +listType=map
+	// +listMapKey=name
+	Lookups []DriftLookup `json:"lookups,omitempty"`
+	// message says what is wrong, for the incident's summary.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message"`
+	// messageExpression, when set, is a CEL expression returning a string
+	// that replaces message, so it can name the offending container.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	MessageExpression string `json:"messageExpression,omitempty"`
+	// severity of the incidents the rule opens.
+	// +optional
+	// +kubebuilder:default=warning
+	// +kubebuilder:validation:MaxLength=63
+	Severity string `json:"severity,omitempty"`
+}
+
+// PolicyReportResult is a PolicyReport result's verdict.
+// +kubebuilder:validation:Enum=fail;error;warn
+type PolicyReportResult string
+
+// PolicyReportTrigger selects PolicyReport results a playbook answers. Every
+// field given must match; an empty list matches anything.
+type PolicyReportTrigger struct {
+	// policies whose results are answered; empty means any policy.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	Policies []string `json:"policies,omitempty"`
+	// rules whose results are answered; empty means any rule.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	Rules []string `json:"rules,omitempty"`
+	// results answered; by default only fail.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	Results []PolicyReportResult `json:"results,omitempty"`
+	// severities answered (critical, high, medium, low, info); empty means any.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:validation:items:MaxLength=63
+	Severities []string `json:"severities,omitempty"`
 }
 
 // IsolatePodParams tunes the IsolatePod and IsolateWorkload actions.
@@ -399,6 +523,18 @@ const (
 	ReasonInvalidCEL       = "InvalidExpression"
 	ReasonInvalidMatcher   = "InvalidMatcher"
 	ReasonNoServiceAccount = "NoServiceAccount"
+	ReasonInvalidRule      = "InvalidRule"
+	ReasonUnknownKind      = "UnknownKind"
+	ReasonWatchForbidden   = "WatchForbidden"
+	ReasonWatching         = "Watching"
+	ReasonNotInstalled     = "NotInstalled"
+)
+
+// Playbook condition types besides Ready and Stalled.
+const (
+	// PlaybookPolicyReports says whether the PolicyReport API the playbook's
+	// policyReports triggers read is installed and watched.
+	PlaybookPolicyReports = "PolicyReportsWatched"
 )
 
 // PlaybookStatus is what Riposte observed about the playbook.

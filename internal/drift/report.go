@@ -1,0 +1,117 @@
+package drift
+
+import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+// The PolicyReport API of the Kubernetes Policy working group.
+var (
+	PolicyReportGroup        = "wgpolicyk8s.io"
+	PolicyReportKind         = schema.GroupKind{Group: PolicyReportGroup, Kind: "PolicyReport"}
+	ClusterPolicyReportKind  = schema.GroupKind{Group: PolicyReportGroup, Kind: "ClusterPolicyReport"}
+	defaultPolicyReportMatch = []riposte.PolicyReportResult{"fail"}
+)
+
+// ReportResult is one result of a PolicyReport, with the objects it is about.
+type ReportResult struct {
+	Policy, Rule, Result, Severity, Message string
+	Resources                               []riposte.ObjectReference
+}
+
+// ReportResults reads a PolicyReport's results. A result about no resource
+// is about the report's scope (Kyverno writes one report per resource).
+func ReportResults(report map[string]any) []ReportResult {
+	var scope []riposte.ObjectReference
+	if s, ok := report["scope"].(map[string]any); ok {
+		if ref, ok := refOf(s); ok {
+			scope = []riposte.ObjectReference{ref}
+		}
+	}
+	results, _ := report["results"].([]any)
+	out := make([]ReportResult, 0, len(results))
+	for _, v := range results {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		r := ReportResult{Policy: str(m, "policy"), Rule: str(m, "rule"), Result: str(m, "result"),
+			Severity: str(m, "severity"), Message: str(m, "message")}
+		if resources, ok := m["resources"].([]any); ok {
+			for _, res := range resources {
+				if rm, ok := res.(map[string]any); ok {
+					if ref, ok := refOf(rm); ok {
+						r.Resources = append(r.Resources, ref)
+					}
+				}
+			}
+		}
+		if len(r.Resources) == 0 {
+			r.Resources = scope
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func refOf(m map[string]any) (riposte.ObjectReference, bool) {
+	ref := riposte.ObjectReference{APIVersion: str(m, "apiVersion"), Kind: str(m, "kind"),
+		Namespace: str(m, "namespace"), Name: str(m, "name"), UID: str(m, "uid")}
+	return ref, ref.Kind != "" && ref.Name != ""
+}
+
+func str(m map[string]any, key string) string {
+	s, _ := m[key].(string)
+	return s
+}
+
+// ReportTriggerMatches reports whether a playbook's trigger answers a result.
+func ReportTriggerMatches(t riposte.PolicyReportTrigger, r ReportResult) bool {
+	results := t.Results
+	if len(results) == 0 {
+		results = defaultPolicyReportMatch
+	}
+	return slices.Contains(results, riposte.PolicyReportResult(r.Result)) &&
+		(len(t.Policies) == 0 || slices.Contains(t.Policies, r.Policy)) &&
+		(len(t.Rules) == 0 || slices.Contains(t.Rules, r.Rule)) &&
+		(len(t.Severities) == 0 || slices.Contains(t.Severities, r.Severity))
+}
+
+// ReportFindings are the findings a report gives one playbook: each
+// resource of each result its triggers answer, within its scope.
+func ReportFindings(pb *riposte.Playbook, operatorNamespace string, source riposte.ObjectReference, report map[string]any) []Finding {
+	if len(pb.Spec.Triggers.PolicyReports) == 0 {
+		return nil
+	}
+	var out []Finding
+	for _, r := range ReportResults(report) {
+		answered := slices.ContainsFunc(pb.Spec.Triggers.PolicyReports, func(t riposte.PolicyReportTrigger) bool {
+			return ReportTriggerMatches(t, r)
+		})
+		if !answered {
+			continue
+		}
+		for _, res := range r.Resources {
+			if pb.Namespace != operatorNamespace && res.Namespace != pb.Namespace {
+				continue
+			}
+			msg := r.Message
+			if msg == "" {
+				msg = "policy " + r.Policy + " rule " + r.Rule + ": " + r.Result
+			}
+			out = append(out, Finding{
+				Playbook: types.NamespacedName{Namespace: pb.Namespace, Name: pb.Name},
+				Rule:     r.Policy + "/" + r.Rule,
+				Target:   res,
+				Source:   source,
+				Message:  msg,
+				Severity: r.Severity,
+			})
+		}
+	}
+	return out
+}
