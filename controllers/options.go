@@ -5,6 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/controllers/drift"
+	driftrules "github.com/riposte-dev/riposte/internal/drift"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -42,6 +53,9 @@ type Options struct {
 	Budget guard.Budget
 	// AlertmanagerURL, when set, is where Silence steps create silences.
 	AlertmanagerURL string
+	// DriftResync is how often every object drift rules watch is judged
+	// again; 0 means every 10 minutes.
+	DriftResync time.Duration
 }
 
 // CacheOptions configure the manager's cache: managed fields are never read,
@@ -73,11 +87,24 @@ func ClientOptions() client.Options {
 // Setup registers the Incident, ApprovalGate and Playbook reconcilers.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	exprs := &expr.Cache{}
+	authorization, err := authorizationclient.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	resolver := &driftrules.Resolver{
+		Mapper:            mgr.GetRESTMapper(),
+		CanWatch:          canWatch(authorization),
+		OperatorNamespace: opts.OperatorNamespace,
+	}
 	if err := (&playbook.Reconciler{
 		Client:            mgr.GetClient(),
 		Exprs:             exprs,
+		Drift:             resolver,
 		OperatorNamespace: opts.OperatorNamespace,
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
+		return err
+	}
+	if err := setupDrift(mgr, opts, resolver, exprs); err != nil {
 		return err
 	}
 	gates := &approvalgate.Reconciler{
@@ -91,7 +118,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := gates.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
 	}
-	for _, c := range []prometheus.Collector{approvalgate.NewPendingCollector(mgr.GetClient()), incident.NewIncidentCollector(mgr.GetClient())} {
+	for _, c := range append(drift.Collectors(), approvalgate.NewPendingCollector(mgr.GetClient()), incident.NewIncidentCollector(mgr.GetClient())) {
 		if err := metrics.Registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -132,4 +159,50 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			return w.Post(ctx, body, key)
 		},
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles)
+}
+
+// setupDrift adds the drift detector, which runs on the leader only.
+func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver, exprs *expr.Cache) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &riposte.Incident{}, driftrules.IndexSource, drift.IndexOpenBySource); err != nil {
+		return err
+	}
+	keep := map[schema.GroupVersionKind]bool{}
+	for _, obj := range append(enrich.CachedKinds(), &corev1.Pod{}, &corev1.ConfigMap{}, &riposte.Incident{}, &riposte.Playbook{}, &riposte.ApprovalGate{}) {
+		gvk, err := apiutil.GVKForObject(obj, mgr.GetScheme())
+		if err != nil {
+			return err
+		}
+		keep[gvk] = true
+	}
+	return mgr.Add(&drift.Detector{
+		Client:   mgr.GetClient(),
+		Cache:    mgr.GetCache(),
+		Scheme:   mgr.GetScheme(),
+		Resolver: resolver,
+		Resync:   opts.DriftResync,
+		Workers:  max(opts.MaxConcurrentReconciles, 1),
+		Keep:     keep,
+		Exprs:    exprs,
+	})
+}
+
+// canWatch asks the API server whether Riposte itself may list and watch a
+// resource in every namespace, so a rule naming a kind it may not read is
+// reported on its playbook instead of failing quietly in an informer.
+func canWatch(c authorizationclient.SelfSubjectAccessReviewsGetter) func(ctx context.Context, gvr schema.GroupVersionResource) error {
+	return func(ctx context.Context, gvr schema.GroupVersionResource) error {
+		for _, verb := range []string{"list", "watch"} {
+			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: gvr.Group, Resource: gvr.Resource},
+			}}
+			review, err := c.SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("checking whether Riposte may %s %s: %w", verb, gvr.GroupResource(), err)
+			}
+			if !review.Status.Allowed {
+				return fmt.Errorf("Riposte's service account may not %s %s in every namespace; grant it get, list and watch on them (a ClusterRole bound to riposte-controller-manager) to use this rule", verb, gvr.GroupResource())
+			}
+		}
+		return nil
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,6 +46,7 @@ type options struct {
 	stepsPerMinute      int
 	alertmanagerURL     string
 	maxWorkloadFraction float64
+	driftResync         time.Duration
 }
 
 func main() {
@@ -68,6 +70,7 @@ func main() {
 	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
+	flag.DurationVar(&o.driftResync, "drift-resync-interval", 10*time.Minute, "How often every object drift rules watch is judged again, to catch anything a watch missed; changes are judged as they happen.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -91,6 +94,9 @@ func main() {
 func run(o options) error {
 	if o.maxWorkloadFraction < 0 || o.maxWorkloadFraction > 1 {
 		return fmt.Errorf("--budget-max-workload-fraction %v: want a fraction from 0 (no budget) to 1", o.maxWorkloadFraction)
+	}
+	if o.driftResync < time.Second {
+		return fmt.Errorf("--drift-resync-interval %s: want at least 1s", o.driftResync)
 	}
 	if o.stepsPerMinute < 0 {
 		return fmt.Errorf("--budget-steps-per-minute %d: want 0 (no budget) or more", o.stepsPerMinute)
@@ -137,6 +143,7 @@ func run(o options) error {
 		NotifyURL:               o.notifyURL,
 		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
 		AlertmanagerURL:         o.alertmanagerURL,
+		DriftResync:             o.driftResync,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

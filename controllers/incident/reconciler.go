@@ -184,10 +184,30 @@ func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
 		}
 		inc.Status.ResolvedAt = &at
 		inc.Status.Phase = riposte.PhaseResolved
-		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAlertResolved, "Resolve", "the alert resolved")
+		reason, why := resolvedBecause(inc)
+		r.event(inc, corev1.EventTypeNormal, reason, "Resolve", why)
 		return true
 	}
 	return false
+}
+
+// resolvedBecause says why an incident's source declared it over: the alert
+// resolved, or for drift, the detector's resolution.
+func resolvedBecause(inc *riposte.Incident) (reason, message string) {
+	d := inc.Spec.Drift
+	if d == nil {
+		return riposte.ReasonAlertResolved, "the alert resolved"
+	}
+	switch d.Resolution {
+	case riposte.DriftObjectDeleted:
+		return d.Resolution, "the object was deleted"
+	case riposte.DriftRuleRemoved:
+		return d.Resolution, "rule " + d.Rule + " was removed from playbook " + d.Playbook.String()
+	case riposte.DriftPlaybookRemoved:
+		return d.Resolution, "playbook " + d.Playbook.String() + " was removed"
+	default:
+		return riposte.DriftComplies, "the object complies with rule " + d.Rule + " again"
+	}
 }
 
 // enrich resolves the target and its context once.
@@ -433,7 +453,8 @@ func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
 func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 	inc, gate := p.inc, p.gate
 	if inc.Spec.Status == riposte.AlertResolved {
-		if err := r.closeGate(ctx, gate, riposte.GateCancelled, riposte.ReasonAlertResolved, "the alert resolved before a decision"); err != nil {
+		reason, why := resolvedBecause(inc)
+		if err := r.closeGate(ctx, gate, riposte.GateCancelled, reason, why+" before a decision"); err != nil {
 			return err
 		}
 		at := metav1.Now()
@@ -442,8 +463,8 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		}
 		inc.Status.ResolvedAt = &at
 		inc.Status.Phase = riposte.PhaseResolved
-		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAlertResolved, "gate "+gate.Name+" was cancelled: the alert resolved")
-		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAlertResolved, "Cancel", "the alert resolved; gate "+gate.Name+" was cancelled")
+		setCondition(inc, riposte.IncidentApproved, false, reason, "gate "+gate.Name+" was cancelled: "+why)
+		r.event(inc, corev1.EventTypeNormal, reason, "Cancel", why+"; gate "+gate.Name+" was cancelled")
 		return nil
 	}
 	if _, gone, err := r.currentTarget(ctx, inc); err != nil || gone {

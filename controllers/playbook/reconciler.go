@@ -1,10 +1,12 @@
 // Package playbook reconciles Playbooks: it judges what admission cannot (CEL
-// expressions, regular expressions) and reports it in status. It never
+// expressions, regular expressions, the kinds drift rules name and whether
+// Riposte may watch them) and reports it in status. It never
 // writes a playbook's spec, so GitOps tools see no drift.
 package playbook
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/drift"
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/match"
 )
@@ -23,9 +26,15 @@ import (
 // Reconciler validates Playbooks.
 type Reconciler struct {
 	client.Client
-	Exprs             *expr.Cache
+	Exprs *expr.Cache
+	// Drift resolves drift rules' kinds against the API server.
+	Drift             *drift.Resolver
 	OperatorNamespace string
 }
+
+// notInstalledRecheck is how often a playbook waiting for the PolicyReport
+// API looks for it again.
+const notInstalledRecheck = time.Minute
 
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks/status,verbs=get;patch;update
@@ -56,6 +65,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		reason, msg = riposte.ReasonNoServiceAccount, "spec.serviceAccountName is empty: a playbook outside "+r.OperatorNamespace+
 			" must name the service account, in its own namespace, that its remediation runs as (Riposte impersonates it, so its RBAC bounds what the playbook can change)"
 	}
+	if reason == "" && r.Drift != nil && len(pb.Spec.Triggers.Drift) > 0 {
+		if _, problem := r.Drift.Resolve(ctx, pb); problem != nil {
+			reason, msg = problem.Reason, problem.Message
+		}
+	}
+	var requeue time.Duration
+	if len(pb.Spec.Triggers.PolicyReports) == 0 || r.Drift == nil {
+		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.PlaybookPolicyReports)
+	} else if _, problem := r.Drift.PolicyReportKinds(ctx); problem != nil {
+		// Not an error the author must fix: the playbook's other triggers work.
+		set(pb, riposte.PlaybookPolicyReports, metav1.ConditionFalse, problem.Reason, problem.Message)
+		requeue = notInstalledRecheck
+	} else {
+		set(pb, riposte.PlaybookPolicyReports, metav1.ConditionTrue, riposte.ReasonWatching, "failed PolicyReport results are read as drift")
+	}
 	if reason == "" {
 		set(pb, riposte.ConditionReady, metav1.ConditionTrue, riposte.ReasonValid, "playbook is valid and in use ("+pb.Status.Scope+" scope)")
 		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.ConditionStalled)
@@ -64,9 +88,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		set(pb, riposte.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	}
 	if equality.Semantic.DeepEqual(before.Status, pb.Status) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
-	return ctrl.Result{}, client.IgnoreNotFound(r.Status().Patch(ctx, pb, client.MergeFrom(before)))
+	return ctrl.Result{RequeueAfter: requeue}, client.IgnoreNotFound(r.Status().Patch(ctx, pb, client.MergeFrom(before)))
 }
 
 func set(pb *riposte.Playbook, t string, s metav1.ConditionStatus, reason, msg string) {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -193,6 +194,9 @@ func Select(playbooks []riposte.Playbook, inc *riposte.Incident, operatorNamespa
 			continue
 		}
 		ok, err := triggersMatch(pb, &inc.Spec)
+		if inc.Spec.Drift != nil {
+			ok, err = driftMatches(pb, inc.Spec.Drift), nil
+		}
 		if err == nil && ok && pb.Spec.When != "" {
 			if incidentObject == nil {
 				incidentObject, err = expr.IncidentObject(inc)
@@ -223,6 +227,19 @@ func Select(playbooks []riposte.Playbook, inc *riposte.Incident, operatorNamespa
 		return a.Name < b.Name
 	})
 	return matched[0], broken
+}
+
+// driftMatches reports whether pb is the playbook whose rule a drift
+// incident breaks, and still has that rule: a drift incident is answered by
+// the playbook that found it, or by none.
+func driftMatches(pb *riposte.Playbook, d *riposte.DriftFinding) bool {
+	if pb.Namespace != d.Playbook.Namespace || pb.Name != d.Playbook.Name {
+		return false
+	}
+	if strings.Contains(d.Rule, "/") { // policy/rule of a PolicyReport result
+		return len(pb.Spec.Triggers.PolicyReports) > 0
+	}
+	return slices.ContainsFunc(pb.Spec.Triggers.Drift, func(r riposte.DriftRule) bool { return r.Name == d.Rule })
 }
 
 func triggersMatch(pb *riposte.Playbook, spec *riposte.IncidentSpec) (bool, error) {

@@ -1,0 +1,299 @@
+// Package drift runs drift detection: it watches exactly the kinds the
+// playbooks' drift rules name (and PolicyReports, when installed), judges
+// each object as it changes, and opens, keeps or resolves one Incident per
+// (playbook, rule, object).
+package drift
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/drift"
+	"github.com/riposte-dev/riposte/internal/expr"
+)
+
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports;clusterpolicyreports,verbs=get;list;watch
+
+// Detector is the drift detector. It runs on the leader only, so replicas
+// never race to open the same incident (names are deterministic anyway).
+type Detector struct {
+	Client   client.Client
+	Cache    cache.Cache
+	Scheme   *runtime.Scheme
+	Resolver *drift.Resolver
+	// Resync is how often every watched object is judged again, to catch
+	// anything a watch missed.
+	Resync time.Duration
+	// Workers judge objects in parallel.
+	Workers int
+	// Keep are kinds the rest of the manager reads from the cache: their
+	// informers are never stopped, only the detector's handler on them.
+	Keep map[schema.GroupVersionKind]bool
+	// Exprs compiles the playbooks' other expressions, to tell a usable playbook.
+	Exprs *expr.Cache
+
+	queue   workqueue.TypedRateLimitingInterface[item]
+	mu      sync.RWMutex
+	current *registry
+	watches map[schema.GroupVersionKind]*watch
+	locks   [64]sync.Mutex
+	log     logr.Logger
+}
+
+// item is one unit of work. Items are deduplicated by the queue: a storm of
+// updates to one object costs one evaluation.
+type item struct {
+	gvk             schema.GroupVersionKind
+	namespace, name string
+	// all asks for every object of the kind in namespace ("" for all).
+	all bool
+	// playbooks asks to read the playbooks again.
+	playbooks bool
+}
+
+type watch struct {
+	informer     cache.Informer
+	registration toolscache.ResourceEventHandlerRegistration
+	object       client.Object
+}
+
+// Start runs the detector until ctx ends.
+func (d *Detector) Start(ctx context.Context) error {
+	d.log = ctrl.LoggerFrom(ctx).WithName("drift")
+	d.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[item](),
+		workqueue.TypedRateLimitingQueueConfig[item]{Name: "drift"})
+	d.watches = map[schema.GroupVersionKind]*watch{}
+	d.current = &registry{}
+	defer d.queue.ShutDown()
+
+	playbooks, err := d.Cache.GetInformer(ctx, &riposte.Playbook{})
+	if err != nil {
+		return err
+	}
+	if _, err := playbooks.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { d.queue.Add(item{playbooks: true}) },
+		UpdateFunc: func(any, any) { d.queue.Add(item{playbooks: true}) },
+		DeleteFunc: func(any) { d.queue.Add(item{playbooks: true}) },
+	}); err != nil {
+		return err
+	}
+	d.queue.Add(item{playbooks: true})
+	for range max(d.Workers, 1) {
+		go func() {
+			for d.processNext(ctx) {
+			}
+		}()
+	}
+	resync := d.Resync
+	if resync <= 0 {
+		resync = 10 * time.Minute
+	}
+	ticker := time.NewTicker(resync)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			d.queue.Add(item{playbooks: true})
+			d.resyncAll(ctx)
+		}
+	}
+}
+
+func (d *Detector) processNext(ctx context.Context) bool {
+	it, shutdown := d.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer d.queue.Done(it)
+	var err error
+	switch {
+	case it.playbooks:
+		err = d.refresh(ctx)
+	case it.all:
+		err = d.fanOut(ctx, it)
+	default:
+		err = d.judge(ctx, it)
+	}
+	if err != nil {
+		d.log.Error(err, "drift work failed; retrying", "kind", it.gvk.Kind, "namespace", it.namespace, "name", it.name)
+		d.queue.AddRateLimited(it)
+		return true
+	}
+	d.queue.Forget(it)
+	return true
+}
+
+func (d *Detector) registry() *registry {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.current
+}
+
+// lock serialises work on one object between the workers and the resync.
+func (d *Detector) lock(it item) func() {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%s/%s", it.gvk, it.namespace, it.name)
+	m := &d.locks[h.Sum32()%uint32(len(d.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// onEvent turns a change to any watched object into work: the object itself
+// when a rule judges its kind, the objects whose rules look it up, and the
+// objects in a namespace whose labels changed.
+func (d *Detector) onEvent(gvk schema.GroupVersionKind, obj any) {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	reg := d.registry()
+	ns, name := m.GetNamespace(), m.GetName()
+	if len(reg.byKind[gvk]) > 0 || reg.reportKinds[gvk] {
+		d.queue.Add(item{gvk: gvk, namespace: ns, name: name})
+	}
+	for _, r := range reg.lookedUpBy[gvk] {
+		scope := ""
+		if reg.namespaced[gvk] {
+			scope = ns
+		}
+		switch {
+		case r.GVK == namespaceKind && scope != "":
+			d.queue.Add(item{gvk: namespaceKind, name: scope})
+		default:
+			d.queue.Add(item{gvk: r.GVK, namespace: scope, all: true})
+		}
+	}
+	if gvk == namespaceKind {
+		for kind := range reg.namespaceDependent {
+			d.queue.Add(item{gvk: kind, namespace: name, all: true})
+		}
+	}
+}
+
+// fanOut queues every object of a kind in a namespace ("" for all).
+func (d *Detector) fanOut(ctx context.Context, it item) error {
+	objs, err := d.list(ctx, it.gvk, it.namespace)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		d.queue.Add(item{gvk: it.gvk, namespace: o.GetNamespace(), name: o.GetName()})
+	}
+	return nil
+}
+
+// resyncAll judges every watched object again, in this goroutine, and
+// resolves incidents whose object is gone without the watch saying so.
+func (d *Detector) resyncAll(ctx context.Context) {
+	start := time.Now()
+	reg := d.registry()
+	count := 0
+	for gvk := range reg.judgedKinds() {
+		objs, err := d.list(ctx, gvk, "")
+		if err != nil {
+			d.log.Error(err, "resync: listing", "kind", gvk.Kind)
+			continue
+		}
+		for _, o := range objs {
+			it := item{gvk: gvk, namespace: o.GetNamespace(), name: o.GetName()}
+			if err := d.judge(ctx, it); err != nil {
+				d.log.Error(err, "resync: judging", "kind", gvk.Kind, "namespace", it.namespace, "name", it.name)
+				d.queue.AddRateLimited(it)
+			}
+			count++
+		}
+	}
+	var open riposte.IncidentList
+	if err := d.Client.List(ctx, &open, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}); err == nil {
+		for i := range open.Items {
+			inc := &open.Items[i]
+			if drift.Open(inc) {
+				src := inc.Spec.Drift.Source
+				d.queue.Add(item{gvk: schema.FromAPIVersionAndKind(src.APIVersion, src.Kind), namespace: src.Namespace, name: src.Name})
+			}
+		}
+	}
+	resyncSeconds.Observe(time.Since(start).Seconds())
+	resyncObjects.Set(float64(count))
+}
+
+// judge evaluates one object (or one PolicyReport) and brings its incidents
+// in line with what it breaks now.
+func (d *Detector) judge(ctx context.Context, it item) error {
+	defer d.lock(it)()
+	reg := d.registry()
+	source := riposte.ObjectReference{APIVersion: it.gvk.GroupVersion().String(), Kind: it.gvk.Kind, Namespace: it.namespace, Name: it.name}
+	obj, err := d.get(ctx, it.gvk, it.namespace, it.name)
+	if err != nil {
+		return err
+	}
+	var findings []drift.Finding
+	switch {
+	case obj == nil:
+		// Deleted: every finding about it ends.
+	case reg.reportKinds[it.gvk]:
+		for _, pb := range reg.reportPlaybooks {
+			findings = append(findings, drift.ReportFindings(pb, d.Resolver.OperatorNamespace, source, obj)...)
+		}
+	default:
+		var nsObj map[string]any
+		if scope := drift.ScopeNamespace(obj); scope != "" {
+			if it.gvk == namespaceKind {
+				nsObj = obj
+			} else if nsObj, err = d.get(ctx, namespaceKind, "", scope); err != nil {
+				return err
+			}
+		}
+		var errs []error
+		findings, errs = drift.Judge(reg.byKind[it.gvk], obj, nsObj, func(gvk schema.GroupVersionKind) bool { return reg.namespaced[gvk] }, d.lookup(ctx))
+		for _, e := range errs {
+			evaluations.WithLabelValues("error").Inc()
+			d.log.V(1).Info("a drift rule could not be evaluated", "kind", it.gvk.Kind, "namespace", it.namespace, "name", it.name, "error", e.Error())
+		}
+		evaluations.WithLabelValues("violation").Add(float64(len(findings)))
+		evaluations.WithLabelValues("compliant").Add(float64(max(len(reg.byKind[it.gvk])-len(findings)-len(errs), 0)))
+	}
+	resolution := riposte.DriftComplies
+	if obj == nil {
+		resolution = riposte.DriftObjectDeleted
+	}
+	return d.sync(ctx, reg, source, findings, resolution)
+}
+
+func (d *Detector) lookup(ctx context.Context) drift.Lister {
+	return func(gvk schema.GroupVersionKind, namespace string) ([]any, error) {
+		objs, err := d.list(ctx, gvk, namespace)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, 0, len(objs))
+		for _, o := range objs {
+			m, err := toMap(o, gvk)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+		return out, nil
+	}
+}

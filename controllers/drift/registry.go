@@ -1,0 +1,316 @@
+package drift
+
+import (
+	"context"
+	"reflect"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/drift"
+	"github.com/riposte-dev/riposte/internal/match"
+)
+
+var namespaceKind = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
+
+// registry is the rules in force, indexed the ways events need them. It is
+// replaced whole when playbooks change, never edited in place.
+type registry struct {
+	// playbooks in use, by name, with their rules.
+	playbooks map[types.NamespacedName]*entry
+	byKind    map[schema.GroupVersionKind][]*drift.Rule
+	// lookedUpBy lists the rules that read a kind through a lookup.
+	lookedUpBy map[schema.GroupVersionKind][]*drift.Rule
+	namespaced map[schema.GroupVersionKind]bool
+	// namespaceDependent are the namespaced kinds whose rules read their
+	// namespace: a namespace's change re-judges its objects of these kinds.
+	namespaceDependent map[schema.GroupVersionKind]bool
+	reportKinds        map[schema.GroupVersionKind]bool
+	reportPlaybooks    []*riposte.Playbook
+}
+
+type entry struct {
+	playbook *riposte.Playbook
+	rules    map[string]*drift.Rule
+}
+
+func newRegistry() *registry {
+	return &registry{
+		playbooks:          map[types.NamespacedName]*entry{},
+		byKind:             map[schema.GroupVersionKind][]*drift.Rule{},
+		lookedUpBy:         map[schema.GroupVersionKind][]*drift.Rule{},
+		namespaced:         map[schema.GroupVersionKind]bool{},
+		namespaceDependent: map[schema.GroupVersionKind]bool{},
+		reportKinds:        map[schema.GroupVersionKind]bool{},
+	}
+}
+
+func (r *registry) add(e *entry, namespaced map[schema.GroupVersionKind]bool) {
+	r.playbooks[types.NamespacedName{Namespace: e.playbook.Namespace, Name: e.playbook.Name}] = e
+	for gvk, ns := range namespaced {
+		r.namespaced[gvk] = ns
+	}
+	for _, rule := range e.rules {
+		r.byKind[rule.GVK] = append(r.byKind[rule.GVK], rule)
+		for _, gvk := range rule.Lookups {
+			r.lookedUpBy[gvk] = append(r.lookedUpBy[gvk], rule)
+		}
+		if r.namespaced[rule.GVK] && (rule.UsesNamespaces() || strings.Contains(rule.Spec.Rule, "namespaceObject") ||
+			strings.Contains(rule.Spec.MessageExpression, "namespaceObject")) {
+			r.namespaceDependent[rule.GVK] = true
+		}
+	}
+	if len(e.playbook.Spec.Triggers.PolicyReports) > 0 {
+		r.reportPlaybooks = append(r.reportPlaybooks, e.playbook)
+	}
+}
+
+// judgedKinds are the kinds whose objects are judged: rule kinds and reports.
+func (r *registry) judgedKinds() map[schema.GroupVersionKind]bool {
+	out := map[schema.GroupVersionKind]bool{}
+	for gvk := range r.byKind {
+		out[gvk] = true
+	}
+	for gvk := range r.reportKinds {
+		out[gvk] = true
+	}
+	return out
+}
+
+// watchedKinds are the judged kinds, the kinds rules look up, and
+// Namespaces whenever a rule reads one.
+func (r *registry) watchedKinds() map[schema.GroupVersionKind]bool {
+	out := r.judgedKinds()
+	for gvk := range r.lookedUpBy {
+		out[gvk] = true
+	}
+	for gvk := range r.byKind {
+		if r.namespaced[gvk] {
+			out[namespaceKind] = true
+		}
+	}
+	return out
+}
+
+// covers reports whether an open incident's rule is still in force; an
+// incident whose rule is not is closed by the sweep with that reason, never
+// as if its object complied.
+func (r *registry) covers(inc *riposte.Incident) bool {
+	e := r.playbooks[types.NamespacedName{Namespace: inc.Spec.Drift.Playbook.Namespace, Name: inc.Spec.Drift.Playbook.Name}]
+	if e == nil {
+		return false
+	}
+	if fromReport(inc) {
+		return len(e.playbook.Spec.Triggers.PolicyReports) > 0
+	}
+	return e.rules[inc.Spec.Drift.Rule] != nil
+}
+
+func fromReport(inc *riposte.Incident) bool {
+	gk := schema.FromAPIVersionAndKind(inc.Spec.Drift.Source.APIVersion, inc.Spec.Drift.Source.Kind).GroupKind()
+	return gk == drift.PolicyReportKind || gk == drift.ClusterPolicyReportKind
+}
+
+// refresh reads the playbooks again: compiles and resolves their rules,
+// closes incidents of rules that are gone, re-judges objects under rules
+// that are new or changed, and starts or stops watches to match.
+func (d *Detector) refresh(ctx context.Context) error {
+	var list riposte.PlaybookList
+	if err := d.Client.List(ctx, &list); err != nil {
+		return err
+	}
+	old := d.registry()
+	next := newRegistry()
+	exists := map[types.NamespacedName]bool{}
+	for i := range list.Items {
+		pb := &list.Items[i]
+		key := types.NamespacedName{Namespace: pb.Namespace, Name: pb.Name}
+		if !pb.DeletionTimestamp.IsZero() {
+			continue
+		}
+		exists[key] = true
+		if len(pb.Spec.Triggers.Drift) == 0 && len(pb.Spec.Triggers.PolicyReports) == 0 {
+			continue
+		}
+		resolved, usable := d.usable(ctx, pb)
+		if !usable {
+			// An edit that breaks a playbook is reported on it (by the
+			// playbook controller) and changes nothing here: the rules last
+			// known good stay in force.
+			if e := old.playbooks[key]; e != nil {
+				next.add(e, old.namespaced)
+			}
+			continue
+		}
+		e := &entry{playbook: pb, rules: map[string]*drift.Rule{}}
+		for _, rule := range resolved.Rules {
+			e.rules[rule.Name] = rule
+		}
+		next.add(e, resolved.Namespaced)
+	}
+	if len(next.reportPlaybooks) > 0 {
+		if kinds, problem := d.Resolver.PolicyReportKinds(ctx); problem == nil {
+			for _, gvk := range kinds {
+				next.reportKinds[gvk] = true
+				next.namespaced[gvk] = gvk.Kind == drift.PolicyReportKind.Kind
+			}
+		}
+	}
+
+	d.mu.Lock()
+	d.current = next
+	d.mu.Unlock()
+
+	if err := d.sweep(ctx, next, exists); err != nil {
+		return err
+	}
+	d.rejudgeChanged(old, next)
+	return d.reconcileWatches(ctx, next)
+}
+
+// usable says whether a playbook's drift rules may run: the playbook passes
+// every check its status reports.
+func (d *Detector) usable(ctx context.Context, pb *riposte.Playbook) (*drift.Resolved, bool) {
+	if reason, _ := match.Validate(pb, d.Exprs); reason != "" {
+		return nil, false
+	}
+	if pb.Spec.ServiceAccountName == "" && pb.Namespace != d.Resolver.OperatorNamespace {
+		return nil, false
+	}
+	resolved, problem := d.Resolver.Resolve(ctx, pb)
+	return resolved, problem == nil
+}
+
+// rejudgeChanged queues every object under a rule that is new or changed,
+// and every report when the playbooks reading reports changed.
+func (d *Detector) rejudgeChanged(old, next *registry) {
+	for key, e := range next.playbooks {
+		before := old.playbooks[key]
+		for name, rule := range e.rules {
+			if before != nil && before.rules[name] != nil && reflect.DeepEqual(before.rules[name].Spec, rule.Spec) {
+				continue
+			}
+			scope := ""
+			if !rule.ClusterWide && next.namespaced[rule.GVK] {
+				scope = rule.Playbook.Namespace
+			}
+			d.queue.Add(item{gvk: rule.GVK, namespace: scope, all: true})
+		}
+		if before == nil || !reflect.DeepEqual(before.playbook.Spec.Triggers.PolicyReports, e.playbook.Spec.Triggers.PolicyReports) {
+			for gvk := range next.reportKinds {
+				d.queue.Add(item{gvk: gvk, all: true})
+			}
+		}
+	}
+	for gvk := range next.reportKinds {
+		if !old.reportKinds[gvk] {
+			d.queue.Add(item{gvk: gvk, all: true})
+		}
+	}
+}
+
+// sweep closes open drift incidents whose playbook or rule is gone, with
+// that reason. It also covers what was removed while Riposte was down.
+func (d *Detector) sweep(ctx context.Context, next *registry, exists map[types.NamespacedName]bool) error {
+	var incidents riposte.IncidentList
+	if err := d.Client.List(ctx, &incidents, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}); err != nil {
+		return err
+	}
+	for i := range incidents.Items {
+		inc := &incidents.Items[i]
+		if !drift.Open(inc) || next.covers(inc) {
+			continue
+		}
+		key := types.NamespacedName{Namespace: inc.Spec.Drift.Playbook.Namespace, Name: inc.Spec.Drift.Playbook.Name}
+		switch {
+		case !exists[key]:
+			if err := d.resolve(ctx, inc, riposte.DriftPlaybookRemoved); err != nil {
+				return err
+			}
+		case next.playbooks[key] != nil:
+			if err := d.resolve(ctx, inc, riposte.DriftRuleRemoved); err != nil {
+				return err
+			}
+		}
+		// A playbook that exists but was never usable since Riposte started
+		// keeps its incidents open until it is fixed or removed.
+	}
+	return nil
+}
+
+// reconcileWatches starts a watch for each kind the rules need and stops
+// the others.
+func (d *Detector) reconcileWatches(ctx context.Context, reg *registry) error {
+	want := reg.watchedKinds()
+	for gvk := range want {
+		if d.watches[gvk] != nil {
+			continue
+		}
+		obj := d.newObject(gvk)
+		// Not blocking: a kind that cannot be listed must not stall the
+		// detector; the playbook's status says why.
+		inf, err := d.Cache.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return err
+		}
+		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { d.onEvent(gvk, o) },
+			UpdateFunc: func(_, o any) { d.onEvent(gvk, o) },
+			DeleteFunc: func(o any) { d.onEvent(gvk, o) },
+		})
+		if err != nil {
+			return err
+		}
+		d.watches[gvk] = &watch{informer: inf, registration: reg, object: obj}
+		d.log.Info("watching for drift", "kind", gvk.String())
+	}
+	for gvk, w := range d.watches {
+		if want[gvk] {
+			continue
+		}
+		if err := w.informer.RemoveEventHandler(w.registration); err != nil {
+			return err
+		}
+		if !d.Keep[gvk] {
+			if err := d.Cache.RemoveInformer(ctx, w.object); err != nil {
+				return err
+			}
+		}
+		delete(d.watches, gvk)
+		d.log.Info("stopped watching for drift", "kind", gvk.String())
+	}
+	watchedKinds.Set(float64(len(d.watches)))
+	return nil
+}
+
+// newObject is a typed object for kinds Riposte knows, so the detector
+// shares the informers the rest of the manager uses; an unstructured one
+// otherwise.
+func (d *Detector) newObject(gvk schema.GroupVersionKind) client.Object {
+	if o, err := d.Scheme.New(gvk); err == nil {
+		if co, ok := o.(client.Object); ok {
+			return co
+		}
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u
+}
+
+func (d *Detector) newList(gvk schema.GroupVersionKind) client.ObjectList {
+	listKind := gvk.GroupVersion().WithKind(gvk.Kind + "List")
+	if o, err := d.Scheme.New(listKind); err == nil {
+		if l, ok := o.(client.ObjectList); ok {
+			return l
+		}
+	}
+	u := &unstructured.UnstructuredList{}
+	u.SetGroupVersionKind(listKind)
+	return u
+}

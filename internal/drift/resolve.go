@@ -1,0 +1,101 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+)
+
+// Resolver learns from the cluster what compiling cannot: whether each kind
+// a rule names exists, whether it is namespaced, and whether Riposte may
+// watch it.
+type Resolver struct {
+	Mapper meta.RESTMapper
+	// CanWatch returns an error saying why Riposte may not list and watch a
+	// resource cluster-wide, or nil.
+	CanWatch          func(ctx context.Context, gvr schema.GroupVersionResource) error
+	OperatorNamespace string
+}
+
+// Resolved is a playbook's rules, ready to watch.
+type Resolved struct {
+	Rules []*Rule
+	// Namespaced says, for every kind the rules name, whether it is namespaced.
+	Namespaced map[schema.GroupVersionKind]bool
+}
+
+// Problem is why a playbook's drift rules cannot be used, for its status.
+type Problem struct {
+	Reason, Message string
+}
+
+// Resolve compiles a playbook's drift rules and checks each kind they name.
+func (r *Resolver) Resolve(ctx context.Context, pb *riposte.Playbook) (*Resolved, *Problem) {
+	rules, err := Compile(pb, r.OperatorNamespace)
+	if err != nil {
+		return nil, &Problem{Reason: riposte.ReasonInvalidRule, Message: err.Error()}
+	}
+	out := &Resolved{Rules: rules, Namespaced: map[schema.GroupVersionKind]bool{}}
+	clusterWide := pb.Namespace == r.OperatorNamespace
+	for i, rule := range rules {
+		field := fmt.Sprintf("spec.triggers.drift[%d]", i)
+		kinds := map[string]schema.GroupVersionKind{field + ".resource": rule.GVK}
+		for name, gvk := range rule.Lookups {
+			kinds[field+".lookups["+name+"]"] = gvk
+		}
+		for f, gvk := range kinds {
+			namespaced, p := r.check(ctx, gvk)
+			if p != nil {
+				p.Message = f + ": " + p.Message
+				return nil, p
+			}
+			if !namespaced && !clusterWide {
+				return nil, &Problem{Reason: riposte.ReasonInvalidRule, Message: fmt.Sprintf(
+					"%s: %s is cluster-scoped; only a playbook in %s may judge or look up cluster-scoped kinds", f, gvk.Kind, r.OperatorNamespace)}
+			}
+			out.Namespaced[gvk] = namespaced
+		}
+	}
+	return out, nil
+}
+
+func (r *Resolver) check(ctx context.Context, gvk schema.GroupVersionKind) (bool, *Problem) {
+	mapping, err := r.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, &Problem{Reason: riposte.ReasonUnknownKind, Message: fmt.Sprintf(
+				"the API server serves no kind %s in %s", gvk.Kind, gvk.GroupVersion())}
+		}
+		return false, &Problem{Reason: riposte.ReasonUnknownKind, Message: fmt.Sprintf("looking up %s: %v", gvk, err)}
+	}
+	if r.CanWatch != nil {
+		if err := r.CanWatch(ctx, mapping.Resource); err != nil {
+			return false, &Problem{Reason: riposte.ReasonWatchForbidden, Message: err.Error()}
+		}
+	}
+	return mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
+
+// PolicyReportKinds are the PolicyReport kinds the API server serves, at
+// their preferred version; none when the API is not installed.
+func (r *Resolver) PolicyReportKinds(ctx context.Context) ([]schema.GroupVersionKind, *Problem) {
+	var out []schema.GroupVersionKind
+	for _, gk := range []schema.GroupKind{PolicyReportKind, ClusterPolicyReportKind} {
+		mapping, err := r.Mapper.RESTMapping(gk)
+		if err != nil {
+			return nil, &Problem{Reason: riposte.ReasonNotInstalled, Message: fmt.Sprintf(
+				"the PolicyReport API (%s) is not installed; Riposte watches for it and reads reports once it is", PolicyReportGroup)}
+		}
+		if r.CanWatch != nil {
+			if err := r.CanWatch(ctx, mapping.Resource); err != nil {
+				return nil, &Problem{Reason: riposte.ReasonWatchForbidden, Message: err.Error()}
+			}
+		}
+		out = append(out, mapping.GroupVersionKind)
+	}
+	return out, nil
+}
