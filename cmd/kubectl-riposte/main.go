@@ -35,6 +35,10 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(rest) > 0 && rest[0] == "test" {
+		// The offline check needs no cluster, so no kubeconfig either.
+		return offlineCheck(rest[1:])
+	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = *kubeconfig
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: *kubeContext})
@@ -99,3 +103,35 @@ func cutFlag(a string) (name, value string, hasValue bool) {
 	}
 	return a, "", false
 }
+
+// offlineCheck runs `kubectl riposte test` and exits with its status.
+func offlineCheck(args []string) error {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, cli.OfflineUsage) }
+	var files stringList
+	fs.Var(&files, "f", "a file or folder of manifests, playbooks and Alertmanager payloads (repeatable)")
+	ns := fs.String("n", "default", "namespace of objects that name none")
+	riposteNS := fs.String("riposte-namespace", "riposte-system", "Riposte's own namespace (its playbooks are cluster-wide)")
+	failOnViolation := fs.Bool("fail-on-violation", false, "exit 2 when any object breaks a rule")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("test: unexpected arguments %v\n\n%s", fs.Args(), cli.OfflineUsage)
+	}
+	result, err := cli.RunOffline(files, *ns, *riposteNS)
+	if err != nil {
+		return err
+	}
+	result.Print(os.Stdout)
+	if code := result.Failed(*failOnViolation); code != 0 {
+		os.Exit(code)
+	}
+	return nil
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint([]string(*s)) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

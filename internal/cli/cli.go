@@ -39,6 +39,9 @@ const Usage = `kubectl riposte: decide Riposte's remediations.
   kubectl riposte pause --reason TEXT             hold every remediation (ConfigMap riposte-pause)
   kubectl riposte resume                          let held remediations run
   kubectl riposte whoami                          who the API server says you are
+  kubectl riposte test -f PATH [--fail-on-violation]
+                                                  judge manifests and Alertmanager payloads against
+                                                  the playbooks in the files, without a cluster
 
 Common flags: --kubeconfig, --context, -n/--namespace, --riposte-namespace (default riposte-system).
 `
