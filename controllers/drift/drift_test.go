@@ -21,12 +21,12 @@ import (
 // noDebugRule is broken by a pod labelled debug.
 func noDebugRule(name string) riposte.DriftRule {
 	return riposte.DriftRule{
-		Name:     name,
-		Resource: riposte.ResourceKind{APIVersion: "v1", Kind: "Pod"},
-		Rule:     "!has(object.metadata.labels) || !('debug' in object.metadata.labels)",
-		Message:  "debug pods must not run here",
+		Name:              name,
+		Resource:          riposte.ResourceKind{APIVersion: "v1", Kind: "Pod"},
+		Rule:              "!has(object.metadata.labels) || !('debug' in object.metadata.labels)",
+		Message:           "debug pods must not run here",
 		MessageExpression: "'pod ' + object.metadata.name + ' is labelled debug=' + object.metadata.labels['debug']",
-		Severity: "warning",
+		Severity:          "warning",
 	}
 }
 

@@ -134,3 +134,35 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// A drift incident is answered by the playbook that found it, while it
+// still has the rule, and never by another playbook's alert triggers.
+func TestSelectDrift(t *testing.T) {
+	anyAlert := riposte.AlertTrigger{}
+	finder := playbook("shop", "finder", 0, anyAlert, "")
+	finder.Spec.Triggers.Drift = []riposte.DriftRule{{Name: "no-debug"}}
+	reports := playbook("shop", "reports", 0, anyAlert, "")
+	reports.Spec.Triggers.PolicyReports = []riposte.PolicyReportTrigger{{}}
+	greedy := playbook("riposte-system", "greedy", 1000, anyAlert, "")
+	cases := []struct {
+		rule, playbook, want string
+	}{
+		{"no-debug", "finder", "shop/finder"},
+		{"removed-rule", "finder", ""},
+		{"policy/rule", "reports", "shop/reports"},
+		{"policy/rule", "finder", ""},
+	}
+	for _, tc := range cases {
+		inc := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "drift"},
+			Spec: riposte.IncidentSpec{Source: riposte.SourceDrift, AlertName: tc.rule,
+				Drift: &riposte.DriftFinding{Playbook: riposte.NamespacedName{Namespace: "shop", Name: tc.playbook}, Rule: tc.rule}}}
+		got, _ := Select([]riposte.Playbook{greedy, finder, reports}, inc, "riposte-system", &expr.Cache{})
+		name := ""
+		if got != nil {
+			name = got.Namespace + "/" + got.Name
+		}
+		if name != tc.want {
+			t.Errorf("rule %s of %s answered by %q, want %q", tc.rule, tc.playbook, name, tc.want)
+		}
+	}
+}
