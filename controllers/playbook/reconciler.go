@@ -71,6 +71,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	var requeue time.Duration
+	if reason == riposte.ReasonUnknownKind || reason == riposte.ReasonWatchForbidden {
+		// Fixed outside the playbook (a CRD installed, a grant given): look again.
+		requeue = notInstalledRecheck
+	}
 	if len(pb.Spec.Triggers.PolicyReports) == 0 || r.Drift == nil {
 		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.PlaybookPolicyReports)
 	} else if _, problem := r.Drift.PolicyReportKinds(ctx); problem != nil {

@@ -1,0 +1,255 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/drift"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// TestBenchDrift measures drift detection with the policy pack installed:
+// a violating pod's creation to its Incident, a full re-evaluation of every
+// pod, and the manager's memory while it watches them.
+func TestBenchDrift(t *testing.T) {
+	pods := envInt("BENCH_DRIFT_PODS", 10000)
+	violations := envInt("BENCH_DRIFT_VIOLATIONS", 200)
+	const namespaces = 20
+	const resync = 20 * time.Second
+
+	env := testenv.StartForTest(t)
+	ctx := context.Background()
+	c := env.Client
+	if _, err := env.ManagerConfig(ctx); err != nil { // riposte-system, the manager's RBAC, the action roles
+		t.Fatal(err)
+	}
+	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "policies")); err != nil {
+		t.Fatal(err)
+	}
+	// Compliant namespaces (each with its default-deny policy) full of
+	// compliant pods: the steady state the detector watches.
+	for n := range namespaces {
+		ns := fmt.Sprintf("team-%02d", n)
+		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+		must(t, c.Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default-deny", Namespace: ns},
+			Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}))
+	}
+	createStart := time.Now()
+	createMany(t, c, pods, func(i int) client.Object {
+		return compliantBenchPod(fmt.Sprintf("team-%02d", i%namespaces), fmt.Sprintf("web-%05d", i))
+	})
+	t.Logf("created %d pods in %s", pods, time.Since(createStart).Round(time.Second))
+
+	manager := env.StartManager(t, token, "--drift-resync-interval", resync.String())
+	first := waitResyncs(t, manager.MetricsAddr, 1, pods)
+	afterFirst := rssOf(manager.Pid)
+
+	// Violations, one at a time, between full re-evaluations.
+	seen := watchCreatedIncidents(t, env)
+	lat := make([]time.Duration, 0, violations)
+	for i := range violations {
+		ns := fmt.Sprintf("team-%02d", i%namespaces)
+		name := fmt.Sprintf("priv-%04d", i)
+		pod := compliantBenchPod(ns, name)
+		pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+		incident := drift.IncidentName(drift.Finding{
+			Playbook: types.NamespacedName{Namespace: operatorNamespace, Name: "policy-no-privileged"},
+			Rule:     "no-privileged-containers",
+			Target:   riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: name},
+		}, 1)
+		t0 := time.Now()
+		must(t, c.Create(ctx, pod))
+		select {
+		case at := <-seen.wait(ns + "/" + incident):
+			lat = append(lat, at.Sub(t0))
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no incident %s/%s within 30s of its pod", ns, incident)
+		}
+	}
+	second := waitResyncs(t, manager.MetricsAddr, first.count+1, pods)
+	writeDriftResults(t, pods, lat, first, second, afterFirst, rssOf(manager.Pid), peakRSS(manager.Pid))
+}
+
+func compliantBenchPod(ns, name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true)},
+			Containers:      []corev1.Container{{Name: "app", Image: "registry.example.com/shop/web:1.4.2"}},
+		},
+	}
+}
+
+func createMany(t *testing.T, c client.Client, n int, build func(int) client.Object) {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs <- c.Create(context.Background(), build(i))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		must(t, err)
+	}
+}
+
+// resyncs is what the manager's metrics say about full re-evaluations.
+type resyncs struct {
+	count, sum float64
+	objects    float64
+}
+
+// waitResyncs waits until the manager has finished at least n full
+// re-evaluations covering at least minObjects objects.
+func waitResyncs(t *testing.T, metricsAddr string, n float64, minObjects int) resyncs {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		r := scrapeResyncs(t, metricsAddr)
+		if r.count >= n && r.objects >= float64(minObjects) {
+			return r
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no full re-evaluation number %.0f within 5 minutes", n)
+	return resyncs{}
+}
+
+func scrapeResyncs(t *testing.T, addr string) resyncs {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	must(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	var r resyncs
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "riposte_drift_resync_seconds_count":
+			r.count = v
+		case "riposte_drift_resync_seconds_sum":
+			r.sum = v
+		case "riposte_drift_resync_objects":
+			r.objects = v
+		}
+	}
+	return r
+}
+
+// createdWatch records when each incident was first seen by a watch on
+// the API server: what kubectl get -w would show.
+type createdWatch struct {
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	waiters map[string]chan time.Time
+}
+
+func (w *createdWatch) wait(key string) <-chan time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if at, ok := w.seen[key]; ok {
+		ch <- at
+		return ch
+	}
+	w.waiters[key] = ch
+	return ch
+}
+
+func watchCreatedIncidents(t *testing.T, env *testenv.Env) *createdWatch {
+	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	inf, err := c.GetInformer(ctx, &riposte.Incident{})
+	must(t, err)
+	w := &createdWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		at := time.Now()
+		inc, ok := obj.(*riposte.Incident)
+		if !ok {
+			return
+		}
+		key := inc.Namespace + "/" + inc.Name
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, ok := w.seen[key]; ok {
+			return
+		}
+		w.seen[key] = at
+		if ch, ok := w.waiters[key]; ok {
+			ch <- at
+			delete(w.waiters, key)
+		}
+	}})
+	must(t, err)
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("incident informer did not sync")
+	}
+	return w
+}
+
+func rssOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
+		}
+	}
+	return "unknown"
+}
+
+func writeDriftResults(t *testing.T, pods int, lat []time.Duration, first, second resyncs, rssSteady, rssEnd, peak string) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Riposte drift detection benchmarks\n\nWritten by `make bench` (TestBenchDrift) on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
+	fmt.Fprintf(&b, "## Setup\n\nThe policy pack (config/samples/policies: 8 playbooks, 10 drift rules, 6 of them on Pods) installed; %d compliant pods in 20 namespaces, each namespace with its default-deny NetworkPolicy; the manager as its own process, as its service account, with `--drift-resync-interval 20s`.\n\n", pods)
+	b.WriteString("## A violating pod's creation to its Incident\n\n")
+	b.WriteString("From the moment the client sends the Create of a pod with a privileged container to the moment a watch on the API server shows its Incident, one pod at a time.\n\n")
+	fmt.Fprintf(&b, "| violations | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n| %d | %s | %s | %s | %s |\n\n", len(lat),
+		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.9)), ms(percentile(lat, 0.99)), ms(lat[len(lat)-1]))
+	b.WriteString("## Full re-evaluation\n\n")
+	b.WriteString("Every watched object judged again against every rule of its kind (the periodic safety net; changes are judged as they happen), read from the manager's `riposte_drift_resync_seconds` histogram.\n\n")
+	fmt.Fprintf(&b, "| re-evaluation | objects judged | time |\n|---|---|---|\n| first | %.0f | %s |\n| later ones (mean of %.0f) | %.0f | %s |\n\n",
+		first.objects, ms(time.Duration(first.sum/first.count*float64(time.Second))),
+		second.count-first.count, second.objects, ms(time.Duration((second.sum-first.sum)/(second.count-first.count)*float64(time.Second))))
+	b.WriteString("## Manager memory\n\n")
+	fmt.Fprintf(&b, "| while watching | resident memory |\n|---|---|\n| %d pods, after the first re-evaluation | %s |\n| after the violations and another re-evaluation | %s |\n| peak over the run (VmHWM) | %s |\n", pods, rssSteady, rssEnd, peak)
+	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results-drift.md")
+	must(t, os.WriteFile(out, []byte(b.String()), 0o644))
+	t.Logf("\n%s", b.String())
+}
