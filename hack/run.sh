@@ -77,6 +77,10 @@ Riposte is starting on a local control plane. In another terminal:
   bin/alertmanager --config.file=config/samples/alertmanager.yml --storage.path=$LOCAL/alertmanager --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
   curl -sS -H 'Content-Type: application/json' http://127.0.0.1:9093/api/v2/alerts -d '[{"labels":{"alertname":"ContainerShellSpawned","severity":"critical","namespace":"demo","pod":"web"}}]'
 
+  kubectl apply -k config/samples/policies          # the drift policy pack
+  kubectl get incidents -A -l riposte.dev/source=drift
+  kubectl riposte test -f config/samples/policies -f test/testdata/offline   # no cluster needed
+
 Ctrl-C stops Riposte and the control plane.
 
 MSG

@@ -260,6 +260,9 @@ func (c *CLI) show(ctx context.Context, name string) error {
 	inc := &riposte.Incident{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: g.Spec.Incident}, inc); err == nil {
 		fmt.Fprintf(c.Out, "Alert:     %s, severity %s\n", inc.Spec.AlertName, orDash(inc.Spec.Severity))
+		if d := inc.Spec.Drift; d != nil {
+			fmt.Fprintf(c.Out, "Drift:     %s breaks rule %s: %s\n", inc.Spec.Target.String(), d.Rule, orDash(inc.Spec.Annotations["summary"]))
+		}
 		for _, line := range ContextLines(inc.Status.Context) {
 			fmt.Fprintln(c.Out, line)
 		}

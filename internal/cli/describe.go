@@ -31,6 +31,12 @@ func (c *CLI) describe(ctx context.Context, name string) error {
 	if inc.Spec.RequestedBy != "" {
 		fmt.Fprintf(w, "Opened by: %s\n", inc.Spec.RequestedBy)
 	}
+	if d := inc.Spec.Drift; d != nil {
+		fmt.Fprintf(w, "Drift:     rule %s of playbook %s, found in %s\n", d.Rule, d.Playbook.String(), describeRef(d.Source))
+		if d.Resolution != "" {
+			fmt.Fprintf(w, "Ended:     %s\n", d.Resolution)
+		}
+	}
 	if pb := inc.Status.Playbook; pb != nil {
 		fmt.Fprintf(w, "Playbook:  %s, gate %s\n", pb.String(), orDash(inc.Status.ApprovalGate))
 	}
