@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/riposte-dev/riposte/controllers/approvalgate"
+	"github.com/riposte-dev/riposte/controllers/drift"
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/internal/intake"
 	"github.com/riposte-dev/riposte/internal/metrics"
@@ -31,6 +32,7 @@ func exported(t *testing.T) []string {
 	}
 	collectors := append(metrics.Collectors(), im.Collectors()...)
 	collectors = append(collectors, approvalgate.NewPendingCollector(k8sClient), incident.NewIncidentCollector(k8sClient))
+	collectors = append(collectors, drift.Collectors()...)
 	names := metrics.Names(collectors...)
 	if len(names) < 20 {
 		t.Fatalf("only %d metric names found", len(names))

@@ -215,6 +215,9 @@ func (d *Detector) resyncAll(ctx context.Context) {
 			continue
 		}
 		for _, o := range objs {
+			if ctx.Err() != nil {
+				return // shutting down
+			}
 			it := item{gvk: gvk, namespace: o.GetNamespace(), name: o.GetName()}
 			if err := d.judge(ctx, it); err != nil {
 				d.log.Error(err, "resync: judging", "kind", gvk.Kind, "namespace", it.namespace, "name", it.name)
@@ -264,14 +267,14 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 				return err
 			}
 		}
-		var errs []error
-		findings, errs = drift.Judge(reg.byKind[it.gvk], obj, nsObj, func(gvk schema.GroupVersionKind) bool { return reg.namespaced[gvk] }, d.lookup(ctx))
-		for _, e := range errs {
-			evaluations.WithLabelValues("error").Inc()
+		judged := drift.Judge(reg.byKind[it.gvk], obj, nsObj, func(gvk schema.GroupVersionKind) bool { return reg.namespaced[gvk] }, d.lookup(ctx))
+		for _, e := range judged.Errors {
 			d.log.V(1).Info("a drift rule could not be evaluated", "kind", it.gvk.Kind, "namespace", it.namespace, "name", it.name, "error", e.Error())
 		}
+		findings = judged.Findings
+		evaluations.WithLabelValues("error").Add(float64(len(judged.Errors)))
 		evaluations.WithLabelValues("violation").Add(float64(len(findings)))
-		evaluations.WithLabelValues("compliant").Add(float64(max(len(reg.byKind[it.gvk])-len(findings)-len(errs), 0)))
+		evaluations.WithLabelValues("compliant").Add(float64(judged.Evaluated - len(findings)))
 	}
 	resolution := riposte.DriftComplies
 	if obj == nil {

@@ -138,6 +138,11 @@ func (d *Detector) refresh(ctx context.Context) error {
 		if len(pb.Spec.Triggers.Drift) == 0 && len(pb.Spec.Triggers.PolicyReports) == 0 {
 			continue
 		}
+		if e := old.playbooks[key]; e != nil && e.playbook.UID == pb.UID && e.playbook.Generation == pb.Generation {
+			// Unchanged since it was resolved: no need to ask the API server again.
+			next.add(e, old.namespaced)
+			continue
+		}
 		resolved, usable := d.usable(ctx, pb)
 		if !usable {
 			// An edit that breaks a playbook is reported on it (by the

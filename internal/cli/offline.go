@@ -180,9 +180,9 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 						"name": scope, "labels": map[string]any{"kubernetes.io/metadata.name": scope}}}
 				}
 			}
-			var errs []error
-			found, errs = drift.Judge(rules, o, nsObj, isNamespaced, list)
-			for _, e := range errs {
+			judged := drift.Judge(rules, o, nsObj, isNamespaced, list)
+			found = judged.Findings
+			for _, e := range judged.Errors {
 				out.Problems = append(out.Problems, fmt.Sprintf("%s: %v", describeRef(ref), e))
 			}
 		}

@@ -40,12 +40,21 @@ func ScopeNamespace(obj map[string]any) string {
 	return ref.Namespace
 }
 
+// Judgement is what judging one object found.
+type Judgement struct {
+	Findings []Finding
+	// Evaluated counts the rules that selected the object and ran to a
+	// verdict (a violation or not).
+	Evaluated int
+	// Errors are the rules that selected the object but could not be evaluated.
+	Errors []error
+}
+
 // Judge evaluates every rule of the object's kind against it. namespace is
 // the object's Namespace (for a Namespace, itself), nil when there is none.
 // Namespaced lookups are listed in the object's scope namespace;
-// namespaced(gvk) says which kinds are namespaced. It returns the findings
-// and the rules that could not be evaluated.
-func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.GroupVersionKind) bool, list Lister) ([]Finding, []error) {
+// namespaced(gvk) says which kinds are namespaced.
+func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.GroupVersionKind) bool, list Lister) Judgement {
 	ref := RefOf(obj)
 	scope := ScopeNamespace(obj)
 	var nsLabels map[string]string
@@ -53,8 +62,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 		nsLabels = LabelsOf(namespace)
 	}
 	objLabels := LabelsOf(obj)
-	var findings []Finding
-	var errs []error
+	var out Judgement
 	for _, r := range rules {
 		if r.GVK.GroupKind() != (schema.GroupKind{Group: groupOf(ref.APIVersion), Kind: ref.Kind}) {
 			continue
@@ -74,7 +82,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 			}
 			items, err := list(gvk, ns)
 			if err != nil {
-				errs = append(errs, err)
+				out.Errors = append(out.Errors, err)
 				failed = true
 				break
 			}
@@ -85,15 +93,16 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 		}
 		v, err := r.Evaluate(in)
 		if err != nil {
-			errs = append(errs, err)
+			out.Errors = append(out.Errors, err)
 			continue
 		}
+		out.Evaluated++
 		if v.Violates {
-			findings = append(findings, Finding{Playbook: r.Playbook, Rule: r.Name, Target: ref, Source: ref,
+			out.Findings = append(out.Findings, Finding{Playbook: r.Playbook, Rule: r.Name, Target: ref, Source: ref,
 				Message: v.Message, Severity: r.Severity})
 		}
 	}
-	return findings, errs
+	return out
 }
 
 func groupOf(apiVersion string) string {

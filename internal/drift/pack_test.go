@@ -158,8 +158,9 @@ func TestPolicyPack(t *testing.T) {
 				}
 				return out, nil
 			}
-			findings, errs := Judge(rules, o, ns, namespaced, list)
-			for _, err := range errs {
+			judged := Judge(rules, o, ns, namespaced, list)
+			findings := judged.Findings
+			for _, err := range judged.Errors {
 				t.Errorf("evaluation error: %v", err)
 			}
 			var got []string
