@@ -159,6 +159,7 @@ func TestRequesterCannotApproveTheirOwnIncident(t *testing.T) {
 	}{
 		{reason: "in someone else's name", inc: manual("not-mine", "alice", riposte.SourceManual), wantErr: "spec.requestedBy must be you (dave)"},
 		{reason: "passed off as an alert", inc: manual("fake-alert", "", riposte.SourceAlertmanager), wantErr: "only Riposte opens Alertmanager incidents"},
+		{reason: "passed off as drift", inc: fakeDrift(manual("fake-drift", "", riposte.SourceDrift)), wantErr: "only Riposte opens Drift incidents"},
 	} {
 		if err := people["dave"].Create(ctx, tc.inc); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("%s: %v, want Forbidden containing %q", tc.reason, err, tc.wantErr)
@@ -327,4 +328,11 @@ func TestResolvedAlertCancelsAWaitingGate(t *testing.T) {
 		return nil
 	})
 	expectUnisolated(t, pod)
+}
+
+// fakeDrift makes an incident look like one the drift detector opened.
+func fakeDrift(inc *riposte.Incident) *riposte.Incident {
+	inc.Spec.Drift = &riposte.DriftFinding{Playbook: riposte.NamespacedName{Namespace: inc.Namespace, Name: "manual"},
+		Rule: "no-debug", Source: *inc.Spec.Target}
+	return inc
 }

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/testenv"
@@ -410,4 +412,89 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 	if passed.Spec.Drift.Resolution != riposte.DriftComplies {
 		t.Errorf("resolution %q, want Complies", passed.Spec.Drift.Resolution)
 	}
+}
+
+// watched reports whether the detector's gauge says it watches kind.
+func watched(t *testing.T, kind string) bool {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "riposte_drift_watched_kinds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind && m.GetGauge().GetValue() == 1 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// A watch starts when the first rule needs its kind, is shared by every
+// rule on that kind, and stops when the last one goes.
+func TestDriftWatchesFollowPlaybooks(t *testing.T) {
+	ctx := context.Background()
+	ns := teamNamespace(t)
+	if err := env.Remediator(ctx, ns, "riposte-action-workloads"); err != nil {
+		t.Fatal(err)
+	}
+	const cronJobs = "batch/v1, Kind=CronJob"
+	if watched(t, cronJobs) {
+		t.Fatal("CronJobs are watched before any rule names them")
+	}
+	suspended := func(name string) riposte.DriftRule {
+		return riposte.DriftRule{Name: name, Resource: riposte.ResourceKind{APIVersion: "batch/v1", Kind: "CronJob"},
+			Rule: "has(object.spec.suspend) && object.spec.suspend", Message: "cron jobs here stay suspended"}
+	}
+	first := teamPlaybook(ns, "cron-a", suspended("cron-suspended-a"))
+	first.Spec.Steps = []riposte.Step{{Name: "suspend", Action: riposte.ActionSuspendCronJob}}
+	first.Spec.Approval = riposte.ApprovalPolicy{}
+	second := first.DeepCopy()
+	second.Name, second.Spec.Triggers.Drift = "cron-b", []riposte.DriftRule{suspended("cron-suspended-b")}
+	mustCreate(t, first)
+	mustCreate(t, second)
+	testenv.Eventually(t, waitFor, func(context.Context) error {
+		if !watched(t, cronJobs) {
+			return fmt.Errorf("CronJobs are not watched")
+		}
+		return nil
+	})
+	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: ns},
+		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "r", Image: "registry.example.com/r:1"}}}}}}}}
+	mustCreate(t, cron)
+	waitForIncident(t, ns, "cron-suspended-a", "CronJob", "report", riposte.PhaseAwaitingApproval)
+	waitForIncident(t, ns, "cron-suspended-b", "CronJob", "report", riposte.PhaseAwaitingApproval)
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(k8sClient.Delete(ctx, first))
+	testenv.Consistently(t, time.Second, func(context.Context) error {
+		if !watched(t, cronJobs) {
+			return fmt.Errorf("CronJobs are no longer watched while a rule still needs them")
+		}
+		return nil
+	})
+	must(k8sClient.Delete(ctx, second))
+	testenv.Eventually(t, waitFor, func(context.Context) error {
+		if watched(t, cronJobs) {
+			return fmt.Errorf("CronJobs are still watched after the last rule on them went")
+		}
+		return nil
+	})
+	// Changes are no longer judged: nothing opens for a new CronJob.
+	late := cron.DeepCopy()
+	late.ResourceVersion, late.Name = "", "late"
+	mustCreate(t, late)
+	noIncident(t, ns, "cron-suspended-a", "CronJob", "late")
 }

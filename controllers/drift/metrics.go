@@ -17,10 +17,10 @@ var (
 		Name: "riposte_drift_incidents_resolved_total",
 		Help: "Drift incidents resolved by the detector, by resolution (Complies, ObjectDeleted, RuleRemoved, PlaybookRemoved).",
 	}, []string{"resolution"})
-	watchedKinds = prometheus.NewGauge(prometheus.GaugeOpts{
+	watchedKinds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "riposte_drift_watched_kinds",
-		Help: "Kinds the drift detector watches.",
-	})
+		Help: "Kinds the drift detector watches (1 per kind, by group/version/kind).",
+	}, []string{"kind"})
 	resyncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "riposte_drift_resync_seconds",
 		Help:    "Time to judge every watched object again (the periodic full re-evaluation).",

@@ -273,6 +273,7 @@ func (d *Detector) reconcileWatches(ctx context.Context, reg *registry) error {
 			return err
 		}
 		d.watches[gvk] = &watch{informer: inf, registration: reg, object: obj}
+		watchedKinds.WithLabelValues(gvk.String()).Set(1)
 		d.log.Info("watching for drift", "kind", gvk.String())
 	}
 	for gvk, w := range d.watches {
@@ -288,9 +289,9 @@ func (d *Detector) reconcileWatches(ctx context.Context, reg *registry) error {
 			}
 		}
 		delete(d.watches, gvk)
+		watchedKinds.DeleteLabelValues(gvk.String())
 		d.log.Info("stopped watching for drift", "kind", gvk.String())
 	}
-	watchedKinds.Set(float64(len(d.watches)))
 	return nil
 }
 

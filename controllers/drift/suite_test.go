@@ -203,17 +203,19 @@ func waitForIncident(t *testing.T, ns, rule, kind, name string, phase riposte.In
 	return found
 }
 
-// noIncident checks for a while that no incident of the rule is opened
-// about the object.
-func noIncident(t *testing.T, ns, rule, kind, name string) {
+// noIncident checks for a while that no incident of any of the rules is
+// opened about the object.
+func noIncident(t *testing.T, ns, rule, kind, name string, more ...string) {
 	t.Helper()
 	testenv.Consistently(t, 1500*time.Millisecond, func(ctx context.Context) error {
-		list, err := incidentsFor(ctx, ns, rule, kind, name)
-		if err != nil {
-			return err
-		}
-		if len(list) > 0 {
-			return fmt.Errorf("incident %s opened about a compliant %s %s: %s", list[0].Name, kind, name, list[0].Spec.Annotations["summary"])
+		for _, r := range append([]string{rule}, more...) {
+			list, err := incidentsFor(ctx, ns, r, kind, name)
+			if err != nil {
+				return err
+			}
+			if len(list) > 0 {
+				return fmt.Errorf("incident %s opened about a compliant %s %s: %s", list[0].Name, kind, name, list[0].Spec.Annotations["summary"])
+			}
 		}
 		return nil
 	})
