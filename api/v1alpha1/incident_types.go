@@ -117,7 +117,7 @@ type DriftFinding struct {
 	// +required
 	Source ObjectReference `json:"source"`
 	// resolution says why the finding ended: Complies, ObjectDeleted,
-	// RuleRemoved or PlaybookRemoved.
+	// ReportRemoved, RuleRemoved or PlaybookRemoved.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Resolution string `json:"resolution,omitempty"`
@@ -127,6 +127,7 @@ type DriftFinding struct {
 const (
 	DriftComplies        = "Complies"
 	DriftObjectDeleted   = "ObjectDeleted"
+	DriftReportRemoved   = "ReportRemoved"
 	DriftRuleRemoved     = "RuleRemoved"
 	DriftPlaybookRemoved = "PlaybookRemoved"
 )

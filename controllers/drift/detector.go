@@ -168,7 +168,7 @@ func (d *Detector) onEvent(gvk schema.GroupVersionKind, obj any) {
 	}
 	reg := d.registry()
 	ns, name := m.GetNamespace(), m.GetName()
-	if len(reg.byKind[gvk]) > 0 || reg.reportKinds[gvk] {
+	if reg.judges(gvk) {
 		d.queue.Add(item{gvk: gvk, namespace: ns, name: name})
 	}
 	for _, r := range reg.lookedUpBy[gvk] {
@@ -192,6 +192,9 @@ func (d *Detector) onEvent(gvk schema.GroupVersionKind, obj any) {
 
 // fanOut queues every object of a kind in a namespace ("" for all).
 func (d *Detector) fanOut(ctx context.Context, it item) error {
+	if !d.registry().judges(it.gvk) {
+		return nil
+	}
 	objs, err := d.list(ctx, it.gvk, it.namespace)
 	if err != nil {
 		return err
@@ -245,6 +248,11 @@ func (d *Detector) resyncAll(ctx context.Context) {
 func (d *Detector) judge(ctx context.Context, it item) error {
 	defer d.lock(it)()
 	reg := d.registry()
+	if !reg.judges(it.gvk) {
+		// Queued before its last rule went; reading it now would start a
+		// watch nobody needs.
+		return nil
+	}
 	source := riposte.ObjectReference{APIVersion: it.gvk.GroupVersion().String(), Kind: it.gvk.Kind, Namespace: it.namespace, Name: it.name}
 	obj, err := d.get(ctx, it.gvk, it.namespace, it.name)
 	if err != nil {
@@ -277,7 +285,10 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 		evaluations.WithLabelValues("compliant").Add(float64(judged.Evaluated - len(findings)))
 	}
 	resolution := riposte.DriftComplies
-	if obj == nil {
+	switch {
+	case obj == nil && reg.reportKinds[it.gvk]:
+		resolution = riposte.DriftReportRemoved
+	case obj == nil:
 		resolution = riposte.DriftObjectDeleted
 	}
 	return d.sync(ctx, reg, source, findings, resolution)

@@ -412,6 +412,29 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 	if passed.Spec.Drift.Resolution != riposte.DriftComplies {
 		t.Errorf("resolution %q, want Complies", passed.Spec.Drift.Resolution)
 	}
+
+	// Failing again opens the next occurrence; deleting the report ends it,
+	// saying so (the pod itself is still there).
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(report.GroupVersionKind())
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(report), got); err != nil {
+			return err
+		}
+		got.Object["results"] = []any{result("disallow-privileged-containers", "privileged-containers", "fail", "priv")}
+		return k8sClient.Update(ctx, got)
+	})
+	again := waitForIncident(t, ns, rule, "Pod", "priv", riposte.PhaseRemediated)
+	if again.Name != inc.Name+"-2" {
+		t.Errorf("second occurrence named %s, want %s-2", again.Name, inc.Name)
+	}
+	if err := k8sClient.Delete(ctx, report); err != nil {
+		t.Fatal(err)
+	}
+	removed := waitForIncident(t, ns, rule, "Pod", "priv", riposte.PhaseResolved)
+	if removed.Name != again.Name || removed.Spec.Drift.Resolution != riposte.DriftReportRemoved {
+		t.Errorf("incident %s resolution %q, want ReportRemoved", removed.Name, removed.Spec.Drift.Resolution)
+	}
 }
 
 // watched reports whether the detector's gauge says it watches kind.

@@ -71,6 +71,11 @@ func (r *registry) add(e *entry, namespaced map[schema.GroupVersionKind]bool) {
 	}
 }
 
+// judges reports whether objects of a kind are judged.
+func (r *registry) judges(gvk schema.GroupVersionKind) bool {
+	return len(r.byKind[gvk]) > 0 || r.reportKinds[gvk]
+}
+
 // judgedKinds are the kinds whose objects are judged: rule kinds and reports.
 func (r *registry) judgedKinds() map[schema.GroupVersionKind]bool {
 	out := map[schema.GroupVersionKind]bool{}
