@@ -164,7 +164,13 @@ func (d *Detector) refresh(ctx context.Context) error {
 		}
 		next.add(e, resolved.Namespaced)
 	}
-	if len(next.reportPlaybooks) > 0 {
+	if len(next.reportPlaybooks) > 0 && len(old.reportKinds) > 0 {
+		for gvk := range old.reportKinds {
+			next.reportKinds[gvk], next.namespaced[gvk] = true, old.namespaced[gvk]
+		}
+	} else if len(next.reportPlaybooks) > 0 {
+		// Asked again on every refresh until the API is installed (the
+		// periodic re-evaluation refreshes too).
 		if kinds, problem := d.Resolver.PolicyReportKinds(ctx); problem == nil {
 			for _, gvk := range kinds {
 				next.reportKinds[gvk] = true
