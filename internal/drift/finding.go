@@ -20,9 +20,8 @@ const (
 	SourceDrift = "drift"
 
 	// IndexSource indexes open drift incidents by the object they were read
-	// from; IndexPlaybook by the playbook that opened them.
-	IndexSource   = "riposte.dev/drift-source"
-	IndexPlaybook = "riposte.dev/drift-playbook"
+	// from (SourceKey).
+	IndexSource = "riposte.dev/drift-source"
 
 	maxMessage = 1024
 )
@@ -41,11 +40,11 @@ type Finding struct {
 // Key identifies a finding across restarts and replicas: the same playbook,
 // rule and object always give the same key, whatever its UID or message.
 func (f Finding) Key() string {
-	return hash(f.Playbook.String(), f.Rule, RefKey(f.Target))
+	return hash(f.Playbook.String(), f.Rule, refKey(f.Target))
 }
 
-// RefKey identifies an object by group, kind, namespace and name.
-func RefKey(ref riposte.ObjectReference) string {
+// refKey identifies an object by group, kind, namespace and name.
+func refKey(ref riposte.ObjectReference) string {
 	group := ref.APIVersion
 	if i := strings.Index(group, "/"); i >= 0 {
 		group = group[:i]
@@ -56,10 +55,7 @@ func RefKey(ref riposte.ObjectReference) string {
 }
 
 // SourceKey is the value of IndexSource for an object.
-func SourceKey(ref riposte.ObjectReference) string { return hash(RefKey(ref)) }
-
-// PlaybookKey is the value of IndexPlaybook for a playbook.
-func PlaybookKey(pb types.NamespacedName) string { return pb.Namespace + "/" + pb.Name }
+func SourceKey(ref riposte.ObjectReference) string { return hash(refKey(ref)) }
 
 func hash(parts ...string) string {
 	h := sha256.New()

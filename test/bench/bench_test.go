@@ -69,7 +69,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	manager := env.StartManager(t, token)
 	intake := manager.IntakeAddr
 
-	remediated := watchRemediated(t, env)
+	remediated := watchIncidents(t, env, func(inc *riposte.Incident) bool { return inc.Status.Phase == riposte.PhaseRemediated })
 
 	// Sequential: one alert at a time, the latency a single alert sees.
 	seq := result{name: "sequential", count: sequential}
@@ -79,7 +79,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 		t0 := time.Now()
 		post(t, intake, i)
 		select {
-		case at := <-remediated.wait("am-" + fp):
+		case at := <-remediated.wait(appNamespace + "/am-" + fp):
 			seq.lat = append(seq.lat, at.Sub(t0))
 		case <-time.After(30 * time.Second):
 			t.Fatalf("alert %d not remediated within 30s", i)
@@ -121,7 +121,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	deadline := time.After(5 * time.Minute)
 	for i := sequential; i < total; i++ {
 		select {
-		case at := <-remediated.wait("am-" + fingerprint(i)):
+		case at := <-remediated.wait(appNamespace + "/am-" + fingerprint(i)):
 			br.lat = append(br.lat, at.Sub(sent[i]))
 		case <-deadline:
 			t.Fatalf("burst alert %d not remediated within 5 minutes", i)
@@ -134,27 +134,30 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	writeResults(t, []result{seq, br}, rss, cpuBefore, cpuAfter, br.elapsed)
 }
 
-// remediatedWatch records when each incident was first seen Remediated by a
+// incidentWatch records when each incident was first seen in a state by a
 // watch on the API server: what a user running kubectl get -w would see.
-type remediatedWatch struct {
+type incidentWatch struct {
 	mu      sync.Mutex
 	seen    map[string]time.Time
 	waiters map[string]chan time.Time
 }
 
-func (r *remediatedWatch) wait(name string) <-chan time.Time {
+// wait returns when the incident namespace/name was first seen.
+func (r *incidentWatch) wait(key string) <-chan time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch := make(chan time.Time, 1)
-	if at, ok := r.seen[name]; ok {
+	if at, ok := r.seen[key]; ok {
 		ch <- at
 		return ch
 	}
-	r.waiters[name] = ch
+	r.waiters[key] = ch
 	return ch
 }
 
-func watchRemediated(t *testing.T, env *testenv.Env) *remediatedWatch {
+// watchIncidents records incidents as soon as reached says they are in the
+// state the benchmark waits for.
+func watchIncidents(t *testing.T, env *testenv.Env, reached func(*riposte.Incident) bool) *incidentWatch {
 	// An informer, not a bare watch: it re-lists and re-watches if the API
 	// server closes the watch under load, so no transition is missed.
 	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
@@ -167,22 +170,23 @@ func watchRemediated(t *testing.T, env *testenv.Env) *remediatedWatch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &remediatedWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
+	r := &incidentWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
 	observe := func(obj any) {
 		inc, ok := obj.(*riposte.Incident)
-		if !ok || inc.Namespace != appNamespace || inc.Status.Phase != riposte.PhaseRemediated {
+		if !ok || !reached(inc) {
 			return
 		}
 		now := time.Now()
+		key := inc.Namespace + "/" + inc.Name
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if _, ok := r.seen[inc.Name]; ok {
+		if _, ok := r.seen[key]; ok {
 			return
 		}
-		r.seen[inc.Name] = now
-		if ch, ok := r.waiters[inc.Name]; ok {
+		r.seen[key] = now
+		if ch, ok := r.waiters[key]; ok {
 			ch <- now
-			delete(r.waiters, inc.Name)
+			delete(r.waiters, key)
 		}
 	}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{

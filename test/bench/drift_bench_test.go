@@ -20,9 +20,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -67,7 +65,7 @@ func TestBenchDrift(t *testing.T) {
 	afterFirst := rssOf(manager.Pid)
 
 	// Violations, one at a time, between full re-evaluations.
-	seen := watchCreatedIncidents(t, env)
+	seen := watchIncidents(t, env, func(*riposte.Incident) bool { return true }) // any incident, once created
 	lat := make([]time.Duration, 0, violations)
 	for i := range violations {
 		ns := fmt.Sprintf("team-%02d", i%namespaces)
@@ -164,60 +162,6 @@ func scrapeResyncs(t *testing.T, addr string) resyncs {
 		}
 	}
 	return r
-}
-
-// createdWatch records when each incident was first seen by a watch on
-// the API server: what kubectl get -w would show.
-type createdWatch struct {
-	mu      sync.Mutex
-	seen    map[string]time.Time
-	waiters map[string]chan time.Time
-}
-
-func (w *createdWatch) wait(key string) <-chan time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if at, ok := w.seen[key]; ok {
-		ch <- at
-		return ch
-	}
-	w.waiters[key] = ch
-	return ch
-}
-
-func watchCreatedIncidents(t *testing.T, env *testenv.Env) *createdWatch {
-	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	inf, err := c.GetInformer(ctx, &riposte.Incident{})
-	must(t, err)
-	w := &createdWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
-	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
-		at := time.Now()
-		inc, ok := obj.(*riposte.Incident)
-		if !ok {
-			return
-		}
-		key := inc.Namespace + "/" + inc.Name
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if _, ok := w.seen[key]; ok {
-			return
-		}
-		w.seen[key] = at
-		if ch, ok := w.waiters[key]; ok {
-			ch <- at
-			delete(w.waiters, key)
-		}
-	}})
-	must(t, err)
-	go func() { _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
-		t.Fatal("incident informer did not sync")
-	}
-	return w
 }
 
 func rssOf(pid int) string {
