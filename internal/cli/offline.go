@@ -41,7 +41,9 @@ syncs them. PATH is a file or a folder (its .yaml, .yml and .json files).
   - An object annotated riposte.dev/expect-violations: "rule-a,rule-b" (or
     "none") must break exactly those rules.
 
-Objects without a namespace are judged in -n (default "default").
+Objects without a namespace are judged in -n (default "default"). Without a
+cluster, kinds are not checked against the API server's (a rule naming a
+kind the cluster does not serve passes here and is refused there).
 Exit status: 0 when all is well; 1 when a playbook is invalid, a rule
 cannot be evaluated or an expectation fails; 2 with --fail-on-violation
 when anything breaks a rule.
@@ -136,6 +138,9 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 			continue
 		}
 		compiled, err := drift.Compile(pb, operatorNamespace)
+		if err == nil && pb.Namespace != operatorNamespace {
+			err = clusterScopedKind(compiled, scoped, operatorNamespace)
+		}
 		if err != nil {
 			out.Problems = append(out.Problems, fmt.Sprintf("playbook %s/%s: %s: %v", pb.Namespace, pb.Name, riposte.ReasonInvalidRule, err))
 			continue
@@ -205,6 +210,23 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 		}
 	}
 	return out, nil
+}
+
+// clusterScopedKind refuses, as Riposte does, a namespaced playbook's rule
+// that judges or looks up a cluster-scoped kind.
+func clusterScopedKind(rules []*drift.Rule, scoped map[string]bool, operatorNamespace string) error {
+	for _, r := range rules {
+		kinds := []schema.GroupVersionKind{r.GVK}
+		for _, gvk := range r.Lookups {
+			kinds = append(kinds, gvk)
+		}
+		for _, gvk := range kinds {
+			if scoped[gvk.Kind] {
+				return fmt.Errorf("rule %s: %s is cluster-scoped; only a playbook in %s may judge or look up cluster-scoped kinds", r.Name, gvk.Kind, operatorNamespace)
+			}
+		}
+	}
+	return nil
 }
 
 func checkExpectation(out *Offline, o map[string]any, ref riposte.ObjectReference, found []drift.Finding) {

@@ -49,8 +49,8 @@ func TestOfflineCheckOnFiles(t *testing.T) {
 	}
 }
 
-// A rule that does not compile and an expectation that does not hold both
-// fail the check, each said once.
+// A rule that does not compile, a team's rule on a cluster-scoped kind and
+// an expectation that does not hold each fail the check, each said once.
 func TestOfflineCheckFailsOnBrokenPlaybooks(t *testing.T) {
 	got, err := RunOffline([]string{repo("test", "testdata", "offline-broken")}, "default", "riposte-system")
 	if err != nil {
@@ -60,13 +60,14 @@ func TestOfflineCheckFailsOnBrokenPlaybooks(t *testing.T) {
 	for _, want := range []string{
 		"playbook team/broken: InvalidRule: spec.triggers.drift[0].rule",
 		"Pod team/unlabelled: expected to break [], breaks [needs-team-label]",
+		"playbook team/reaches-out: InvalidRule: rule no-admins: ClusterRoleBinding is cluster-scoped",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("problems lack %q:\n%s", want, joined)
 		}
 	}
-	if len(got.Problems) != 2 || got.Failed(false) != 1 {
-		t.Errorf("%d problems, exit %d; want 2 and 1", len(got.Problems), got.Failed(false))
+	if len(got.Problems) != 3 || got.Failed(false) != 1 {
+		t.Errorf("%d problems, exit %d; want 3 and 1", len(got.Problems), got.Failed(false))
 	}
 }
 
