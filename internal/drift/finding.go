@@ -15,9 +15,10 @@ import (
 
 // Labels and indexes on drift Incidents.
 const (
-	LabelSource = "riposte.dev/source"
-	LabelRule   = "riposte.dev/rule"
-	SourceDrift = "drift"
+	LabelSource   = "riposte.dev/source"
+	LabelRule     = "riposte.dev/rule"
+	LabelPlaybook = "riposte.dev/playbook"
+	SourceDrift   = "drift"
 
 	// IndexSource indexes open drift incidents by the object they were read
 	// from (SourceKey).
@@ -123,7 +124,8 @@ func IncidentFor(f Finding, occurrence int, now metav1.Time) *riposte.Incident {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      IncidentName(f, occurrence),
 			Namespace: IncidentNamespace(f),
-			Labels:    map[string]string{LabelSource: SourceDrift, LabelRule: dnsLabel(f.Rule, 63)},
+			Labels: map[string]string{LabelSource: SourceDrift, LabelRule: dnsLabel(f.Rule, 63),
+				LabelPlaybook: dnsLabel(f.Playbook.Name, 63)},
 		},
 		Spec: riposte.IncidentSpec{
 			Source:    riposte.SourceDrift,

@@ -148,6 +148,11 @@ func TestIncidentNames(t *testing.T) {
 			t.Errorf("incident of a target in %q lives in %q, want %q", targetNS, got, want)
 		}
 	}
+	inc := IncidentFor(report, 2, metav1.Now())
+	if inc.Labels[LabelSource] != "drift" || inc.Labels[LabelRule] != "disallow-privileged-check-containers" || inc.Labels[LabelPlaybook] != "pb" ||
+		inc.Spec.Drift.Rule != report.Rule || inc.Spec.Target.UID != "1" || !strings.HasSuffix(inc.Name, "-2") {
+		t.Errorf("incident %s labels %v drift %+v", inc.Name, inc.Labels, inc.Spec.Drift)
+	}
 	ns := f
 	ns.Target = riposte.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: "shop"}
 	if got := IncidentNamespace(ns); got != "shop" {
