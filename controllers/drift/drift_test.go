@@ -359,7 +359,14 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "test", "testdata", "policyreport")); err != nil {
 		t.Fatal(err)
 	}
-	// The author re-applies (any edit); the API is found.
+	// Once the API server serves it, the author re-applies (any edit) and the
+	// API is found.
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		reports := &unstructured.UnstructuredList{}
+		reports.SetAPIVersion("wgpolicyk8s.io/v1alpha2")
+		reports.SetKind("PolicyReportList")
+		return k8sClient.List(ctx, reports, client.InNamespace(ns))
+	})
 	pb.Spec.Priority = 1
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		got := &riposte.Playbook{}
