@@ -116,8 +116,8 @@ type DriftFinding struct {
 	// the PolicyReport that reported it.
 	// +required
 	Source ObjectReference `json:"source"`
-	// resolution says why the finding ended: Complies, ObjectDeleted,
-	// ReportRemoved, RuleRemoved or PlaybookRemoved.
+	// resolution says why the finding ended: Complies, NotSelected,
+	// ObjectDeleted, ReportRemoved, RuleRemoved or PlaybookRemoved.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Resolution string `json:"resolution,omitempty"`
@@ -126,6 +126,7 @@ type DriftFinding struct {
 // Drift resolutions.
 const (
 	DriftComplies        = "Complies"
+	DriftNotSelected     = "NotSelected"
 	DriftObjectDeleted   = "ObjectDeleted"
 	DriftReportRemoved   = "ReportRemoved"
 	DriftRuleRemoved     = "RuleRemoved"

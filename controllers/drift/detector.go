@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -259,9 +260,14 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 		return err
 	}
 	var findings []drift.Finding
+	// resolution says why an open incident no finding backs any more ended;
+	// "" leaves it open.
+	resolution := func(*riposte.Incident) string { return riposte.DriftComplies }
 	switch {
+	case obj == nil && reg.reportKinds[it.gvk]:
+		resolution = func(*riposte.Incident) string { return riposte.DriftReportRemoved }
 	case obj == nil:
-		// Deleted: every finding about it ends.
+		resolution = func(*riposte.Incident) string { return riposte.DriftObjectDeleted }
 	case reg.reportKinds[it.gvk]:
 		for _, pb := range reg.reportPlaybooks {
 			findings = append(findings, drift.ReportFindings(pb, d.Resolver.OperatorNamespace, source, obj)...)
@@ -283,13 +289,16 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 		evaluations.WithLabelValues("error").Add(float64(len(judged.Errors)))
 		evaluations.WithLabelValues("violation").Add(float64(len(findings)))
 		evaluations.WithLabelValues("compliant").Add(float64(judged.Evaluated - len(findings)))
-	}
-	resolution := riposte.DriftComplies
-	switch {
-	case obj == nil && reg.reportKinds[it.gvk]:
-		resolution = riposte.DriftReportRemoved
-	case obj == nil:
-		resolution = riposte.DriftObjectDeleted
+		resolution = func(inc *riposte.Incident) string {
+			key := drift.RuleKey(types.NamespacedName{Namespace: inc.Spec.Drift.Playbook.Namespace, Name: inc.Spec.Drift.Playbook.Name}, inc.Spec.Drift.Rule)
+			switch {
+			case judged.Failed[key]:
+				return "" // unknown, not fixed: the incident stays open
+			case judged.Unselected[key]:
+				return riposte.DriftNotSelected
+			}
+			return riposte.DriftComplies
+		}
 	}
 	return d.sync(ctx, reg, source, findings, resolution)
 }

@@ -528,3 +528,61 @@ func TestDriftWatchesFollowPlaybooks(t *testing.T) {
 	mustCreate(t, late)
 	noIncident(t, ns, "cron-suspended-a", "CronJob", "late")
 }
+
+// A rule that cannot be evaluated on an object (a field read without has())
+// neither opens nor closes anything for it: the open incident stays open
+// until the rule can say the object complies, and the error is counted.
+func TestDriftEvaluationErrorKeepsIncidentOpen(t *testing.T) {
+	ns := teamNamespace(t)
+	strict := riposte.DriftRule{Name: "debug-off", Resource: riposte.ResourceKind{APIVersion: "v1", Kind: "Pod"},
+		Rule: "object.metadata.labels['debug'] == 'off'", Message: "debug must be off"}
+	mustCreate(t, teamPlaybook(ns, "strict", strict))
+	waitReady(t, ns, "strict")
+	errorsBefore := evaluationErrors(t)
+	mustCreate(t, pod(ns, "web", map[string]string{"app": "web", "debug": "on"}))
+	open := waitForIncident(t, ns, "debug-off", "Pod", "web", riposte.PhaseRemediated)
+
+	setLabels(t, ns, "web", map[string]string{"app": "web"}) // the rule now fails on it
+	testenv.Eventually(t, waitFor, func(context.Context) error {
+		if evaluationErrors(t) <= errorsBefore {
+			return fmt.Errorf("no evaluation error counted")
+		}
+		return nil
+	})
+	testenv.Consistently(t, 2*resync, func(ctx context.Context) error {
+		inc := &riposte.Incident{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(open), inc); err != nil {
+			return err
+		}
+		if inc.Spec.Status == riposte.AlertResolved {
+			return fmt.Errorf("resolved as %s by a rule that could not be evaluated", inc.Spec.Drift.Resolution)
+		}
+		return nil
+	})
+	setLabels(t, ns, "web", map[string]string{"app": "web", "debug": "off"})
+	fixed := waitForIncident(t, ns, "debug-off", "Pod", "web", riposte.PhaseResolved)
+	if fixed.Name != open.Name || fixed.Spec.Drift.Resolution != riposte.DriftComplies {
+		t.Errorf("incident %s resolution %q, want Complies", fixed.Name, fixed.Spec.Drift.Resolution)
+	}
+}
+
+func evaluationErrors(t *testing.T) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "riposte_drift_evaluations_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "error" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

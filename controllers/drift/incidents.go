@@ -36,9 +36,10 @@ const maxOccurrences = 100
 
 // sync brings the incidents read from one source in line with its
 // findings: each new finding opens an incident; each open incident no
-// finding backs any more is resolved, unless its rule is gone (the sweep
-// closes those with that reason).
-func (d *Detector) sync(ctx context.Context, reg *registry, source riposte.ObjectReference, findings []drift.Finding, resolution string) error {
+// finding backs any more is resolved with the reason resolution gives,
+// unless it gives none or the rule is gone (the sweep closes those with
+// that reason).
+func (d *Detector) sync(ctx context.Context, reg *registry, source riposte.ObjectReference, findings []drift.Finding, resolution func(*riposte.Incident) string) error {
 	var open riposte.IncidentList
 	if err := d.Client.List(ctx, &open, client.MatchingFields{drift.IndexSource: drift.SourceKey(source)}); err != nil {
 		return err
@@ -58,10 +59,11 @@ func (d *Detector) sync(ctx context.Context, reg *registry, source riposte.Objec
 			delete(want, key)
 			continue
 		}
-		if !reg.covers(inc) {
+		why := resolution(inc)
+		if !reg.covers(inc) || why == "" {
 			continue
 		}
-		if err := d.resolve(ctx, inc, resolution); err != nil {
+		if err := d.resolve(ctx, inc, why); err != nil {
 			return err
 		}
 	}

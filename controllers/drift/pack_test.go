@@ -145,7 +145,22 @@ func TestPolicyPackDefaultDeny(t *testing.T) {
 		t.Errorf("second occurrence named %s, want %s-2", again.Name, inc.Name)
 	}
 
-	// A namespace exempted by label opens none.
+	// Exempting the namespace ends the open incident as no longer selected,
+	// not as fixed.
+	bareNS := &corev1.Namespace{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Name: bare}, bareNS); err != nil {
+		t.Fatal(err)
+	}
+	bareNS.Labels["riposte.dev/policy-exempt"] = "true"
+	if err := k8sClient.Update(ctx, bareNS); err != nil {
+		t.Fatal(err)
+	}
+	exempted := waitForIncident(t, bare, "default-deny-ingress", "Namespace", bare, riposte.PhaseResolved)
+	if exempted.Name != again.Name || exempted.Spec.Drift.Resolution != riposte.DriftNotSelected {
+		t.Errorf("incident %s resolution %q, want NotSelected", exempted.Name, exempted.Spec.Drift.Resolution)
+	}
+
+	// A namespace exempted by label from the start opens none.
 	exempt := namespace(t, map[string]string{"riposte.dev/policy-exempt": "true"})
 	noIncident(t, exempt, "default-deny-ingress", "Namespace", exempt)
 }

@@ -201,6 +201,8 @@ func resolvedBecause(inc *riposte.Incident) (reason, message string) {
 	switch d.Resolution {
 	case riposte.DriftObjectDeleted:
 		return d.Resolution, "the object was deleted"
+	case riposte.DriftNotSelected:
+		return d.Resolution, "rule " + d.Rule + " no longer applies to the object (its labels or its namespace's changed, or the rule's selectors did)"
 	case riposte.DriftReportRemoved:
 		return d.Resolution, "the PolicyReport " + d.Source.Namespace + "/" + d.Source.Name + " that reported it was deleted"
 	case riposte.DriftRuleRemoved:

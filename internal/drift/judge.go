@@ -2,6 +2,7 @@ package drift
 
 import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
@@ -48,6 +49,15 @@ type Judgement struct {
 	Evaluated int
 	// Errors are the rules that selected the object but could not be evaluated.
 	Errors []error
+	// Unselected and Failed hold, by RuleKey, the rules of the object's kind
+	// that did not select it, and those that could not be evaluated: an
+	// incident of either is not one the object fixed.
+	Unselected, Failed map[string]bool
+}
+
+// RuleKey names one rule of one playbook.
+func RuleKey(playbook types.NamespacedName, rule string) string {
+	return playbook.String() + "\x00" + rule
 }
 
 // Judge evaluates every rule of the object's kind against it. namespace is
@@ -62,12 +72,14 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 		nsLabels = LabelsOf(namespace)
 	}
 	objLabels := LabelsOf(obj)
-	var out Judgement
+	out := Judgement{Unselected: map[string]bool{}, Failed: map[string]bool{}}
 	for _, r := range rules {
 		if r.GVK.GroupKind() != (schema.GroupKind{Group: groupOf(ref.APIVersion), Kind: ref.Kind}) {
 			continue
 		}
+		key := RuleKey(r.Playbook, r.Name)
 		if !r.Selects(scope, objLabels, nsLabels) {
+			out.Unselected[key] = true
 			continue
 		}
 		in := Input{Object: obj, Lookups: map[string][]any{}}
@@ -83,6 +95,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 			items, err := list(gvk, ns)
 			if err != nil {
 				out.Errors = append(out.Errors, err)
+				out.Failed[key] = true
 				failed = true
 				break
 			}
@@ -94,6 +107,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 		v, err := r.Evaluate(in)
 		if err != nil {
 			out.Errors = append(out.Errors, err)
+			out.Failed[key] = true
 			continue
 		}
 		out.Evaluated++

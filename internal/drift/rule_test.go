@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -209,5 +210,31 @@ func TestReportFindings(t *testing.T) {
 	fs := ReportFindings(pb("riposte-system", riposte.PolicyReportTrigger{}), "riposte-system", src, report)
 	if fs[0].Message != "bad" || fs[0].Severity != "high" || fs[0].Source != src || fs[1].Message == "" {
 		t.Errorf("finding %+v / %+v", fs[0], fs[1])
+	}
+}
+
+// Judge says which rules did not select the object and which failed, so an
+// incident is never resolved as fixed for either.
+func TestJudgeSaysWhatWasNotJudged(t *testing.T) {
+	pb := playbookWith("team",
+		podRule(func(r *riposte.DriftRule) {
+			r.Name = "web-only"
+			r.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+		}),
+		podRule(func(r *riposte.DriftRule) { r.Name = "strict"; r.Rule = "object.metadata.labels['debug'] != 'on'" }),
+		podRule(func(r *riposte.DriftRule) { r.Name = "always-broken"; r.Rule = "false" }),
+	)
+	rules, err := Compile(pb, "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "db", "namespace": "team", "labels": map[string]any{"app": "db"}}}
+	got := Judge(rules, pod, nil, func(schema.GroupVersionKind) bool { return true }, nil)
+	key := func(rule string) string { return RuleKey(types.NamespacedName{Namespace: "team", Name: "pb"}, rule) }
+	if !got.Unselected[key("web-only")] || !got.Failed[key("strict")] || got.Failed[key("always-broken")] || got.Unselected[key("always-broken")] {
+		t.Errorf("unselected %v, failed %v", got.Unselected, got.Failed)
+	}
+	if got.Evaluated != 1 || len(got.Findings) != 1 || got.Findings[0].Rule != "always-broken" || len(got.Errors) != 1 {
+		t.Errorf("evaluated %d, findings %+v, errors %v", got.Evaluated, got.Findings, got.Errors)
 	}
 }
