@@ -64,7 +64,7 @@ test-e2e: testbins ## Only the end-to-end tests.
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) ALERTMANAGER=$(ALERTMANAGER) go test $(GO_TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: bench
-bench: testbins ## Measure webhook-to-Remediated latency; writes bench/results.md.
+bench: testbins ## Measure webhook-to-Remediated, per-action, enrichment and drift detection; writes test/bench/results*.md.
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) hack/bench.sh
 
 ##@ Build and run

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs Riposte's benchmarks on the local control plane and writes
-# test/bench/results.md. BENCH_SEQUENTIAL and BENCH_BURST set the alert counts.
+# test/bench/results*.md. BENCH_SEQUENTIAL and BENCH_BURST set the alert
+# counts, BENCH_DRIFT_PODS and BENCH_DRIFT_VIOLATIONS the drift bench's;
+# BENCH_RUN picks benchmarks by name (for example TestBenchDrift).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 go test -tags bench -count=1 -timeout 45m -v -run "${BENCH_RUN:-TestBench}" ./test/bench/
