@@ -7,28 +7,26 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
-
-	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
-	"github.com/riposte-dev/riposte/controllers/drift"
-	driftrules "github.com/riposte-dev/riposte/internal/drift"
-
-	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers/approvalgate"
+	"github.com/riposte-dev/riposte/controllers/drift"
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/controllers/playbook"
+	driftrules "github.com/riposte-dev/riposte/internal/drift"
 	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/expr"
@@ -84,7 +82,8 @@ func ClientOptions() client.Options {
 	}}
 }
 
-// Setup registers the Incident, ApprovalGate and Playbook reconcilers.
+// Setup registers the Incident, ApprovalGate and Playbook reconcilers and
+// the drift detector.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	exprs := &expr.Cache{}
 	authorization, err := authorizationclient.NewForConfig(mgr.GetConfig())
