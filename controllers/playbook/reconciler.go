@@ -32,8 +32,8 @@ type Reconciler struct {
 	OperatorNamespace string
 }
 
-// notInstalledRecheck is how often a playbook waiting for the PolicyReport
-// API looks for it again.
+// notInstalledRecheck is how often a playbook waiting on something outside
+// it (the PolicyReport API, a kind's CRD, a grant to watch it) looks again.
 const notInstalledRecheck = time.Minute
 
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
