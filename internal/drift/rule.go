@@ -18,11 +18,8 @@ import (
 	"k8s.io/apiserver/pkg/cel/library"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/expr"
 )
-
-// costLimit bounds one evaluation, as the API server bounds a policy's, so a
-// rule cannot stall detection.
-const costLimit = 1_000_000
 
 var (
 	envOnce sync.Once
@@ -115,11 +112,11 @@ func Compile(pb *riposte.Playbook, operatorNamespace string) ([]*Rule, error) {
 		if r.objects, err = selector(spec.ObjectSelector); err != nil {
 			return nil, &Error{Field: field + ".objectSelector", Message: err.Error()}
 		}
-		if r.rule, err = program(e, spec.Rule, cel.BoolType); err != nil {
+		if r.rule, err = expr.CompileIn(e, spec.Rule, cel.BoolType); err != nil {
 			return nil, &Error{Field: field + ".rule", Message: err.Error()}
 		}
 		if spec.MessageExpression != "" {
-			if r.message, err = program(e, spec.MessageExpression, cel.StringType); err != nil {
+			if r.message, err = expr.CompileIn(e, spec.MessageExpression, cel.StringType); err != nil {
 				return nil, &Error{Field: field + ".messageExpression", Message: err.Error()}
 			}
 		}
@@ -144,17 +141,6 @@ func selector(s *metav1.LabelSelector) (labels.Selector, error) {
 		return labels.Everything(), nil
 	}
 	return metav1.LabelSelectorAsSelector(s)
-}
-
-func program(e *cel.Env, source string, want *cel.Type) (cel.Program, error) {
-	ast, iss := e.Compile(source)
-	if iss.Err() != nil {
-		return nil, fmt.Errorf("%q does not compile: %w", source, iss.Err())
-	}
-	if ast.OutputType() != want && ast.OutputType() != cel.DynType {
-		return nil, fmt.Errorf("%q must return a %s, not %s", source, want, ast.OutputType())
-	}
-	return e.Program(ast, cel.CostLimit(costLimit))
 }
 
 // Selects reports whether the rule judges an object in namespace ns (""

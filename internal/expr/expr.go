@@ -43,18 +43,29 @@ func Compile(source string) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	ast, iss := e.Compile(source)
+	prg, err := CompileIn(e, source, cel.BoolType)
+	if err != nil {
+		return nil, err
+	}
+	return &Program{source: source, prg: prg}, nil
+}
+
+// CompileIn compiles source in env to a program whose result has type want
+// (or is dynamic, known only when evaluated), bounded by the cost limit
+// every Riposte expression has. The error is written for the author.
+func CompileIn(env *cel.Env, source string, want *cel.Type) (cel.Program, error) {
+	ast, iss := env.Compile(source)
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("%q does not compile: %w", source, iss.Err())
 	}
-	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
-		return nil, fmt.Errorf("%q must be a boolean expression, not %s", source, ast.OutputType())
+	if ast.OutputType() != want && ast.OutputType() != cel.DynType {
+		return nil, fmt.Errorf("%q must return a %s, not %s", source, want, ast.OutputType())
 	}
-	prg, err := e.Program(ast, cel.CostLimit(costLimit))
+	prg, err := env.Program(ast, cel.CostLimit(costLimit))
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", source, err)
 	}
-	return &Program{source: source, prg: prg}, nil
+	return prg, nil
 }
 
 // Eval runs the expression against an incident. A missing field is an error

@@ -33,7 +33,7 @@ func TestCompileAndEval(t *testing.T) {
 		{reason: "namespace from metadata", source: "incident.metadata.namespace.startsWith('sh')", want: true},
 		{reason: "has() guards a missing label", source: "has(incident.spec.labels.owner) && incident.spec.labels.owner == 'x'", want: false},
 		{reason: "a syntax error is reported at compile time", source: "incident.spec.severity ==", compileErr: "does not compile"},
-		{reason: "a non-boolean result is refused at compile time", source: "'text'", compileErr: "must be a boolean"},
+		{reason: "a non-boolean result is refused at compile time", source: "'text'", compileErr: "must return a bool"},
 		{reason: "an unknown variable is refused", source: "alert.severity == 'x'", compileErr: "undeclared reference"},
 		{reason: "a missing field is an evaluation error, not a silent false", source: "incident.spec.labels.owner == 'x'", evalErr: "no such key"},
 	}
