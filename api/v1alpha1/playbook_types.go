@@ -553,6 +553,22 @@ type PlaybookStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Scope string `json:"scope,omitempty"`
+	// drift sums up the playbook's drift rules as the detector runs them.
+	// +optional
+	Drift *PlaybookDriftStatus `json:"drift,omitempty"`
+}
+
+// PlaybookDriftStatus is what the drift detector reports about a playbook.
+type PlaybookDriftStatus struct {
+	// openIncidents counts the playbook's drift incidents not yet resolved.
+	// +optional
+	OpenIncidents int32 `json:"openIncidents"`
+	// watching lists the kinds its rules judge or look up (Kind.group).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	Watching []string `json:"watching,omitempty"`
 }
 
 // Playbook says which incidents to answer, how to remediate them, who must
@@ -563,6 +579,7 @@ type PlaybookStatus struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.status.scope`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Open Drift",type=integer,JSONPath=`.status.drift.openIncidents`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Playbook struct {
 	metav1.TypeMeta   `json:",inline"`

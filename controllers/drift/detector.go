@@ -65,6 +65,8 @@ type item struct {
 	all bool
 	// playbooks asks to read the playbooks again.
 	playbooks bool
+	// summary asks to write the playbooks' status.drift.
+	summary bool
 }
 
 type watch struct {
@@ -127,6 +129,8 @@ func (d *Detector) processNext(ctx context.Context) bool {
 	switch {
 	case it.playbooks:
 		err = d.refresh(ctx)
+	case it.summary:
+		err = d.summarise(ctx)
 	case it.all:
 		err = d.fanOut(ctx, it)
 	default:

@@ -110,6 +110,9 @@ func TestDriftLifecycle(t *testing.T) {
 		t.Errorf("not enriched: %+v", first.Status.Context)
 	}
 
+	// The playbook sums it up for kubectl get playbooks.
+	summary(t, ns, "no-debug", 1, "Pod")
+
 	// A storm of updates to the violating object keeps one incident.
 	for i := range 30 {
 		setLabels(t, ns, "web", map[string]string{"app": "web", "debug": "on", "n": fmt.Sprint(i)})
@@ -131,6 +134,7 @@ func TestDriftLifecycle(t *testing.T) {
 	if c := meta.FindStatusCondition(fixed.Status.Conditions, riposte.ConditionReady); c == nil {
 		t.Errorf("no Ready condition: %s", conditions(fixed.Status.Conditions))
 	}
+	summary(t, ns, "no-debug", 0, "Pod")
 
 	// Broken again: a second occurrence, named after the first.
 	setLabels(t, ns, "web", map[string]string{"app": "web", "debug": "again"})
@@ -585,4 +589,21 @@ func evaluationErrors(t *testing.T) float64 {
 		}
 	}
 	return 0
+}
+
+// summary waits until a playbook's status.drift says it holds open
+// incidents and watches kinds.
+func summary(t *testing.T, ns, name string, open int32, kinds ...string) {
+	t.Helper()
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		pb := &riposte.Playbook{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pb); err != nil {
+			return err
+		}
+		d := pb.Status.Drift
+		if d == nil || d.OpenIncidents != open || strings.Join(d.Watching, ",") != strings.Join(kinds, ",") {
+			return fmt.Errorf("status.drift %+v, want %d open, watching %v", d, open, kinds)
+		}
+		return nil
+	})
 }

@@ -101,6 +101,7 @@ func (d *Detector) open(ctx context.Context, f drift.Finding) error {
 				return fmt.Errorf("opening drift incident %s: %w", key, err)
 			}
 			incidentsOpened.Inc()
+			d.queue.Add(item{summary: true})
 			d.log.Info("drift incident opened", "incident", key.String(), "rule", f.Rule, "target", f.Target.String())
 			return nil
 		case err != nil:
@@ -124,6 +125,7 @@ func (d *Detector) resolve(ctx context.Context, inc *riposte.Incident, resolutio
 		return client.IgnoreNotFound(err)
 	}
 	incidentsResolved.WithLabelValues(resolution).Inc()
+	d.queue.Add(item{summary: true})
 	d.log.Info("drift incident resolved", "incident", client.ObjectKeyFromObject(inc).String(), "resolution", resolution)
 	return nil
 }

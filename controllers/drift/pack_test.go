@@ -123,6 +123,16 @@ func TestPolicyPackDefaultDeny(t *testing.T) {
 	ctx := context.Background()
 	bare := namespace(t, nil)
 	inc := waitForIncident(t, bare, "default-deny-ingress", "Namespace", bare, riposte.PhaseAwaitingApproval)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		pb := &riposte.Playbook{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: "policy-default-deny"}, pb); err != nil {
+			return err
+		}
+		if d := pb.Status.Drift; d == nil || d.OpenIncidents < 1 || strings.Join(d.Watching, ",") != "Namespace,NetworkPolicy.networking.k8s.io" {
+			return fmt.Errorf("status.drift %+v", d)
+		}
+		return nil
+	})
 	approve(t, inc)
 	resolved := waitForIncident(t, bare, "default-deny-ingress", "Namespace", bare, riposte.PhaseResolved)
 	if resolved.Name != inc.Name || resolved.Spec.Drift.Resolution != riposte.DriftComplies || resolved.Status.ResolvedAt == nil {

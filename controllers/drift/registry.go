@@ -187,6 +187,7 @@ func (d *Detector) refresh(ctx context.Context) error {
 		return err
 	}
 	d.rejudgeChanged(old, next)
+	d.queue.Add(item{summary: true})
 	return d.reconcileWatches(ctx, next)
 }
 
