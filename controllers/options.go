@@ -103,7 +103,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
 	}
-	if err := setupDrift(mgr, opts, resolver, exprs); err != nil {
+	if err := setupDrift(mgr, opts, resolver); err != nil {
 		return err
 	}
 	gates := &approvalgate.Reconciler{
@@ -161,7 +161,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 }
 
 // setupDrift adds the drift detector, which runs on the leader only.
-func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver, exprs *expr.Cache) error {
+func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &riposte.Incident{}, driftrules.IndexSource, drift.IndexOpenBySource); err != nil {
 		return err
 	}
@@ -181,7 +181,6 @@ func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver, e
 		Resync:   opts.DriftResync,
 		Workers:  max(opts.MaxConcurrentReconciles, 1),
 		Keep:     keep,
-		Exprs:    exprs,
 	})
 }
 

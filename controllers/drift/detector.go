@@ -24,7 +24,6 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/drift"
-	"github.com/riposte-dev/riposte/internal/expr"
 )
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
@@ -45,8 +44,6 @@ type Detector struct {
 	// Keep are kinds the rest of the manager reads from the cache: their
 	// informers are never stopped, only the detector's handler on them.
 	Keep map[schema.GroupVersionKind]bool
-	// Exprs compiles the playbooks' other expressions, to tell a usable playbook.
-	Exprs *expr.Cache
 
 	queue   workqueue.TypedRateLimitingInterface[item]
 	mu      sync.RWMutex

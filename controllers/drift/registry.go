@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,7 +16,6 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/drift"
-	"github.com/riposte-dev/riposte/internal/match"
 )
 
 var namespaceKind = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
@@ -38,6 +39,8 @@ type registry struct {
 type entry struct {
 	playbook *riposte.Playbook
 	rules    map[string]*drift.Rule
+	// namespaced says, for every kind the rules name, whether it is namespaced.
+	namespaced map[schema.GroupVersionKind]bool
 }
 
 func newRegistry() *registry {
@@ -51,9 +54,9 @@ func newRegistry() *registry {
 	}
 }
 
-func (r *registry) add(e *entry, namespaced map[schema.GroupVersionKind]bool) {
+func (r *registry) add(e *entry) {
 	r.playbooks[types.NamespacedName{Namespace: e.playbook.Namespace, Name: e.playbook.Name}] = e
-	for gvk, ns := range namespaced {
+	for gvk, ns := range e.namespaced {
 		r.namespaced[gvk] = ns
 	}
 	for _, rule := range e.rules {
@@ -144,25 +147,20 @@ func (d *Detector) refresh(ctx context.Context) error {
 			continue
 		}
 		if e := old.playbooks[key]; e != nil && e.playbook.UID == pb.UID && e.playbook.Generation == pb.Generation {
-			// Unchanged since it was resolved: no need to ask the API server again.
-			next.add(e, old.namespaced)
+			next.add(e) // unchanged since it was resolved
 			continue
 		}
-		resolved, usable := d.usable(ctx, pb)
+		e, usable := d.usable(ctx, pb)
 		if !usable {
 			// An edit that breaks a playbook is reported on it (by the
 			// playbook controller) and changes nothing here: the rules last
 			// known good stay in force.
 			if e := old.playbooks[key]; e != nil {
-				next.add(e, old.namespaced)
+				next.add(e)
 			}
 			continue
 		}
-		e := &entry{playbook: pb, rules: map[string]*drift.Rule{}}
-		for _, rule := range resolved.Rules {
-			e.rules[rule.Name] = rule
-		}
-		next.add(e, resolved.Namespaced)
+		next.add(e)
 	}
 	if len(next.reportPlaybooks) > 0 && len(old.reportKinds) > 0 {
 		for gvk := range old.reportKinds {
@@ -191,17 +189,28 @@ func (d *Detector) refresh(ctx context.Context) error {
 	return d.reconcileWatches(ctx, next)
 }
 
-// usable says whether a playbook's drift rules may run: the playbook passes
-// every check its status reports.
-func (d *Detector) usable(ctx context.Context, pb *riposte.Playbook) (*drift.Resolved, bool) {
-	if reason, _ := match.Validate(pb, d.Exprs); reason != "" {
+// usable returns a playbook's rules when its status says, for its current
+// generation, that it passed every check (the playbook controller makes
+// them, including whether Riposte may watch each kind). A playbook not
+// judged yet is looked at again when its status is written.
+func (d *Detector) usable(ctx context.Context, pb *riposte.Playbook) (*entry, bool) {
+	ready := meta.FindStatusCondition(pb.Status.Conditions, riposte.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != pb.Generation {
 		return nil, false
 	}
-	if pb.Spec.ServiceAccountName == "" && pb.Namespace != d.Resolver.OperatorNamespace {
+	// Compiling and mapping kinds again is cheap and local; the access
+	// checks the status already vouches for are not repeated.
+	local := *d.Resolver
+	local.CanWatch = nil
+	resolved, problem := local.Resolve(ctx, pb)
+	if problem != nil {
 		return nil, false
 	}
-	resolved, problem := d.Resolver.Resolve(ctx, pb)
-	return resolved, problem == nil
+	e := &entry{playbook: pb, rules: map[string]*drift.Rule{}, namespaced: resolved.Namespaced}
+	for _, rule := range resolved.Rules {
+		e.rules[rule.Name] = rule
+	}
+	return e, true
 }
 
 // rejudgeChanged queues every object under a rule that is new or changed,
