@@ -233,7 +233,7 @@ func (d *Detector) resyncAll(ctx context.Context) {
 		}
 	}
 	var open riposte.IncidentList
-	if err := d.Client.List(ctx, &open, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}); err == nil {
+	if err := d.Client.List(ctx, &open, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}, client.UnsafeDisableDeepCopy); err == nil {
 		for i := range open.Items {
 			inc := &open.Items[i]
 			if drift.Open(inc) {

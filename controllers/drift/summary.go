@@ -19,7 +19,7 @@ import (
 func (d *Detector) summarise(ctx context.Context) error {
 	reg := d.registry()
 	var incidents riposte.IncidentList
-	if err := d.Client.List(ctx, &incidents, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}); err != nil {
+	if err := d.Client.List(ctx, &incidents, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	open := map[types.NamespacedName]int32{}

@@ -194,9 +194,6 @@ func Select(playbooks []riposte.Playbook, inc *riposte.Incident, operatorNamespa
 			continue
 		}
 		ok, err := triggersMatch(pb, &inc.Spec)
-		if inc.Spec.Drift != nil {
-			ok, err = driftMatches(pb, inc.Spec.Drift), nil
-		}
 		if err == nil && ok && pb.Spec.When != "" {
 			if incidentObject == nil {
 				incidentObject, err = expr.IncidentObject(inc)
@@ -243,6 +240,9 @@ func driftMatches(pb *riposte.Playbook, d *riposte.DriftFinding) bool {
 }
 
 func triggersMatch(pb *riposte.Playbook, spec *riposte.IncidentSpec) (bool, error) {
+	if spec.Drift != nil {
+		return driftMatches(pb, spec.Drift), nil
+	}
 	for _, t := range pb.Spec.Triggers.Alerts {
 		ok, err := AlertTriggerMatches(t, spec)
 		if err != nil {
