@@ -17,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/notify"
@@ -74,32 +73,17 @@ func run(m *testing.M) int {
 	notifyServer := httptest.NewServer(notifications)
 	defer notifyServer.Close()
 
-	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Client:                 controllers.ClientOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(operatorNamespace),
+	stop, err := env.RunManager(controllers.Options{
+		OperatorNamespace:       operatorNamespace,
+		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
+		MaxConcurrentReconciles: 4,
+		NotifyURL:               notifyServer.URL,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := controllers.Setup(mgr, controllers.Options{
-		OperatorNamespace:       operatorNamespace,
-		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
-		MaxConcurrentReconciles: 4,
-		NotifyURL:               notifyServer.URL,
-	}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-			os.Exit(1)
-		}
-	}()
+	defer stop()
 	return m.Run()
 }
 

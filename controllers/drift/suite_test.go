@@ -15,12 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers"
@@ -94,42 +91,18 @@ func setUp(ctx context.Context) error {
 // managerRunning is the stop function of the manager now running.
 var managerRunning atomic.Pointer[func()]
 
-// startManager runs Riposte's manager in this process, as its service
-// account, until the returned function is called.
+// startManager runs Riposte's manager in this process until the returned
+// function is called.
 func startManager() (func(), error) {
-	cfg, err := env.ManagerConfig(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Client:                 controllers.ClientOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(operatorNamespace),
-		// The restart test runs a second manager in this process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := controllers.Setup(mgr, controllers.Options{
+	stop, err := env.RunManager(controllers.Options{
 		OperatorNamespace:       operatorNamespace,
 		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
 		MaxConcurrentReconciles: 4,
 		DriftResync:             resync,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}()
-	stop := func() { cancel(); <-done }
 	managerRunning.Store(&stop)
 	return stop, nil
 }
