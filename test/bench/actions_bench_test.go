@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -216,32 +215,34 @@ func waitPhase(t *testing.T, c client.Client, inc *riposte.Incident, phase ripos
 	return 0
 }
 
-var actionSecondsLine = regexp.MustCompile(`^riposte_action_seconds_(sum|count)\{action="([A-Za-z]+)"\} ([0-9.e+-]+)$`)
-
-// scrapeActionSeconds reads the mean step write time per action from the manager.
-func scrapeActionSeconds(t *testing.T, addr string) map[riposte.ActionType]time.Duration {
+// scrapeMetrics reads the manager's metrics endpoint: each series (its
+// name and labels as the endpoint writes them) to its value.
+func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	must(t, err)
 	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
-	sums, counts := map[string]float64{}, map[string]float64{}
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		m := actionSecondsLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		v, _ := strconv.ParseFloat(m[3], 64)
-		if m[1] == "sum" {
-			sums[m[2]] = v
-		} else {
-			counts[m[2]] = v
+		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
+			out[f[0]], _ = strconv.ParseFloat(f[1], 64)
 		}
 	}
+	return out
+}
+
+// scrapeActionSeconds reads the mean step write time per action from the manager.
+func scrapeActionSeconds(t *testing.T, addr string) map[riposte.ActionType]time.Duration {
+	series := scrapeMetrics(t, addr)
 	out := map[riposte.ActionType]time.Duration{}
-	for a, cnt := range counts {
-		if cnt > 0 {
-			out[riposte.ActionType(a)] = time.Duration(sums[a] / cnt * float64(time.Second))
+	const count, sum = `riposte_action_seconds_count{action="`, `riposte_action_seconds_sum{action="`
+	for name, n := range series {
+		action, ok := strings.CutPrefix(name, count)
+		if !ok || n == 0 {
+			continue
 		}
+		action = strings.TrimSuffix(action, `"}`)
+		out[riposte.ActionType(action)] = time.Duration(series[sum+action+`"}`] / n * float64(time.Second))
 	}
 	return out
 }

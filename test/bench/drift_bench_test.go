@@ -5,12 +5,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -153,27 +150,9 @@ func waitResyncs(t *testing.T, metricsAddr string, n float64, minObjects int) re
 }
 
 func scrapeResyncs(t *testing.T, addr string) resyncs {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	must(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	var r resyncs
-	for _, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(fields[1], 64)
-		switch fields[0] {
-		case "riposte_drift_resync_seconds_count":
-			r.count = v
-		case "riposte_drift_resync_seconds_sum":
-			r.sum = v
-		case "riposte_drift_resync_objects":
-			r.objects = v
-		}
-	}
-	return r
+	series := scrapeMetrics(t, addr)
+	return resyncs{count: series["riposte_drift_resync_seconds_count"], sum: series["riposte_drift_resync_seconds_sum"],
+		objects: series["riposte_drift_resync_objects"]}
 }
 
 // memory is the manager's resident memory and its Go heap allocated
@@ -183,18 +162,8 @@ func scrapeResyncs(t *testing.T, addr string) resyncs {
 type memory struct{ rss, heap string }
 
 func memoryOf(t *testing.T, m *testenv.Manager) memory {
-	resp, err := http.Get("http://" + m.MetricsAddr + "/metrics")
-	must(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	heap := "unknown"
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "go_memstats_heap_alloc_bytes" {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			heap = fmt.Sprintf("%.0f MB", v/1e6)
-		}
-	}
-	return memory{rss: rssOf(m.Pid), heap: heap}
+	heap := scrapeMetrics(t, m.MetricsAddr)["go_memstats_heap_alloc_bytes"]
+	return memory{rss: rssOf(m.Pid), heap: fmt.Sprintf("%.0f MB", heap/1e6)}
 }
 
 func rssOf(pid int) string {
