@@ -108,14 +108,21 @@ func barePod(t *testing.T, ns, name string, mutate func(*corev1.Pod)) *corev1.Po
 	return pod
 }
 
+// scaledToZero remediates a three-replica Deployment's pod by scaling the
+// Deployment to 0.
+func scaledToZero(t *testing.T) (string, *riposte.Incident) {
+	t.Helper()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	updateDeployment(t, ns, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](3) })
+	return ns, remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseRemediated,
+		riposte.Step{Name: "stop", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}})
+}
+
 // Every namespaced action against real objects, and its undo.
 func TestWorkloadActionsAndTheirUndo(t *testing.T) {
 	t.Run("ScaleWorkload remembers the replicas", func(t *testing.T) {
-		ns := newNamespace(t)
-		pod := deployedPod(t, ns, "web")
-		updateDeployment(t, ns, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](3) })
-		inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseRemediated,
-			riposte.Step{Name: "stop", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}})
+		ns, inc := scaledToZero(t)
 		var dep appsv1.Deployment
 		if get(t, &dep, ns, "web"); *dep.Spec.Replicas != 0 {
 			t.Fatalf("replicas = %d after ScaleWorkload, want 0", *dep.Spec.Replicas)
@@ -137,11 +144,7 @@ func TestWorkloadActionsAndTheirUndo(t *testing.T) {
 	})
 
 	t.Run("undo leaves a later change by someone else", func(t *testing.T) {
-		ns := newNamespace(t)
-		pod := deployedPod(t, ns, "web")
-		updateDeployment(t, ns, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](3) })
-		inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseRemediated,
-			riposte.Step{Name: "stop", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}})
+		ns, inc := scaledToZero(t)
 		// The owning team brings one replica back by hand while investigating.
 		updateDeployment(t, ns, "web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](1) })
 		undone := undoAs(t, "alice", inc)
