@@ -451,23 +451,34 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 // watched reports whether the detector's gauge says it watches kind.
 func watched(t *testing.T, kind string) bool {
 	t.Helper()
+	v, ok := metricValue(t, "riposte_drift_watched_kinds", "kind", kind)
+	return ok && v == 1
+}
+
+// metricValue reads the series of a metric with one label value from the
+// in-process manager's registry.
+func metricValue(t *testing.T, name, label, value string) (float64, bool) {
+	t.Helper()
 	families, err := crmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "riposte_drift_watched_kinds" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == kind && m.GetGauge().GetValue() == 1 {
-					return true
+				if l.GetName() == label && l.GetValue() == value {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue(), true
+					}
+					return m.GetGauge().GetValue(), true
 				}
 			}
 		}
 	}
-	return false
+	return 0, false
 }
 
 // A watch starts when the first rule needs its kind, is shared by every
@@ -572,23 +583,8 @@ func TestDriftEvaluationErrorKeepsIncidentOpen(t *testing.T) {
 
 func evaluationErrors(t *testing.T) float64 {
 	t.Helper()
-	families, err := crmetrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "riposte_drift_evaluations_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == "error" {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	v, _ := metricValue(t, "riposte_drift_evaluations_total", "outcome", "error")
+	return v
 }
 
 // summary waits until a playbook's status.drift says it holds open

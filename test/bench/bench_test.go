@@ -284,14 +284,18 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
-func peakRSS(pid int) string {
+// peakRSS is a process's peak resident memory (VmHWM).
+func peakRSS(pid int) string { return procStatus(pid, "VmHWM") }
+
+// procStatus reads one field of /proc/PID/status.
+func procStatus(pid int, field string) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return "unknown"
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
 		}
 	}
 	return "unknown"

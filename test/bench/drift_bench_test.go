@@ -163,20 +163,7 @@ type memory struct{ rss, heap string }
 
 func memoryOf(t *testing.T, m *testenv.Manager) memory {
 	heap := scrapeMetrics(t, m.MetricsAddr)["go_memstats_heap_alloc_bytes"]
-	return memory{rss: rssOf(m.Pid), heap: fmt.Sprintf("%.0f MB", heap/1e6)}
-}
-
-func rssOf(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
-		}
-	}
-	return "unknown"
+	return memory{rss: procStatus(m.Pid, "VmRSS"), heap: fmt.Sprintf("%.0f MB", heap/1e6)}
 }
 
 func writeDriftResults(t *testing.T, pods, bindings int, lat []time.Duration, first, second resyncs, without, steady, end memory, peak string) {
