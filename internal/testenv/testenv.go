@@ -90,8 +90,14 @@ func Eventually(t testing.TB, timeout time.Duration, check func(ctx context.Cont
 	defer cancel()
 	var last error
 	for {
-		if last = check(ctx); last == nil {
+		err := check(ctx)
+		if err == nil {
 			return
+		}
+		// A call cut short by the deadline says nothing about the condition:
+		// report what the last complete check found.
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		select {
 		case <-ctx.Done():
