@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/approval"
 	"github.com/riposte-dev/riposte/internal/actions"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
@@ -535,4 +536,33 @@ func TestChangedPlanAfterApprovalAsksAgain(t *testing.T) {
 	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-3-2"}, gate); err != nil || inc.Status.PlanHash != gate.Spec.Plan.Hash {
 		t.Errorf("applied plan %s, approved %s (err %v)", inc.Status.PlanHash, gate.Spec.Plan.Hash, err)
 	}
+}
+
+// A gate Riposte cancelled moves its incident on even when the pass that
+// cancelled it could not store the incident (its status write conflicted
+// with a change to the spec, as when the target goes and the source
+// resolves the incident at the same moment): the gate's record is enough.
+func TestCancelledGateMovesItsIncidentOn(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "manual", "ContainerShell", nil))
+	mustCreate(t, alertIncident(ns, "am-cancel", "ContainerShell", ns, pod.Name))
+	waitForPhase(t, ns, "am-cancel", riposte.PhaseAwaitingApproval)
+
+	// The gate is cancelled as Riposte would, the incident left as it was.
+	gate := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-cancel"}, gate); err != nil {
+		t.Fatal(err)
+	}
+	approval.Record(gate, approval.Verdict{Phase: riposte.GateCancelled, Reason: riposte.ReasonTargetGone,
+		Message: "the target no longer exists", DecidedBy: []string{"riposte"}}, time.Now())
+	if err := k8sClient.Status().Update(ctx, gate); err != nil {
+		t.Fatal(err)
+	}
+	inc := waitForPhase(t, ns, "am-cancel", riposte.PhaseCancelled)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonTargetGone || !strings.Contains(c.Message, "the target no longer exists") {
+		t.Errorf("Approved condition = %+v", c)
+	}
+	expectUnisolated(t, pod)
 }

@@ -444,8 +444,22 @@ func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
 		inc.Status.Phase = riposte.PhaseRejected
 		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonRejected, gate.Status.Message)
 		return true, nil
-	case riposte.GateCancelled, riposte.GateSuperseded:
-		// Closed by Riposte itself; the incident already says why.
+	case riposte.GateCancelled:
+		// Closed by Riposte itself. The pass that closed it moves the incident
+		// on too; if that pass could not store the incident (a write that
+		// conflicted with a change to its spec), the gate's record does it now.
+		if inc.Status.Phase == riposte.PhaseAwaitingApproval {
+			reason := riposte.ReasonTargetGone
+			if c := meta.FindStatusCondition(gate.Status.Conditions, riposte.GateDecided); c != nil {
+				reason = c.Reason
+			}
+			inc.Status.Phase = riposte.PhaseCancelled
+			setCondition(inc, riposte.IncidentApproved, false, reason, "gate "+gate.Name+" was cancelled: "+gate.Status.Message)
+			r.resolveIfDone(inc)
+		}
+		return true, nil
+	case riposte.GateSuperseded:
+		// Closed by Riposte itself; the incident names its new gate.
 		return true, nil
 	default:
 		return true, r.whilePending(ctx, p)
