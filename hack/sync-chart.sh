@@ -13,6 +13,8 @@ cp config/rbac/role.yaml "$chart/files/rbac/manager-role.yaml"
 for f in approver_role incident_viewer_role playbook_editor_role metrics_reader_role leader_election_role operator_role action_roles remediator; do
   cp "config/rbac/$f.yaml" "$chart/files/rbac/"
 done
-cp config/policies/approvalgate-decisions.yaml config/policies/incident-requester.yaml config/policies/incident-undo.yaml "$chart/files/policies/"
+for f in config/policies/*.yaml; do
+  [[ $(basename "$f") == kustomization.yaml ]] || cp "$f" "$chart/files/policies/"
+done
 cp config/prometheus/rules.yaml "$chart/files/prometheus-rules.yaml"
 cp config/grafana/riposte-dashboard.json "$chart/files/riposte-dashboard.json"

@@ -102,10 +102,18 @@ type GatePolicy struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10
 	RequiredRejections int32 `json:"requiredRejections,omitempty"`
-	// requester is the user who opened the incident, for a Manual incident.
+	// requester is the user who asked for this plan: who opened a Manual
+	// incident, or who set the incident's target.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Requester string `json:"requester,omitempty"`
+	// decisionPolicy identifies the admission policy that checked decisions
+	// when the gate was opened (the policy's and its binding's UID and
+	// generation); empty when none was provably in force. Decisions count
+	// only while that same policy stays in force.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	DecisionPolicy string `json:"decisionPolicy,omitempty"`
 }
 
 // DecisionVerdict is a person's answer to a gate.
@@ -228,6 +236,25 @@ type ApprovalGateStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	IgnoredDecisions []string `json:"ignoredDecisions,omitempty"`
+	// decisionPolicy is the admission policy Riposte last saw checking this
+	// gate's decisions, in the form of spec.policy.decisionPolicy.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	DecisionPolicy string `json:"decisionPolicy,omitempty"`
+	// verifiedDecisions are the users whose decisions Riposte saw appear
+	// while the shipped decision policy was continuously in force; only
+	// these are counted.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	VerifiedDecisions []string `json:"verifiedDecisions,omitempty"`
+	// unverifiableDecisions are the users whose decisions appeared while
+	// that could not be shown (the policy or its binding was missing,
+	// changed or re-created): they are never counted.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	UnverifiableDecisions []string `json:"unverifiableDecisions,omitempty"`
 	// notifiedAt is when people were told the gate waits for them.
 	// +optional
 	NotifiedAt *metav1.Time `json:"notifiedAt,omitempty"`

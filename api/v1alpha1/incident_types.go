@@ -76,9 +76,26 @@ type IncidentSpec struct {
 	// +kubebuilder:validation:MaxLength=2048
 	GeneratorURL string `json:"generatorURL,omitempty"`
 	// target names the affected object explicitly; when set it wins over what
-	// the labels say.
+	// the labels say. It is a person's request: in the incident's own
+	// namespace only, set by the user named in targetSetBy (or requestedBy),
+	// checked by the API server (config/policies), and never approved
+	// automatically.
 	// +optional
 	Target *ObjectReference `json:"target,omitempty"`
+	// targetSetBy is the user who pointed an existing incident at target; the
+	// API server checks it is the caller. That person counts as the
+	// requester: they may not approve the plan they asked for.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	TargetSetBy string `json:"targetSetBy,omitempty"`
+	// requesterGroups are groups of the requester (requestedBy or
+	// targetSetBy) that Riposte may count when it checks the requester could
+	// make the plan's writes themselves; the API server checks the caller is
+	// in each (kubectl riposte whoami lists yours).
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	RequesterGroups []string `json:"requesterGroups,omitempty"`
 	// requestedBy is the user who opened a Manual incident. The API server
 	// checks it is the caller (config/policies), and by default that person
 	// may not approve the incident's remediation.
@@ -196,6 +213,13 @@ const (
 	IncidentHeld = "Held"
 	// IncidentUndone: the remediation's changes were put back.
 	IncidentUndone = "Undone"
+	// IncidentDeletionBlocked: the incident was deleted while changes it
+	// applied are still in place; it stays until they are undone.
+	IncidentDeletionBlocked = "DeletionBlocked"
+
+	// RecordFinalizer keeps an incident whose remediation is applied until
+	// its changes are undone and its record is written out.
+	RecordFinalizer = "riposte.dev/remediation-record"
 
 	ReasonTargetResolved     = "TargetResolved"
 	ReasonTargetNotFound     = "TargetNotFound"
@@ -227,6 +251,10 @@ const (
 	ReasonUndone             = "Undone"
 	ReasonUndoFailed         = "UndoFailed"
 	ReasonContainmentExpired = "ContainmentExpired"
+	ReasonRemediationApplied = "RemediationInPlace"
+	ReasonRequestRefused     = "RequestRefused"
+	ReasonRequesterNoAccess  = "RequesterLacksAccess"
+	ReasonGateMissing        = "GateMissing"
 )
 
 // OwnerReference is one link of a workload's owner chain.
@@ -562,6 +590,12 @@ type IncidentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ApprovalGate string `json:"approvalGate,omitempty"`
+	// approvalGateUID is the UID of the gate Riposte created: a gate of the
+	// same name with any other UID (deleted and re-created) is not this
+	// incident's and decides nothing.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ApprovalGateUID string `json:"approvalGateUID,omitempty"`
 	// planHash is the hash of the plan that was approved and applied.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128

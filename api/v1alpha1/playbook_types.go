@@ -422,6 +422,24 @@ type AutoApprove struct {
 	When string `json:"when,omitempty"`
 }
 
+// ManualRequests says whether people may ask a playbook to act: through a
+// Manual incident, or by pointing an alert's incident at a target of their
+// choosing.
+// +kubebuilder:validation:Enum=RequireAccess;Anyone;Refuse
+type ManualRequests string
+
+const (
+	// ManualRequireAccess answers a person's request only when that person
+	// may make every write of the plan themselves (a SubjectAccessReview per
+	// write): Riposte never does for them what they could not do.
+	ManualRequireAccess ManualRequests = "RequireAccess"
+	// ManualAnyone answers anyone who may open an incident in the namespace;
+	// people holding the verb approve decide.
+	ManualAnyone ManualRequests = "Anyone"
+	// ManualRefuse answers alerts and drift only.
+	ManualRefuse ManualRequests = "Refuse"
+)
+
 // ApprovalPolicy says who or what must approve a playbook's plan.
 // +kubebuilder:validation:XValidation:rule="!has(self.onExpiry) || self.onExpiry != 'Approve' || has(self.timeout)",message="onExpiry Approve needs a timeout"
 type ApprovalPolicy struct {
@@ -445,6 +463,15 @@ type ApprovalPolicy struct {
 	// allowRequester lets the person who opened the incident approve it.
 	// +optional
 	AllowRequester bool `json:"allowRequester,omitempty"`
+	// manualRequests says whether people may ask this playbook to act
+	// (a Manual incident, or a target they set on an incident): RequireAccess
+	// (the default in a team's namespace) answers only someone who may make
+	// every write of the plan themselves; Anyone answers whoever may open an
+	// incident here; Refuse (the default for cluster-wide playbooks, in
+	// Riposte's namespace) answers alerts and drift only. A person's request
+	// is never approved automatically: autoApprove does not apply to it.
+	// +optional
+	ManualRequests ManualRequests `json:"manualRequests,omitempty"`
 	// requiredRejections is how many distinct people must reject to close the
 	// gate; the default 1 means any reject vetoes.
 	// +optional

@@ -153,6 +153,16 @@ func (in *ApprovalGateStatus) DeepCopyInto(out *ApprovalGateStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.VerifiedDecisions != nil {
+		in, out := &in.VerifiedDecisions, &out.VerifiedDecisions
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.UnverifiableDecisions != nil {
+		in, out := &in.UnverifiableDecisions, &out.UnverifiableDecisions
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.NotifiedAt != nil {
 		in, out := &in.NotifiedAt, &out.NotifiedAt
 		*out = (*in).DeepCopy()
@@ -589,6 +599,11 @@ func (in *IncidentSpec) DeepCopyInto(out *IncidentSpec) {
 		in, out := &in.Target, &out.Target
 		*out = new(ObjectReference)
 		**out = **in
+	}
+	if in.RequesterGroups != nil {
+		in, out := &in.RequesterGroups, &out.RequesterGroups
+		*out = make([]string, len(*in))
+		copy(*out, *in)
 	}
 	if in.Undo != nil {
 		in, out := &in.Undo, &out.Undo

@@ -5,13 +5,11 @@ package approvalgate
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,10 +21,6 @@ import (
 	"github.com/riposte-dev/riposte/internal/metrics"
 	"github.com/riposte-dev/riposte/internal/notify"
 )
-
-// DecisionPolicy is the admission policy that makes people's decisions
-// trustworthy; without it installed and bound, none is counted.
-const DecisionPolicy = "riposte-approvalgate-decisions"
 
 // Reconciler decides ApprovalGates.
 type Reconciler struct {
@@ -62,17 +56,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if final(gate.Status.Phase) {
 		return ctrl.Result{}, nil
 	}
-	trust := approval.Trust{}
-	if len(gate.Spec.Decisions) > 0 {
-		enforced, err := r.identitiesEnforced(ctx)
+	base := gate.DeepCopy() // the status patch is computed from what was read
+	if approval.Unjudged(gate) {
+		// New decisions: see whether the API server checked them, reading
+		// the policy before and after a fresh read of the gate (the order
+		// is what approval.Witness relies on).
+		policyBefore, _, err := approval.Enforcement(ctx, r.APIReader)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		trust.IdentitiesEnforced = enforced
+		fresh := &riposte.ApprovalGate{}
+		if err := r.APIReader.Get(ctx, req.NamespacedName, fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		policyAfter, why, err := approval.Enforcement(ctx, r.APIReader)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if final(fresh.Status.Phase) {
+			return ctrl.Result{}, nil
+		}
+		gate, base = fresh, fresh.DeepCopy()
+		approval.Witness(gate, policyBefore, policyAfter)
+		if added := newlyUnverifiable(base, gate); len(added) > 0 {
+			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, ReasonDecisionsUnverifiable, "Decide",
+				"decisions of %s are never counted: they were recorded while %s", strings.Join(added, ", "), unverifiedBecause(why))
+		}
+	} else {
+		approval.FirstLook(gate)
 	}
-	before := gate.DeepCopy()
 	now := time.Now()
-	v := approval.Decide(&gate.Spec, now, trust)
+	v := approval.Decide(&gate.Spec, now, approval.Trust{Verified: gate.Status.VerifiedDecisions})
 	approval.Record(gate, v, now)
 	if !v.Final() && gate.Status.NotifiedAt == nil && r.Notifier != nil {
 		if err := r.Notifier.Send(ctx, notify.GateWaiting(gate)); err != nil {
@@ -84,12 +98,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
-	if !equality.Semantic.DeepEqual(before.Status, gate.Status) {
-		// Optimistic lock: two replicas never record two different verdicts.
-		if err := r.Status().Patch(ctx, gate, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if !equality.Semantic.DeepEqual(base.Status, gate.Status) {
+		// Optimistic lock: two replicas never record two different verdicts,
+		// and the decisions witnessed are exactly those of the gate read.
+		if err := r.Status().Patch(ctx, gate, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
-		r.observe(gate, before, v)
+		r.observe(gate, base, v)
 	}
 	if v.RecheckAfter > 0 {
 		// A little jitter spreads gates that expire together.
@@ -114,21 +129,19 @@ func (r *Reconciler) observe(gate, before *riposte.ApprovalGate, v approval.Verd
 	}
 }
 
-// identitiesEnforced reports whether the decision policy and its binding are
-// installed, so that the API server has checked every decision's author.
-func (r *Reconciler) identitiesEnforced(ctx context.Context) (bool, error) {
-	key := client.ObjectKey{Name: DecisionPolicy}
-	for _, obj := range []client.Object{&admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}} {
-		if err := r.APIReader.Get(ctx, key, obj); err != nil {
-			// Absent, not readable, or a cluster without the API at all
-			// (before Kubernetes 1.30): no decision can be trusted.
-			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || meta.IsNoMatchError(err) {
-				return false, nil
-			}
-			return false, err
-		}
+// ReasonDecisionsUnverifiable is the Event reason for decisions that will
+// never be counted.
+const ReasonDecisionsUnverifiable = "DecisionsUnverifiable"
+
+func newlyUnverifiable(before, after *riposte.ApprovalGate) []string {
+	return after.Status.UnverifiableDecisions[len(before.Status.UnverifiableDecisions):]
+}
+
+func unverifiedBecause(why string) string {
+	if why == "" {
+		return "the decision policy changed or was re-created since Riposte last looked"
 	}
-	return true, nil
+	return why
 }
 
 func final(p riposte.GatePhase) bool {

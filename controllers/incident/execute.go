@@ -86,6 +86,9 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 	if held, err := r.hold(ctx, p, plan); err != nil || held {
 		return true, err
 	}
+	if err := r.keepRecord(ctx, p); err != nil {
+		return true, err
+	}
 	records, err := exe.Commit(ctx, plan)
 	if err != nil {
 		if executor.IsPermanent(err) {

@@ -75,6 +75,9 @@ type pass struct {
 	plan *executor.Plan
 	// requeueAfter asks for another pass later (a hold, timed containment).
 	requeueAfter time.Duration
+	// gone: the incident's finalizer was released; it is being deleted and
+	// there is no status left to write.
+	gone bool
 	// specChanged: what the incident is about may have changed (a person set
 	// spec.target), so it is learned again; a waiting plan is re-planned
 	// before it runs and superseded if it no longer matches.
@@ -88,11 +91,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if err := r.Get(ctx, req.NamespacedName, inc); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if !inc.DeletionTimestamp.IsZero() {
+	if !inc.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(inc, riposte.RecordFinalizer) {
 		return reconcile.Result{}, nil
 	}
 	p := &pass{inc: inc, before: inc.DeepCopy()}
 	defer func() {
+		if p.gone {
+			return
+		}
 		setReady(inc)
 		patchErr := r.persist(ctx, p)
 		if apierrors.IsConflict(patchErr) {
@@ -110,6 +116,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		inc.Status.Phase = riposte.PhaseDetected
 	}
 	p.specChanged = specChanged
+	if !inc.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, r.finalize(ctx, p)
+	}
 	if inc.Spec.Undo != nil && inc.Status.Phase != riposte.PhaseUndone {
 		return reconcile.Result{}, r.undoAll(ctx, p)
 	}
@@ -335,14 +344,32 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	if r.refused(inc, pb, target, plan) {
 		return true, nil
 	}
+	asker := requester(inc)
+	if asker != "" {
+		if refused, err := r.refusedRequest(ctx, inc, pb, plan, asker); err != nil || refused {
+			return true, err
+		}
+	}
 	automatic, rule, err := r.autoApproves(inc, pb)
 	if err != nil {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "approval.autoApprove.when: "+err.Error())
 		return true, nil
 	}
+	if asker != "" {
+		// What a person asked for is decided by people: autoApprove would
+		// rest on fields the requester wrote.
+		automatic, rule = false, ""
+	}
 	expires := approval.ExpiryFrom(time.Now(), pb.Spec.Approval.Timeout)
+	decisionPolicy := ""
 	if automatic {
 		expires = nil // decided now; nothing to wait for
+	} else {
+		// People will decide: note which decision policy is in force now, so
+		// only decisions made while it stays in force are counted.
+		if decisionPolicy, _, err = approval.Enforcement(ctx, r.APIReader); err != nil {
+			return true, err
+		}
 	}
 	revision := inc.Status.GateRevision + 1
 	if revision > maxGateRevisions {
@@ -363,8 +390,9 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 				ExpiresAt:          expires,
 				OnExpiry:           pb.Spec.Approval.OnExpiry,
 				AllowRequester:     pb.Spec.Approval.AllowRequester,
-				Requester:          inc.Spec.RequestedBy,
+				Requester:          asker,
 				RequiredRejections: max(pb.Spec.Approval.RequiredRejections, 1),
+				DecisionPolicy:     decisionPolicy,
 			},
 		},
 	}
@@ -381,12 +409,26 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		}
 		p.gate = gate
 	case apierrors.IsAlreadyExists(err):
-		// Made by an earlier pass whose status write was lost; its verdict
-		// comes from the gate itself.
+		// Made by an earlier pass whose status write was lost, or by someone
+		// else. It is taken only if it is exactly the gate this pass would
+		// open; otherwise the next name is used.
+		existing, ours, err := r.existingGate(ctx, gate)
+		if err != nil {
+			return true, err
+		}
+		if !ours {
+			inc.Status.GateRevision = revision
+			r.event(inc, corev1.EventTypeWarning, riposte.ReasonGateMissing, "Plan",
+				"gate "+gate.Name+" exists but is not the one Riposte would open for this plan; asking again under another name")
+			p.requeueAfter = time.Millisecond
+			return true, nil
+		}
+		gate = existing
 	default:
 		return true, fmt.Errorf("creating gate %s: %w", gate.Name, err)
 	}
 	inc.Status.ApprovalGate = gate.Name
+	inc.Status.ApprovalGateUID = string(gate.UID)
 	inc.Status.GateRevision = revision
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened")
@@ -422,15 +464,19 @@ func (r *Reconciler) decideNow(ctx context.Context, gate *riposte.ApprovalGate) 
 func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
 	inc := p.inc
 	if p.gate == nil {
-		gate := &riposte.ApprovalGate{}
-		if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}, gate); err != nil {
-			if apierrors.IsNotFound(err) {
-				// Just created: the cache has not seen it yet; its watch event wakes us.
-				return true, nil
-			}
-			return true, fmt.Errorf("reading gate %s: %w", inc.Status.ApprovalGate, err)
+		gate, missing, err := r.incidentGate(ctx, inc)
+		switch {
+		case err != nil:
+			return true, err
+		case gate != nil:
+			p.gate = gate
+		case inc.Status.PlanHash != "":
+			return false, nil // committed: the step records run, whatever became of the gate
+		case missing == "":
+			return true, nil // just created: the cache has not seen it yet; its watch event wakes us
+		default:
+			return true, r.reopenGate(ctx, p, missing)
 		}
-		p.gate = gate
 	}
 	gate := p.gate
 	switch gate.Status.Phase {
@@ -577,15 +623,71 @@ func (r *Reconciler) supersede(ctx context.Context, p *pass, target *riposte.Obj
 	}
 	r.event(inc, corev1.EventTypeWarning, riposte.ReasonPlanChanged, "Replan", msg+"; gate "+old.Name+" is superseded")
 	inc.Status.Context.Target = target
-	inc.Status.ApprovalGate = ""
+	return true, r.askAgain(ctx, p)
+}
+
+// reopenGate asks again when the incident's gate is gone (deleted) or is
+// not the one Riposte opened: an incident never waits on a gate that cannot
+// decide, and never takes a verdict from one it did not create.
+func (r *Reconciler) reopenGate(ctx context.Context, p *pass, why string) error {
+	r.event(p.inc, corev1.EventTypeWarning, riposte.ReasonGateMissing, "Replan", why+"; a new gate asks again")
+	setCondition(p.inc, riposte.IncidentApproved, false, riposte.ReasonGateMissing, why)
+	return r.askAgain(ctx, p)
+}
+
+// askAgain opens the next gate for the incident and goes on from there.
+func (r *Reconciler) askAgain(ctx context.Context, p *pass) error {
+	inc := p.inc
+	inc.Status.ApprovalGate, inc.Status.ApprovalGateUID = "", ""
 	inc.Status.ApprovedAt = nil
 	p.gate, p.plan = nil, nil
 	for _, phase := range []func(context.Context, *pass) (bool, error){r.openGate, r.awaitVerdict, r.execute} {
 		if done, err := phase(ctx, p); err != nil || done {
-			return true, err
+			return err
 		}
 	}
-	return true, nil
+	return nil
+}
+
+// incidentGate reads the incident's own gate. With no gate it returns why
+// (deleted, or re-created by someone other than Riposte), or "" when the
+// gate was just created and is not readable yet.
+func (r *Reconciler) incidentGate(ctx context.Context, inc *riposte.Incident) (*riposte.ApprovalGate, string, error) {
+	key := client.ObjectKey{Namespace: inc.Namespace, Name: inc.Status.ApprovalGate}
+	gate := &riposte.ApprovalGate{}
+	err := r.Get(ctx, key, gate)
+	if apierrors.IsNotFound(err) {
+		// The cache may lag a gate just created; the API server knows.
+		err = r.APIReader.Get(ctx, key, gate)
+		if apierrors.IsNotFound(err) {
+			return nil, "gate " + key.Name + " was deleted before the plan ran", nil
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading gate %s: %w", key.Name, err)
+	}
+	if inc.Status.ApprovalGateUID != "" && string(gate.UID) != inc.Status.ApprovalGateUID {
+		return nil, "gate " + key.Name + " was deleted and re-created by someone other than Riposte; its verdict counts for nothing", nil
+	}
+	return gate, "", nil
+}
+
+// existingGate reads the gate that stands under want's name, and reports
+// whether it is exactly the gate Riposte would open now: owned by this
+// incident, with the same playbook, plan and policy. Only then is it taken
+// as the gate an earlier pass opened.
+func (r *Reconciler) existingGate(ctx context.Context, want *riposte.ApprovalGate) (*riposte.ApprovalGate, bool, error) {
+	got := &riposte.ApprovalGate{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+		return nil, false, client.IgnoreNotFound(err)
+	}
+	owner, wantOwner := metav1.GetControllerOf(got), metav1.GetControllerOf(want)
+	gotPolicy, wantPolicy := got.Spec.Policy, want.Spec.Policy
+	gotPolicy.ExpiresAt, wantPolicy.ExpiresAt = nil, nil // computed from the time of each pass
+	ours := owner != nil && wantOwner != nil && owner.UID == wantOwner.UID &&
+		got.Spec.Incident == want.Spec.Incident && got.Spec.Playbook == want.Spec.Playbook &&
+		got.Spec.Plan.Hash == want.Spec.Plan.Hash && equality.Semantic.DeepEqual(gotPolicy, wantPolicy)
+	return got, ours, nil
 }
 
 // maxGateRevisions bounds how often one incident asks again.

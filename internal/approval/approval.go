@@ -5,6 +5,7 @@ package approval
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,11 +33,10 @@ type Verdict struct {
 
 // Trust says which people's decisions can be counted.
 type Trust struct {
-	// IdentitiesEnforced is true when the API server checks that a decision's
-	// user is its author and holds the approve verb (the admission policy in
-	// config/policies is installed). Without it a decision proves nothing,
-	// so none is counted.
-	IdentitiesEnforced bool
+	// Verified are the users whose decisions Riposte saw appear while the
+	// shipped decision policy was continuously in force (see Witness). Any
+	// other decision proves nothing, so it is not counted.
+	Verified []string
 }
 
 // Final reports whether the verdict closes the gate.
@@ -55,8 +55,8 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 	requiredRejections := max(p.RequiredRejections, 1)
 	for _, d := range spec.Decisions {
 		switch {
-		case !trust.IdentitiesEnforced:
-			ignored = append(ignored, d.User+": not counted, the admission policy riposte-approvalgate-decisions is not installed")
+		case !slices.Contains(trust.Verified, d.User):
+			ignored = append(ignored, d.User+": not counted, recorded while the admission policy riposte-approvalgate-decisions was not provably in force")
 			continue
 		case d.Decision == riposte.DecisionApprove && !p.AllowRequester && p.Requester != "" && d.User == p.Requester:
 			// The admission policy refuses this already; kept as a second line.

@@ -13,9 +13,12 @@ import (
 func TestDecideCountsNoOneWithoutIdentityEnforcement(t *testing.T) {
 	spec := riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{RequiredApprovals: 1},
 		Decisions: []riposte.Decision{{User: "mallory", Decision: riposte.DecisionApprove, Reason: "trust me"}}}
-	v := Decide(&spec, time.Now(), Trust{IdentitiesEnforced: false})
+	v := Decide(&spec, time.Now(), Trust{})
 	if v.Phase != riposte.GatePending || v.Approvals != 0 || len(v.Ignored) != 1 {
 		t.Errorf("verdict = %+v, want pending with the decision ignored", v)
+	}
+	if v := Decide(&spec, time.Now(), Trust{Verified: []string{"alice"}}); v.Approvals != 0 {
+		t.Errorf("only verified users count, not mallory: %+v", v)
 	}
 	auto := riposte.ApprovalGateSpec{Policy: riposte.GatePolicy{Automatic: true}}
 	if v := Decide(&auto, time.Now(), Trust{}); v.Phase != riposte.GateApproved {
@@ -104,9 +107,19 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, Decide(&tc.spec, now, Trust{IdentitiesEnforced: true})); diff != "" {
+			if diff := cmp.Diff(tc.want, Decide(&tc.spec, now, trustAll(tc.spec))); diff != "" {
 				t.Errorf("Decide (-want +got):\n%s", diff)
 			}
 		})
 	}
+}
+
+// trustAll verifies every decision of spec, as if the decision policy was in
+// force throughout.
+func trustAll(spec riposte.ApprovalGateSpec) Trust {
+	var t Trust
+	for _, d := range spec.Decisions {
+		t.Verified = append(t.Verified, d.User)
+	}
+	return t
 }

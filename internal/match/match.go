@@ -187,6 +187,9 @@ func Select(playbooks []riposte.Playbook, inc *riposte.Incident, operatorNamespa
 		if !pb.DeletionTimestamp.IsZero() || !InScope(pb, inc.Namespace, operatorNamespace) {
 			continue
 		}
+		if inc.Spec.Source == riposte.SourceManual && ManualRequestsOf(pb, operatorNamespace) == riposte.ManualRefuse {
+			continue // answers alerts and drift only
+		}
 		// A playbook with an error only its author can fix is not used at all;
 		// its own status says why.
 		if reason, msg := Validate(pb, exprs); reason != "" {
@@ -261,4 +264,17 @@ func evalWhen(exprs *expr.Cache, source string, incident map[string]any) (bool, 
 		return false, err
 	}
 	return prg.Eval(incident)
+}
+
+// ManualRequestsOf is whether the playbook answers people's requests: as its
+// spec says, else RequireAccess in a team's namespace and Refuse for a
+// cluster-wide playbook, which must opt in to act for people.
+func ManualRequestsOf(pb *riposte.Playbook, operatorNamespace string) riposte.ManualRequests {
+	if m := pb.Spec.Approval.ManualRequests; m != "" {
+		return m
+	}
+	if pb.Namespace == operatorNamespace {
+		return riposte.ManualRefuse
+	}
+	return riposte.ManualRequireAccess
 }

@@ -1,0 +1,138 @@
+package incident
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/text"
+)
+
+// keepRecord adds the finalizer that keeps the incident, and with it the
+// record undo needs, for as long as its changes are in place. It is added
+// before the first remediation write.
+func (r *Reconciler) keepRecord(ctx context.Context, p *pass) error {
+	if controllerutil.ContainsFinalizer(p.inc, riposte.RecordFinalizer) {
+		return nil
+	}
+	base := p.inc.DeepCopy()
+	sent := p.inc.DeepCopy()
+	controllerutil.AddFinalizer(sent, riposte.RecordFinalizer)
+	if err := r.Patch(ctx, sent, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("adding the finalizer that keeps the remediation's record: %w", err)
+	}
+	p.inc.Finalizers, p.inc.ResourceVersion = sent.Finalizers, sent.ResourceVersion
+	p.before.Finalizers, p.before.ResourceVersion = sent.Finalizers, sent.ResourceVersion
+	return nil
+}
+
+// finalize runs when a person (or retention) deletes the incident. Nothing
+// not yet run will run; timed containment is undone now, as its expiry
+// would; anything else still in place keeps the incident, with the
+// DeletionBlocked condition saying what and how to undo it. Once nothing
+// is in place, the record is written out as Events and to the log, and the
+// incident goes.
+func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
+	inc := p.inc
+	if !controllerutil.ContainsFinalizer(inc, riposte.RecordFinalizer) {
+		return nil
+	}
+	if inc.Spec.Undo != nil && inc.Status.Phase != riposte.PhaseUndone {
+		if err := r.undoAll(ctx, p); err != nil {
+			return err
+		}
+	}
+	for i := range inc.Status.Steps {
+		if rec := &inc.Status.Steps[i]; rec.Phase == riposte.StepPending {
+			rec.Phase, rec.Message = riposte.StepSkipped, "not run: the incident was deleted"
+		}
+	}
+	var kept []string
+	now := time.Now()
+	for i := range inc.Status.Steps {
+		rec := &inc.Status.Steps[i]
+		if !inPlace(rec) {
+			continue
+		}
+		if rec.UndoAt != nil {
+			if _, err := r.undoStep(ctx, inc, rec, ExpiryUndoer, "Delete"); err != nil {
+				r.event(inc, corev1.EventTypeWarning, riposte.ReasonUndoFailed, "Undo", "undoing temporary step "+rec.Name+" of a deleted incident: "+err.Error())
+				return err
+			}
+			rec.Message = "temporary containment undone when the incident was deleted, " + now.UTC().Format(time.RFC3339)
+			continue
+		}
+		kept = append(kept, rec.Name+" ("+string(rec.Action)+" on "+describe(rec.Target)+")")
+	}
+	if len(kept) > 0 {
+		msg := fmt.Sprintf("deletion waits: step %s is still applied and this incident is its only record; undo it first (kubectl riposte undo -n %s %s --reason ...) and the incident is then deleted",
+			strings.Join(kept, ", "), inc.Namespace, inc.Name)
+		if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentDeletionBlocked); c == nil || c.Message != msg {
+			r.event(inc, corev1.EventTypeWarning, riposte.ReasonRemediationApplied, "Delete", msg)
+		}
+		setCondition(inc, riposte.IncidentDeletionBlocked, true, riposte.ReasonRemediationApplied, msg)
+		return nil
+	}
+	r.writeOutRecord(ctx, inc)
+	// The status changes of this pass (skipped steps, undone containment)
+	// are in the record just written; the object itself is going.
+	sent := inc.DeepCopy()
+	controllerutil.RemoveFinalizer(sent, riposte.RecordFinalizer)
+	if err := r.Patch(ctx, sent, client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	p.gone = true
+	return nil
+}
+
+// inPlace reports whether a step left changes that only its undo removes.
+func inPlace(rec *riposte.StepRecord) bool {
+	switch rec.Phase {
+	case riposte.StepApplied, riposte.StepApplying, riposte.StepFailed:
+	default:
+		return false
+	}
+	for _, c := range rec.Changes {
+		if c.Done && c.Undo != riposte.UndoNone && c.Undo != riposte.UndoKeep && c.Undo != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeOutRecord leaves what the incident did where it outlives the object:
+// an Event per step, which kubectl shows and event exporters keep, and the
+// whole record in the manager's log.
+func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) {
+	for _, rec := range inc.Status.Steps {
+		var changes []string
+		for _, c := range rec.Changes {
+			changes = append(changes, string(c.Operation)+" "+c.Object.String()+" (undo: "+string(c.Undo)+")")
+		}
+		note := fmt.Sprintf("deleted incident's record: step %s (%s) %s on %s as %s", rec.Name, rec.Action, rec.Phase, describe(rec.Target), inc.Status.RunAs)
+		if rec.UndoneBy != "" {
+			note += ", undone by " + rec.UndoneBy
+		}
+		if len(changes) > 0 {
+			note += ": " + strings.Join(changes, "; ")
+		}
+		r.event(inc, corev1.EventTypeNormal, "RecordKept", "Delete", text.Elide(note, 1000))
+	}
+	record, err := json.Marshal(struct {
+		Spec   riposte.IncidentSpec   `json:"spec"`
+		Status riposte.IncidentStatus `json:"status"`
+	}{inc.Spec, inc.Status})
+	if err != nil {
+		record = []byte(err.Error())
+	}
+	logf.FromContext(ctx).Info("incident deleted; its record", "incident", client.ObjectKeyFromObject(inc), "uid", inc.UID, "record", string(record))
+}
