@@ -143,7 +143,9 @@ func TestRequesterCannotApproveTheirOwnIncident(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	pod := deployedPod(t, ns, "db")
-	mustCreate(t, isolatePlaybook(ns, "manual", "SuspiciousQuery", nil))
+	pb := isolatePlaybook(ns, "manual", "SuspiciousQuery", nil)
+	pb.Spec.Approval.ManualRequests = riposte.ManualAnyone // dave holds no rights on pods
+	mustCreate(t, pb)
 	manual := func(name, requestedBy string, source riposte.IncidentSource) *riposte.Incident {
 		return &riposte.Incident{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -242,10 +244,12 @@ func TestApproveVerbIsScopedByRoleBinding(t *testing.T) {
 // gets a new gate for the new plan: the approval of the old one runs nothing.
 func TestChangedTargetAfterApprovalAsksAgain(t *testing.T) {
 	ctx := context.Background()
-	ns, first, gate := pendingGate(t, nil)
+	ns, first, gate := pendingGate(t, func(pb *riposte.Playbook) { pb.Spec.Approval.ManualRequests = riposte.ManualAnyone })
 	second := deployedPod(t, ns, "api")
-	if err := updateWithRetry(ctx, &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "am-gate"}, func(o client.Object) {
-		o.(*riposte.Incident).Spec.Target = &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: second.Name}
+	if err := updateAs(ctx, people["dave"], &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "am-gate"}, func(o client.Object) {
+		inc := o.(*riposte.Incident)
+		inc.Spec.Target = &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: second.Name}
+		inc.Spec.TargetSetBy = "dave"
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -302,14 +306,8 @@ func TestResolvedAlertCancelsAWaitingGate(t *testing.T) {
 		return fmt.Errorf("no Event on gate %s telling how to approve", gate)
 	})
 
-	if err := updateWithRetry(ctx, &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "am-gate"}, func(o client.Object) {
-		inc := o.(*riposte.Incident)
-		inc.Spec.Status = riposte.AlertResolved
-		ends := metav1.Now()
-		inc.Spec.EndsAt = &ends
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ends := metav1.Now()
+	resolveAlert(t, ns, "am-gate", &ends)
 	inc := waitForPhase(t, ns, "am-gate", riposte.PhaseResolved)
 	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonAlertResolved {
 		t.Errorf("Approved condition = %s %q, want AlertResolved", c.Reason, c.Message)
@@ -318,8 +316,10 @@ func TestResolvedAlertCancelsAWaitingGate(t *testing.T) {
 	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil || g.Status.Phase != riposte.GateCancelled {
 		t.Errorf("gate phase %q (err %v), want Cancelled", g.Status.Phase, err)
 	}
-	// A decision arriving afterwards changes nothing.
-	appendDecision(t, ns, gate, "alice", riposte.DecisionApprove)
+	// A cancelled gate takes no more decisions, and changes nothing.
+	if err := decideAs("alice", "alice", ns, gate, riposte.DecisionApprove); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "is Cancelled: it takes no more decisions") {
+		t.Errorf("deciding a cancelled gate: %v, want Forbidden", err)
+	}
 	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
 		cur, err := getIncident(ctx, ns, "am-gate")
 		if err != nil || cur.Status.Phase != riposte.PhaseResolved {

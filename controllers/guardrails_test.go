@@ -114,11 +114,7 @@ func TestPlaybookLimitsHoldRemediation(t *testing.T) {
 				return
 			}
 			// Closing the open remediation frees the slot.
-			if err := updateAs(context.Background(), k8sClient, &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "am-first"}, func(o client.Object) {
-				o.(*riposte.Incident).Spec.Status = riposte.AlertResolved
-			}); err != nil {
-				t.Fatal(err)
-			}
+			resolveAlert(t, ns, "am-first", nil)
 			waitForPhase(t, ns, "am-second", riposte.PhaseRemediated)
 			expectQuarantined(t, second, true)
 		})

@@ -167,3 +167,20 @@ func condition(t *testing.T, conds []metav1.Condition, condType string) metav1.C
 	}
 	return *c
 }
+
+// resolveAlert records that an alert resolved, as intake does on
+// Alertmanager's resolved notification: as Riposte, the only identity that
+// may change what an alert's incident observed.
+func resolveAlert(t *testing.T, ns, name string, endsAt *metav1.Time) {
+	t.Helper()
+	ctx := context.Background()
+	inc := &riposte.Incident{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, inc); err != nil {
+		t.Fatal(err)
+	}
+	base := inc.DeepCopy()
+	inc.Spec.Status, inc.Spec.EndsAt = riposte.AlertResolved, endsAt
+	if err := intakeClient.Patch(ctx, inc, client.MergeFrom(base)); err != nil {
+		t.Fatalf("marking alert %s/%s resolved: %v", ns, name, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/approval"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -152,7 +153,7 @@ func TestGatePlanIsImmutableAndDecisionsAppendOnly(t *testing.T) {
 			Incident: "am-1",
 			Playbook: riposte.NamespacedName{Namespace: ns, Name: "pb"},
 			Plan:     riposte.Plan{Hash: "sha256:abc", Steps: []riposte.PlannedStep{{Name: "isolate", Action: riposte.ActionIsolatePod}}},
-			Policy:   riposte.GatePolicy{RequiredApprovals: 2},
+			Policy:   riposte.GatePolicy{RequiredApprovals: 2, DecisionPolicy: decisionPolicyInForce(t)},
 		},
 	}
 	if err := intakeClient.Create(ctx, gate); err != nil {
@@ -275,4 +276,15 @@ func updateAs(ctx context.Context, c client.Client, obj client.Object, key clien
 func withStep(p *riposte.Playbook, name string, step riposte.Step) *riposte.Playbook {
 	p.Name, p.Spec.Steps = name, []riposte.Step{step}
 	return p
+}
+
+// decisionPolicyInForce is what Riposte notes on a gate it opens for people:
+// the decision policy the API server enforces now.
+func decisionPolicyInForce(t *testing.T) string {
+	t.Helper()
+	id, why, err := approval.Enforcement(context.Background(), k8sClient)
+	if err != nil || id == "" {
+		t.Fatalf("the shipped decision policy is not in force: %s %v", why, err)
+	}
+	return id
 }
