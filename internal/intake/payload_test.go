@@ -16,7 +16,7 @@ const firingNotification = `{"version":"4","groupKey":"{}:{alertname=\"Shell\"}"
  "commonAnnotations":{"summary":"shell"},"externalURL":"http://am:9093","alerts":[
  {"status":"firing","labels":{"alertname":"Shell","severity":"critical","namespace":"shop","pod":"web-1"},
   "annotations":{"summary":"shell"},"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-  "generatorURL":"http://prom/graph","fingerprint":"A1B2c3d4e5f60718"}]}`
+  "generatorURL":"http://prom/graph","fingerprint":"a1b2c3d4e5f60718"}]}`
 
 // notificationOf wraps alert objects into a version 4 notification.
 func notificationOf(alerts ...string) string {
@@ -62,7 +62,7 @@ func TestDecode(t *testing.T) {
 					Annotations:  map[string]string{"summary": "shell"},
 					StartsAt:     starts,
 					GeneratorURL: "http://prom/graph",
-					Fingerprint:  "A1B2c3d4e5f60718",
+					Fingerprint:  "a1b2c3d4e5f60718",
 				}},
 			},
 		},

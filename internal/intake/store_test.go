@@ -117,7 +117,7 @@ func TestApplyStore(t *testing.T) {
 				},
 			})
 			store := &ApplyStore{Client: c, FieldOwner: tc.fieldOwner, DefaultNamespace: tc.defaultNS}
-			inc := IncidentFor(Alert{Status: "firing", Fingerprint: "AB12", Labels: map[string]string{"alertname": "A", "namespace": "shop"}}, "riposte-system")
+			inc := IncidentFor(Alert{Status: "firing", Fingerprint: "ab12", Labels: map[string]string{"alertname": "A", "namespace": "shop"}}, "riposte-system")
 			err := store.Upsert(context.Background(), inc)
 
 			if tc.wantErr == "" && err != nil {
