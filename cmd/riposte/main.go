@@ -40,6 +40,7 @@ type options struct {
 	intakeTokenSecret   string
 	intakeTLSCert       string
 	intakeTLSKey        string
+	intakeMaxAlerts     int
 	protectedNamespaces string
 	concurrency         int
 	notifyURL           string
@@ -65,6 +66,7 @@ func main() {
 	flag.StringVar(&o.intakeTokenSecret, "intake-token-secret", "", "namespace/name of a Secret whose key 'token' holds the bearer token.")
 	flag.StringVar(&o.intakeTLSCert, "intake-tls-cert-file", "", "TLS certificate for the intake endpoint.")
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
+	flag.IntVar(&o.intakeMaxAlerts, "intake-max-alerts", intake.DefaultMaxAlerts, "Most alerts one notification may carry; a larger one is answered 413 before it is decoded. Keep the Alertmanager receiver's max_alerts at or below it.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
 	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
@@ -171,6 +173,7 @@ func run(o options) error {
 				Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()},
 			Token:            token,
 			DefaultNamespace: o.namespace,
+			MaxAlerts:        o.intakeMaxAlerts,
 			Log:              ctrl.Log.WithName("intake"),
 			Metrics:          intakeMetrics,
 		},
