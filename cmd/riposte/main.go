@@ -44,6 +44,7 @@ type options struct {
 	protectedNamespaces string
 	concurrency         int
 	notifyURL           string
+	notifyDestinations  string
 	stepsPerMinute      int
 	alertmanagerURL     string
 	maxWorkloadFraction float64
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
 	flag.DurationVar(&o.driftResync, "drift-resync-interval", 10*time.Minute, "How often every object drift rules watch is judged again, to catch anything a watch missed; changes are judged as they happen.")
+	flag.StringVar(&o.notifyDestinations, "notify-allowed-destinations", "", "Comma-separated list of where Notify steps may post: hosts (hooks.slack.com: HTTPS, any port), wildcards (*.example.com: HTTPS to its subdomains) or URL prefixes (http://chat.internal:8065/hooks/). Empty refuses every Notify step. Loopback, link-local and cloud metadata addresses are reached only when listed by number.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -139,13 +141,14 @@ func run(o options) error {
 		}
 	}
 	if err := controllers.Setup(mgr, controllers.Options{
-		OperatorNamespace:       o.namespace,
-		ProtectedNamespaces:     protected,
-		MaxConcurrentReconciles: o.concurrency,
-		NotifyURL:               o.notifyURL,
-		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
-		AlertmanagerURL:         o.alertmanagerURL,
-		DriftResync:             o.driftResync,
+		OperatorNamespace:         o.namespace,
+		ProtectedNamespaces:       protected,
+		MaxConcurrentReconciles:   o.concurrency,
+		NotifyURL:                 o.notifyURL,
+		NotifyAllowedDestinations: strings.Split(o.notifyDestinations, ","),
+		Budget:                    guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
+		AlertmanagerURL:           o.alertmanagerURL,
+		DriftResync:               o.driftResync,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}
