@@ -494,6 +494,33 @@ func TestNotifyPostsOnceWithTheURLFromASecret(t *testing.T) {
 	}
 }
 
+// A Notify step aimed at a host the admin did not list fails at once, its
+// record naming the host, and onFailure: Continue runs the next step.
+func TestNotifyToAnUnlistedHostFailsTheStepAndContinues(t *testing.T) {
+	ns := newNamespace(t)
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chat", Namespace: ns}, StringData: map[string]string{"url": "http://169.254.169.254/latest/meta-data/iam"}})
+	mustCreate(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-chat", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"chat"}, Verbs: []string{"get"}}}})
+	mustCreate(t, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "read-chat", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "read-chat"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: remediatorAccount, Namespace: ns}}})
+	pod := deployedPod(t, ns, "web")
+	inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseFailed,
+		riposte.Step{Name: "tell", Action: riposte.ActionNotify, OnFailure: riposte.OnFailureContinue, Notify: &riposte.NotifyParams{
+			URLSecretRef: riposte.SecretKeyRef{Name: "chat", Key: "url"}, Text: "isolating"}},
+		riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod})
+	tell := stepRecord(t, inc, "tell")
+	if tell.Phase != riposte.StepFailed || !strings.Contains(tell.Message, `host "169.254.169.254" (http) is not an allowed notification destination`) {
+		t.Errorf("tell = %s %q, want Failed naming the host", tell.Phase, tell.Message)
+	}
+	if strings.Contains(tell.Message, "meta-data") {
+		t.Errorf("the step's message holds the URL's path, a credential: %q", tell.Message)
+	}
+	if isolate := stepRecord(t, inc, "isolate"); isolate.Phase != riposte.StepApplied {
+		t.Errorf("isolate = %s %q, want Applied after the failed Notify with onFailure Continue", isolate.Phase, isolate.Message)
+	}
+}
+
 // The API server refuses, at plan time, what the playbook's account may not
 // do, whatever Riposte itself may do; nothing changes.
 func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {

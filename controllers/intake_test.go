@@ -3,12 +3,14 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/intake"
@@ -93,5 +95,61 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 	kept, _ := getIncident(ctx, ns, "am-c0ffee01")
 	if kept.Spec.Severity != "warning" || kept.Spec.Status != riposte.AlertResolved {
 		t.Errorf("the refused notification changed the stored incident: %+v", kept.Spec)
+	}
+}
+
+// An incident a person created under an alert's name is never taken over:
+// that alert is answered 500 saying why, so Alertmanager retries rather than
+// drops the notification, and the notification's other alerts are stored,
+// fingerprints differing only in case as distinct incidents.
+func TestIntakeNeverTakesOverAnIncidentItDidNotStore(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	srv := httptest.NewServer(&intake.Handler{
+		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
+		Token:            token("t0ken"),
+		DefaultNamespace: operatorNamespace,
+		Log:              logr.Discard(),
+	})
+	t.Cleanup(srv.Close)
+
+	squatted := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-c0ffee10", Namespace: ns},
+		Spec: riposte.IncidentSpec{Source: riposte.SourceManual, AlertName: "Decoy", RequestedBy: "dave"}}
+	if err := people["dave"].Create(ctx, squatted); err != nil {
+		t.Fatalf("dave pre-creating the alert's incident: %v", err)
+	}
+
+	alert := func(fingerprint string) string {
+		return fmt.Sprintf(`{"status":"firing","fingerprint":%q,"labels":{"alertname":"ContainerShell","namespace":%q}}`, fingerprint, ns)
+	}
+	body := `{"version":"4","status":"firing","alerts":[` + alert("c0ffee10") + "," + alert("ABCDEF11") + "," + alert("abcdef11") + `]}`
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(answer), "am-c0ffee10 exists but is not this alert's (its source is Manual") {
+		t.Errorf("answer = %d %s, want 500 naming the incident that holds the name", resp.StatusCode, answer)
+	}
+
+	kept, err := getIncident(ctx, ns, "am-c0ffee10")
+	if err != nil || kept.Spec.Source != riposte.SourceManual || kept.Spec.AlertName != "Decoy" || kept.UID != squatted.UID {
+		t.Errorf("the person's incident was changed: %v %+v", err, kept.Spec)
+	}
+	for _, fingerprint := range []string{"ABCDEF11", "abcdef11"} {
+		inc, err := getIncident(ctx, ns, intake.IncidentName(fingerprint))
+		if err != nil {
+			t.Errorf("the alert %s beside the refused one was not stored: %v", fingerprint, err)
+			continue
+		}
+		if inc.Spec.Fingerprint != fingerprint {
+			t.Errorf("incident %s holds fingerprint %q, want %q verbatim", inc.Name, inc.Spec.Fingerprint, fingerprint)
+		}
+	}
+	if intake.IncidentName("abcdef11") != "am-abcdef11" {
+		t.Errorf("a lowercase fingerprint is named %s, want am-abcdef11", intake.IncidentName("abcdef11"))
 	}
 }

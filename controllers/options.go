@@ -45,8 +45,11 @@ type Options struct {
 	// client-side, so this is what uses the cores.
 	MaxConcurrentReconciles int
 	// NotifyURL, when set, receives a JSON message for every gate that waits
-	// for people.
+	// for people. The admin chose it, so it needs no listing.
 	NotifyURL string
+	// NotifyAllowedDestinations are where Notify steps may post (see
+	// notify.ParseDestinations); empty allows none.
+	NotifyAllowedDestinations []string
 	// Budget is the cluster-wide limit on remediation.
 	Budget guard.Budget
 	// AlertmanagerURL, when set, is where Silence steps create silences.
@@ -137,7 +140,11 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	})); err != nil {
 		return err
 	}
-	messages := &notify.Webhook{Attempts: 4}
+	destinations, err := notify.ParseDestinations(opts.NotifyAllowedDestinations)
+	if err != nil {
+		return err
+	}
+	messages := &notify.Webhook{Attempts: 4, Destinations: destinations}
 	var silences executor.Silences
 	if opts.AlertmanagerURL != "" {
 		silences = &silence.Client{URL: opts.AlertmanagerURL}

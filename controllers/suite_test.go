@@ -78,6 +78,9 @@ func run(m *testing.M) int {
 		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
 		MaxConcurrentReconciles: 4,
 		NotifyURL:               notifyServer.URL,
+		// The tests' webhooks are httptest servers on loopback, listed by
+		// number as an admin would list an in-cluster receiver.
+		NotifyAllowedDestinations: []string{"http://127.0.0.1"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -40,9 +40,11 @@ type options struct {
 	intakeTokenSecret   string
 	intakeTLSCert       string
 	intakeTLSKey        string
+	intakeMaxAlerts     int
 	protectedNamespaces string
 	concurrency         int
 	notifyURL           string
+	notifyDestinations  string
 	stepsPerMinute      int
 	alertmanagerURL     string
 	maxWorkloadFraction float64
@@ -65,12 +67,14 @@ func main() {
 	flag.StringVar(&o.intakeTokenSecret, "intake-token-secret", "", "namespace/name of a Secret whose key 'token' holds the bearer token.")
 	flag.StringVar(&o.intakeTLSCert, "intake-tls-cert-file", "", "TLS certificate for the intake endpoint.")
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
+	flag.IntVar(&o.intakeMaxAlerts, "intake-max-alerts", intake.DefaultMaxAlerts, "Most alerts one notification may carry; a larger one is answered 413 before it is decoded. Keep the Alertmanager receiver's max_alerts at or below it.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
 	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
 	flag.DurationVar(&o.driftResync, "drift-resync-interval", 10*time.Minute, "How often every object drift rules watch is judged again, to catch anything a watch missed; changes are judged as they happen.")
+	flag.StringVar(&o.notifyDestinations, "notify-allowed-destinations", "", "Comma-separated list of where Notify steps may post: hosts (hooks.slack.com: HTTPS, any port), wildcards (*.example.com: HTTPS to its subdomains) or URL prefixes (http://chat.internal:8065/hooks/). Empty refuses every Notify step. Loopback, link-local and cloud metadata addresses are reached only when listed by number.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -137,13 +141,14 @@ func run(o options) error {
 		}
 	}
 	if err := controllers.Setup(mgr, controllers.Options{
-		OperatorNamespace:       o.namespace,
-		ProtectedNamespaces:     protected,
-		MaxConcurrentReconciles: o.concurrency,
-		NotifyURL:               o.notifyURL,
-		Budget:                  guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
-		AlertmanagerURL:         o.alertmanagerURL,
-		DriftResync:             o.driftResync,
+		OperatorNamespace:         o.namespace,
+		ProtectedNamespaces:       protected,
+		MaxConcurrentReconciles:   o.concurrency,
+		NotifyURL:                 o.notifyURL,
+		NotifyAllowedDestinations: strings.Split(o.notifyDestinations, ","),
+		Budget:                    guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
+		AlertmanagerURL:           o.alertmanagerURL,
+		DriftResync:               o.driftResync,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}
@@ -171,6 +176,7 @@ func run(o options) error {
 				Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()},
 			Token:            token,
 			DefaultNamespace: o.namespace,
+			MaxAlerts:        o.intakeMaxAlerts,
 			Log:              ctrl.Log.WithName("intake"),
 			Metrics:          intakeMetrics,
 		},

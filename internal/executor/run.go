@@ -15,6 +15,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/notify"
 	"github.com/riposte-dev/riposte/internal/silence"
 )
 
@@ -35,7 +36,7 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 		if c.Method == string(actions.Send) || c.Method == string(actions.Silence) {
 			key := fmt.Sprintf("%s/%d", idempotencyKey, i)
 			if err := e.external(ctx, c, key); err != nil {
-				return err
+				return givingUp(rec, c, err)
 			}
 			wrote(key)
 			c.Done = true
@@ -57,6 +58,20 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 		c.Done = true
 	}
 	return nil
+}
+
+// NotifyGiveUpAfter bounds how long a Notify step retries a receiver that
+// keeps failing: past it the step fails, so onFailure decides what follows
+// instead of the step staying Applying.
+const NotifyGiveUpAfter = 10 * time.Minute
+
+// givingUp turns a message's transient failure permanent once the step has
+// tried for longer than NotifyGiveUpAfter.
+func givingUp(rec *riposte.StepRecord, c *riposte.ChangeRecord, err error) error {
+	if c.Method != string(actions.Send) || IsPermanent(err) || rec.StartedAt == nil || time.Since(rec.StartedAt.Time) < NotifyGiveUpAfter {
+		return err
+	}
+	return &PermanentError{Err: fmt.Errorf("the webhook still fails %s after the step started; giving up: %w", NotifyGiveUpAfter, err)}
 }
 
 // external makes a change outside the cluster: a message or a silence.
@@ -109,7 +124,13 @@ func (e *Executor) send(ctx context.Context, c *riposte.ChangeRecord, key string
 	if err != nil {
 		return err
 	}
-	return e.Post(ctx, url, req.Body, key)
+	if err := e.Post(ctx, url, req.Body, key); err != nil {
+		if notify.IsPermanent(err) {
+			return &PermanentError{Err: err}
+		}
+		return err
+	}
+	return nil
 }
 
 // Undo puts back what the step's changes did, newest first: prior values are

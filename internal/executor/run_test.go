@@ -2,8 +2,11 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/notify"
 )
 
 // A transient error leaves the change not done and is not permanent, so the
@@ -73,5 +78,44 @@ func TestRunRetriesTransientErrorsFromWhereItStopped(t *testing.T) {
 	rec = &riposte.StepRecord{Name: "s", Changes: []riposte.ChangeRecord{change("forbidden")}}
 	if err := e.Run(context.Background(), rec, "shop/am/s", persist); !IsPermanent(err) {
 		t.Errorf("a forbidden answer: %v, want a permanent error", err)
+	}
+}
+
+// A Notify step's failure is permanent when notify says so, or once the
+// step has been retrying for longer than NotifyGiveUpAfter; a transient
+// one before that is retried with the reconcile's backoff.
+func TestNotifyFailuresEndTheStep(t *testing.T) {
+	transient := &notify.Error{Msg: "notification webhook answered 503"}
+	refused := &notify.Error{Msg: `host "x" is not an allowed notification destination`, Permanent: true}
+	cases := []struct {
+		reason        string
+		postErr       error
+		startedAgo    time.Duration
+		wantPermanent bool
+	}{
+		{reason: "a disallowed host fails the step at once", postErr: refused, wantPermanent: true},
+		{reason: "a 503 is retried", postErr: transient, startedAgo: time.Minute},
+		{reason: "a 503 after the step tried for too long fails it", postErr: transient, startedAgo: NotifyGiveUpAfter + time.Second, wantPermanent: true},
+		{reason: "any transient failure after too long fails it", postErr: errors.New("connection reset"), startedAgo: NotifyGiveUpAfter + time.Second, wantPermanent: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			scheme := runtime.NewScheme()
+			_ = clientgoscheme.AddToScheme(scheme)
+			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chat", Namespace: "shop"}, Data: map[string][]byte{"url": []byte("https://x/hook")}}
+			e := &Executor{Writer: fake.NewClientBuilder().WithScheme(scheme).WithObjects(secret).Build(),
+				Post: func(context.Context, string, any, string) error { return tc.postErr }}
+			req, _ := json.Marshal(sendRequest{Namespace: "shop", Secret: riposte.SecretKeyRef{Name: "chat", Key: "url"}, Body: map[string]any{"text": "x"}})
+			started := metav1.NewTime(time.Now().Add(-tc.startedAgo))
+			rec := &riposte.StepRecord{Name: "tell", StartedAt: &started,
+				Changes: []riposte.ChangeRecord{{Method: string(actions.Send), Request: string(req)}}}
+			err := e.Run(context.Background(), rec, "shop/inc/tell", func(context.Context) error { return nil })
+			if err == nil || IsPermanent(err) != tc.wantPermanent {
+				t.Errorf("Run error = %v (permanent %v), want permanent %v", err, IsPermanent(err), tc.wantPermanent)
+			}
+			if rec.Changes[0].Done {
+				t.Error("a failed message is marked done")
+			}
+		})
 	}
 }

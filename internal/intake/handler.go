@@ -33,6 +33,9 @@ type Handler struct {
 	Token TokenSource
 	// MaxBodyBytes bounds a request body (default 1 MiB).
 	MaxBodyBytes int64
+	// MaxAlerts bounds the alerts of one notification (default
+	// DefaultMaxAlerts); a larger one is refused before it is decoded.
+	MaxAlerts int
 	// MaxInFlight bounds concurrent requests; past it the answer is 503 with
 	// Retry-After rather than an unbounded queue in memory (default 64).
 	MaxInFlight      int
@@ -115,11 +118,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code, alerts in
 		log.V(1).Info("refused an oversized body", "bytes", r.ContentLength, "limit", limit)
 		return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the %d-byte limit", r.ContentLength, limit)), 0
 	}
-	payload, err := Decode(http.MaxBytesReader(w, r.Body, limit))
+	payload, err := DecodeAtMost(http.MaxBytesReader(w, r.Body, limit), h.MaxAlerts)
 	if err != nil {
 		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 			log.V(1).Info("refused an oversized body", "limit", limit)
 			return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the %d-byte limit", limit)), 0
+		}
+		if tooMany := (*TooManyAlertsError)(nil); errors.As(err, &tooMany) {
+			log.V(1).Info("refused a notification with too many alerts", "limit", tooMany.Limit)
+			return writeError(w, http.StatusRequestEntityTooLarge, err.Error()), 0
 		}
 		log.V(1).Info("refused an invalid payload", "reason", err.Error())
 		return writeError(w, http.StatusBadRequest, err.Error()), 0
@@ -203,7 +210,10 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) ([]StoredIncident, [
 // storeFailure decides the answer when some writes failed: code 0 when none
 // did. A single failure a retry could fix makes the whole notification 5xx,
 // since Alertmanager retries all of it or nothing, and rewriting the stored
-// ones is harmless.
+// ones is harmless. Only what the alert itself makes the API server refuse
+// (invalid, bad request) is permanent: a Forbidden (RBAC, an admission
+// policy) or a name held by another object can be fixed by someone, and
+// a 400 would make Alertmanager drop the notification for good.
 func storeFailure(errs []error) (code int, retryAfter bool, msg string) {
 	var failed []error
 	permanent, throttled := 0, 0
@@ -212,7 +222,12 @@ func storeFailure(errs []error) (code int, retryAfter bool, msg string) {
 			continue
 		}
 		failed = append(failed, err)
+		var taken *NameTakenError
 		switch {
+		case errors.As(err, &taken):
+			// Neither permanent (the name frees when the impostor goes)
+			// nor throttling: a plain 500, retried with Alertmanager's
+			// backoff.
 		case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
 			permanent++
 		case apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err):

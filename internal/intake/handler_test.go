@@ -133,6 +133,7 @@ func TestHandler(t *testing.T) {
 		token         TokenSource
 		noToken       bool
 		maxBody       int64
+		maxAlerts     int
 		unknownLength bool
 		body          string
 		store         *memoryStore
@@ -197,6 +198,15 @@ func TestHandler(t *testing.T) {
 		},
 		{reason: "malformed JSON", body: `{"version":`, wantCode: 400, wantInBody: "malformed JSON"},
 		{
+			reason: "more alerts than the limit: 413 naming the limit, nothing stored", body: twoAlerts, maxAlerts: 1,
+			wantCode: 413, wantInBody: "more than 1 alerts in one notification",
+		},
+		{
+			reason:   "a label given twice: 400 naming the key and where it is, nothing stored",
+			body:     notificationOf(validAlert("a1"), `{"status":"firing","fingerprint":"a2","labels":{"alertname":"A","pod":"x","pod":"y"}}`),
+			wantCode: 400, wantInBody: "alerts[1].labels.pod: the key is given twice",
+		},
+		{
 			reason: "the API server refusing an incident is answered 400 with its reason, since a retry cannot help",
 			body:   firingNotification, store: &memoryStore{errFor: map[string]error{"am-a1b2c3d4e5f60718": invalid}},
 			wantCode: 400, wantInBody: "spec.severity: Too long",
@@ -227,6 +237,16 @@ func TestHandler(t *testing.T) {
 			wantCode: 500, wantInBody: "2 of 2 alerts were not stored",
 		},
 		{
+			reason: "an alert whose name another incident holds: 500 saying so, and the other alert is stored",
+			body:   twoAlerts, store: &memoryStore{errFor: map[string]error{"am-a2": &NameTakenError{Namespace: "shop", Name: "am-a2", Source: riposte.SourceManual}}},
+			wantCode: 500, wantInBody: "exists but is not this alert's (its source is Manual", wantStored: []string{"shop/am-a1"},
+		},
+		{
+			reason: "a Forbidden from the API server (RBAC, an admission policy) is retried, not dropped",
+			body:   firingNotification, store: &memoryStore{errFor: map[string]error{"am-a1b2c3d4e5f60718": apierrors.NewForbidden(schema.GroupResource{Group: "riposte.dev", Resource: "incidents"}, "am-a1b2c3d4e5f60718", errors.New("denied"))}},
+			wantCode: 500, wantInBody: "denied",
+		},
+		{
 			reason: "one alert failing still stores the other and answers 500",
 			body:   twoAlerts, store: &memoryStore{errFor: map[string]error{"am-a2": errors.New("connection reset")}},
 			wantCode: 500, wantInBody: "1 of 2 alerts were not stored", wantStored: []string{"shop/am-a1"},
@@ -246,7 +266,7 @@ func TestHandler(t *testing.T) {
 				token = tc.token
 			}
 			metrics := &recordingMetrics{}
-			h := &Handler{Store: store, Token: token, DefaultNamespace: "riposte-system", MaxBodyBytes: tc.maxBody, Metrics: metrics}
+			h := &Handler{Store: store, Token: token, DefaultNamespace: "riposte-system", MaxBodyBytes: tc.maxBody, MaxAlerts: tc.maxAlerts, Metrics: metrics}
 
 			method := tc.method
 			if method == "" {
@@ -438,6 +458,7 @@ func TestStoreFailure(t *testing.T) {
 		{reason: "only refusals: 400", errs: []error{nil, invalid, apierrors.NewBadRequest("b")}, wantCode: 400, wantMsg: "the API server refused the incidents: 2 of 3 alerts were not stored"},
 		{reason: "refusals and throttling: retry", errs: []error{invalid, apierrors.NewTooManyRequests("t", 1)}, wantCode: 503, wantRetryAfter: true},
 		{reason: "throttling and a generic failure: 500", errs: []error{apierrors.NewTimeoutError("t", 1), errors.New("x")}, wantCode: 500},
+		{reason: "a taken name beside a refusal: 500, so the taken one is retried", errs: []error{invalid, &NameTakenError{Namespace: "ns", Name: "am-x", Source: riposte.SourceManual}}, wantCode: 500},
 		{reason: "a wrapped refusal is still a refusal", errs: []error{fmt.Errorf("storing incident ns/x: %w", invalid)}, wantCode: 400},
 		{reason: "many failures are summarised", errs: many, wantCode: 500, wantMsg: "10 of 10 alerts were not stored: failure 0; failure 1; failure 2; and 7 more"},
 	}

@@ -1,7 +1,10 @@
 package intake
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -21,9 +24,23 @@ const (
 	maxGeneratorURL    = 2048
 )
 
+// plainFingerprint is a fingerprint that is its own name: Alertmanager's
+// (16 lowercase hex digits) and anything else already a valid, short name.
+var plainFingerprint = regexp.MustCompile(`^[0-9a-z]{1,32}$`)
+
 // IncidentName is the deterministic name of an alert's Incident: the same
-// alert always lands on the same object, so repeats never duplicate.
-func IncidentName(fingerprint string) string { return "am-" + strings.ToLower(fingerprint) }
+// alert always lands on the same object, so repeats never duplicate, and
+// distinct fingerprints never share one. A plain fingerprint is used as is;
+// any other (upper case, which a name cannot hold, or too long) is hashed,
+// under "am-h-", which no plain name can start with since a plain
+// fingerprint holds no '-'.
+func IncidentName(fingerprint string) string {
+	if plainFingerprint.MatchString(fingerprint) {
+		return "am-" + fingerprint
+	}
+	sum := sha256.Sum256([]byte(fingerprint))
+	return "am-h-" + hex.EncodeToString(sum[:16])
+}
 
 // IncidentFor is the Incident intake stores for an alert: in the alert's
 // namespace when it names a valid one, else in defaultNamespace. The alert

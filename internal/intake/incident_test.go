@@ -42,11 +42,11 @@ func TestIncidentFor(t *testing.T) {
 		want   *riposte.Incident
 	}{
 		{
-			reason: "named from the lowercased fingerprint, in the alert's namespace, with severity and times",
+			reason: "a fingerprint with capitals is hashed into the name and kept verbatim, in the alert's namespace, with severity and times",
 			alert: Alert{Status: "firing", Fingerprint: "AB12", StartsAt: starts, EndsAt: ends, GeneratorURL: "http://prom/g",
 				Labels:      map[string]string{"alertname": "A", "namespace": "shop", "severity": "critical"},
 				Annotations: map[string]string{"summary": "s"}},
-			want: incident("am-ab12", "shop", map[string]string{"alertname": "A", "namespace": "shop", "severity": "critical"}, func(inc *riposte.Incident) {
+			want: incident(IncidentName("AB12"), "shop", map[string]string{"alertname": "A", "namespace": "shop", "severity": "critical"}, func(inc *riposte.Incident) {
 				inc.Spec.Fingerprint = "AB12"
 				inc.Spec.Severity = "critical"
 				inc.Spec.Annotations = map[string]string{"summary": "s"}
@@ -115,6 +115,47 @@ func TestIncidentFor(t *testing.T) {
 				t.Errorf("IncidentFor (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestIncidentName(t *testing.T) {
+	cases := []struct {
+		reason      string
+		fingerprint string
+		// want is the exact name; empty means a hashed one.
+		want string
+	}{
+		{reason: "Alertmanager's own fingerprint is the name", fingerprint: "a1b2c3d4e5f60718", want: "am-a1b2c3d4e5f60718"},
+		{reason: "a short lowercase fingerprint is the name", fingerprint: "c0ffee01", want: "am-c0ffee01"},
+		{reason: "32 lowercase letters and digits are still the name", fingerprint: strings.Repeat("z", 32), want: "am-" + strings.Repeat("z", 32)},
+		{reason: "capitals are hashed, not lowercased", fingerprint: "A1B2C3D4E5F60718"},
+		{reason: "a long fingerprint is hashed", fingerprint: strings.Repeat("a", 33)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got := IncidentName(tc.fingerprint)
+			hashed := strings.HasPrefix(got, "am-h-") && len(got) == len("am-h-")+32
+			if tc.want == "" && !hashed || tc.want != "" && got != tc.want {
+				t.Errorf("IncidentName(%q) = %q, want %q (empty: a hashed name)", tc.fingerprint, got, tc.want)
+			}
+			if errs := validation.IsDNS1123Label(got); len(errs) != 0 {
+				t.Errorf("IncidentName(%q) = %q is not a valid name: %v", tc.fingerprint, got, errs)
+			}
+			if IncidentName(tc.fingerprint) != got {
+				t.Errorf("IncidentName(%q) is not stable", tc.fingerprint)
+			}
+		})
+	}
+
+	// Fingerprints that differ only in case, or that a plain name could
+	// spell, never share a name.
+	seen := map[string]string{}
+	for _, fp := range []string{"abc", "ABC", "Abc", "aBc", "abC", "a1b2c3d4e5f60718", "A1B2C3D4E5F60718", "h", "H", strings.Repeat("a", 32), strings.Repeat("a", 33), strings.Repeat("A", 64)} {
+		name := IncidentName(fp)
+		if other, taken := seen[name]; taken {
+			t.Errorf("fingerprints %q and %q share the name %s", other, fp, name)
+		}
+		seen[name] = fp
 	}
 }
 

@@ -4,6 +4,7 @@
 package intake
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,10 +55,28 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Problem }
 
-// Decode reads and validates a payload. Unknown fields are allowed, since
-// Alertmanager may add some; the fields Riposte relies on are checked.
-func Decode(r io.Reader) (*Payload, error) {
-	dec := json.NewDecoder(r)
+// Decode reads and validates a payload of at most DefaultMaxAlerts alerts.
+func Decode(r io.Reader) (*Payload, error) { return DecodeAtMost(r, DefaultMaxAlerts) }
+
+// DecodeAtMost reads and validates a payload of at most maxAlerts alerts
+// (DefaultMaxAlerts when maxAlerts is not positive). Unknown fields are
+// allowed, since Alertmanager may add some; the fields Riposte relies on
+// are checked, and a key given twice is refused rather than letting the
+// last one win.
+func DecodeAtMost(r io.Reader, maxAlerts int) (*Payload, error) {
+	if maxAlerts <= 0 {
+		maxAlerts = DefaultMaxAlerts
+	}
+	// Read whole so it can be scanned before it is decoded; the caller
+	// bounds its size.
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	if err := scan(body, maxAlerts); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	var p Payload
 	if err := dec.Decode(&p); err != nil {
 		if errors.Is(err, io.EOF) {

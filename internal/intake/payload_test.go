@@ -16,7 +16,7 @@ const firingNotification = `{"version":"4","groupKey":"{}:{alertname=\"Shell\"}"
  "commonAnnotations":{"summary":"shell"},"externalURL":"http://am:9093","alerts":[
  {"status":"firing","labels":{"alertname":"Shell","severity":"critical","namespace":"shop","pod":"web-1"},
   "annotations":{"summary":"shell"},"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
-  "generatorURL":"http://prom/graph","fingerprint":"A1B2c3d4e5f60718"}]}`
+  "generatorURL":"http://prom/graph","fingerprint":"a1b2c3d4e5f60718"}]}`
 
 // notificationOf wraps alert objects into a version 4 notification.
 func notificationOf(alerts ...string) string {
@@ -62,7 +62,7 @@ func TestDecode(t *testing.T) {
 					Annotations:  map[string]string{"summary": "shell"},
 					StartsAt:     starts,
 					GeneratorURL: "http://prom/graph",
-					Fingerprint:  "A1B2c3d4e5f60718",
+					Fingerprint:  "a1b2c3d4e5f60718",
 				}},
 			},
 		},
@@ -153,6 +153,130 @@ func TestDecode(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.wantField, verr.Field); diff != "" {
 				t.Errorf("ValidationError.Field (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeRefusesDuplicateKeys(t *testing.T) {
+	cases := []struct {
+		reason string
+		body   string
+		// wantField is the duplicated key's path; empty means the body is accepted.
+		wantField string
+	}{
+		{
+			reason:    "a label given twice",
+			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A","severity":"info","severity":"critical"}}`),
+			wantField: "alerts[0].labels.severity",
+		},
+		{
+			reason:    "labels given twice in one alert",
+			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A"},"labels":{"alertname":"B"}}`),
+			wantField: "alerts[0].labels",
+		},
+		{
+			reason:    "a field spelled twice in different case fills one struct field",
+			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A"},"Labels":{"alertname":"B"}}`),
+			wantField: "alerts[0].Labels",
+		},
+		{
+			reason:    "the same key written with an escape is the same key",
+			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A","\u0061lertname":"B"}}`),
+			wantField: "alerts[0].labels.alertname",
+		},
+		{
+			reason:    "a top-level field given twice",
+			body:      `{"version":"4","version":"4","alerts":[` + validAlert("ab") + `]}`,
+			wantField: "version",
+		},
+		{
+			reason:    "alerts given twice",
+			body:      `{"version":"4","alerts":[` + validAlert("ab") + `],"alerts":[` + validAlert("cd") + `]}`,
+			wantField: "alerts",
+		},
+		{
+			reason:    "a key that is no identifier is quoted in the path",
+			body:      notificationOf(validAlert("a1"), `{"status":"firing","fingerprint":"ab","labels":{"alertname":"A","app.kubernetes.io/name":"x","app.kubernetes.io/name":"y"}}`),
+			wantField: `alerts[1].labels["app.kubernetes.io/name"]`,
+		},
+		{
+			reason:    "a duplicate inside an unknown field is still refused",
+			body:      `{"version":"4","future":{"a":[{"b":1,"b":2}]},"alerts":[` + validAlert("ab") + `]}`,
+			wantField: "future.a[0].b",
+		},
+		{
+			reason:    "a group label given twice",
+			body:      `{"version":"4","groupLabels":{"alertname":"A","alertname":"B"},"alerts":[` + validAlert("ab") + `]}`,
+			wantField: "groupLabels.alertname",
+		},
+		{
+			reason: "labels that differ in case are distinct labels",
+			body:   notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A","team":"x","Team":"y"}}`),
+		},
+		{
+			reason: "the same key in different objects is no duplicate",
+			body:   notificationOf(validAlert("a1"), validAlert("a2")),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(tc.body))
+			if tc.wantField == "" {
+				if err != nil {
+					t.Fatalf("Decode: unexpected error %v", err)
+				}
+				return
+			}
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("Decode error %v (%T), want a *ValidationError", err, err)
+			}
+			if diff := cmp.Diff(tc.wantField, verr.Field); diff != "" {
+				t.Errorf("duplicated key's path (-want +got):\n%s", diff)
+			}
+			if !strings.Contains(err.Error(), "given twice") {
+				t.Errorf("error %q does not say the key is given twice", err)
+			}
+		})
+	}
+}
+
+func TestDecodeBoundsAlerts(t *testing.T) {
+	alerts := func(n int) string {
+		all := make([]string, n)
+		for i := range all {
+			all[i] = validAlert(fmt.Sprintf("f%d", i))
+		}
+		return notificationOf(all...)
+	}
+	cases := []struct {
+		reason    string
+		body      string
+		maxAlerts int
+		wantLimit int // 0: accepted
+	}{
+		{reason: "exactly the limit", body: alerts(3), maxAlerts: 3},
+		{reason: "one over the limit", body: alerts(4), maxAlerts: 3, wantLimit: 3},
+		{reason: "no limit given: the default", body: alerts(DefaultMaxAlerts + 1), wantLimit: DefaultMaxAlerts},
+		{reason: "the default admits its own count", body: alerts(DefaultMaxAlerts)},
+		{
+			// Counted before decoding: the rest of the body is never read.
+			reason: "refused before the malformed rest is reached", body: strings.TrimSuffix(alerts(4), "]}") + `,{"status":`, maxAlerts: 3, wantLimit: 3,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			_, err := DecodeAtMost(strings.NewReader(tc.body), tc.maxAlerts)
+			var tooMany *TooManyAlertsError
+			switch {
+			case tc.wantLimit == 0 && err != nil:
+				t.Fatalf("DecodeAtMost: unexpected error %v", err)
+			case tc.wantLimit == 0:
+			case !errors.As(err, &tooMany):
+				t.Fatalf("DecodeAtMost error %v (%T), want a *TooManyAlertsError", err, err)
+			case tooMany.Limit != tc.wantLimit:
+				t.Errorf("limit named %d, want %d", tooMany.Limit, tc.wantLimit)
 			}
 		})
 	}

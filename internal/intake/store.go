@@ -53,14 +53,55 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
 		if err = s.apply(ctx, inc); err != nil {
+			if taken := s.nameTaken(ctx, inc, err); taken != nil {
+				return taken
+			}
 			return fmt.Errorf("storing incident %s/%s (namespace %s does not exist): %w", inc.Namespace, inc.Name, missing, err)
 		}
 		return nil
 	}
 	if err != nil {
+		if taken := s.nameTaken(ctx, inc, err); taken != nil {
+			return taken
+		}
 		return fmt.Errorf("storing incident %s/%s: %w", inc.Namespace, inc.Name, err)
 	}
 	return nil
+}
+
+// NameTakenError says that the alert's incident name is held by an object
+// that is not this alert's: another source, or another fingerprint. Intake
+// never overwrites it, and the alert is not lost: the answer is a 5xx, so
+// Alertmanager keeps retrying until someone removes the impostor.
+type NameTakenError struct {
+	Namespace, Name string
+	// Source and Fingerprint are the existing incident's.
+	Source      riposte.IncidentSource
+	Fingerprint string
+}
+
+func (e *NameTakenError) Error() string {
+	return fmt.Sprintf("incident %s/%s exists but is not this alert's (its source is %s, its fingerprint %q); "+
+		"it was left as is and the alert is not stored until it is removed", e.Namespace, e.Name, e.Source, e.Fingerprint)
+}
+
+// nameTaken explains a refused apply: when the incident of that name exists
+// and belongs to something else, the refusal (the immutable source or
+// fingerprint, or an admission policy guarding what intake observed) is
+// about that object, not about the alert, so it is not the alert's fault.
+// Only a refusal is checked, so storing costs no extra read.
+func (s *ApplyStore) nameTaken(ctx context.Context, inc *riposte.Incident, err error) *NameTakenError {
+	if !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) {
+		return nil
+	}
+	existing := &riposte.Incident{}
+	if s.Client.Get(ctx, client.ObjectKeyFromObject(inc), existing) != nil {
+		return nil
+	}
+	if existing.Spec.Source == riposte.SourceAlertmanager && existing.Spec.Fingerprint == inc.Spec.Fingerprint {
+		return nil
+	}
+	return &NameTakenError{Namespace: inc.Namespace, Name: inc.Name, Source: existing.Spec.Source, Fingerprint: existing.Spec.Fingerprint}
 }
 
 // known reports whether the cache already holds the incident: a repeated

@@ -117,7 +117,7 @@ func TestApplyStore(t *testing.T) {
 				},
 			})
 			store := &ApplyStore{Client: c, FieldOwner: tc.fieldOwner, DefaultNamespace: tc.defaultNS}
-			inc := IncidentFor(Alert{Status: "firing", Fingerprint: "AB12", Labels: map[string]string{"alertname": "A", "namespace": "shop"}}, "riposte-system")
+			inc := IncidentFor(Alert{Status: "firing", Fingerprint: "ab12", Labels: map[string]string{"alertname": "A", "namespace": "shop"}}, "riposte-system")
 			err := store.Upsert(context.Background(), inc)
 
 			if tc.wantErr == "" && err != nil {
@@ -161,5 +161,64 @@ func TestApplyStoreCountsRepeats(t *testing.T) {
 	}
 	if got := m.GetCounter().GetValue(); got != 2 {
 		t.Errorf("deduplicated = %v, want 2 (the two notifications about the stored am-ab)", got)
+	}
+}
+
+// A refused apply onto an incident that is not this alert's is reported as
+// a taken name, not as the alert's fault; any other refusal stays one.
+func TestApplyStoreNamesAnImpostor(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := riposte.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	gr := schema.GroupResource{Group: "riposte.dev", Resource: "incidents"}
+	immutable := apierrors.NewInvalid(schema.GroupKind{Group: "riposte.dev", Kind: "Incident"}, "am-ab12", nil)
+	existing := func(source riposte.IncidentSource, fingerprint string) *riposte.Incident {
+		return &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-ab12", Namespace: "shop"},
+			Spec: riposte.IncidentSpec{Source: source, Fingerprint: fingerprint, AlertName: "x"}}
+	}
+	cases := []struct {
+		reason    string
+		existing  *riposte.Incident
+		answer    error
+		wantTaken *NameTakenError
+	}{
+		{
+			reason: "a Manual incident under the alert's name", existing: existing(riposte.SourceManual, ""), answer: immutable,
+			wantTaken: &NameTakenError{Namespace: "shop", Name: "am-ab12", Source: riposte.SourceManual},
+		},
+		{
+			reason: "an admission policy forbids touching another alert's incident", existing: existing(riposte.SourceAlertmanager, "AB12"),
+			answer:    apierrors.NewForbidden(gr, "am-ab12", errors.New("denied by policy")),
+			wantTaken: &NameTakenError{Namespace: "shop", Name: "am-ab12", Source: riposte.SourceAlertmanager, Fingerprint: "AB12"},
+		},
+		{reason: "this alert's own incident refusing a bad value is the alert's fault", existing: existing(riposte.SourceAlertmanager, "ab12"), answer: immutable},
+		{reason: "no incident of that name: the refusal is the alert's", answer: immutable},
+		{reason: "a transient failure is not read into", existing: existing(riposte.SourceManual, ""), answer: errors.New("connection reset")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			b := fake.NewClientBuilder().WithScheme(scheme)
+			if tc.existing != nil {
+				b = b.WithObjects(tc.existing)
+			}
+			c := b.WithInterceptorFuncs(interceptor.Funcs{
+				Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
+					return tc.answer
+				},
+			}).Build()
+			inc := IncidentFor(Alert{Status: "firing", Fingerprint: "ab12", Labels: map[string]string{"alertname": "A", "namespace": "shop"}}, "riposte-system")
+			err := (&ApplyStore{Client: c}).Upsert(context.Background(), inc)
+			var taken *NameTakenError
+			if !errors.As(err, &taken) {
+				taken = nil
+			}
+			if diff := cmp.Diff(tc.wantTaken, taken); diff != "" {
+				t.Errorf("name taken (-want +got):\n%s\nerror: %v", diff, err)
+			}
+			if tc.wantTaken == nil && !errors.Is(err, tc.answer) {
+				t.Errorf("Upsert error = %v, want the API server's answer wrapped", err)
+			}
+		})
 	}
 }

@@ -59,28 +59,65 @@ func GateWaiting(gate *riposte.ApprovalGate) Message {
 
 // Webhook posts messages to one URL.
 type Webhook struct {
-	URL    string
+	URL string
+	// Client, when set, sends the posts; redirects are never followed
+	// whatever it says. By default a client for Destinations.
 	Client *http.Client
 	// Attempts is how many times a failed post is tried (default 3).
 	Attempts int
+	// Destinations, when set, is where the URL must lead: the check of a
+	// URL someone other than the admin chose. Nil trusts the URL (the
+	// admin's own --approval-notify-url) but still follows no redirect.
+	Destinations *Destinations
 }
+
+// Error is a post that failed. Permanent means retrying cannot help: the
+// URL is invalid or not allowed, or the receiver refused the message.
+type Error struct {
+	Msg       string
+	Permanent bool
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a post that retrying cannot fix.
+func IsPermanent(err error) bool {
+	var ne *Error
+	return errors.As(err, &ne) && ne.Permanent
+}
+
+// retryDelay is the wait before attempt i (from 1): 400 ms, doubling.
+func retryDelay(i int) time.Duration { return time.Duration(200<<i) * time.Millisecond }
 
 // Send posts the message, retrying with backoff on errors and 5xx answers.
 func (w *Webhook) Send(ctx context.Context, m Message) error { return w.Post(ctx, m, "") }
 
-// Post posts any JSON document, retrying with backoff on errors and 5xx
-// answers. A non-empty idempotencyKey is sent as the Idempotency-Key header,
-// so a receiver can drop the repeat of a message sent before a crash.
-// Errors never contain the URL: webhook URLs are credentials.
+// Post posts any JSON document, retrying with backoff on network errors,
+// 5xx, 408 and 429 answers, a few times: the caller decides what happens
+// after (an *Error, Permanent or not). An invalid or disallowed URL, a
+// redirect or another 4xx is not retried. A non-empty idempotencyKey is
+// sent as the Idempotency-Key header, so a receiver can drop the repeat of
+// a message sent before a crash. Errors never contain the URL: webhook URLs
+// are credentials.
 func (w *Webhook) Post(ctx context.Context, m any, idempotencyKey string) error {
 	body, err := json.Marshal(m)
 	if err != nil {
-		return err
+		return &Error{Msg: "encoding the message", Permanent: true, Err: err}
 	}
-	c := w.Client
-	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
+	if w.Destinations != nil {
+		if err := w.Destinations.Check(w.URL); err != nil {
+			return err
+		}
 	}
+	c := w.client()
 	attempts := max(w.Attempts, 1)
 	if w.Attempts == 0 {
 		attempts = 3
@@ -91,12 +128,12 @@ func (w *Webhook) Post(ctx context.Context, m any, idempotencyKey string) error 
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(time.Duration(200<<i) * time.Millisecond):
+			case <-time.After(retryDelay(i)):
 			}
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 		if err != nil {
-			return errors.New("the webhook URL is not a valid URL")
+			return &Error{Msg: "the webhook URL is not a valid URL", Permanent: true}
 		}
 		req.Header.Set("Content-Type", "application/json")
 		if idempotencyKey != "" {
@@ -104,22 +141,42 @@ func (w *Webhook) Post(ctx context.Context, m any, idempotencyKey string) error 
 		}
 		resp, err := c.Do(req)
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			var ue *url.Error
 			if errors.As(err, &ue) {
-				err = ue.Err
+				err = ue.Err // its message holds the URL
 			}
-			last = fmt.Errorf("posting to the webhook: %w", err)
+			if errors.Is(err, errAddressRefused) {
+				return &Error{Msg: "posting to the webhook", Permanent: true, Err: err}
+			}
+			last = &Error{Msg: "posting to the webhook", Err: err}
 			continue
 		}
 		_ = resp.Body.Close()
-		switch {
-		case resp.StatusCode < 300:
+		switch code := resp.StatusCode; {
+		case code < 300:
 			return nil
-		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-			last = fmt.Errorf("notification webhook answered %d", resp.StatusCode)
+		case code < 400:
+			return &Error{Msg: fmt.Sprintf("notification webhook answered %d, a redirect, which Riposte does not follow; configure the URL it redirects to", code), Permanent: true}
+		case code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout:
+			last = &Error{Msg: fmt.Sprintf("notification webhook answered %d", code)}
 		default:
-			return fmt.Errorf("notification webhook refused the message: %d", resp.StatusCode)
+			return &Error{Msg: fmt.Sprintf("notification webhook refused the message: %d", code), Permanent: true}
 		}
 	}
 	return last
+}
+
+func (w *Webhook) client() *http.Client {
+	switch {
+	case w.Client == nil && w.Destinations == nil:
+		return &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirects}
+	case w.Client == nil:
+		return w.Destinations.Client(10 * time.Second)
+	}
+	c := *w.Client
+	c.CheckRedirect = noRedirects
+	return &c
 }

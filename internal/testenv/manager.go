@@ -45,7 +45,9 @@ func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs 
 	m := &Manager{IntakeAddr: FreeAddr(t), MetricsAddr: FreeAddr(t), ProbesAddr: FreeAddr(t), Dir: dir}
 	args := append([]string{"--kubeconfig", kubeconfig, "--namespace", OperatorNamespace,
 		"--intake-bind-address", m.IntakeAddr, "--intake-token-file", tokenFile,
-		"--metrics-bind-address", m.MetricsAddr, "--health-probe-bind-address", m.ProbesAddr}, extraArgs...)
+		"--metrics-bind-address", m.MetricsAddr, "--health-probe-bind-address", m.ProbesAddr,
+		// The tests' Notify sinks are httptest servers on loopback.
+		"--notify-allowed-destinations", "http://127.0.0.1"}, extraArgs...)
 	p, exited := startProcess(t, dir, "riposte", BuildRiposte(t, dir), env, args...)
 	m.Pid, m.Exited = p.Pid, exited
 	return m
