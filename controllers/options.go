@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/utils/ptr"
@@ -26,6 +28,7 @@ import (
 	"github.com/riposte-dev/riposte/controllers/drift"
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/controllers/playbook"
+	"github.com/riposte-dev/riposte/internal/approval"
 	driftrules "github.com/riposte-dev/riposte/internal/drift"
 	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/executor"
@@ -59,6 +62,8 @@ type Options struct {
 	DriftResync time.Duration
 }
 
+var decisionPolicyOnly = fields.OneTermEqualSelector("metadata.name", approval.DecisionPolicyName)
+
 // CacheOptions configure the manager's cache: managed fields are never read,
 // so they are dropped to keep the cache small, and ConfigMaps (the pause
 // switch) are watched in Riposte's own namespace only.
@@ -67,6 +72,9 @@ func CacheOptions(operatorNamespace string) cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{operatorNamespace: {}}},
+			// Only the decision policy, which is all Riposte may read of them.
+			&admissionv1.ValidatingAdmissionPolicy{}:        {Field: decisionPolicyOnly},
+			&admissionv1.ValidatingAdmissionPolicyBinding{}: {Field: decisionPolicyOnly},
 		},
 	}
 }

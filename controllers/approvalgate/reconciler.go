@@ -6,14 +6,18 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -31,16 +35,23 @@ type Reconciler struct {
 	Recorder  recorder.EventRecorder
 	// Notifier, when set, tells people a gate waits for them.
 	Notifier *notify.Webhook
+	// notified remembers, by gate UID, the notifications this process sent,
+	// so a pass retried after a conflicting status write does not send twice.
+	notified sync.Map
 }
 
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get,resourceNames=riposte-approvalgate-decisions
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get;list;watch,resourceNames=riposte-approvalgate-decisions
 
-// SetupWithManager registers the reconciler.
+// SetupWithManager registers the reconciler. A change to the decision policy
+// or its binding wakes every gate people decide, so each notes which policy
+// is in force before the next decision arrives.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&riposte.ApprovalGate{}).
+		Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.gatesPeopleDecide)).
+		Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.gatesPeopleDecide)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Named("approvalgate").
 		Complete(r)
@@ -57,10 +68,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	base := gate.DeepCopy() // the status patch is computed from what was read
-	if approval.Unjudged(gate) {
-		// New decisions: see whether the API server checked them, reading
-		// the policy before and after a fresh read of the gate (the order
-		// is what approval.Witness relies on).
+	if !gate.Spec.Policy.Automatic {
+		// People decide this gate: see whether the API server checked the
+		// decisions, reading the policy before and after a fresh read of
+		// the gate (the order is what approval.Witness relies on). With no
+		// new decision this renews the record of the policy in force, so
+		// the first decision after a reinstall counts.
 		policyBefore, _, err := approval.Enforcement(ctx, r.APIReader)
 		if err != nil {
 			return ctrl.Result{}, err
@@ -82,19 +95,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, ReasonDecisionsUnverifiable, "Decide",
 				"decisions of %s are never counted: they were recorded while %s", strings.Join(added, ", "), unverifiedBecause(why))
 		}
-	} else {
-		approval.FirstLook(gate)
 	}
 	now := time.Now()
 	v := approval.Decide(&gate.Spec, now, approval.Trust{Verified: gate.Status.VerifiedDecisions})
 	approval.Record(gate, v, now)
 	if !v.Final() && gate.Status.NotifiedAt == nil && r.Notifier != nil {
-		if err := r.Notifier.Send(ctx, notify.GateWaiting(gate)); err != nil {
+		if at, sent := r.notified.Load(gate.UID); sent {
+			// Sent by an earlier pass whose status write conflicted.
+			gate.Status.NotifiedAt = at.(*metav1.Time)
+		} else if err := r.Notifier.Send(ctx, notify.GateWaiting(gate)); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "telling people the gate waits")
 			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, "NotificationFailed", "Notify", "%s", err.Error())
 		} else {
 			at := metav1.NewTime(now)
 			gate.Status.NotifiedAt = &at
+			r.notified.Store(gate.UID, &at)
 		}
 	}
 
@@ -104,6 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := r.Status().Patch(ctx, gate, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
+		r.notified.Delete(gate.UID) // stored now
 		r.observe(gate, base, v)
 	}
 	if v.RecheckAfter > 0 {
@@ -142,6 +158,22 @@ func unverifiedBecause(why string) string {
 		return "the decision policy changed or was re-created since Riposte last looked"
 	}
 	return why
+}
+
+// gatesPeopleDecide lists the gates still waiting for people.
+func (r *Reconciler) gatesPeopleDecide(ctx context.Context, _ client.Object) []reconcile.Request {
+	var gates riposte.ApprovalGateList
+	if err := r.List(ctx, &gates, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing gates after a change to the decision policy")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range gates.Items {
+		if g := &gates.Items[i]; !g.Spec.Policy.Automatic && !final(g.Status.Phase) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(g)})
+		}
+	}
+	return reqs
 }
 
 func final(p riposte.GatePhase) bool {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/executor"
@@ -43,7 +44,7 @@ func (r *Reconciler) refusedRequest(ctx context.Context, inc *riposte.Incident, 
 	for _, attrs := range access {
 		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: inc.Spec.RequesterGroups, ResourceAttributes: &attrs}}
-		if err := r.Create(ctx, review); err != nil {
+		if err := r.Create(ctx, review, client.DisableReadYourWritesConsistency); err != nil { // a review is answered, never stored or cached
 			return true, fmt.Errorf("asking whether %s may %s %s: %w", user, attrs.Verb, attrs.Resource, err)
 		}
 		if !review.Status.Allowed {

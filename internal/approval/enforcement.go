@@ -122,7 +122,10 @@ func normaliseBinding(s admissionv1.ValidatingAdmissionPolicyBindingSpec) admiss
 		s.MatchResources = &admissionv1.MatchResources{}
 	}
 	normaliseMatch(s.MatchResources)
-	slices.Sort(s.ValidationActions)
+	// Deny is what enforces; Audit or Warn beside it changes nothing.
+	if slices.Contains(s.ValidationActions, admissionv1.Deny) {
+		s.ValidationActions = []admissionv1.ValidationAction{admissionv1.Deny}
+	}
 	return s
 }
 

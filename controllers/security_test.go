@@ -1,0 +1,461 @@
+package controllers_test
+
+// The attack suite (make test-security): each test performs an attack a
+// malicious insider tried, as a user holding exactly the roles a real
+// cluster gives them, and asserts it is refused with the reason they see.
+// docs/security.md names the guarantee each one holds.
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/approval"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// kubeEdit is the part of Kubernetes' aggregated edit role these attacks
+// touch. The test control plane runs no controller-manager, so nothing
+// aggregates ClusterRoles: the test binds what aggregation would, this and
+// Riposte's riposte-editor (labelled aggregate-to-edit).
+var kubeEdit = &rbacv1.ClusterRole{
+	ObjectMeta: metav1.ObjectMeta{Name: "test-kube-edit"},
+	Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "services", "configmaps", "serviceaccounts", "persistentvolumeclaims"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"impersonate"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "replicasets", "statefulsets", "daemonsets"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies", "ingresses"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+	},
+}
+
+// namespaceEditor is a new user holding the namespace edit role in ns, as a
+// RoleBinding to edit gives on a real cluster.
+func namespaceEditor(t *testing.T, user, ns string) client.Client {
+	t.Helper()
+	ctx := context.Background()
+	if err := k8sClient.Create(ctx, kubeEdit.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return namespaceUser(t, user, ns, kubeEdit.Name, "riposte-editor")
+}
+
+// namespaceUser is a new user bound to the given ClusterRoles in ns.
+func namespaceUser(t *testing.T, user, ns string, clusterRoles ...string) client.Client {
+	t.Helper()
+	for _, role := range clusterRoles {
+		mustCreate(t, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: user + "-" + role, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		})
+	}
+	c, err := env.UserClient(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func expectForbidden(t *testing.T, what string, err error, want string) {
+	t.Helper()
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: %v, want Forbidden saying %q", what, err, want)
+	}
+}
+
+func manualIncident(ns, name, user string, target *corev1.Pod, targetNamespace string) *riposte.Incident {
+	return &riposte.Incident{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: riposte.IncidentSpec{Source: riposte.SourceManual, AlertName: "ShellInPod", Severity: "critical", RequestedBy: user,
+			Target: &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: targetNamespace, Name: target.Name}},
+	}
+}
+
+// clusterWidePlaybook is a playbook in Riposte's namespace answering
+// alertName everywhere, approving critical ones automatically.
+func clusterWidePlaybook(t *testing.T, name, alertName string, requests riposte.ManualRequests) {
+	t.Helper()
+	pb := isolatePlaybook(operatorNamespace, name, alertName, &riposte.AutoApprove{When: "incident.spec.severity == 'critical'"})
+	pb.Spec.ServiceAccountName = ""
+	pb.Spec.Approval.ManualRequests = requests
+	mustCreate(t, pb)
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), pb) })
+}
+
+// A namespace editor cannot make Riposte act in a namespace they have no
+// rights in: a Manual incident's target is in its own namespace.
+func TestAttackManualIncidentTargetsAnotherNamespace(t *testing.T) {
+	ctx := context.Background()
+	teamA, teamB := newNamespace(t), newNamespace(t)
+	victim := deployedPod(t, teamB, "payments")
+	clusterWidePlaybook(t, "isolate-anyone", "ShellInPod", riposte.ManualAnyone)
+	mallory := namespaceEditor(t, "mallory-a", teamA)
+
+	err := mallory.Create(ctx, manualIncident(teamA, "isolate-payments", "mallory-a", victim, teamB))
+	expectForbidden(t, "a Manual incident in team-a naming a pod in team-b", err, "spec.target must be in the namespace of the incident ("+teamA+")")
+	expectUnisolated(t, victim)
+}
+
+// A cluster-wide playbook answers people only when it opts in, and never
+// approves a person's request automatically: its autoApprove would read
+// the severity the requester wrote.
+func TestAttackClusterWidePlaybookActsForAPerson(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	mallory := namespaceEditor(t, "mallory-cw", ns)
+
+	clusterWidePlaybook(t, "answers-alerts-only", "ClusterShell", "")
+	inc := manualIncident(ns, "please-isolate", "mallory-cw", pod, ns)
+	inc.Spec.AlertName = "ClusterShell"
+	if err := mallory.Create(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	got := waitForPhase(t, ns, inc.Name, riposte.PhaseUnmatched)
+	if got.Status.Playbook != nil {
+		t.Errorf("matched %v, want no playbook", got.Status.Playbook)
+	}
+
+	clusterWidePlaybook(t, "answers-people", "ClusterShellOptIn", riposte.ManualRequireAccess)
+	inc = manualIncident(ns, "please-isolate-2", "mallory-cw", pod, ns)
+	inc.Spec.AlertName = "ClusterShellOptIn"
+	if err := mallory.Create(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ns, inc.Name, riposte.PhaseAwaitingApproval)
+	gate := &riposte.ApprovalGate{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: inc.Name}, gate); err != nil {
+		t.Fatal(err)
+	}
+	if gate.Spec.Policy.Automatic || gate.Spec.Policy.Requester != "mallory-cw" {
+		t.Errorf("gate policy %+v, want people to decide, mallory-cw as requester", gate.Spec.Policy)
+	}
+	expectUnisolated(t, pod)
+}
+
+// Riposte never does for a requester what they could not do themselves.
+func TestAttackRequesterWithoutAccess(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "isolate", "ShellInPod", &riposte.AutoApprove{}))
+	// May open incidents (riposte-editor) but holds no rights on pods.
+	intern := namespaceUser(t, "intern", ns, "riposte-editor")
+	if err := intern.Create(ctx, manualIncident(ns, "interns-request", "intern", pod, ns)); err != nil {
+		t.Fatal(err)
+	}
+	inc := waitForPhase(t, ns, "interns-request", riposte.PhaseFailed)
+	c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned)
+	if c.Reason != riposte.ReasonRequesterNoAccess || !strings.Contains(c.Message, "intern asked for this plan but may not") ||
+		!strings.Contains(c.Message, "patch pods "+ns+"/"+pod.Name) {
+		t.Errorf("Planned = %s %q, want RequesterLacksAccess naming the write", c.Reason, c.Message)
+	}
+	expectUnisolated(t, pod)
+
+	// Someone who may isolate the pod themselves may ask; people still decide.
+	editor := namespaceEditor(t, "editor-"+ns[:3], ns)
+	if err := editor.Create(ctx, manualIncident(ns, "editors-request", "editor-"+ns[:3], pod, ns)); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ns, "editors-request", riposte.PhaseAwaitingApproval)
+	expectUnisolated(t, pod)
+}
+
+// What intake observed cannot be rewritten; a person may point the incident
+// elsewhere only in its namespace, in their own name, and then people
+// decide.
+func TestAttackRewritingEvidence(t *testing.T) {
+	ctx := context.Background()
+	ns, other := newNamespace(t), newNamespace(t)
+	first, second := deployedPod(t, ns, "web"), deployedPod(t, ns, "db")
+	elsewhere := deployedPod(t, other, "db")
+	// Isolating a db pod is approved automatically, anything else by people.
+	pb := isolatePlaybook(ns, "isolate", "ContainerShell", &riposte.AutoApprove{
+		When: "has(incident.status.context.target) && incident.status.context.target.name.startsWith('db') && incident.spec.severity == 'critical'"})
+	pb.Spec.Triggers.Alerts[0].Severities = nil
+	pb.Spec.Approval.ManualRequests = riposte.ManualAnyone
+	mustCreate(t, pb)
+	mustCreate(t, alertIncident(ns, "am-evidence", "ContainerShell", ns, first.Name))
+	waitForPhase(t, ns, "am-evidence", riposte.PhaseAwaitingApproval)
+	mallory := namespaceEditor(t, "mallory-ev", ns)
+	key := client.ObjectKey{Namespace: ns, Name: "am-evidence"}
+	update := func(mutate func(*riposte.Incident)) error {
+		return updateAs(ctx, mallory, &riposte.Incident{}, key, func(o client.Object) { mutate(o.(*riposte.Incident)) })
+	}
+	target := func(namespace, name string) *riposte.ObjectReference {
+		return &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: namespace, Name: name}
+	}
+
+	expectForbidden(t, "lowering the severity", update(func(i *riposte.Incident) { i.Spec.Severity = "info" }), "what Riposte observed")
+	expectForbidden(t, "editing the labels", update(func(i *riposte.Incident) { i.Spec.Labels["pod"] = second.Name }), "what Riposte observed")
+	expectForbidden(t, "resolving the alert", update(func(i *riposte.Incident) { i.Spec.Status = riposte.AlertResolved }), "what Riposte observed")
+	expectForbidden(t, "retargeting anonymously", update(func(i *riposte.Incident) { i.Spec.Target = target(ns, second.Name) }),
+		"setting spec.target needs spec.targetSetBy to be you (mallory-ev)")
+	expectForbidden(t, "retargeting in alice's name", update(func(i *riposte.Incident) {
+		i.Spec.Target, i.Spec.TargetSetBy = target(ns, second.Name), "alice"
+	}), "setting spec.target needs spec.targetSetBy to be you (mallory-ev)")
+	expectForbidden(t, "retargeting into another namespace", update(func(i *riposte.Incident) {
+		i.Spec.Target, i.Spec.TargetSetBy = target(other, elsewhere.Name), "mallory-ev"
+	}), "spec.target must be in the namespace of the incident")
+	expectForbidden(t, "escalating without the verb", update(func(i *riposte.Incident) { i.Spec.Escalated = true }),
+		"mallory-ev may not escalate incidents in "+ns)
+
+	// Retargeting in her own name is a request: a new gate, for people, even
+	// though the playbook would approve isolating a db pod by itself.
+	if err := update(func(i *riposte.Incident) { i.Spec.Target, i.Spec.TargetSetBy = target(ns, second.Name), "mallory-ev" }); err != nil {
+		t.Fatalf("retargeting in her own name: %v", err)
+	}
+	appendDecision(t, ns, "am-evidence", "alice", riposte.DecisionApprove)
+	next := &riposte.ApprovalGate{}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-evidence-2"}, next); err != nil {
+			return err
+		}
+		if next.Status.Phase != riposte.GatePending {
+			return fmt.Errorf("new gate is %q", next.Status.Phase)
+		}
+		return nil
+	})
+	if next.Spec.Policy.Automatic || next.Spec.Policy.Requester != "mallory-ev" {
+		t.Errorf("the retargeted plan's policy %+v: want people to decide, mallory-ev as requester", next.Spec.Policy)
+	}
+	expectUnisolated(t, first)
+	expectUnisolated(t, second)
+}
+
+// Nobody but Riposte opens gates; a gate deleted or re-created while it
+// waits decides nothing, and its incident asks again instead of waiting
+// forever.
+func TestAttackForgedAndDeletedGates(t *testing.T) {
+	ctx := context.Background()
+	ns, pod, gate := pendingGate(t, nil)
+	mustCreate(t, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "test-gate-creator"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"riposte.dev"}, Resources: []string{"approvalgates"}, Verbs: []string{"create", "delete", "get"}}},
+	})
+	t.Cleanup(func() {
+		_ = k8sClient.Delete(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test-gate-creator"}})
+	})
+	forger := namespaceUser(t, "gate-forger", ns, "test-gate-creator")
+	forged := &riposte.ApprovalGate{
+		ObjectMeta: metav1.ObjectMeta{Name: "forged", Namespace: ns},
+		Spec: riposte.ApprovalGateSpec{Incident: "am-gate", Playbook: riposte.NamespacedName{Namespace: ns, Name: "manual"},
+			Plan:   riposte.Plan{Hash: "sha256:x", Steps: []riposte.PlannedStep{{Name: "isolate", Action: riposte.ActionIsolatePod}}},
+			Policy: riposte.GatePolicy{Automatic: true}},
+	}
+	expectForbidden(t, "creating a gate", forger.Create(ctx, forged), "only Riposte opens ApprovalGates; gate-forger may not")
+
+	// Deleting the pending gate: the incident opens a new one and says why.
+	if err := forger.Delete(ctx, &riposte.ApprovalGate{ObjectMeta: metav1.ObjectMeta{Name: gate, Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		inc, err := getIncident(ctx, ns, "am-gate")
+		if err != nil {
+			return err
+		}
+		if inc.Status.ApprovalGate != gate+"-2" || inc.Status.Phase != riposte.PhaseAwaitingApproval {
+			return fmt.Errorf("incident %s waits on %q", inc.Status.Phase, inc.Status.ApprovalGate)
+		}
+		return expectEvent(ctx, ns, "am-gate", riposte.ReasonGateMissing)
+	})
+	expectUnisolated(t, pod)
+	appendDecision(t, ns, gate+"-2", "alice", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+}
+
+// withDecisionBindingChanged changes the decision policy's binding, runs
+// forge while the API server no longer denies, and puts the shipped binding
+// back: an upgrade, a reinstall or a mistake, as an attacker would use it.
+func withDecisionBindingChanged(t *testing.T, change func(context.Context) error, forge func() error) {
+	t.Helper()
+	ctx := context.Background()
+	restore := func() {
+		if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "policies", "approvalgate-decisions.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(restore)
+	if err := change(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Policies take effect asynchronously: forge until the API server lets it through.
+	testenv.Eventually(t, waitFor, func(context.Context) error { return forge() })
+	restore()
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		id, why, err := approval.Enforcement(ctx, k8sClient)
+		if err != nil || id == "" {
+			return fmt.Errorf("not enforced yet: %s %v", why, err)
+		}
+		return nil
+	})
+}
+
+// Decisions forged while the decision policy was off are never counted,
+// whatever the policy looks like when Riposte counts: deleting and
+// restoring its binding, or switching it to Audit and back.
+func TestAttackForgedDecisionsAcrossAReinstall(t *testing.T) {
+	ns, pod, gate := pendingGate(t, func(pb *riposte.Playbook) { pb.Spec.Approval.RequiredApprovals = 2 })
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: approval.DecisionPolicyName}}
+
+	withDecisionBindingChanged(t, func(ctx context.Context) error { return k8sClient.Delete(ctx, binding) },
+		func() error { return decideAs("carol", "alice", ns, gate, riposte.DecisionApprove) })
+	withDecisionBindingChanged(t, func(ctx context.Context) error {
+		return updateAs(ctx, k8sClient, &admissionv1.ValidatingAdmissionPolicyBinding{}, client.ObjectKeyFromObject(binding), func(o client.Object) {
+			o.(*admissionv1.ValidatingAdmissionPolicyBinding).Spec.ValidationActions = []admissionv1.ValidationAction{admissionv1.Audit}
+		})
+	}, func() error { return decideAs("carol", "bob", ns, gate, riposte.DecisionApprove) })
+
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		g := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil {
+			return err
+		}
+		if g.Status.Phase != riposte.GatePending || g.Status.Approvals != 0 ||
+			!slices.Contains(g.Status.UnverifiableDecisions, "alice") || !slices.Contains(g.Status.UnverifiableDecisions, "bob") {
+			return fmt.Errorf("gate %s with %d approvals, unverifiable %v", g.Status.Phase, g.Status.Approvals, g.Status.UnverifiableDecisions)
+		}
+		return nil
+	})
+	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
+		inc, err := getIncident(ctx, ns, "am-gate")
+		if err != nil || inc.Status.Phase != riposte.PhaseAwaitingApproval {
+			return fmt.Errorf("forged decisions moved the incident to %q (err %v)", inc.Status.Phase, err)
+		}
+		return nil
+	})
+	expectUnisolated(t, pod)
+
+	// Real decisions made under the restored policy count.
+	appendDecision(t, ns, gate, "dave", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseAwaitingApproval)
+	mustRegisterPerson(t, "erin-"+ns[:3])
+	appendDecision(t, ns, gate, "erin-"+ns[:3], riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+
+	// A decided gate takes no more decisions.
+	late := "late-" + ns[:3]
+	mustRegisterPerson(t, late)
+	err := decideAs(late, late, ns, gate, riposte.DecisionReject)
+	expectForbidden(t, "rejecting an approved gate", err, "is Approved: it takes no more decisions")
+}
+
+// mustRegisterPerson adds an approver to people for this test.
+func mustRegisterPerson(t *testing.T, user string) {
+	t.Helper()
+	mustCreate(t, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user + "-riposte-approver"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-approver"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	})
+	c, err := env.UserClient(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	people[user] = c
+}
+
+// Deleting an incident whose containment is applied neither erases its
+// record nor leaves the containment orphaned; namespace editors may not
+// delete incidents at all.
+func TestAttackDeletingARemediatedIncident(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	mustCreate(t, isolatePlaybook(ns, "isolate", "ContainerShell", &riposte.AutoApprove{}))
+	mustCreate(t, alertIncident(ns, "am-kept", "ContainerShell", ns, pod.Name))
+	inc := waitForPhase(t, ns, "am-kept", riposte.PhaseRemediated)
+
+	mallory := namespaceEditor(t, "mallory-del", ns)
+	err := mallory.Delete(ctx, inc)
+	expectForbidden(t, "a namespace editor deleting an incident", err, `cannot delete resource "incidents"`)
+
+	if err := k8sClient.Delete(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		cur, err := getIncident(ctx, ns, "am-kept")
+		if err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(cur.Status.Conditions, riposte.IncidentDeletionBlocked)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != riposte.ReasonRemediationApplied || !strings.Contains(c.Message, "kubectl riposte undo") {
+			return fmt.Errorf("DeletionBlocked = %+v", c)
+		}
+		return nil
+	})
+	expectQuarantined(t, pod, true)
+
+	undoAsWhileDeleting(t, "alice", ns, "am-kept")
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		if _, err := getIncident(ctx, ns, "am-kept"); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("incident still there: %v", err)
+		}
+		return nil
+	})
+	expectQuarantined(t, pod, false)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error { return expectEvent(ctx, ns, "am-kept", "RecordKept") })
+
+	// Temporary containment is undone at once when its incident is deleted.
+	timed := &riposte.Playbook{}
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "isolate"}, timed); err != nil {
+		t.Fatal(err)
+	}
+	timed.Spec.Steps[0].Duration = &metav1.Duration{Duration: time.Hour}
+	if err := k8sClient.Update(ctx, timed); err != nil {
+		t.Fatal(err)
+	}
+	second := alertIncident(ns, "am-timed", "ContainerShell", ns, pod.Name)
+	second.Spec.Fingerprint = "fedcba9876543210"
+	mustCreate(t, second)
+	inc = waitForPhase(t, ns, "am-timed", riposte.PhaseRemediated)
+	expectQuarantined(t, pod, true)
+	if err := k8sClient.Delete(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		if _, err := getIncident(ctx, ns, "am-timed"); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("incident still there: %v", err)
+		}
+		return nil
+	})
+	expectQuarantined(t, pod, false)
+}
+
+// undoAsWhileDeleting asks for an undo of an incident being deleted.
+func undoAsWhileDeleting(t *testing.T, person, ns, name string) {
+	t.Helper()
+	if err := updateAs(context.Background(), people[person], &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: name}, func(o client.Object) {
+		o.(*riposte.Incident).Spec.Undo = &riposte.UndoRequest{RequestedBy: person, Reason: "cleaning up"}
+	}); err != nil {
+		t.Fatalf("asking for undo as %s: %v", person, err)
+	}
+}
+
+// Nobody can take an alert's or a drift finding's incident name first.
+func TestAttackSquattingAnAlertsName(t *testing.T) {
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	mallory := namespaceEditor(t, "mallory-sq", ns)
+	for _, name := range []string{"am-0123456789abcdef", "am-h-0123", "drift-no-shell-0123456789"} {
+		err := mallory.Create(context.Background(), manualIncident(ns, name, "mallory-sq", pod, ns))
+		expectForbidden(t, "creating "+name, err, "incident names starting with am- or drift- are kept")
+	}
+}
