@@ -148,7 +148,10 @@ func TestKubectlPluginUndoPauseResume(t *testing.T) {
 	if out, err := plugin(t, "alice", "", "resume"); err != nil || !strings.Contains(out, "resumed") {
 		t.Fatalf("resume: %v %s", err, out)
 	}
-	waitForPhase(t, ns, "am-plugin", riposte.PhaseRemediated)
+	inc = waitForPhase(t, ns, "am-plugin", riposte.PhaseRemediated)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentHeld); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonNotHeld {
+		t.Errorf("after resume Held = %s %s %q, want False NotHeld", c.Status, c.Reason, c.Message)
+	}
 
 	if _, err := plugin(t, "bob", ns, "undo", "am-plugin"); err == nil || !strings.Contains(err.Error(), "--reason is required") {
 		t.Errorf("undo without a reason: %v", err)

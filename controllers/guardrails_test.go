@@ -77,6 +77,16 @@ func TestGlobalPauseHoldsRemediation(t *testing.T) {
 		t.Errorf("a held plan recorded steps: %+v", inc.Status.Steps)
 	}
 
+	// A held plan withdrawn by an undo is held no more.
+	other := deployedPod(t, ns, "api")
+	withdrawn := alertIncident(ns, "am-paused-withdrawn", "ShellPaused", ns, other.Name)
+	withdrawn.Spec.Fingerprint = "00000000000000aa"
+	mustCreate(t, withdrawn)
+	waitForHeld(t, ns, withdrawn.Name, riposte.ReasonPaused)
+	if c := condition(t, undoAs(t, "alice", withdrawn).Status.Conditions, riposte.IncidentHeld); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonNotHeld {
+		t.Errorf("Held = %s %s after the held plan was undone, want False NotHeld", c.Status, c.Reason)
+	}
+
 	if err := k8sClient.Delete(ctx, pause); err != nil {
 		t.Fatal(err)
 	}

@@ -163,6 +163,15 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 	return true, nil
 }
 
+// releaseHold ends a hold once its plan no longer waits: committed, undone,
+// cancelled, resolved or failed while held. Only an approved plan waiting to
+// start can be held.
+func releaseHold(inc *riposte.Incident) {
+	if isHeld(inc) && inc.Status.Phase != riposte.PhaseAwaitingApproval {
+		setCondition(inc, riposte.IncidentHeld, false, riposte.ReasonNotHeld, "no plan waits any more: the incident is "+string(inc.Status.Phase))
+	}
+}
+
 func isHeld(inc *riposte.Incident) bool {
 	return meta.IsStatusConditionTrue(inc.Status.Conditions, riposte.IncidentHeld)
 }

@@ -99,6 +99,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		if p.gone {
 			return
 		}
+		releaseHold(inc)
 		setReady(inc)
 		patchErr := r.persist(ctx, p)
 		if apierrors.IsConflict(patchErr) {
