@@ -44,9 +44,9 @@ func IsManager(namespace, account, operatorNamespace string) bool {
 // GrantCommand is the kubectl command that lets Riposte impersonate
 // namespace/account: a RoleBinding to the ready-made ClusterRole for the
 // conventional account name, else a Role naming the account and its
-// binding. Either way the creator must be allowed to impersonate that
-// account themselves (RBAC escalation prevention); namespace edit and admin
-// are.
+// binding. Either way the creator must be allowed to create RoleBindings
+// there and to impersonate that account themselves (RBAC escalation
+// prevention): a namespace admin is.
 func GrantCommand(namespace, account, operatorNamespace string) string {
 	manager := operatorNamespace + ":" + riposte.ManagerServiceAccountName
 	if account == TeamAccount {
@@ -62,7 +62,7 @@ func GrantCommand(namespace, account, operatorNamespace string) string {
 // command that fixes it.
 func NotGrantedMessage(namespace, account, operatorNamespace string) string {
 	return fmt.Sprintf("Riposte may not impersonate the service account %s/%s, so it cannot plan or apply this playbook's remediation; "+
-		"someone allowed to impersonate that account in %s (namespace edit or admin) grants it with: %s",
+		"an admin of namespace %s grants it with: %s",
 		namespace, account, namespace, GrantCommand(namespace, account, operatorNamespace))
 }
 
