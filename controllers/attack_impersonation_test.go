@@ -153,21 +153,21 @@ func TestAttackTeamWithoutGrantIsNotImpersonated(t *testing.T) {
 	// Only someone who may impersonate the account themselves can grant it
 	// (RBAC escalation prevention): a user who may create RoleBindings but
 	// not impersonate is refused.
-	grantAs := func(user string) (string, error) {
+	grantAs := func(user, command string) (string, error) {
 		path := filepath.Join(t.TempDir(), user+".kubeconfig")
 		if err := env.WriteKubeconfig(path, user); err != nil {
 			t.Fatal(err)
 		}
-		return kubectlAs(t, path, strings.Fields(fix)[1:]...)
+		return kubectlAs(t, path, strings.Fields(command)[1:]...)
 	}
 	bindInNamespace(t, ns, "mallory-"+ns, "rolebinding-writer")
-	if out, err := grantAs("mallory-" + ns); err == nil || !strings.Contains(out, "is attempting to grant RBAC permissions not currently held") {
+	if out, err := grantAs("mallory-"+ns, fix); err == nil || !strings.Contains(out, "is attempting to grant RBAC permissions not currently held") {
 		t.Errorf("a user who may not impersonate remediator granted it to Riposte: err %v, output %q", err, out)
 	}
 	// A namespace admin may: the rules aggregation gives the admin role
 	// (this control plane runs no controller-manager to aggregate them).
 	bindInNamespace(t, ns, "erin-"+ns, "system:aggregate-to-admin", "system:aggregate-to-edit")
-	if out, err := grantAs("erin-" + ns); err != nil {
+	if out, err := grantAs("erin-"+ns, fix); err != nil {
 		t.Fatalf("the namespace admin ran %q: %v\n%s", fix, err, out)
 	}
 
@@ -183,6 +183,18 @@ func TestAttackTeamWithoutGrantIsNotImpersonated(t *testing.T) {
 		t.Errorf("after the grant, the manager acting as %s/%s: auth can-i patch pods = %q (%v), want yes", ns, remediatorAccount, out, err)
 	}
 	expectImpersonationRefused(t, kubeconfig, "system:serviceaccount:"+ns+":default", "get", "pods", "-n", ns)
+	if managerMayImpersonate(t, ns, "auditor") {
+		t.Fatal("the manager may impersonate an account before it was granted")
+	}
+	// Any other account name: the two commands docs/security.md gives.
+	for _, command := range strings.Split(impersonation.GrantCommand(ns, "auditor", operatorNamespace), " && ") {
+		if out, err := grantAs("erin-"+ns, command); err != nil {
+			t.Fatalf("the namespace admin ran %q: %v\n%s", command, err, out)
+		}
+	}
+	if !managerMayImpersonate(t, ns, "auditor") {
+		t.Error("after the two-command grant, the manager may not impersonate auditor")
+	}
 	if managerMayImpersonate(t, ns, "default") || managerMayImpersonate(t, "kube-system", remediatorAccount) {
 		t.Error("the team's grant lets the manager impersonate another account")
 	}
