@@ -260,12 +260,22 @@ func TestAttackForbiddenPlaybookIdentitiesAreRefusedAtAdmission(t *testing.T) {
 			}
 		})
 	}
+	// Nor can the team role be bound cluster-wide, which would grant every
+	// namespace's remediator, kube-system's included.
+	err := k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "attack-impersonate-everywhere"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: impersonation.TeamClusterRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: riposte.ManagerServiceAccountName, Namespace: operatorNamespace}},
+	})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "a ClusterRoleBinding would let it impersonate every namespace's remediator") {
+		t.Errorf("binding %s cluster-wide: %v; want refused", impersonation.TeamClusterRole, err)
+	}
 	// A cluster-wide playbook cannot be switched to Riposte's account later.
 	pb := isolatePlaybook(operatorNamespace, "attack-switch-account", "AttackSwitch", nil)
 	pb.Spec.ServiceAccountName = ""
 	mustCreate(t, pb)
 	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), pb) })
-	err := updateWithRetry(ctx, &riposte.Playbook{}, client.ObjectKeyFromObject(pb), func(obj client.Object) {
+	err = updateWithRetry(ctx, &riposte.Playbook{}, client.ObjectKeyFromObject(pb), func(obj client.Object) {
 		obj.(*riposte.Playbook).Spec.ServiceAccountName = riposte.ManagerServiceAccountName
 	})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "Riposte's own account") {

@@ -46,6 +46,11 @@ type Reconciler struct {
 // it (the PolicyReport API, a kind's CRD, a grant to watch it) looks again.
 const notInstalledRecheck = time.Minute
 
+// grantRecheck is how often a Ready playbook asks again whether Riposte may
+// still impersonate its account: a RoleBinding's change wakes it at once,
+// but an edit of the Role or ClusterRole it binds does not.
+const grantRecheck = 10 * time.Minute
+
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks/status,verbs=get;patch;update
 
@@ -93,6 +98,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if reason == riposte.ReasonUnknownKind || reason == riposte.ReasonWatchForbidden || reason == riposte.ReasonImpersonationNotGranted {
 		// Fixed outside the playbook (a CRD installed, a grant given): look again.
 		requeue = notInstalledRecheck
+	} else if reason == "" && r.CanImpersonate != nil {
+		requeue = grantRecheck
 	}
 	if len(pb.Spec.Triggers.PolicyReports) == 0 || r.Drift == nil {
 		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.PlaybookPolicyReports)

@@ -88,12 +88,20 @@ func (e *Env) installPolicies(ctx context.Context) error {
 			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
 		},
 	}
+	// A binding no one may create: the team role, cluster-wide.
+	bindingProbe := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-impersonate-remediator"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: riposte.ManagerServiceAccountName, Namespace: OperatorNamespace}},
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := e.Client.Create(ctx, probe.DeepCopy(), client.DryRunAll)
 		if apierrors.IsForbidden(err) {
 			if err = e.Client.Create(ctx, playbookProbe.DeepCopy(), client.DryRunAll); apierrors.IsForbidden(err) {
-				return nil
+				if err = e.Client.Create(ctx, bindingProbe.DeepCopy(), client.DryRunAll); apierrors.IsForbidden(err) {
+					return nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
