@@ -153,6 +153,8 @@ func TestAttackTeamWithoutGrantIsNotImpersonated(t *testing.T) {
 	// Only someone who may impersonate the account themselves can grant it
 	// (RBAC escalation prevention): a user who may create RoleBindings but
 	// not impersonate is refused.
+	// The API server's authorizer sees a new binding a moment after it is
+	// stored, so each step is retried until RBAC has caught up.
 	grantAs := func(user, command string) (string, error) {
 		path := filepath.Join(t.TempDir(), user+".kubeconfig")
 		if err := env.WriteKubeconfig(path, user); err != nil {
@@ -160,16 +162,30 @@ func TestAttackTeamWithoutGrantIsNotImpersonated(t *testing.T) {
 		}
 		return kubectlAs(t, path, strings.Fields(command)[1:]...)
 	}
-	bindInNamespace(t, ns, "mallory-"+ns, "rolebinding-writer")
-	if out, err := grantAs("mallory-"+ns, fix); err == nil || !strings.Contains(out, "is attempting to grant RBAC permissions not currently held") {
-		t.Errorf("a user who may not impersonate remediator granted it to Riposte: err %v, output %q", err, out)
+	grant := func(user, command string) {
+		t.Helper()
+		testenv.Eventually(t, waitFor, func(context.Context) error {
+			if out, err := grantAs(user, command); err != nil && !strings.Contains(out, "already exists") {
+				return fmt.Errorf("%s ran %q: %v: %s", user, command, err, out)
+			}
+			return nil
+		})
 	}
+	bindInNamespace(t, ns, "mallory-"+ns, "rolebinding-writer")
+	testenv.Eventually(t, waitFor, func(context.Context) error {
+		out, err := grantAs("mallory-"+ns, fix)
+		if err == nil {
+			t.Fatalf("a user who may not impersonate remediator granted it to Riposte: %s", out)
+		}
+		if !strings.Contains(out, "is attempting to grant RBAC permissions not currently held") {
+			return fmt.Errorf("mallory's grant was refused, but not by escalation prevention: %s", out)
+		}
+		return nil
+	})
 	// A namespace admin may: the rules aggregation gives the admin role
 	// (this control plane runs no controller-manager to aggregate them).
 	bindInNamespace(t, ns, "erin-"+ns, "system:aggregate-to-admin", "system:aggregate-to-edit")
-	if out, err := grantAs("erin-"+ns, fix); err != nil {
-		t.Fatalf("the namespace admin ran %q: %v\n%s", fix, err, out)
-	}
+	grant("erin-"+ns, fix)
 
 	// The RoleBinding wakes the playbook.
 	waitForPlaybook(t, pb, func(ready, _ *metav1.Condition, generation int64) error {
@@ -188,13 +204,14 @@ func TestAttackTeamWithoutGrantIsNotImpersonated(t *testing.T) {
 	}
 	// Any other account name: the two commands docs/security.md gives.
 	for _, command := range strings.Split(impersonation.GrantCommand(ns, "auditor", operatorNamespace), " && ") {
-		if out, err := grantAs("erin-"+ns, command); err != nil {
-			t.Fatalf("the namespace admin ran %q: %v\n%s", command, err, out)
+		grant("erin-"+ns, command)
+	}
+	testenv.Eventually(t, waitFor, func(context.Context) error {
+		if !managerMayImpersonate(t, ns, "auditor") {
+			return fmt.Errorf("after the two-command grant, the manager may not impersonate %s/auditor", ns)
 		}
-	}
-	if !managerMayImpersonate(t, ns, "auditor") {
-		t.Error("after the two-command grant, the manager may not impersonate auditor")
-	}
+		return nil
+	})
 	if managerMayImpersonate(t, ns, "default") || managerMayImpersonate(t, "kube-system", remediatorAccount) {
 		t.Error("the team's grant lets the manager impersonate another account")
 	}
