@@ -110,6 +110,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Client:            mgr.GetClient(),
 		Exprs:             exprs,
 		Drift:             resolver,
+		CanImpersonate:    canImpersonate(authorization),
 		OperatorNamespace: opts.OperatorNamespace,
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
@@ -217,5 +218,22 @@ func canWatch(c authorizationclient.SelfSubjectAccessReviewsGetter) func(ctx con
 			}
 		}
 		return nil
+	}
+}
+
+// canImpersonate asks the API server whether Riposte itself may impersonate
+// a service account: the same check (verb impersonate on the core resource
+// serviceaccounts, by namespace and name) that the API server's
+// impersonation filter makes on every request Riposte sends as a playbook.
+func canImpersonate(c authorizationclient.SelfSubjectAccessReviewsGetter) func(ctx context.Context, namespace, account string) (bool, error) {
+	return func(ctx context.Context, namespace, account string) (bool, error) {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "serviceaccounts", Namespace: namespace, Name: account},
+		}}
+		review, err := c.SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return false, err
+		}
+		return review.Status.Allowed, nil
 	}
 }

@@ -525,9 +525,13 @@ type PlaybookSpec struct {
 	// serviceAccountName is the ServiceAccount, in the playbook's namespace,
 	// whose identity every remediation write uses: Riposte impersonates it, so
 	// its RBAC bounds what the playbook can change. A playbook in Riposte's
-	// own namespace may leave it empty and runs as riposte-remediator.
+	// own namespace may leave it empty and runs as riposte-remediator. It must
+	// be a ServiceAccount name (a DNS-1123 subdomain), and Riposte must be
+	// granted impersonate on it by name (Ready=False, reason
+	// ImpersonationNotGranted, gives the command that grants it).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// mode Enforce applies approved plans; DryRun plans and gates but never applies.
 	// +optional
@@ -555,7 +559,17 @@ const (
 	ReasonWatchForbidden   = "WatchForbidden"
 	ReasonWatching         = "Watching"
 	ReasonNotInstalled     = "NotInstalled"
+	// ReasonImpersonationNotGranted: the API server does not let Riposte
+	// impersonate the playbook's account; the message says how to grant it.
+	ReasonImpersonationNotGranted = "ImpersonationNotGranted"
+	// ReasonServiceAccountForbidden: the playbook names an account no
+	// playbook may run as (Riposte's own).
+	ReasonServiceAccountForbidden = "ServiceAccountForbidden"
 )
+
+// ManagerServiceAccountName is the account Riposte's manager runs as, in
+// Riposte's namespace. No playbook may run as it: its power is Riposte's own.
+const ManagerServiceAccountName = "riposte-controller-manager"
 
 // Playbook condition types besides Ready and Stalled.
 const (

@@ -59,6 +59,9 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 			return true, nil
 		}
 		if plan, err = exe.Build(ctx, inc, pb, target, executor.HashOnly); err != nil {
+			if r.impersonationRefused(inc, riposte.IncidentRemediated, pb, err) {
+				return true, nil
+			}
 			if executor.IsPermanent(err) {
 				r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
 				return true, nil

@@ -17,11 +17,12 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/executor"
+	"github.com/riposte-dev/riposte/internal/impersonation"
 )
 
 // DefaultRemediator is the account cluster-wide playbooks (those in Riposte's
 // namespace) run as when they name none.
-const DefaultRemediator = "riposte-remediator"
+const DefaultRemediator = impersonation.DefaultRemediator
 
 // Impersonation makes clients that act as a playbook's service account, one
 // per account, reused across incidents.
@@ -59,17 +60,34 @@ func (i *Impersonation) ClientFor(user string, opts client.Options) (client.Clie
 // RunsAs names the identity a playbook's writes use: its own service
 // account, or Riposte's default remediator for a cluster-wide playbook that
 // names none. A namespaced playbook that names none is refused: it must not
-// borrow an identity its namespace does not own.
+// borrow an identity its namespace does not own. Riposte's own account is
+// refused too, even where the admission policy that refuses it is missing.
+// Whether Riposte may impersonate the account is the API server's call.
 func RunsAs(pb *riposte.Playbook, operatorNamespace string) (string, error) {
-	name := pb.Spec.ServiceAccountName
+	name := impersonation.Account(pb.Namespace, pb.Spec.ServiceAccountName, operatorNamespace)
 	if name == "" {
-		if pb.Namespace != operatorNamespace {
-			return "", fmt.Errorf("playbook %s/%s names no serviceAccountName; a playbook outside %s must name the service account, in its own namespace, that its remediation runs as",
-				pb.Namespace, pb.Name, operatorNamespace)
-		}
-		name = DefaultRemediator
+		return "", fmt.Errorf("playbook %s/%s names no serviceAccountName; a playbook outside %s must name the service account, in its own namespace, that its remediation runs as",
+			pb.Namespace, pb.Name, operatorNamespace)
+	}
+	if impersonation.IsManager(pb.Namespace, name, operatorNamespace) {
+		return "", fmt.Errorf("playbook %s/%s names Riposte's own account %s/%s; no playbook may run as it",
+			pb.Namespace, pb.Name, pb.Namespace, name)
 	}
 	return "system:serviceaccount:" + pb.Namespace + ":" + name, nil
+}
+
+// impersonationRefused fails the incident, under condition, when err is the
+// API server refusing to let Riposte act as the playbook's account: the
+// author sees the grant that is missing and the command that gives it,
+// rather than a dry run's bare 403.
+func (r *Reconciler) impersonationRefused(inc *riposte.Incident, condition string, pb *riposte.Playbook, err error) bool {
+	if !impersonation.Refused(err) {
+		return false
+	}
+	account := impersonation.Account(pb.Namespace, pb.Spec.ServiceAccountName, r.OperatorNamespace)
+	r.fail(inc, condition, riposte.ReasonImpersonationNotGranted, impersonation.NotGrantedMessage(pb.Namespace, account, r.OperatorNamespace)+
+		" (the API server answered: "+err.Error()+")")
+	return true
 }
 
 // executorFor is the executor that acts as the playbook's account.

@@ -336,6 +336,9 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	}
 	plan, err := exe.Build(ctx, inc, pb, target, executor.WithDryRun)
 	if err != nil {
+		if r.impersonationRefused(inc, riposte.IncidentPlanned, pb, err) {
+			return true, nil
+		}
 		if executor.IsPermanent(err) {
 			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
 			return true, nil

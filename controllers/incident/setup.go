@@ -26,8 +26,11 @@ import (
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets;replicasets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
-// Remediation writes are made as each playbook's own service account.
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=impersonate
+// Remediation writes are made as each playbook's own service account, but no
+// marker grants impersonate: a cluster-wide grant would let the manager (or
+// its stolen token) become any account, kube-system's included. Riposte may
+// impersonate only the accounts named in config/rbac/impersonation_role.yaml
+// and those teams grant it by name in their own namespace.
 // The global pause is a ConfigMap in Riposte's namespace.
 // +kubebuilder:rbac:groups="",namespace=riposte-system,resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

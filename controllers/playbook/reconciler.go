@@ -1,13 +1,16 @@
 // Package playbook reconciles Playbooks: it judges what admission cannot (CEL
 // expressions, regular expressions, the kinds drift rules name and whether
-// Riposte may watch them) and reports it in status. It never
+// Riposte may watch them, whether Riposte may impersonate the playbook's
+// account) and reports it in status. It never
 // writes a playbook's spec, so GitOps tools see no drift.
 package playbook
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,11 +18,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/drift"
 	"github.com/riposte-dev/riposte/internal/expr"
+	"github.com/riposte-dev/riposte/internal/impersonation"
 	"github.com/riposte-dev/riposte/internal/match"
 )
 
@@ -28,7 +35,10 @@ type Reconciler struct {
 	client.Client
 	Exprs *expr.Cache
 	// Drift resolves drift rules' kinds against the API server.
-	Drift             *drift.Resolver
+	Drift *drift.Resolver
+	// CanImpersonate asks the API server whether Riposte itself may
+	// impersonate namespace/account (nil: not checked).
+	CanImpersonate    func(ctx context.Context, namespace, account string) (bool, error)
 	OperatorNamespace string
 }
 
@@ -36,13 +46,21 @@ type Reconciler struct {
 // it (the PolicyReport API, a kind's CRD, a grant to watch it) looks again.
 const notInstalledRecheck = time.Minute
 
+// grantRecheck is how often a Ready playbook asks again whether Riposte may
+// still impersonate its account: a RoleBinding's change wakes it at once,
+// but an edit of the Role or ClusterRole it binds does not.
+const grantRecheck = 10 * time.Minute
+
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks/status,verbs=get;patch;update
 
-// SetupWithManager registers the reconciler; only spec changes matter.
+// SetupWithManager registers the reconciler. Spec changes matter, and
+// RoleBindings that name Riposte's account: granting or revoking
+// impersonation changes whether a playbook in that namespace is Ready.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&riposte.Playbook{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.playbooksInNamespace), builder.WithPredicates(r.bindsManager())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Named("playbook").
 		Complete(r)
@@ -70,10 +88,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			reason, msg = problem.Reason, problem.Message
 		}
 	}
+	if reason == "" {
+		var err error
+		if reason, msg, err = r.checkIdentity(ctx, pb); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	var requeue time.Duration
-	if reason == riposte.ReasonUnknownKind || reason == riposte.ReasonWatchForbidden {
+	if reason == riposte.ReasonUnknownKind || reason == riposte.ReasonWatchForbidden || reason == riposte.ReasonImpersonationNotGranted {
 		// Fixed outside the playbook (a CRD installed, a grant given): look again.
 		requeue = notInstalledRecheck
+	} else if reason == "" && r.CanImpersonate != nil {
+		requeue = grantRecheck
 	}
 	if len(pb.Spec.Triggers.PolicyReports) == 0 || r.Drift == nil {
 		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.PlaybookPolicyReports)
@@ -95,6 +121,69 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
 	return ctrl.Result{RequeueAfter: requeue}, client.IgnoreNotFound(r.Status().Patch(ctx, pb, client.MergeFrom(before)))
+}
+
+// checkIdentity refuses Riposte's own account and asks the API server
+// whether Riposte may impersonate the playbook's account, so the author
+// learns of a missing grant now, with the command that gives it, rather
+// than from the first incident's failed dry run.
+func (r *Reconciler) checkIdentity(ctx context.Context, pb *riposte.Playbook) (reason, msg string, err error) {
+	account := impersonation.Account(pb.Namespace, pb.Spec.ServiceAccountName, r.OperatorNamespace)
+	if account == "" {
+		return "", "", nil // refused above as NoServiceAccount
+	}
+	if impersonation.IsManager(pb.Namespace, account, r.OperatorNamespace) {
+		return riposte.ReasonServiceAccountForbidden, "spec.serviceAccountName names Riposte's own account " + pb.Namespace + "/" + account +
+			"; no playbook may run as it: name an account that holds only what the playbook needs", nil
+	}
+	if r.CanImpersonate == nil {
+		return "", "", nil
+	}
+	allowed, err := r.CanImpersonate(ctx, pb.Namespace, account)
+	if err != nil {
+		return "", "", fmt.Errorf("checking whether Riposte may impersonate %s/%s: %w", pb.Namespace, account, err)
+	}
+	if !allowed {
+		return riposte.ReasonImpersonationNotGranted, impersonation.NotGrantedMessage(pb.Namespace, account, r.OperatorNamespace), nil
+	}
+	return "", "", nil
+}
+
+// bindsManager selects RoleBindings that name Riposte's account, before or
+// after the change (a binding that stops naming it revokes a grant).
+func (r *Reconciler) bindsManager() predicate.Funcs {
+	names := func(obj client.Object) bool {
+		rb, ok := obj.(*rbacv1.RoleBinding)
+		if !ok {
+			return false
+		}
+		for _, s := range rb.Subjects {
+			if s.Kind == rbacv1.ServiceAccountKind && s.Name == riposte.ManagerServiceAccountName && s.Namespace == r.OperatorNamespace {
+				return true
+			}
+		}
+		return false
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return names(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return names(e.ObjectOld) || names(e.ObjectNew) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return names(e.Object) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}
+
+// playbooksInNamespace wakes the playbooks a RoleBinding's grant may concern.
+func (r *Reconciler) playbooksInNamespace(ctx context.Context, rb client.Object) []reconcile.Request {
+	var playbooks riposte.PlaybookList
+	if err := r.List(ctx, &playbooks, client.InNamespace(rb.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "finding playbooks a RoleBinding concerns")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(playbooks.Items))
+	for i := range playbooks.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&playbooks.Items[i])})
+	}
+	return reqs
 }
 
 func set(pb *riposte.Playbook, t string, s metav1.ConditionStatus, reason, msg string) {

@@ -60,8 +60,9 @@ func (e *Env) ManagerConfig(ctx context.Context) (*rest.Config, error) {
 	if err := e.GrantManagerRBAC(ctx, ManagerUser); err != nil {
 		return nil, err
 	}
-	// As an install does: the action roles and the default remediator.
-	for _, f := range []string{"action_roles.yaml", "remediator.yaml"} {
+	// As an install does: the action roles, the default remediator, and
+	// whom the manager may impersonate.
+	for _, f := range []string{"action_roles.yaml", "remediator.yaml", "impersonation_role.yaml"} {
 		if err := ApplyDir(ctx, e.Config, filepath.Join(RepoRoot(), "config", "rbac", f)); err != nil {
 			return nil, err
 		}
@@ -79,11 +80,29 @@ func (e *Env) installPolicies(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe", Namespace: "default"},
 		Spec:       riposte.IncidentSpec{Source: riposte.SourceAlertmanager, AlertName: "Probe", Fingerprint: "0"},
 	}
+	// A playbook no one may create: kube-system's (riposte-playbook-identity).
+	playbookProbe := &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe", Namespace: "kube-system"},
+		Spec: riposte.PlaybookSpec{
+			Triggers: riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"Probe"}}}},
+			Steps:    []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+		},
+	}
+	// A binding no one may create: the team role, cluster-wide.
+	bindingProbe := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-impersonate-remediator"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: riposte.ManagerServiceAccountName, Namespace: OperatorNamespace}},
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := e.Client.Create(ctx, probe.DeepCopy(), client.DryRunAll)
 		if apierrors.IsForbidden(err) {
-			return nil
+			if err = e.Client.Create(ctx, playbookProbe.DeepCopy(), client.DryRunAll); apierrors.IsForbidden(err) {
+				if err = e.Client.Create(ctx, bindingProbe.DeepCopy(), client.DryRunAll); apierrors.IsForbidden(err) {
+					return nil
+				}
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the admission policies in config/policies did not take effect within 30s (last answer: %v)", err)
@@ -117,11 +136,14 @@ func (e *Env) WriteManagerKubeconfig(ctx context.Context, path string) error {
 // RemediatorAccount is the service account test playbooks run as.
 const RemediatorAccount = "remediator"
 
-// Remediator creates the playbooks' account in ns and binds the given
-// action ClusterRoles to it there, as a team would.
+// Remediator creates the playbooks' account in ns, binds the given action
+// ClusterRoles to it there, and lets Riposte impersonate it, as a team would.
 func (e *Env) Remediator(ctx context.Context, ns string, clusterRoles ...string) error {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: RemediatorAccount, Namespace: ns}}
 	if err := e.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := e.GrantImpersonation(ctx, ns); err != nil {
 		return err
 	}
 	for _, role := range clusterRoles {
@@ -133,6 +155,24 @@ func (e *Env) Remediator(ctx context.Context, ns string, clusterRoles ...string)
 		if err := e.Client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
+	}
+	return nil
+}
+
+// ImpersonationBinding is the RoleBinding a team creates to let Riposte
+// impersonate its RemediatorAccount (docs/security.md's one line).
+const ImpersonationBinding = "riposte-impersonate"
+
+// GrantImpersonation lets Riposte impersonate RemediatorAccount in ns, with
+// the shipped ClusterRole riposte-impersonate-remediator, as a team does.
+func (e *Env) GrantImpersonation(ctx context.Context, ns string) error {
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ImpersonationBinding, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-impersonate-remediator"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: riposte.ManagerServiceAccountName, Namespace: OperatorNamespace}},
+	}
+	if err := e.Client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("letting Riposte impersonate %s/%s: %w", ns, RemediatorAccount, err)
 	}
 	return nil
 }
