@@ -91,7 +91,7 @@ type IncidentSpec struct {
 	// requesterGroups are groups of the requester (requestedBy or
 	// targetSetBy) that Riposte may count when it checks the requester could
 	// make the plan's writes themselves; the API server checks the caller is
-	// in each (kubectl riposte whoami lists yours).
+	// in each (kubectl auth whoami lists yours).
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=253
