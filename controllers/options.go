@@ -119,9 +119,10 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	gates := &approvalgate.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("riposte-approvalgate"),
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Recorder:          mgr.GetEventRecorder("riposte-approvalgate"),
+		OperatorNamespace: opts.OperatorNamespace,
 	}
 	if opts.NotifyURL != "" {
 		gates.Notifier = &notify.Webhook{URL: opts.NotifyURL}

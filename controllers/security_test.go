@@ -110,6 +110,19 @@ func TestAttackManualIncidentTargetsAnotherNamespace(t *testing.T) {
 
 	err := mallory.Create(ctx, manualIncident(teamA, "isolate-payments", "mallory-a", victim, teamB))
 	expectForbidden(t, "a Manual incident in team-a naming a pod in team-b", err, "spec.target must be in the namespace of the incident ("+teamA+")")
+
+	// Naming it through the labels an alert's target is read from: the
+	// labels of a Manual incident name no target.
+	byLabels := manualIncident(teamA, "isolate-payments-by-labels", "mallory-a", victim, teamB)
+	byLabels.Spec.Target = nil
+	byLabels.Spec.Labels = map[string]string{"namespace": teamB, "pod": victim.Name}
+	if err := mallory.Create(ctx, byLabels); err != nil {
+		t.Fatal(err)
+	}
+	inc := waitForPhase(t, teamA, byLabels.Name, riposte.PhaseFailed)
+	if inc.Status.Context != nil && inc.Status.Context.Target != nil {
+		t.Errorf("a Manual incident's labels were taken for its target: %+v", inc.Status.Context.Target)
+	}
 	expectUnisolated(t, victim)
 }
 
@@ -178,6 +191,47 @@ func TestAttackRequesterWithoutAccess(t *testing.T) {
 	expectUnisolated(t, pod)
 }
 
+// A person's request is decided by people, even under a playbook whose
+// gates approve themselves on expiry, and never silences alerts.
+func TestAttackRequestsNobodyDecides(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	editor := namespaceEditor(t, "editor-exp-"+ns[:3], ns)
+	pb := isolatePlaybook(ns, "isolate", "ShellInPod", nil)
+	pb.Spec.Approval.Timeout = &metav1.Duration{Duration: time.Second}
+	pb.Spec.Approval.OnExpiry = riposte.ExpiryApprove
+	mustCreate(t, pb)
+	if err := editor.Create(ctx, manualIncident(ns, "wait-it-out", "editor-exp-"+ns[:3], pod, ns)); err != nil {
+		t.Fatal(err)
+	}
+	inc := waitForPhase(t, ns, "wait-it-out", riposte.PhaseRejected)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); !strings.Contains(c.Message, "rejects on expiry") {
+		t.Errorf("Approved = %s %q, want expiry to reject a person's request", c.Reason, c.Message)
+	}
+	expectUnisolated(t, pod)
+
+	silencer := &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "silence", Namespace: ns},
+		Spec: riposte.PlaybookSpec{
+			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"Noisy"}}}},
+			Steps:              []riposte.Step{{Name: "mute", Action: riposte.ActionSilence}},
+			Approval:           riposte.ApprovalPolicy{ManualRequests: riposte.ManualAnyone},
+			ServiceAccountName: remediatorAccount,
+		},
+	}
+	mustCreate(t, silencer)
+	mute := manualIncident(ns, "mute-everything", "editor-exp-"+ns[:3], pod, ns)
+	mute.Spec.AlertName, mute.Spec.Labels = "Noisy", map[string]string{"severity": "critical"}
+	if err := editor.Create(ctx, mute); err != nil {
+		t.Fatal(err)
+	}
+	inc = waitForPhase(t, ns, "mute-everything", riposte.PhaseFailed)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); c.Reason != riposte.ReasonRequestRefused || !strings.Contains(c.Message, "never done at a person's request") {
+		t.Errorf("Planned = %s %q, want the silence refused", c.Reason, c.Message)
+	}
+}
+
 // What intake observed cannot be rewritten; a person may point the incident
 // elsewhere only in its namespace, in their own name, and then people
 // decide.
@@ -216,6 +270,31 @@ func TestAttackRewritingEvidence(t *testing.T) {
 	}), "spec.target must be in the namespace of the incident")
 	expectForbidden(t, "escalating without the verb", update(func(i *riposte.Incident) { i.Spec.Escalated = true }),
 		"mallory-ev may not escalate incidents in "+ns)
+	expectForbidden(t, "handing the incident to an owner the garbage collector finds missing", update(func(i *riposte.Incident) {
+		i.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "gone", UID: "0b6c5b4e-0000-0000-0000-000000000000"}}
+	}), "owner references are Riposte's")
+	expectForbidden(t, "relabelling what Riposte matches on", update(func(i *riposte.Incident) {
+		if i.Labels == nil {
+			i.Labels = map[string]string{}
+		}
+		i.Labels["riposte.dev/alertname"] = "Other"
+	}),
+		"labels under riposte.dev/ are set by Riposte only")
+	for _, tc := range []struct {
+		reason string
+		mutate func(*riposte.Incident)
+		want   string
+	}{
+		{"opening it escalated", func(i *riposte.Incident) { i.Spec.Escalated = true }, "may not escalate incidents"},
+		{"opening it as a drift finding of another playbook", func(i *riposte.Incident) { fakeDrift(i) }, "spec.drift is written by Riposte's drift detector only"},
+		{"opening it with Riposte's labels", func(i *riposte.Incident) { i.Labels = map[string]string{"riposte.dev/source": "drift"} }, "labels under riposte.dev/ are set by Riposte only"},
+		{"opening it with Riposte's finalizer", func(i *riposte.Incident) { i.Finalizers = []string{riposte.RecordFinalizer} }, "finalizers under riposte.dev/"},
+	} {
+		inc := manualIncident(ns, "opened-"+strings.ReplaceAll(strings.Fields(tc.reason)[2], "'", ""), "mallory-ev", first, ns)
+		tc.mutate(inc)
+		inc.Spec.Source = riposte.SourceManual
+		expectForbidden(t, tc.reason, mallory.Create(ctx, inc), tc.want)
+	}
 
 	// Retargeting in her own name is a request: a new gate, for people, even
 	// though the playbook would approve isolating a db pod by itself.
@@ -262,6 +341,11 @@ func TestAttackForgedAndDeletedGates(t *testing.T) {
 	}
 	expectForbidden(t, "creating a gate", forger.Create(ctx, forged), "only Riposte opens ApprovalGates; gate-forger may not")
 
+	err := updateAs(ctx, people["carol"], &riposte.ApprovalGate{}, client.ObjectKey{Namespace: ns, Name: gate}, func(o client.Object) {
+		o.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "gone", UID: "0b6c5b4e-0000-0000-0000-000000000000"}})
+	})
+	expectForbidden(t, "handing the gate to an owner the garbage collector finds missing", err, "owner references and finalizers are Riposte's")
+
 	// Deleting the pending gate: the incident opens a new one and says why.
 	if err := forger.Delete(ctx, &riposte.ApprovalGate{ObjectMeta: metav1.ObjectMeta{Name: gate, Namespace: ns}}); err != nil {
 		t.Fatal(err)
@@ -284,7 +368,8 @@ func TestAttackForgedAndDeletedGates(t *testing.T) {
 // withDecisionBindingChanged changes the decision policy's binding, runs
 // forge while the API server no longer denies, and puts the shipped binding
 // back: an upgrade, a reinstall or a mistake, as an attacker would use it.
-func withDecisionBindingChanged(t *testing.T, change func(context.Context) error, forge func() error) {
+// It returns once the API server denies forgeries on gate again.
+func withDecisionBindingChanged(t *testing.T, ns, gate string, change func(context.Context) error, forge func() error) {
 	t.Helper()
 	ctx := context.Background()
 	restore := func() {
@@ -300,9 +385,16 @@ func withDecisionBindingChanged(t *testing.T, change func(context.Context) error
 	testenv.Eventually(t, waitFor, func(context.Context) error { return forge() })
 	restore()
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		id, why, err := approval.Enforcement(ctx, k8sClient)
-		if err != nil || id == "" {
-			return fmt.Errorf("not enforced yet: %s %v", why, err)
+		if id, why, err := approval.Enforcement(ctx, k8sClient, operatorNamespace); err != nil || id == "" {
+			return fmt.Errorf("not the shipped policy yet: %s %v", why, err)
+		}
+		g := &riposte.ApprovalGate{}
+		if err := people["carol"].Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil {
+			return err
+		}
+		g.Spec.Decisions = append(g.Spec.Decisions, riposte.Decision{User: "nobody-" + ns[:3], Decision: riposte.DecisionApprove, Reason: "probe"})
+		if err := people["carol"].Update(ctx, g, client.DryRunAll); !apierrors.IsForbidden(err) {
+			return fmt.Errorf("the API server does not deny forged decisions yet: %v", err)
 		}
 		return nil
 	})
@@ -310,66 +402,54 @@ func withDecisionBindingChanged(t *testing.T, change func(context.Context) error
 
 // Decisions forged while the decision policy was off are never counted,
 // whatever the policy looks like when Riposte counts: deleting and
-// restoring its binding, or switching it to Audit and back.
+// restoring its binding, or switching it to Audit and back. The gate that
+// holds them is replaced, so the people whose names were taken can decide.
 func TestAttackForgedDecisionsAcrossAReinstall(t *testing.T) {
 	ns, pod, gate := pendingGate(t, func(pb *riposte.Playbook) { pb.Spec.Approval.RequiredApprovals = 2 })
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: approval.DecisionPolicyName}}
 
-	withDecisionBindingChanged(t, func(ctx context.Context) error { return k8sClient.Delete(ctx, binding) },
+	withDecisionBindingChanged(t, ns, gate, func(ctx context.Context) error { return k8sClient.Delete(ctx, binding) },
 		func() error { return decideAs("carol", "alice", ns, gate, riposte.DecisionApprove) })
-	withDecisionBindingChanged(t, func(ctx context.Context) error {
+	expectReplacedForForgery(t, ns, gate, gate+"-2", "alice")
+	withDecisionBindingChanged(t, ns, gate+"-2", func(ctx context.Context) error {
 		return updateAs(ctx, k8sClient, &admissionv1.ValidatingAdmissionPolicyBinding{}, client.ObjectKeyFromObject(binding), func(o client.Object) {
 			o.(*admissionv1.ValidatingAdmissionPolicyBinding).Spec.ValidationActions = []admissionv1.ValidationAction{admissionv1.Audit}
 		})
-	}, func() error { return decideAs("carol", "bob", ns, gate, riposte.DecisionApprove) })
+	}, func() error { return decideAs("carol", "bob", ns, gate+"-2", riposte.DecisionApprove) })
+	expectReplacedForForgery(t, ns, gate+"-2", gate+"-3", "bob")
+	expectUnisolated(t, pod)
 
+	// The real alice and bob decide on the new gate, under the restored policy.
+	appendDecision(t, ns, gate+"-3", "alice", riposte.DecisionApprove)
+	appendDecision(t, ns, gate+"-3", "bob", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
+
+	// A decided gate takes no more decisions.
+	err := decideAs("dave", "dave", ns, gate+"-3", riposte.DecisionReject)
+	expectForbidden(t, "rejecting an approved gate", err, "is Approved: it takes no more decisions")
+}
+
+// expectReplacedForForgery waits until the forged decision of user on gate
+// is unverifiable, counted by nobody, and the incident waits on next.
+func expectReplacedForForgery(t *testing.T, ns, gate, next, user string) {
+	t.Helper()
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		g := &riposte.ApprovalGate{}
 		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil {
 			return err
 		}
-		if g.Status.Phase != riposte.GatePending || g.Status.Approvals != 0 ||
-			!slices.Contains(g.Status.UnverifiableDecisions, "alice") || !slices.Contains(g.Status.UnverifiableDecisions, "bob") {
-			return fmt.Errorf("gate %s with %d approvals, unverifiable %v", g.Status.Phase, g.Status.Approvals, g.Status.UnverifiableDecisions)
+		if g.Status.Phase != riposte.GateSuperseded || g.Status.Approvals != 0 || !slices.Contains(g.Status.UnverifiableDecisions, user) {
+			return fmt.Errorf("gate %s is %s with %d approvals, unverifiable %v", gate, g.Status.Phase, g.Status.Approvals, g.Status.UnverifiableDecisions)
 		}
-		return nil
-	})
-	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
 		inc, err := getIncident(ctx, ns, "am-gate")
-		if err != nil || inc.Status.Phase != riposte.PhaseAwaitingApproval {
-			return fmt.Errorf("forged decisions moved the incident to %q (err %v)", inc.Status.Phase, err)
+		if err != nil {
+			return err
 		}
-		return nil
+		if inc.Status.Phase != riposte.PhaseAwaitingApproval || inc.Status.ApprovalGate != next {
+			return fmt.Errorf("incident %s waits on %q, want %s", inc.Status.Phase, inc.Status.ApprovalGate, next)
+		}
+		return expectEvent(ctx, ns, gate, riposte.ReasonDecisionsUnverifiable)
 	})
-	expectUnisolated(t, pod)
-
-	// Real decisions made under the restored policy count.
-	appendDecision(t, ns, gate, "dave", riposte.DecisionApprove)
-	waitForPhase(t, ns, "am-gate", riposte.PhaseAwaitingApproval)
-	mustRegisterPerson(t, "erin-"+ns[:3])
-	appendDecision(t, ns, gate, "erin-"+ns[:3], riposte.DecisionApprove)
-	waitForPhase(t, ns, "am-gate", riposte.PhaseRemediated)
-
-	// A decided gate takes no more decisions.
-	late := "late-" + ns[:3]
-	mustRegisterPerson(t, late)
-	err := decideAs(late, late, ns, gate, riposte.DecisionReject)
-	expectForbidden(t, "rejecting an approved gate", err, "is Approved: it takes no more decisions")
-}
-
-// mustRegisterPerson adds an approver to people for this test.
-func mustRegisterPerson(t *testing.T, user string) {
-	t.Helper()
-	mustCreate(t, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user + "-riposte-approver"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "riposte-approver"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-	})
-	c, err := env.UserClient(user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	people[user] = c
 }
 
 // Deleting an incident whose containment is applied neither erases its
@@ -386,6 +466,14 @@ func TestAttackDeletingARemediatedIncident(t *testing.T) {
 	mallory := namespaceEditor(t, "mallory-del", ns)
 	err := mallory.Delete(ctx, inc)
 	expectForbidden(t, "a namespace editor deleting an incident", err, `cannot delete resource "incidents"`)
+	strip := func(mutate func(*riposte.Incident)) error {
+		return updateAs(ctx, mallory, &riposte.Incident{}, client.ObjectKeyFromObject(inc), func(o client.Object) { mutate(o.(*riposte.Incident)) })
+	}
+	expectForbidden(t, "removing the record's finalizer", strip(func(i *riposte.Incident) { i.Finalizers = nil }),
+		"the finalizer riposte.dev/remediation-record keeps the record")
+	expectForbidden(t, "having the garbage collector delete it", strip(func(i *riposte.Incident) {
+		i.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "gone", UID: "0b6c5b4e-0000-0000-0000-000000000000"}}
+	}), "owner references are Riposte's")
 
 	if err := k8sClient.Delete(ctx, inc); err != nil {
 		t.Fatal(err)
@@ -430,13 +518,33 @@ func TestAttackDeletingARemediatedIncident(t *testing.T) {
 	if err := k8sClient.Delete(ctx, inc); err != nil {
 		t.Fatal(err)
 	}
+	waitForGone(t, ns, "am-timed")
+	expectQuarantined(t, pod, false)
+
+	// An incident whose target is gone (deleted with its namespace, or by
+	// hand) holds nothing in place: it goes at once.
+	db := deployedPod(t, ns, "db")
+	third := alertIncident(ns, "am-target-gone", "ContainerShell", ns, db.Name)
+	third.Spec.Fingerprint = "0000000000000ddb"
+	mustCreate(t, third)
+	inc = waitForPhase(t, ns, "am-target-gone", riposte.PhaseRemediated)
+	if err := k8sClient.Delete(ctx, db, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Delete(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	waitForGone(t, ns, "am-target-gone")
+}
+
+func waitForGone(t *testing.T, ns, name string) {
+	t.Helper()
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		if _, err := getIncident(ctx, ns, "am-timed"); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("incident still there: %v", err)
+		if _, err := getIncident(ctx, ns, name); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("incident %s still there: %v", name, err)
 		}
 		return nil
 	})
-	expectQuarantined(t, pod, false)
 }
 
 // undoAsWhileDeleting asks for an undo of an incident being deleted.

@@ -282,7 +282,7 @@ func withStep(p *riposte.Playbook, name string, step riposte.Step) *riposte.Play
 // the decision policy the API server enforces now.
 func decisionPolicyInForce(t *testing.T) string {
 	t.Helper()
-	id, why, err := approval.Enforcement(context.Background(), k8sClient)
+	id, why, err := approval.Enforcement(context.Background(), k8sClient, operatorNamespace)
 	if err != nil || id == "" {
 		t.Fatalf("the shipped decision policy is not in force: %s %v", why, err)
 	}

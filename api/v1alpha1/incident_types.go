@@ -255,6 +255,9 @@ const (
 	ReasonRequestRefused     = "RequestRefused"
 	ReasonRequesterNoAccess  = "RequesterLacksAccess"
 	ReasonGateMissing        = "GateMissing"
+	// ReasonDecisionsUnverifiable: a gate holds decisions recorded while the
+	// decision policy was not provably in force.
+	ReasonDecisionsUnverifiable = "DecisionsUnverifiable"
 )
 
 // OwnerReference is one link of a workload's owner chain.

@@ -33,6 +33,9 @@ type Reconciler struct {
 	// policy in the cluster.
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
+	// OperatorNamespace is Riposte's namespace, which the shipped decision
+	// policy names.
+	OperatorNamespace string
 	// Notifier, when set, tells people a gate waits for them.
 	Notifier *notify.Webhook
 	// notified remembers, by gate UID, the notifications this process sent,
@@ -74,7 +77,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// the gate (the order is what approval.Witness relies on). With no
 		// new decision this renews the record of the policy in force, so
 		// the first decision after a reinstall counts.
-		policyBefore, _, err := approval.Enforcement(ctx, r.APIReader)
+		policyBefore, _, err := approval.Enforcement(ctx, r.APIReader, r.OperatorNamespace)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -82,7 +85,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := r.APIReader.Get(ctx, req.NamespacedName, fresh); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
-		policyAfter, why, err := approval.Enforcement(ctx, r.APIReader)
+		policyAfter, why, err := approval.Enforcement(ctx, r.APIReader, r.OperatorNamespace)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -92,7 +95,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		gate, base = fresh, fresh.DeepCopy()
 		approval.Witness(gate, policyBefore, policyAfter)
 		if added := newlyUnverifiable(base, gate); len(added) > 0 {
-			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, ReasonDecisionsUnverifiable, "Decide",
+			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, riposte.ReasonDecisionsUnverifiable, "Decide",
 				"decisions of %s are never counted: they were recorded while %s", strings.Join(added, ", "), unverifiedBecause(why))
 		}
 	}
@@ -144,10 +147,6 @@ func (r *Reconciler) observe(gate, before *riposte.ApprovalGate, v approval.Verd
 			"waits for %d approval(s): kubectl riposte approve -n %s %s --reason ...", gate.Spec.Policy.RequiredApprovals, gate.Namespace, gate.Name)
 	}
 }
-
-// ReasonDecisionsUnverifiable is the Event reason for decisions that will
-// never be counted.
-const ReasonDecisionsUnverifiable = "DecisionsUnverifiable"
 
 func newlyUnverifiable(before, after *riposte.ApprovalGate) []string {
 	return after.Status.UnverifiableDecisions[len(before.Status.UnverifiableDecisions):]

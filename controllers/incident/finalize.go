@@ -8,7 +8,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -37,7 +40,8 @@ func (r *Reconciler) keepRecord(ctx context.Context, p *pass) error {
 
 // finalize runs when a person (or retention) deletes the incident. Nothing
 // not yet run will run; timed containment is undone now, as its expiry
-// would; anything else still in place keeps the incident, with the
+// would (unless the incident was escalated); a step whose target is gone
+// keeps nothing; anything else still in place keeps the incident, with the
 // DeletionBlocked condition saying what and how to undo it. Once nothing
 // is in place, the record is written out as Events and to the log, and the
 // incident goes.
@@ -63,7 +67,14 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 		if !inPlace(rec) {
 			continue
 		}
-		if rec.UndoAt != nil {
+		if gone, err := r.targetGone(ctx, rec); err != nil {
+			return err
+		} else if gone {
+			// Deleted with its namespace or by hand: nothing is left to keep.
+			rec.Message = "the target was gone when the incident was deleted"
+			continue
+		}
+		if rec.UndoAt != nil && !inc.Spec.Escalated {
 			if _, err := r.undoStep(ctx, inc, rec, ExpiryUndoer, "Delete"); err != nil {
 				r.event(inc, corev1.EventTypeWarning, riposte.ReasonUndoFailed, "Undo", "undoing temporary step "+rec.Name+" of a deleted incident: "+err.Error())
 				return err
@@ -92,6 +103,35 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 	}
 	p.gone = true
 	return nil
+}
+
+// targetGone reports whether the object a step changed no longer exists,
+// asking the API server itself.
+func (r *Reconciler) targetGone(ctx context.Context, rec *riposte.StepRecord) (bool, error) {
+	if rec.Target == nil || rec.Target.Kind == "" {
+		return false, nil
+	}
+	obj := &metav1.PartialObjectMetadata{}
+	obj.SetGroupVersionKind(schema.FromAPIVersionAndKind(rec.Target.APIVersion, rec.Target.Kind))
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: rec.Target.Namespace, Name: rec.Target.Name}, obj)
+	switch {
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		return true, nil
+	case apierrors.IsForbidden(err):
+		return false, nil // Riposte may not read it: kept, to be safe
+	case err != nil:
+		return false, fmt.Errorf("reading %s: %w", rec.Target, err)
+	}
+	return rec.Target.UID != "" && string(obj.UID) != rec.Target.UID, nil
+}
+
+func anyInPlace(inc *riposte.Incident) bool {
+	for i := range inc.Status.Steps {
+		if inPlace(&inc.Status.Steps[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // inPlace reports whether a step left changes that only its undo removes.

@@ -120,6 +120,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if !inc.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.finalize(ctx, p)
 	}
+	if anyInPlace(inc) {
+		// Added before the first write; put back if it went missing.
+		if err := r.keepRecord(ctx, p); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if inc.Spec.Undo != nil && inc.Status.Phase != riposte.PhaseUndone {
 		return reconcile.Result{}, r.undoAll(ctx, p)
 	}
@@ -329,6 +335,10 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	if r.refused(inc, pb, target, nil) {
 		return true, nil
 	}
+	asker := requester(inc)
+	if asker != "" && r.refusedAsker(inc, pb, asker) {
+		return true, nil
+	}
 	exe, err := r.executorFor(pb)
 	if err != nil {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonNoServiceAccount, err.Error())
@@ -348,9 +358,8 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	if r.refused(inc, pb, target, plan) {
 		return true, nil
 	}
-	asker := requester(inc)
 	if asker != "" {
-		if refused, err := r.refusedRequest(ctx, inc, pb, plan, asker); err != nil || refused {
+		if refused, err := r.lacksAccess(ctx, inc, pb, plan, asker); err != nil || refused {
 			return true, err
 		}
 	}
@@ -359,10 +368,12 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "approval.autoApprove.when: "+err.Error())
 		return true, nil
 	}
+	onExpiry := pb.Spec.Approval.OnExpiry
 	if asker != "" {
 		// What a person asked for is decided by people: autoApprove would
-		// rest on fields the requester wrote.
-		automatic, rule = false, ""
+		// rest on fields the requester wrote, and an expiry that approves
+		// would let nobody decide.
+		automatic, rule, onExpiry = false, "", riposte.ExpiryReject
 	}
 	expires := approval.ExpiryFrom(time.Now(), pb.Spec.Approval.Timeout)
 	decisionPolicy := ""
@@ -371,7 +382,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	} else {
 		// People will decide: note which decision policy is in force now, so
 		// only decisions made while it stays in force are counted.
-		if decisionPolicy, _, err = approval.Enforcement(ctx, r.APIReader); err != nil {
+		if decisionPolicy, _, err = approval.Enforcement(ctx, r.APIReader, r.OperatorNamespace); err != nil {
 			return true, err
 		}
 	}
@@ -392,7 +403,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 				Automatic: automatic, AutoApproveRule: rule,
 				RequiredApprovals:  max(pb.Spec.Approval.RequiredApprovals, 1),
 				ExpiresAt:          expires,
-				OnExpiry:           pb.Spec.Approval.OnExpiry,
+				OnExpiry:           onExpiry,
 				AllowRequester:     pb.Spec.Approval.AllowRequester,
 				Requester:          asker,
 				RequiredRejections: max(pb.Spec.Approval.RequiredRejections, 1),
@@ -540,6 +551,18 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 			return err
 		}
 		return r.cancelForGoneTarget(ctx, inc, gate)
+	}
+	if unverifiable := gate.Status.UnverifiableDecisions; len(unverifiable) > 0 {
+		// Decisions recorded in those people's names while nothing checked
+		// them would keep the real people from deciding (one decision per
+		// person): a new gate lets them.
+		msg := fmt.Sprintf("gate %s holds decisions in the names of %s recorded while the decision policy was not in force; they never count",
+			gate.Name, strings.Join(unverifiable, ", "))
+		if err := r.closeGate(ctx, gate, riposte.GateSuperseded, riposte.ReasonDecisionsUnverifiable, msg); err != nil {
+			return err
+		}
+		r.event(inc, corev1.EventTypeWarning, riposte.ReasonDecisionsUnverifiable, "Replan", msg+"; a new gate asks again")
+		return r.askAgain(ctx, p)
 	}
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,

@@ -24,16 +24,32 @@ func requester(inc *riposte.Incident) string {
 	return inc.Spec.RequestedBy
 }
 
-// refusedRequest checks a person's request against the playbook before a
-// gate is opened: Riposte never does for someone what neither their own
-// rights nor the playbook allow. A refusal fails the incident and says why.
-func (r *Reconciler) refusedRequest(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, plan *executor.Plan, user string) (bool, error) {
-	switch match.ManualRequestsOf(pb, r.OperatorNamespace) {
-	case riposte.ManualRefuse:
+// refusedAsker checks, before anything is planned, that the playbook acts
+// at people's request at all. A refusal fails the incident and says why.
+func (r *Reconciler) refusedAsker(inc *riposte.Incident, pb *riposte.Playbook, user string) bool {
+	if match.ManualRequestsOf(pb, r.OperatorNamespace) == riposte.ManualRefuse {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonRequestRefused, fmt.Sprintf(
 			"playbook %s/%s acts on alerts and drift only (spec.approval.manualRequests: Refuse); %s asked for this plan", pb.Namespace, pb.Name, user))
-		return true, nil
-	case riposte.ManualAnyone:
+		return true
+	}
+	for _, s := range pb.Spec.Steps {
+		if s.Action == riposte.ActionSilence {
+			// A silence's matchers come from the incident's labels, which
+			// the requester wrote: it could mute any alert in the cluster.
+			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonRequestRefused, fmt.Sprintf(
+				"playbook %s/%s silences alerts (step %s), which is never done at a person's request (%s asked for this plan)", pb.Namespace, pb.Name, s.Name, user))
+			return true
+		}
+	}
+	return false
+}
+
+// lacksAccess checks a person's request against their own rights once the
+// plan is built: Riposte never does for someone what neither their rights
+// nor the playbook allow (manualRequests: Anyone). A refusal fails the
+// incident and names every write they may not make.
+func (r *Reconciler) lacksAccess(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, plan *executor.Plan, user string) (bool, error) {
+	if match.ManualRequestsOf(pb, r.OperatorNamespace) == riposte.ManualAnyone {
 		return false, nil
 	}
 	access, err := plan.Access(r.Impersonation.Mapper)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
+	"sync"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -23,9 +25,23 @@ import (
 // DecisionPolicyName names the shipped decision policy and its binding.
 const DecisionPolicyName = "riposte-approvalgate-decisions"
 
-// shipped is the decision policy and binding this build of Riposte ships,
-// normalised for comparison with what the API server serves.
-var shipped = mustParseShipped(policies.ApprovalGateDecisions)
+// DefaultNamespace is the namespace the shipped files name; an install
+// elsewhere (the Helm chart's release namespace) replaces it throughout.
+const DefaultNamespace = "riposte-system"
+
+// shipped holds, by Riposte's namespace, the decision policy and binding
+// this build ships, normalised for comparison with what the API server
+// serves.
+var shipped sync.Map
+
+func shippedIn(namespace string) shippedPolicy {
+	if p, ok := shipped.Load(namespace); ok {
+		return p.(shippedPolicy)
+	}
+	p := mustParseShipped([]byte(strings.ReplaceAll(string(policies.ApprovalGateDecisions), DefaultNamespace, namespace)))
+	shipped.Store(namespace, p)
+	return p
+}
 
 type shippedPolicy struct {
 	policy  admissionv1.ValidatingAdmissionPolicySpec
@@ -75,10 +91,12 @@ func mustParseShipped(b []byte) shippedPolicy {
 
 // Enforcement identifies the decision policy the API server enforces now:
 // the policy's and the binding's UID and generation, when both have the
-// content Riposte ships (with validationActions [Deny]). It returns "" and
-// why not otherwise. Both are read from the API server, not from a cache:
-// Witness relies on the order of these reads and of the gate's.
-func Enforcement(ctx context.Context, r client.Reader) (id, why string, err error) {
+// content Riposte ships for its namespace (with validationActions
+// including Deny). It returns "" and why not otherwise. Both are read from
+// the API server, not from a cache: Witness relies on the order of these
+// reads and of the gate's.
+func Enforcement(ctx context.Context, r client.Reader, operatorNamespace string) (id, why string, err error) {
+	shipped := shippedIn(operatorNamespace)
 	key := client.ObjectKey{Name: DecisionPolicyName}
 	policy := &admissionv1.ValidatingAdmissionPolicy{}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{}

@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -83,5 +84,26 @@ func TestWitness(t *testing.T) {
 				t.Error("decisions left unjudged")
 			}
 		})
+	}
+}
+
+// An install in another namespace ships the decision policy naming its own
+// manager account; Riposte compares against that, not the default.
+func TestShippedPolicyFollowsTheNamespace(t *testing.T) {
+	for _, ns := range []string{DefaultNamespace, "security"} {
+		p := shippedIn(ns)
+		want := "system:serviceaccount:" + ns + ":riposte-controller-manager"
+		found := false
+		for _, v := range p.policy.Validations {
+			if strings.Contains(v.Expression, want) {
+				found = true
+			}
+			if ns != DefaultNamespace && strings.Contains(v.Expression, DefaultNamespace) {
+				t.Errorf("the policy for %s still names %s: %s", ns, DefaultNamespace, v.Expression)
+			}
+		}
+		if !found {
+			t.Errorf("the policy for %s does not name %s", ns, want)
+		}
 	}
 }

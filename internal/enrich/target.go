@@ -52,11 +52,16 @@ func first(labels map[string]string, names []string) string {
 
 // TargetFromIncident returns the object the incident is about: the spec's
 // explicit target when set, else the first kind its labels name. It returns
-// nil when nothing names a target.
+// nil when nothing names a target. A Manual incident's labels were written
+// by the person who opened it and are not checked by the API server as its
+// target is (config/policies), so only its target counts.
 func TargetFromIncident(spec *riposte.IncidentSpec) *riposte.ObjectReference {
 	if spec.Target != nil {
 		t := *spec.Target
 		return &t
+	}
+	if spec.Source == riposte.SourceManual {
+		return nil
 	}
 	ns := ""
 	for _, l := range namespaceLabels {

@@ -24,6 +24,12 @@ func TestTargetFromIncident(t *testing.T) {
 			want: &riposte.ObjectReference{APIVersion: "v1", Kind: "Node", Name: "n1"}},
 		{reason: "kube-state-metrics exported labels win over the scrape target's", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "monitoring", "pod": "kube-state-metrics-0", "exported_namespace": "shop", "exported_pod": "web-1"}},
 			want: &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: "web-1"}},
+		{reason: "a Manual incident's labels name nothing: its opener wrote them", spec: riposte.IncidentSpec{Source: riposte.SourceManual,
+			Labels: map[string]string{"namespace": "other-team", "pod": "payments"}}},
+		{reason: "a Manual incident's target counts", spec: riposte.IncidentSpec{Source: riposte.SourceManual,
+			Labels: map[string]string{"namespace": "other-team", "pod": "payments"},
+			Target: &riposte.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "db-0"}},
+			want: &riposte.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "db-0"}},
 		{reason: "a pod without a namespace names nothing", spec: riposte.IncidentSpec{Labels: map[string]string{"pod": "web-1"}}},
 		{reason: "an invalid namespace label is ignored", spec: riposte.IncidentSpec{Labels: map[string]string{"namespace": "Not_A_Namespace", "pod": "x"}}},
 		{reason: "an explicit target wins over labels", spec: riposte.IncidentSpec{

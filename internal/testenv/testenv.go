@@ -51,6 +51,27 @@ type Env struct {
 // folders a test needs (for example a stand-in for the Gateway API). It fails
 // loudly, not skips, when the binaries are missing: `make test` builds them.
 func Start(extraCRDDirs ...string) (*Env, error) {
+	return start("", extraCRDDirs...)
+}
+
+// auditPolicy records every request's metadata (who, as whom, what, on
+// which object) once it is answered: enough to count a remediation's
+// requests, and never a request or response body.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+`
+
+// StartAudited starts the control plane like Start, with the API server
+// writing an audit log of every request to auditLog (JSON lines), so a
+// benchmark can count the requests a remediation makes.
+func StartAudited(auditLog string, extraCRDDirs ...string) (*Env, error) {
+	return start(auditLog, extraCRDDirs...)
+}
+
+func start(auditLog string, extraCRDDirs ...string) (*Env, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join(RepoRoot(), "bin", "k8s", KubeVersion)
@@ -63,6 +84,17 @@ func Start(extraCRDDirs ...string) (*Env, error) {
 		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, extraCRDDirs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme(),
+	}
+	if auditLog != "" {
+		policy := filepath.Join(filepath.Dir(auditLog), "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return nil, err
+		}
+		args := env.ControlPlane.GetAPIServer().Configure()
+		args.Set("audit-policy-file", policy)
+		args.Set("audit-log-path", auditLog)
+		args.Set("audit-log-format", "json")
+		args.Set("audit-log-mode", "blocking")
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -1,0 +1,187 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// auditEvent is the part of an audit.k8s.io/v1 Event the count needs.
+type auditEvent struct {
+	Stage                    string    `json:"stage"`
+	Verb                     string    `json:"verb"`
+	RequestReceivedTimestamp time.Time `json:"requestReceivedTimestamp"`
+	User                     struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ImpersonatedUser *struct {
+		Username string `json:"username"`
+	} `json:"impersonatedUser"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+}
+
+// TestBenchRequestsPerRemediation counts, from the API server's own audit
+// log, the requests Riposte makes per automatic single-step remediation
+// (the sample playbook: IsolatePod, approved by policy), alert by alert.
+// It runs on its own audited control plane so the latency benchmark's
+// figures carry no audit cost.
+func TestBenchRequestsPerRemediation(t *testing.T) {
+	n := envInt("BENCH_REQUESTS", 100)
+	const warmUp = 5
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	env, err := testenv.StartAudited(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
+	if err := env.Client.Create(ctx, &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
+		Spec: riposte.PlaybookSpec{
+			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			ServiceAccountName: testenv.RemediatorAccount,
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	createPods(t, env.Client, warmUp+n)
+	manager := env.StartManager(t, token)
+	remediated := watchIncidents(t, env, func(inc *riposte.Incident) bool { return inc.Status.Phase == riposte.PhaseRemediated })
+
+	var start time.Time
+	for i := 0; i < warmUp+n; i++ {
+		if i == warmUp {
+			// Caches are warm and the shared quarantine policy exists.
+			time.Sleep(time.Second)
+			start = time.Now()
+		}
+		post(t, manager.IntakeAddr, i)
+		select {
+		case <-remediated.wait(appNamespace + "/am-" + fingerprint(i)):
+		case <-time.After(30 * time.Second):
+			t.Fatalf("alert %d not remediated within 30s", i)
+		}
+	}
+	// Work after Remediated (an Event, a gate's status) belongs to this
+	// alert too: let it land before the window closes.
+	time.Sleep(2 * time.Second)
+	end := time.Now()
+
+	counts, err := countRequests(auditLog, start, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRequestResults(t, n, counts)
+}
+
+type requestCount struct {
+	key    string // verb resource[/subresource], and as whom
+	write  bool
+	number int
+}
+
+// countRequests counts the manager's requests (its own and those it made
+// impersonating a playbook's account) received in [start, end], by verb
+// and resource. Leader-election lease renewals are left out: they are
+// periodic, not per remediation.
+func countRequests(auditLog string, start, end time.Time) ([]requestCount, error) {
+	f, err := os.Open(auditLog)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	byKey := map[string]*requestCount{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var e auditEvent
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, fmt.Errorf("reading the audit log: %w", err)
+		}
+		if e.Stage != "ResponseComplete" || e.User.Username != testenv.ManagerUser ||
+			e.RequestReceivedTimestamp.Before(start) || e.RequestReceivedTimestamp.After(end) {
+			continue
+		}
+		resource := ""
+		if e.ObjectRef != nil {
+			resource = e.ObjectRef.Resource
+			if e.ObjectRef.Subresource != "" {
+				resource += "/" + e.ObjectRef.Subresource
+			}
+		}
+		if resource == "leases" {
+			continue
+		}
+		as := "as Riposte"
+		if e.ImpersonatedUser != nil {
+			as = "as the playbook's account"
+		}
+		key := e.Verb + " " + resource + ", " + as
+		c, ok := byKey[key]
+		if !ok {
+			c = &requestCount{key: key, write: e.Verb != "get" && e.Verb != "list" && e.Verb != "watch"}
+			byKey[key] = c
+		}
+		c.number++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]requestCount, 0, len(byKey))
+	for _, c := range byKey {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].number != out[j].number {
+			return out[i].number > out[j].number
+		}
+		return out[i].key < out[j].key
+	})
+	return out, nil
+}
+
+func writeRequestResults(t *testing.T, n int, counts []requestCount) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# API requests per remediation\n\nWritten by `make bench` on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
+	fmt.Fprintf(&b, "%d alerts sent one at a time to the sample playbook (IsolatePod, approved by policy), each waited for until Remediated, after 5 alerts of warm-up. Counted from the API server's audit log: every request made by the manager's identity, its own or impersonating the playbook's account, except leader-election lease renewals.\n\n", n)
+	var total, writes int
+	for _, c := range counts {
+		total += c.number
+		if c.write {
+			writes += c.number
+		}
+	}
+	fmt.Fprintf(&b, "**%.2f requests per remediation, %.2f of them writes.**\n\n| request | per remediation | write |\n|---|---|---|\n", float64(total)/float64(n), float64(writes)/float64(n))
+	for _, c := range counts {
+		w := ""
+		if c.write {
+			w = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %s |\n", c.key, float64(c.number)/float64(n), w)
+	}
+	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results-requests.md")
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+}
