@@ -546,15 +546,22 @@ func TestCancelledGateMovesItsIncidentOn(t *testing.T) {
 	mustCreate(t, alertIncident(ns, "am-cancel", "ContainerShell", ns, pod.Name))
 	waitForPhase(t, ns, "am-cancel", riposte.PhaseAwaitingApproval)
 
-	// The gate is cancelled as Riposte would, the incident left as it was.
-	gate := &riposte.ApprovalGate{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-cancel"}, gate); err != nil {
-		t.Fatal(err)
-	}
-	approval.Record(gate, approval.Verdict{Phase: riposte.GateCancelled, Reason: riposte.ReasonTargetGone,
-		Message: "the target no longer exists", DecidedBy: []string{"riposte"}}, time.Now())
-	if err := k8sClient.Status().Update(ctx, gate); err != nil {
-		t.Fatal(err)
+	// The gate is cancelled as Riposte would, the incident left as it was
+	// (retried while the gate controller records its own look at the gate).
+	for {
+		gate := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-cancel"}, gate); err != nil {
+			t.Fatal(err)
+		}
+		approval.Record(gate, approval.Verdict{Phase: riposte.GateCancelled, Reason: riposte.ReasonTargetGone,
+			Message: "the target no longer exists", DecidedBy: []string{"riposte"}}, time.Now())
+		err := k8sClient.Status().Update(ctx, gate)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsConflict(err) {
+			t.Fatal(err)
+		}
 	}
 	inc := waitForPhase(t, ns, "am-cancel", riposte.PhaseCancelled)
 	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonTargetGone || !strings.Contains(c.Message, "the target no longer exists") {

@@ -22,20 +22,37 @@ import (
 
 // keepRecord adds the finalizer that keeps the incident, and with it the
 // record undo needs, for as long as its changes are in place. It is added
-// before the first remediation write.
+// while the gate is opened (keepRecordWhile), and here again before any
+// write if it is missing.
 func (r *Reconciler) keepRecord(ctx context.Context, p *pass) error {
+	return r.keepRecordWhile(ctx, p)()
+}
+
+// keepRecordWhile starts adding the record's finalizer and returns the wait
+// for it, so the write runs beside another (the gate's creation) instead of
+// adding its round trip to the alert's path. p.inc must not change until
+// the wait returns.
+func (r *Reconciler) keepRecordWhile(ctx context.Context, p *pass) (wait func() error) {
 	if controllerutil.ContainsFinalizer(p.inc, riposte.RecordFinalizer) {
-		return nil
+		return func() error { return nil }
 	}
 	base := p.inc.DeepCopy()
 	sent := p.inc.DeepCopy()
 	controllerutil.AddFinalizer(sent, riposte.RecordFinalizer)
-	if err := r.Patch(ctx, sent, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("adding the finalizer that keeps the remediation's record: %w", err)
+	done := make(chan error, 1)
+	go func() {
+		// Read-your-writes is left to the status write that follows, which
+		// is newer: waiting for this one too would only add a round trip.
+		done <- r.Patch(ctx, sent, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.DisableReadYourWritesConsistency)
+	}()
+	return func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("adding the finalizer that keeps the remediation's record: %w", err)
+		}
+		p.inc.Finalizers, p.inc.ResourceVersion = sent.Finalizers, sent.ResourceVersion
+		p.before.Finalizers, p.before.ResourceVersion = sent.Finalizers, sent.ResourceVersion
+		return nil
 	}
-	p.inc.Finalizers, p.inc.ResourceVersion = sent.Finalizers, sent.ResourceVersion
-	p.before.Finalizers, p.before.ResourceVersion = sent.Finalizers, sent.ResourceVersion
-	return nil
 }
 
 // finalize runs when a person (or retention) deletes the incident. Nothing

@@ -414,7 +414,17 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	if err := controllerutil.SetControllerReference(inc, gate, r.Scheme()); err != nil {
 		return true, err
 	}
-	switch err := r.Create(ctx, gate); {
+	var finalizerAdded func() error
+	if pb.Spec.Mode != riposte.ModeDryRun {
+		finalizerAdded = r.keepRecordWhile(ctx, p)
+	}
+	err = r.Create(ctx, gate)
+	if finalizerAdded != nil {
+		if ferr := finalizerAdded(); ferr != nil {
+			return true, ferr // the gate, if made, is found again by the next pass
+		}
+	}
+	switch {
 	case err == nil:
 		p.plan = plan
 		if automatic {
