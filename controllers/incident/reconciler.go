@@ -419,19 +419,23 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		finalizerAdded = r.keepRecordWhile(ctx, p)
 	}
 	err = r.Create(ctx, gate)
+	var decideErr error
+	if err == nil && automatic {
+		// Decided at once, before the gate controller's own look at it
+		// races the same verdict.
+		decideErr = r.decideNow(ctx, gate)
+	}
 	if finalizerAdded != nil {
 		if ferr := finalizerAdded(); ferr != nil {
 			return true, ferr // the gate, if made, is found again by the next pass
 		}
 	}
+	if decideErr != nil {
+		return true, decideErr
+	}
 	switch {
 	case err == nil:
 		p.plan = plan
-		if automatic {
-			if err := r.decideNow(ctx, gate); err != nil {
-				return true, err
-			}
-		}
 		p.gate = gate
 	case apierrors.IsAlreadyExists(err):
 		// Made by an earlier pass whose status write was lost, or by someone
