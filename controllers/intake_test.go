@@ -19,6 +19,19 @@ import (
 
 type token string
 
+// intakeServer serves the Alertmanager webhook as the manager does, storing
+// as Riposte's own account, with the bearer token t0ken.
+func intakeServer(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(&intake.Handler{
+		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
+		Token:            token("t0ken"),
+		DefaultNamespace: operatorNamespace,
+		Log:              logr.Discard(),
+	})
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func (t token) Token(context.Context) ([]byte, error) { return []byte(t), nil }
 
 // Intake stores what Alertmanager sends on the real API server: one incident
@@ -27,13 +40,7 @@ func (t token) Token(context.Context) ([]byte, error) { return []byte(t), nil }
 func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	srv := httptest.NewServer(&intake.Handler{
-		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
-		Token:            token("t0ken"),
-		DefaultNamespace: operatorNamespace,
-		Log:              logr.Discard(),
-	})
-	t.Cleanup(srv.Close)
+	srv := intakeServer(t)
 	send := func(body string) int {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer t0ken")
@@ -106,13 +113,7 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 func TestIntakeNeverTakesOverAnIncidentItDidNotStore(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	srv := httptest.NewServer(&intake.Handler{
-		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
-		Token:            token("t0ken"),
-		DefaultNamespace: operatorNamespace,
-		Log:              logr.Discard(),
-	})
-	t.Cleanup(srv.Close)
+	srv := intakeServer(t)
 
 	squatted := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-c0ffee10", Namespace: ns},
 		Spec: riposte.IncidentSpec{Source: riposte.SourceManual, AlertName: "Decoy", RequestedBy: "dave"}}

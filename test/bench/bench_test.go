@@ -52,15 +52,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
 	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
-	if err := c.Create(ctx, &riposte.Playbook{
-		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
-		Spec: riposte.PlaybookSpec{
-			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
-			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
-			ServiceAccountName: testenv.RemediatorAccount,
-			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
-		},
-	}); err != nil {
+	if err := c.Create(ctx, samplePlaybook()); err != nil {
 		t.Fatal(err)
 	}
 	total := sequential + burst
@@ -132,6 +124,20 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 
 	rss := peakRSS(manager.Pid)
 	writeResults(t, []result{seq, br}, rss, cpuBefore, cpuAfter, br.elapsed)
+}
+
+// samplePlaybook is the sample playbook isolate-on-shell: IsolatePod,
+// approved by policy, as the playbook's own account.
+func samplePlaybook() *riposte.Playbook {
+	return &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
+		Spec: riposte.PlaybookSpec{
+			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			ServiceAccountName: testenv.RemediatorAccount,
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+		},
+	}
 }
 
 // incidentWatch records when each incident was first seen in a state by a

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
@@ -53,15 +51,7 @@ func TestBenchRequestsPerRemediation(t *testing.T) {
 	t.Cleanup(func() { _ = env.Stop() })
 	ctx := context.Background()
 	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
-	if err := env.Client.Create(ctx, &riposte.Playbook{
-		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: appNamespace},
-		Spec: riposte.PlaybookSpec{
-			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShellSpawned"}}}},
-			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
-			ServiceAccountName: testenv.RemediatorAccount,
-			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
-		},
-	}); err != nil {
+	if err := env.Client.Create(ctx, samplePlaybook()); err != nil {
 		t.Fatal(err)
 	}
 	createPods(t, env.Client, warmUp+n)
