@@ -65,7 +65,7 @@ SECURITY_TESTS ?= TestAttack|TestDecisionsAreBoundToTheCaller|TestRequesterCanno
 
 .PHONY: test-security
 test-security: testbins ## Only the attack suite (TestAttack...): each attack on the trust model, on a real API server with the shipped RBAC and admission policies.
-	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) go test $(GO_TEST_FLAGS) ./controllers/... ./internal/intake/... ./internal/notify/... -run '$(SECURITY_TESTS)'
+	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) go test $(GO_TEST_FLAGS) ./controllers ./internal/intake ./internal/notify -run '$(SECURITY_TESTS)'
 
 .PHONY: test-e2e
 test-e2e: testbins ## Only the end-to-end tests.

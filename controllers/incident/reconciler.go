@@ -4,6 +4,7 @@ package incident
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -363,29 +364,15 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 			return true, err
 		}
 	}
-	automatic, rule, err := r.autoApproves(inc, pb)
+	policy, err := r.gatePolicy(ctx, inc, pb, asker)
 	if err != nil {
-		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, "approval.autoApprove.when: "+err.Error())
-		return true, nil
-	}
-	onExpiry := pb.Spec.Approval.OnExpiry
-	if asker != "" {
-		// What a person asked for is decided by people: autoApprove would
-		// rest on fields the requester wrote, and an expiry that approves
-		// would let nobody decide.
-		automatic, rule, onExpiry = false, "", riposte.ExpiryReject
-	}
-	expires := approval.ExpiryFrom(time.Now(), pb.Spec.Approval.Timeout)
-	decisionPolicy := ""
-	if automatic {
-		expires = nil // decided now; nothing to wait for
-	} else {
-		// People will decide: note which decision policy is in force now, so
-		// only decisions made while it stays in force are counted.
-		if decisionPolicy, _, err = approval.Enforcement(ctx, r.APIReader, r.OperatorNamespace); err != nil {
-			return true, err
+		if isUserError(err) {
+			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
+			return true, nil
 		}
+		return true, err
 	}
+	automatic := policy.Automatic
 	revision := inc.Status.GateRevision + 1
 	if revision > maxGateRevisions {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanChanged,
@@ -399,16 +386,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 			Incident: inc.Name,
 			Playbook: riposte.NamespacedName{Namespace: pb.Namespace, Name: pb.Name},
 			Plan:     riposte.Plan{Steps: plan.PlannedSteps(), Hash: plan.Hash},
-			Policy: riposte.GatePolicy{
-				Automatic: automatic, AutoApproveRule: rule,
-				RequiredApprovals:  max(pb.Spec.Approval.RequiredApprovals, 1),
-				ExpiresAt:          expires,
-				OnExpiry:           onExpiry,
-				AllowRequester:     pb.Spec.Approval.AllowRequester,
-				Requester:          asker,
-				RequiredRejections: max(pb.Spec.Approval.RequiredRejections, 1),
-				DecisionPolicy:     decisionPolicy,
-			},
+			Policy:   policy,
 		},
 	}
 	if err := controllerutil.SetControllerReference(inc, gate, r.Scheme()); err != nil {
@@ -468,6 +446,50 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", "plan "+plan.Hash+" waits for approval in gate "+gate.Name)
 	}
 	return false, nil
+}
+
+// autoApproveError is an autoApprove expression that cannot be evaluated:
+// its author must fix it.
+type autoApproveError struct{ err error }
+
+func (e *autoApproveError) Error() string { return "approval.autoApprove.when: " + e.err.Error() }
+
+func isUserError(err error) bool {
+	var ae *autoApproveError
+	return errors.As(err, &ae)
+}
+
+// gatePolicy freezes how the gate is decided: by the playbook's
+// autoApprove rule when it holds and nobody asked, else by people, with
+// the decision policy in force now noted so that only decisions made while
+// it stays in force count. What a person asked for is decided by people:
+// autoApprove would rest on fields the requester wrote, and an expiry that
+// approves would let nobody decide.
+func (r *Reconciler) gatePolicy(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, asker string) (riposte.GatePolicy, error) {
+	a := pb.Spec.Approval
+	policy := riposte.GatePolicy{
+		RequiredApprovals:  max(a.RequiredApprovals, 1),
+		RequiredRejections: max(a.RequiredRejections, 1),
+		OnExpiry:           a.OnExpiry,
+		AllowRequester:     a.AllowRequester,
+		Requester:          asker,
+	}
+	if asker != "" {
+		policy.OnExpiry = riposte.ExpiryReject
+	} else {
+		automatic, rule, err := r.autoApproves(inc, pb)
+		if err != nil {
+			return policy, &autoApproveError{err}
+		}
+		if automatic {
+			policy.Automatic, policy.AutoApproveRule = true, rule
+			return policy, nil // decided now; nothing to wait for
+		}
+	}
+	policy.ExpiresAt = approval.ExpiryFrom(time.Now(), a.Timeout)
+	id, _, err := approval.Enforcement(ctx, r.APIReader, r.OperatorNamespace)
+	policy.DecisionPolicy = id
+	return policy, err
 }
 
 // decideNow records the verdict of a gate the policy approves, on the gate
