@@ -189,6 +189,15 @@ func TestAttackRequesterWithoutAccess(t *testing.T) {
 	}
 	waitForPhase(t, ns, "editors-request", riposte.PhaseAwaitingApproval)
 	expectUnisolated(t, pod)
+
+	// Nobody else points a person's request elsewhere: it stays theirs.
+	other := deployedPod(t, ns, "db")
+	err := updateAs(ctx, intern, &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: "editors-request"}, func(o client.Object) {
+		inc := o.(*riposte.Incident)
+		inc.Spec.Target = &riposte.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: other.Name}
+		inc.Spec.TargetSetBy = "intern"
+	})
+	expectForbidden(t, "retargeting someone else's request", err, "only editor-"+ns[:3]+", who opened this Manual incident, may point it at another target")
 }
 
 // A person's request is decided by people, even under a playbook whose
