@@ -160,6 +160,9 @@ func TestAttackClusterWidePlaybookActsForAPerson(t *testing.T) {
 	if gate.Spec.Policy.Automatic || gate.Spec.Policy.Requester != "mallory-cw" {
 		t.Errorf("gate policy %+v, want people to decide, mallory-cw as requester", gate.Spec.Policy)
 	}
+	if out, err := plugin(t, "alice", ns, "show", inc.Name); err != nil || !strings.Contains(out, "Asked by:  mallory-cw (a person's request") {
+		t.Errorf("the approver is not told whose request it is (err %v):\n%s", err, out)
+	}
 	expectUnisolated(t, pod)
 }
 
@@ -499,6 +502,9 @@ func TestAttackDeletingARemediatedIncident(t *testing.T) {
 		return nil
 	})
 	expectQuarantined(t, pod, true)
+	if out, err := plugin(t, "alice", ns, "describe", "am-kept"); err != nil || !strings.Contains(out, "Deleting:  deletion waits: step isolate (IsolatePod on Pod/") {
+		t.Errorf("describe does not say why the deletion waits (err %v):\n%s", err, out)
+	}
 
 	undoAsWhileDeleting(t, "alice", ns, "am-kept")
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {

@@ -257,6 +257,9 @@ func (c *CLI) show(ctx context.Context, name string) error {
 	if g.Status.Message != "" {
 		fmt.Fprintf(c.Out, "Status:    %s\n", g.Status.Message)
 	}
+	if r := g.Spec.Policy.Requester; r != "" {
+		fmt.Fprintf(c.Out, "Asked by:  %s (a person's request: people decide it, and %s may not approve it)\n", r, r)
+	}
 	inc := &riposte.Incident{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: g.Spec.Incident}, inc); err == nil {
 		fmt.Fprintf(c.Out, "Alert:     %s, severity %s\n", inc.Spec.AlertName, orDash(inc.Spec.Severity))

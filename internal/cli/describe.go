@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,6 +31,12 @@ func (c *CLI) describe(ctx context.Context, name string) error {
 	}
 	if inc.Spec.RequestedBy != "" {
 		fmt.Fprintf(w, "Opened by: %s\n", inc.Spec.RequestedBy)
+	}
+	if inc.Spec.TargetSetBy != "" {
+		fmt.Fprintf(w, "Target by: %s\n", inc.Spec.TargetSetBy)
+	}
+	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentDeletionBlocked); inc.DeletionTimestamp != nil && c != nil && c.Status == metav1.ConditionTrue {
+		fmt.Fprintf(w, "Deleting:  %s\n", c.Message)
 	}
 	if d := inc.Spec.Drift; d != nil {
 		fmt.Fprintf(w, "Drift:     rule %s of playbook %s, found in %s\n", d.Rule, d.Playbook.String(), describeRef(d.Source))
