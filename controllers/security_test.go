@@ -552,6 +552,31 @@ func TestAttackDeletingARemediatedIncident(t *testing.T) {
 	waitForGone(t, ns, "am-target-gone")
 }
 
+// A step whose own target went (the pod a scale-down removed) still holds
+// what it changed elsewhere (the Deployment at zero): deleting the incident
+// waits.
+func TestAttackDeletingAScaledDownIncidentKeepsItsRecord(t *testing.T) {
+	ctx := context.Background()
+	ns, inc := scaledToZero(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: inc.Status.Context.Target.Name}}
+	if err := k8sClient.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Delete(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		cur, err := getIncident(ctx, ns, inc.Name)
+		if err != nil {
+			return err
+		}
+		if c := meta.FindStatusCondition(cur.Status.Conditions, riposte.IncidentDeletionBlocked); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("DeletionBlocked = %+v", c)
+		}
+		return nil
+	})
+}
+
 func waitForGone(t *testing.T, ns, name string) {
 	t.Helper()
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {

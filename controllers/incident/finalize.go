@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,10 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/text"
 )
+
+// deletionRecheck is how often a deletion that waits looks again at what
+// keeps it.
+const deletionRecheck = time.Minute
 
 // keepRecord adds the finalizer that keeps the incident, and with it the
 // record undo needs, for as long as its changes are in place. It is added
@@ -84,11 +89,11 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 		if !inPlace(rec) {
 			continue
 		}
-		if gone, err := r.targetGone(ctx, rec); err != nil {
+		if gone, err := r.changesGone(ctx, rec); err != nil {
 			return err
 		} else if gone {
-			// Deleted with its namespace or by hand: nothing is left to keep.
-			rec.Message = "the target was gone when the incident was deleted"
+			// Deleted with their namespace or by hand: nothing is left to keep.
+			rec.Message = "what the step changed was gone when the incident was deleted"
 			continue
 		}
 		if rec.UndoAt != nil && !inc.Spec.Escalated {
@@ -108,6 +113,8 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 			r.event(inc, corev1.EventTypeWarning, riposte.ReasonRemediationApplied, "Delete", msg)
 		}
 		setCondition(inc, riposte.IncidentDeletionBlocked, true, riposte.ReasonRemediationApplied, msg)
+		// What is kept may go by itself (with its namespace): look again.
+		p.requeueAfter = deletionRecheck
 		return nil
 	}
 	r.writeOutRecord(ctx, inc)
@@ -122,24 +129,34 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// targetGone reports whether the object a step changed no longer exists,
-// asking the API server itself.
-func (r *Reconciler) targetGone(ctx context.Context, rec *riposte.StepRecord) (bool, error) {
-	if rec.Target == nil || rec.Target.Kind == "" {
-		return false, nil
+// changesGone reports whether every change a step left in place is on an
+// object that no longer exists or was replaced (asking the API server
+// itself): then the step keeps nothing. A deletion's record is what would
+// re-create the object, so it is never gone.
+func (r *Reconciler) changesGone(ctx context.Context, rec *riposte.StepRecord) (bool, error) {
+	for _, c := range rec.Changes {
+		if !keeps(c) {
+			continue
+		}
+		if c.Undo == riposte.UndoRecreate {
+			return false, nil
+		}
+		obj := &metav1.PartialObjectMetadata{}
+		obj.SetGroupVersionKind(schema.FromAPIVersionAndKind(c.Object.APIVersion, c.Object.Kind))
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: c.Object.Namespace, Name: c.Object.Name}, obj)
+		switch {
+		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+			continue
+		case apierrors.IsForbidden(err):
+			return false, nil // Riposte may not read it: kept, to be safe
+		case err != nil:
+			return false, fmt.Errorf("reading %s: %w", c.Object.String(), err)
+		}
+		if c.Object.UID == "" || string(obj.UID) == c.Object.UID {
+			return false, nil // still there
+		}
 	}
-	obj := &metav1.PartialObjectMetadata{}
-	obj.SetGroupVersionKind(schema.FromAPIVersionAndKind(rec.Target.APIVersion, rec.Target.Kind))
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: rec.Target.Namespace, Name: rec.Target.Name}, obj)
-	switch {
-	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
-		return true, nil
-	case apierrors.IsForbidden(err):
-		return false, nil // Riposte may not read it: kept, to be safe
-	case err != nil:
-		return false, fmt.Errorf("reading %s: %w", rec.Target, err)
-	}
-	return rec.Target.UID != "" && string(obj.UID) != rec.Target.UID, nil
+	return true, nil
 }
 
 func anyInPlace(inc *riposte.Incident) bool {
@@ -158,12 +175,12 @@ func inPlace(rec *riposte.StepRecord) bool {
 	default:
 		return false
 	}
-	for _, c := range rec.Changes {
-		if c.Done && c.Undo != riposte.UndoNone && c.Undo != riposte.UndoKeep && c.Undo != "" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(rec.Changes, keeps)
+}
+
+// keeps reports whether a change is in place until it is undone.
+func keeps(c riposte.ChangeRecord) bool {
+	return c.Done && c.Undo != riposte.UndoNone && c.Undo != riposte.UndoKeep && c.Undo != ""
 }
 
 // writeOutRecord leaves what the incident did where it outlives the object:

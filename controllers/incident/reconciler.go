@@ -119,7 +119,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	}
 	p.specChanged = specChanged
 	if !inc.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, r.finalize(ctx, p)
+		err := r.finalize(ctx, p)
+		return reconcile.Result{RequeueAfter: p.requeueAfter}, err
 	}
 	if anyInPlace(inc) {
 		// Added before the first write; put back if it went missing.
@@ -376,7 +377,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	revision := inc.Status.GateRevision + 1
 	if revision > maxGateRevisions {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanChanged,
-			fmt.Sprintf("the plan changed after approval %d times; giving up rather than asking again", maxGateRevisions))
+			fmt.Sprintf("Riposte asked again %d times (the plan changed after approval, or a gate was deleted or held decisions that could not be verified); giving up rather than asking again", maxGateRevisions))
 		return true, nil
 	}
 	gate := &riposte.ApprovalGate{
@@ -556,8 +557,10 @@ func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
 		}
 		return true, nil
 	case riposte.GateSuperseded:
-		// Closed by Riposte itself; the incident names its new gate.
-		return true, nil
+		// Closed by Riposte itself, which names the new gate in the same
+		// pass; if that pass could not store the incident, ask again here
+		// (the new gate is found and taken if it is the one this would open).
+		return true, r.askAgain(ctx, p)
 	default:
 		return true, r.whilePending(ctx, p)
 	}
@@ -588,7 +591,10 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		}
 		return r.cancelForGoneTarget(ctx, inc, gate)
 	}
-	if unverifiable := gate.Status.UnverifiableDecisions; len(unverifiable) > 0 {
+	if unverifiable := gate.Status.UnverifiableDecisions; len(unverifiable) > 0 && gate.Status.DecisionPolicy != "" {
+		// Only once the policy is in force again can a new gate take real
+		// decisions; without it (before Kubernetes 1.30) none ever counts
+		// and the gate waits and expires as its policy says.
 		// Decisions recorded in those people's names while nothing checked
 		// them would keep the real people from deciding (one decision per
 		// person): a new gate lets them.
