@@ -124,6 +124,25 @@ func TestAttackManualIncidentTargetsAnotherNamespace(t *testing.T) {
 		t.Errorf("a Manual incident's labels were taken for its target: %+v", inc.Status.Context.Target)
 	}
 	expectUnisolated(t, victim)
+
+	// A cluster-scoped object with the incident's namespace written on it
+	// passes for a namespaced one only on paper.
+	clusterWide := manualIncident(teamA, "revoke-admin", "mallory-a", victim, teamA)
+	clusterWide.Spec.Target = &riposte.ObjectReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding", Namespace: teamA, Name: "cluster-admin"}
+	if err := mallory.Create(ctx, clusterWide); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		cur, err := getIncident(ctx, teamA, clusterWide.Name)
+		if err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(cur.Status.Conditions, riposte.IncidentEnriched)
+		if c == nil || c.Reason != riposte.ReasonNoTarget || !strings.Contains(c.Message, "only at an object in its own namespace, or at a node") {
+			return fmt.Errorf("Enriched = %+v", c)
+		}
+		return nil
+	})
 }
 
 // A cluster-wide playbook answers people only when it opts in, and never

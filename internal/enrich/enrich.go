@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,6 +81,16 @@ func (e *Enricher) Enrich(ctx context.Context, inc *riposte.Incident) (Result, e
 		return Result{Context: ic, Reason: riposte.ReasonNoTarget,
 			Message: "the alert's labels name no target (namespace with pod, workload, service, ingress or claim; or node)"}, nil
 	}
+	if e.clusterScoped(ref) {
+		// A namespace written on a cluster-scoped kind means nothing: the
+		// guardrails must see it as what it is.
+		ref.Namespace = ""
+		if personChose(&inc.Spec) && ref.Kind != "Node" {
+			ic.Target = nil
+			return Result{Context: ic, Reason: riposte.ReasonNoTarget,
+				Message: "a person may point an incident only at an object in its own namespace, or at a node; " + ref.String() + " is neither"}, nil
+		}
+	}
 	var (
 		spec     *corev1.PodSpec
 		template map[string]string // labels the workload's pods carry
@@ -121,6 +132,24 @@ func (e *Enricher) Enrich(ctx context.Context, inc *riposte.Incident) (Result, e
 		return Result{}, err
 	}
 	return Result{Context: ic, Reason: riposte.ReasonTargetResolved, Message: "target " + ref.String() + " resolved"}, nil
+}
+
+// clusterScoped reports whether the API server serves ref's kind without a
+// namespace; unknown kinds are taken as written.
+func (e *Enricher) clusterScoped(ref *riposte.ObjectReference) bool {
+	mapped, ok := e.Reader.(interface{ RESTMapper() meta.RESTMapper })
+	if !ok {
+		return false
+	}
+	gvk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)
+	m, err := mapped.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+	return err == nil && m.Scope.Name() == meta.RESTScopeNameRoot
+}
+
+// personChose reports whether a person, not intake or the drift detector,
+// chose the incident's target.
+func personChose(spec *riposte.IncidentSpec) bool {
+	return spec.Source == riposte.SourceManual || spec.TargetSetBy != ""
 }
 
 func (e *Enricher) pod(ctx context.Context, ic *riposte.IncidentContext) (*corev1.PodSpec, map[string]string, []involved, error) {
