@@ -135,7 +135,7 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 // re-create the object, so it is never gone.
 func (r *Reconciler) changesGone(ctx context.Context, rec *riposte.StepRecord) (bool, error) {
 	for _, c := range rec.Changes {
-		if !keeps(c) {
+		if !keeps(rec, c) {
 			continue
 		}
 		if c.Undo == riposte.UndoRecreate {
@@ -175,12 +175,14 @@ func inPlace(rec *riposte.StepRecord) bool {
 	default:
 		return false
 	}
-	return slices.ContainsFunc(rec.Changes, keeps)
+	return slices.ContainsFunc(rec.Changes, func(c riposte.ChangeRecord) bool { return keeps(rec, c) })
 }
 
-// keeps reports whether a change is in place until it is undone.
-func keeps(c riposte.ChangeRecord) bool {
-	return c.Done && c.Undo != riposte.UndoNone && c.Undo != riposte.UndoKeep && c.Undo != ""
+// keeps reports whether a change is in place until it is undone. A step
+// cut short while applying (a crash) may have made a write it had not yet
+// marked done: it counts as in place.
+func keeps(rec *riposte.StepRecord, c riposte.ChangeRecord) bool {
+	return (c.Done || rec.Phase == riposte.StepApplying) && c.Undo != riposte.UndoNone && c.Undo != riposte.UndoKeep && c.Undo != ""
 }
 
 // writeOutRecord leaves what the incident did where it outlives the object:

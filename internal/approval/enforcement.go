@@ -102,9 +102,11 @@ func Enforcement(ctx context.Context, r client.Reader, operatorNamespace string)
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{}
 	for _, obj := range []client.Object{policy, binding} {
 		if err := r.Get(ctx, key, obj); err != nil {
-			// Absent, not readable, or a cluster without the API at all
-			// (before Kubernetes 1.30): nothing checks decisions.
-			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || meta.IsNoMatchError(err) {
+			// Absent, or a cluster without the API at all (before
+			// Kubernetes 1.30): nothing checks decisions. Forbidden is
+			// Riposte's own RBAC gone wrong, an error to retry, not a
+			// reason to count a decision as unverifiable for good.
+			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 				return "", fmt.Sprintf("the admission policy %s or its binding is not installed", DecisionPolicyName), nil
 			}
 			return "", "", fmt.Errorf("reading the decision policy: %w", err)
