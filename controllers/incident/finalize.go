@@ -62,8 +62,9 @@ func (r *Reconciler) keepRecordWhile(ctx context.Context, p *pass) (wait func() 
 
 // finalize runs when a person (or retention) deletes the incident. Nothing
 // not yet run will run; timed containment is undone now, as its expiry
-// would (unless the incident was escalated); a step whose target is gone
-// keeps nothing; anything else still in place keeps the incident, with the
+// would (unless the incident was escalated); a step every object of which
+// is gone keeps nothing; anything else still in place keeps the incident,
+// with the
 // DeletionBlocked condition saying what and how to undo it. Once nothing
 // is in place, the record is written out as Events and to the log, and the
 // incident goes.
