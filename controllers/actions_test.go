@@ -465,12 +465,7 @@ func TestNotifyPostsOnceWithTheURLFromASecret(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer sink.Close()
-	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chat", Namespace: ns}, StringData: map[string]string{"url": sink.URL + "/hooks/T000/B000/secret"}})
-	mustCreate(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-chat", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"chat"}, Verbs: []string{"get"}}}})
-	mustCreate(t, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "read-chat", Namespace: ns},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "read-chat"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: remediatorAccount, Namespace: ns}}})
+	chatSecret(t, ns, sink.URL+"/hooks/T000/B000/secret")
 	pod := deployedPod(t, ns, "web")
 	inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseRemediated,
 		riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod},
@@ -494,16 +489,23 @@ func TestNotifyPostsOnceWithTheURLFromASecret(t *testing.T) {
 	}
 }
 
-// A Notify step aimed at a host the admin did not list fails at once, its
-// record naming the host, and onFailure: Continue runs the next step.
-func TestNotifyToAnUnlistedHostFailsTheStepAndContinues(t *testing.T) {
-	ns := newNamespace(t)
-	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chat", Namespace: ns}, StringData: map[string]string{"url": "http://169.254.169.254/latest/meta-data/iam"}})
+// chatSecret stores a webhook URL in the Secret chat, readable by the
+// playbook's account, as a team would for a Notify step.
+func chatSecret(t *testing.T, ns, url string) {
+	t.Helper()
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chat", Namespace: ns}, StringData: map[string]string{"url": url}})
 	mustCreate(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-chat", Namespace: ns},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"chat"}, Verbs: []string{"get"}}}})
 	mustCreate(t, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "read-chat", Namespace: ns},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "read-chat"},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: remediatorAccount, Namespace: ns}}})
+}
+
+// A Notify step aimed at a host the admin did not list fails at once, its
+// record naming the host, and onFailure: Continue runs the next step.
+func TestNotifyToAnUnlistedHostFailsTheStepAndContinues(t *testing.T) {
+	ns := newNamespace(t)
+	chatSecret(t, ns, "http://169.254.169.254/latest/meta-data/iam")
 	pod := deployedPod(t, ns, "web")
 	inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseFailed,
 		riposte.Step{Name: "tell", Action: riposte.ActionNotify, OnFailure: riposte.OnFailureContinue, Notify: &riposte.NotifyParams{
