@@ -26,6 +26,10 @@ import (
 	"github.com/riposte-dev/riposte/internal/notify"
 )
 
+// automaticGrace is how long a gate approved by policy is left to the
+// incident controller that opened it to record its verdict.
+const automaticGrace = 2 * time.Second
+
 // Reconciler decides ApprovalGates.
 type Reconciler struct {
 	client.Client
@@ -69,6 +73,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if final(gate.Status.Phase) {
 		return ctrl.Result{}, nil
+	}
+	if wait := automaticGrace - time.Since(gate.CreationTimestamp.Time); gate.Spec.Policy.Automatic && gate.Status.Phase == "" && wait > 0 {
+		// The incident controller that opened it records its verdict in the
+		// same pass; deciding it here too would only race that write. Step
+		// in if it did not (it crashed in between).
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	base := gate.DeepCopy() // the status patch is computed from what was read
 	if !gate.Spec.Policy.Automatic {
