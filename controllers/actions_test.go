@@ -57,12 +57,18 @@ func remediate(t *testing.T, incidentNS, playbookNS string, target map[string]st
 // undoAs asks for the incident's undo as person and waits until it is undone.
 func undoAs(t *testing.T, person string, inc *riposte.Incident) *riposte.Incident {
 	t.Helper()
-	if err := updateAs(context.Background(), people[person], &riposte.Incident{}, client.ObjectKeyFromObject(inc), func(o client.Object) {
+	askUndo(t, person, inc.Namespace, inc.Name)
+	return waitForPhase(t, inc.Namespace, inc.Name, riposte.PhaseUndone)
+}
+
+// askUndo asks, as person, for the undo of incident ns/name.
+func askUndo(t *testing.T, person, ns, name string) {
+	t.Helper()
+	if err := updateAs(context.Background(), people[person], &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: name}, func(o client.Object) {
 		o.(*riposte.Incident).Spec.Undo = &riposte.UndoRequest{RequestedBy: person, Reason: "false positive"}
 	}); err != nil {
 		t.Fatalf("asking for undo as %s: %v", person, err)
 	}
-	return waitForPhase(t, inc.Namespace, inc.Name, riposte.PhaseUndone)
 }
 
 // get reads obj fresh from the API server.

@@ -132,16 +132,8 @@ func TestAttackManualIncidentTargetsAnotherNamespace(t *testing.T) {
 	if err := mallory.Create(ctx, clusterWide); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		cur, err := getIncident(ctx, teamA, clusterWide.Name)
-		if err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(cur.Status.Conditions, riposte.IncidentEnriched)
-		if c == nil || c.Reason != riposte.ReasonNoTarget || !strings.Contains(c.Message, "only at an object in its own namespace, or at a node") {
-			return fmt.Errorf("Enriched = %+v", c)
-		}
-		return nil
+	waitForCondition(t, teamA, clusterWide.Name, riposte.IncidentEnriched, func(c *metav1.Condition) bool {
+		return c.Reason == riposte.ReasonNoTarget && strings.Contains(c.Message, "only at an object in its own namespace, or at a node")
 	})
 }
 
@@ -509,23 +501,15 @@ func TestAttackDeletingARemediatedIncident(t *testing.T) {
 	if err := k8sClient.Delete(ctx, inc); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		cur, err := getIncident(ctx, ns, "am-kept")
-		if err != nil {
-			return err
-		}
-		c := meta.FindStatusCondition(cur.Status.Conditions, riposte.IncidentDeletionBlocked)
-		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != riposte.ReasonRemediationApplied || !strings.Contains(c.Message, "kubectl riposte undo") {
-			return fmt.Errorf("DeletionBlocked = %+v", c)
-		}
-		return nil
+	waitForCondition(t, ns, "am-kept", riposte.IncidentDeletionBlocked, func(c *metav1.Condition) bool {
+		return c.Status == metav1.ConditionTrue && c.Reason == riposte.ReasonRemediationApplied && strings.Contains(c.Message, "kubectl riposte undo")
 	})
 	expectQuarantined(t, pod, true)
 	if out, err := plugin(t, "alice", ns, "describe", "am-kept"); err != nil || !strings.Contains(out, "Deleting:  deletion waits: step isolate (IsolatePod on Pod/") {
 		t.Errorf("describe does not say why the deletion waits (err %v):\n%s", err, out)
 	}
 
-	undoAsWhileDeleting(t, "alice", ns, "am-kept")
+	askUndo(t, "alice", ns, "am-kept")
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		if _, err := getIncident(ctx, ns, "am-kept"); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("incident still there: %v", err)
@@ -584,13 +568,20 @@ func TestAttackDeletingAScaledDownIncidentKeepsItsRecord(t *testing.T) {
 	if err := k8sClient.Delete(ctx, inc); err != nil {
 		t.Fatal(err)
 	}
+	waitForCondition(t, ns, inc.Name, riposte.IncidentDeletionBlocked, func(c *metav1.Condition) bool { return c.Status == metav1.ConditionTrue })
+}
+
+// waitForCondition waits until incident ns/name has a condition of condType
+// that want accepts.
+func waitForCondition(t *testing.T, ns, name, condType string, want func(*metav1.Condition) bool) {
+	t.Helper()
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		cur, err := getIncident(ctx, ns, inc.Name)
+		cur, err := getIncident(ctx, ns, name)
 		if err != nil {
 			return err
 		}
-		if c := meta.FindStatusCondition(cur.Status.Conditions, riposte.IncidentDeletionBlocked); c == nil || c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("DeletionBlocked = %+v", c)
+		if c := meta.FindStatusCondition(cur.Status.Conditions, condType); c == nil || !want(c) {
+			return fmt.Errorf("%s = %+v", condType, c)
 		}
 		return nil
 	})
@@ -604,16 +595,6 @@ func waitForGone(t *testing.T, ns, name string) {
 		}
 		return nil
 	})
-}
-
-// undoAsWhileDeleting asks for an undo of an incident being deleted.
-func undoAsWhileDeleting(t *testing.T, person, ns, name string) {
-	t.Helper()
-	if err := updateAs(context.Background(), people[person], &riposte.Incident{}, client.ObjectKey{Namespace: ns, Name: name}, func(o client.Object) {
-		o.(*riposte.Incident).Spec.Undo = &riposte.UndoRequest{RequestedBy: person, Reason: "cleaning up"}
-	}); err != nil {
-		t.Fatalf("asking for undo as %s: %v", person, err)
-	}
 }
 
 // Nobody can take an alert's or a drift finding's incident name first.

@@ -22,16 +22,19 @@ import (
 // back, the validations swapped) makes every decision that appeared
 // meanwhile unverifiable, for good.
 func Witness(gate *riposte.ApprovalGate, before, after string) {
-	FirstLook(gate)
 	last := gate.Status.DecisionPolicy
+	if gate.Status.Phase == "" {
+		// Not looked at yet: go on from the policy in force when Riposte
+		// opened it.
+		last = gate.Spec.Policy.DecisionPolicy
+	}
 	continuous := before != "" && before == after && before == last
 	for _, d := range gate.Spec.Decisions {
-		if slices.Contains(gate.Status.VerifiedDecisions, d.User) || slices.Contains(gate.Status.UnverifiableDecisions, d.User) {
-			continue
-		}
-		if continuous {
+		switch {
+		case judged(&gate.Status, d.User):
+		case continuous:
 			gate.Status.VerifiedDecisions = append(gate.Status.VerifiedDecisions, d.User)
-		} else {
+		default:
 			gate.Status.UnverifiableDecisions = append(gate.Status.UnverifiableDecisions, d.User)
 		}
 	}
@@ -42,20 +45,7 @@ func Witness(gate *riposte.ApprovalGate, before, after string) {
 	}
 }
 
-// FirstLook starts the record of a gate not looked at yet from the policy
-// in force when Riposte opened it.
-func FirstLook(gate *riposte.ApprovalGate) {
-	if gate.Status.Phase == "" {
-		gate.Status.DecisionPolicy = gate.Spec.Policy.DecisionPolicy
-	}
-}
-
-// Unjudged reports whether the gate holds decisions Witness has not sorted.
-func Unjudged(gate *riposte.ApprovalGate) bool {
-	for _, d := range gate.Spec.Decisions {
-		if !slices.Contains(gate.Status.VerifiedDecisions, d.User) && !slices.Contains(gate.Status.UnverifiableDecisions, d.User) {
-			return true
-		}
-	}
-	return false
+// judged reports whether Witness already sorted user's decision.
+func judged(status *riposte.ApprovalGateStatus, user string) bool {
+	return slices.Contains(status.VerifiedDecisions, user) || slices.Contains(status.UnverifiableDecisions, user)
 }

@@ -80,8 +80,10 @@ func TestWitness(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got)\n%s", diff)
 			}
-			if Unjudged(gate) {
-				t.Error("decisions left unjudged")
+			for _, d := range gate.Spec.Decisions {
+				if !judged(&gate.Status, d.User) {
+					t.Errorf("the decision of %s was left unjudged", d.User)
+				}
 			}
 		})
 	}
