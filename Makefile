@@ -96,6 +96,10 @@ install-plugin: ## Install the kubectl plugin (kubectl riposte) into $GOBIN.
 run: testbins ## Run Riposte: against the kubeconfig's cluster when reachable, else on a local control plane.
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) hack/run.sh
 
+.PHONY: run-clean
+run-clean: ## Forget what the local control plane of make run stored (its etcd data in bin/local/etcd); the next make run starts from nothing.
+	rm -rf bin/local/etcd
+
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):

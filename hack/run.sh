@@ -56,6 +56,7 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 grep -q "local control plane ready" "$LOCAL/localcluster.log" || { echo "run: the control plane did not start"; cat "$LOCAL/localcluster.log"; exit 1; }
+grep "kept the data" "$LOCAL/localcluster.log" | sed 's/^/run: /' || true
 
 cat <<MSG
 
@@ -81,7 +82,8 @@ Riposte is starting on a local control plane. In another terminal:
   kubectl get incidents -A -l riposte.dev/source=drift
   kubectl riposte test -f config/samples/policies -f test/testdata/offline   # no cluster needed
 
-Ctrl-C stops Riposte and the control plane.
+Ctrl-C stops Riposte and the control plane; what they stored is kept in $LOCAL/etcd for the
+next make run (make run-clean forgets it).
 
 MSG
 bin/riposte --kubeconfig "$LOCAL/manager.kubeconfig" --namespace riposte-system --intake-bind-address "$INTAKE_ADDR" \

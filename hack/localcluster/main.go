@@ -3,7 +3,10 @@
 // hack/build-testbins.sh) with Riposte's CRDs and admission policies
 // installed and the given manifests applied. It writes two kubeconfigs, one
 // for you (cluster admin) and one for the manager (its service account with
-// exactly the shipped RBAC), and runs until interrupted.
+// exactly the shipped RBAC), and runs until interrupted. etcd keeps its data
+// in DIR/etcd, so what you stored survives a restart; the manifests are
+// applied on the first start only, so your edits to them survive too.
+// Remove DIR/etcd (make run-clean) to start from nothing.
 package main
 
 import (
@@ -31,7 +34,10 @@ func main() {
 
 func run(dir, apply string) error {
 	ctx := context.Background()
-	env, err := testenv.Start()
+	data := filepath.Join(dir, "etcd")
+	_, err := os.Stat(filepath.Join(data, "member"))
+	fresh := os.IsNotExist(err)
+	env, err := testenv.StartKeeping(data)
 	if err != nil {
 		return err
 	}
@@ -47,7 +53,7 @@ func run(dir, apply string) error {
 	if err := env.WriteManagerKubeconfig(ctx, filepath.Join(dir, "manager.kubeconfig")); err != nil {
 		return err
 	}
-	if apply != "" {
+	if apply != "" && fresh {
 		for _, path := range strings.Split(apply, ",") {
 			if err := testenv.ApplyDir(ctx, env.Config, path); err != nil {
 				return err
@@ -55,6 +61,9 @@ func run(dir, apply string) error {
 		}
 	}
 	abs, _ := filepath.Abs(admin)
+	if !fresh {
+		fmt.Printf("kept the data of the last run in %s (make run-clean starts from nothing)\n", data)
+	}
 	fmt.Printf("local control plane ready: KUBECONFIG=%s\n", abs)
 
 	sig := make(chan os.Signal, 1)

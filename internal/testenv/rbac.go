@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,7 +20,13 @@ import (
 // (config/rbac/role.yaml) and binds them to user, so a test runs Riposte with
 // exactly the permissions it ships with.
 func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
-	b, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "rbac", "role.yaml"))
+	path := filepath.Join(RepoRoot(), "config", "rbac", "role.yaml")
+	// Applied, not created, so a control plane kept across runs (make run)
+	// takes the roles of the code it now runs.
+	if err := ApplyDir(ctx, e.Config, path); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
@@ -49,9 +54,6 @@ func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
 			if err := utilyaml.Unmarshal(raw, &role); err != nil {
 				return err
 			}
-			if err := e.Client.Create(ctx, &role); ignoreExists(err) != nil {
-				return fmt.Errorf("ClusterRole %s: %w", role.Name, err)
-			}
 			if err := e.Client.Create(ctx, &rbacv1.ClusterRoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + bindingSuffix(user)},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
@@ -63,9 +65,6 @@ func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
 			var role rbacv1.Role
 			if err := utilyaml.Unmarshal(raw, &role); err != nil {
 				return err
-			}
-			if err := e.Client.Create(ctx, &role); ignoreExists(err) != nil {
-				return fmt.Errorf("Role %s/%s: %w", role.Namespace, role.Name, err)
 			}
 			if err := e.Client.Create(ctx, &rbacv1.RoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-" + bindingSuffix(user), Namespace: role.Namespace},

@@ -51,7 +51,18 @@ type Env struct {
 // folders a test needs (for example a stand-in for the Gateway API). It fails
 // loudly, not skips, when the binaries are missing: `make test` builds them.
 func Start(extraCRDDirs ...string) (*Env, error) {
-	return start("", extraCRDDirs...)
+	return start(options{}, extraCRDDirs...)
+}
+
+// StartKeeping starts the control plane like Start, with etcd keeping its
+// data in dataDir: stopped and started again on the same folder, it serves
+// what was stored before (make run's local control plane).
+func StartKeeping(dataDir string, extraCRDDirs ...string) (*Env, error) {
+	return start(options{dataDir: dataDir}, extraCRDDirs...)
+}
+
+type options struct {
+	auditLog, dataDir string
 }
 
 // auditPolicy records every request's metadata (who, as whom, what, on
@@ -68,10 +79,10 @@ rules:
 // writing an audit log of every request to auditLog (JSON lines), so a
 // benchmark can count the requests a remediation makes.
 func StartAudited(auditLog string, extraCRDDirs ...string) (*Env, error) {
-	return start(auditLog, extraCRDDirs...)
+	return start(options{auditLog: auditLog}, extraCRDDirs...)
 }
 
-func start(auditLog string, extraCRDDirs ...string) (*Env, error) {
+func start(o options, extraCRDDirs ...string) (*Env, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join(RepoRoot(), "bin", "k8s", KubeVersion)
@@ -85,7 +96,15 @@ func start(auditLog string, extraCRDDirs ...string) (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme(),
 	}
-	if auditLog != "" {
+	if o.dataDir != "" {
+		// envtest removes only a data folder it made itself.
+		if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+			return nil, err
+		}
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: o.dataDir}
+	}
+	if o.auditLog != "" {
+		auditLog := o.auditLog
 		policy := filepath.Join(filepath.Dir(auditLog), "audit-policy.yaml")
 		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
 			return nil, err
