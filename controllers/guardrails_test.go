@@ -21,7 +21,9 @@ import (
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
-// waitForHeld waits until a guardrail holds the incident for reason.
+// waitForHeld waits until a guardrail holds the incident for reason, with
+// the phase kubectl get shows saying so: the plan is approved and waits for
+// no one, so it is Held, not AwaitingApproval.
 func waitForHeld(t *testing.T, ns, name, reason string) *riposte.Incident {
 	t.Helper()
 	var inc *riposte.Incident
@@ -31,7 +33,7 @@ func waitForHeld(t *testing.T, ns, name, reason string) *riposte.Incident {
 			return err
 		}
 		for _, c := range inc.Status.Conditions {
-			if c.Type == riposte.IncidentHeld && c.Status == metav1.ConditionTrue && c.Reason == reason {
+			if c.Type == riposte.IncidentHeld && c.Status == metav1.ConditionTrue && c.Reason == reason && inc.Status.Phase == riposte.PhaseHeld {
 				return nil
 			}
 		}
@@ -83,9 +85,11 @@ func TestGlobalPauseHoldsRemediation(t *testing.T) {
 	withdrawn.Spec.Fingerprint = "00000000000000aa"
 	mustCreate(t, withdrawn)
 	waitForHeld(t, ns, withdrawn.Name, riposte.ReasonPaused)
-	if c := condition(t, undoAs(t, "alice", withdrawn).Status.Conditions, riposte.IncidentHeld); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonNotHeld {
+	undone := undoAs(t, "alice", withdrawn)
+	if c := condition(t, undone.Status.Conditions, riposte.IncidentHeld); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonNotHeld {
 		t.Errorf("Held = %s %s after the held plan was undone, want False NotHeld", c.Status, c.Reason)
 	}
+
 
 	if err := k8sClient.Delete(ctx, pause); err != nil {
 		t.Fatal(err)

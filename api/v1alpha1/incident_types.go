@@ -164,7 +164,7 @@ type UndoRequest struct {
 }
 
 // IncidentPhase is where an incident stands, for people reading kubectl get.
-// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Remediating;Remediated;Rejected;Failed;Resolved;DryRun;Cancelled;Undone
+// +kubebuilder:validation:Enum=Detected;Unmatched;AwaitingApproval;Held;Remediating;Remediated;Rejected;Failed;Resolved;DryRun;Cancelled;Undone
 type IncidentPhase string
 
 const (
@@ -174,6 +174,10 @@ const (
 	PhaseUnmatched IncidentPhase = "Unmatched"
 	// PhaseAwaitingApproval: a plan waits behind its ApprovalGate.
 	PhaseAwaitingApproval IncidentPhase = "AwaitingApproval"
+	// PhaseHeld: the plan is approved, and a guardrail that says "not now"
+	// (the pause switch, a playbook's limits, the cluster's budget) holds it
+	// back; the Held condition says which. It runs once the hold lifts.
+	PhaseHeld IncidentPhase = "Held"
 	// PhaseRemediating: the approved plan is being applied.
 	PhaseRemediating IncidentPhase = "Remediating"
 	// PhaseRemediated: every step of the approved plan was applied.

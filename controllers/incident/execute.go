@@ -162,6 +162,7 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 		r.event(inc, corev1.EventTypeWarning, reason, "Hold", msg)
 	}
 	setCondition(inc, riposte.IncidentHeld, true, reason, msg)
+	inc.Status.Phase = riposte.PhaseHeld
 	p.requeueAfter = holdRecheck
 	return true, nil
 }
@@ -170,7 +171,7 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 // cancelled, resolved or failed while held. Only an approved plan waiting to
 // start can be held.
 func releaseHold(inc *riposte.Incident) {
-	if isHeld(inc) && inc.Status.Phase != riposte.PhaseAwaitingApproval {
+	if isHeld(inc) && inc.Status.Phase != riposte.PhaseHeld {
 		setCondition(inc, riposte.IncidentHeld, false, riposte.ReasonNotHeld, "no plan waits any more: the incident is "+string(inc.Status.Phase))
 	}
 }
