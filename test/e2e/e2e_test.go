@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -342,6 +343,45 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The README's undo: the first incident lets go of the pod, which stays
+	// isolated while the warning's incident holds it; undoing that one too
+	// removes the label.
+	undo := func(name string) {
+		t.Helper()
+		out, err := exec.Command(plugin, "--kubeconfig", admin, "undo", "-n", "demo", name, "--reason", "the shell was a debug session").CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl riposte undo %s: %v\n%s", name, err, out)
+		}
+		testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+			inc := &riposte.Incident{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: name}, inc); err != nil {
+				return err
+			}
+			if inc.Status.Phase != riposte.PhaseUndone {
+				return fmt.Errorf("incident %s is %q, want Undone", name, inc.Status.Phase)
+			}
+			return nil
+		})
+	}
+	web := func() *corev1.Pod {
+		t.Helper()
+		pod := &corev1.Pod{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "web"}, pod); err != nil {
+			t.Fatal(err)
+		}
+		return pod
+	}
+	undo("am-a1b2c3d4e5f60718")
+	if pod := web(); pod.Labels[actions.QuarantineLabel] != "deny-all" || pod.Annotations[actions.QuarantinedByAnnotation] != "demo/"+warning+"=deny-all" {
+		t.Errorf("after the first undo, pod web has %s=%q and %s=%q; want it still isolated, held by demo/%s only",
+			actions.QuarantineLabel, pod.Labels[actions.QuarantineLabel], actions.QuarantinedByAnnotation, pod.Annotations[actions.QuarantinedByAnnotation], warning)
+	}
+	undo(warning)
+	if pod := web(); pod.Labels[actions.QuarantineLabel] != "" || pod.Annotations[actions.QuarantinedByAnnotation] != "" {
+		t.Errorf("after both undos, pod web still has %s=%q, %s=%q", actions.QuarantineLabel, pod.Labels[actions.QuarantineLabel],
+			actions.QuarantinedByAnnotation, pod.Annotations[actions.QuarantinedByAnnotation])
+	}
 }
 
 func sampleAlertmanagerConfig(t *testing.T, intakeAddr, tokenFile string) string {
