@@ -75,8 +75,9 @@ func (e *Enricher) Enrich(ctx context.Context, inc *riposte.Incident) (Result, e
 	if e.Now != nil {
 		now = e.Now()
 	}
-	ref := TargetFromIncident(&inc.Spec)
-	ic := &riposte.IncidentContext{Target: ref, Container: ContainerFromIncident(&inc.Spec)}
+	sub := subject(&inc.Spec)
+	ref := sub.Target
+	ic := &riposte.IncidentContext{Target: ref, Container: sub.Container}
 	if ref == nil {
 		return Result{Context: ic, Reason: riposte.ReasonNoTarget,
 			Message: "the alert's labels name no target (namespace with pod, workload, service, ingress or claim; or node)"}, nil
@@ -103,12 +104,16 @@ func (e *Enricher) Enrich(ctx context.Context, inc *riposte.Incident) (Result, e
 	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob":
 		spec, template, objects, err = e.workload(ctx, ic)
 	case "Node":
-		objects, err = e.node(ctx, ic)
+		objects, err = e.node(ctx, ic, sub.ByAddress)
 	default:
 		objects, err = e.other(ctx, ic)
 	}
 	if apierrors.IsNotFound(err) {
-		return Result{Context: ic, Reason: riposte.ReasonTargetNotFound, Message: fmt.Sprintf("target %s does not exist", ref)}, nil
+		msg := fmt.Sprintf("target %s does not exist", ref)
+		if sub.ByAddress {
+			msg = fmt.Sprintf("no node is named %s, and no single node has that address", ref.Name)
+		}
+		return Result{Context: ic, Reason: riposte.ReasonTargetNotFound, Message: msg}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("reading target %s: %w", ref, err)
@@ -163,6 +168,11 @@ func (e *Enricher) pod(ctx context.Context, ic *riposte.IncidentContext) (*corev
 	ic.TargetLabels = boundedLabels(pod.Labels)
 	ic.Images = imagesOf(&pod.Spec)
 	ic.Containers = containersOf(&pod)
+	if !hasContainer(&pod, ic.Container) {
+		// A scrape's container left beside the pod (an exporter's), not
+		// one of the pod's own.
+		ic.Container = ""
+	}
 	objects := []involved{{namespace: pod.Namespace, kind: "Pod", name: pod.Name, uid: pod.UID}}
 	chain, owners, fetched, err := e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
 	ic.OwnerChain = chain
@@ -193,15 +203,72 @@ func (e *Enricher) workload(ctx context.Context, ic *riposte.IncidentContext) (*
 	return &template.Spec, template.Labels, append(objects, owners...), nil
 }
 
-func (e *Enricher) node(ctx context.Context, ic *riposte.IncidentContext) ([]involved, error) {
+// node reads the target node; byAddress allows its name to be one of its
+// addresses (a scrape's instance), looked up through NodeAddressIndex.
+func (e *Enricher) node(ctx context.Context, ic *riposte.IncidentContext, byAddress bool) ([]involved, error) {
 	var node corev1.Node
-	if err := e.Reader.Get(ctx, client.ObjectKey{Name: ic.Target.Name}, &node); err != nil {
+	err := e.Reader.Get(ctx, client.ObjectKey{Name: ic.Target.Name}, &node)
+	if apierrors.IsNotFound(err) && byAddress {
+		err = e.nodeAt(ctx, ic.Target.Name, &node)
+	}
+	if err != nil {
 		return nil, err
 	}
+	ic.Target.Name = node.Name
 	ic.Target.UID = string(node.UID)
 	ic.Node = node.Name
 	ic.TargetLabels = boundedLabels(node.Labels)
 	return []involved{{kind: "Node", name: node.Name, uid: node.UID}}, nil
+}
+
+// NodeAddressIndex indexes nodes by their addresses, so that an alert
+// naming a node by its scrape address (node-exporter's instance) finds it in
+// the cache without listing every node.
+const NodeAddressIndex = "riposte.dev/node-address"
+
+// NodeAddresses are the values NodeAddressIndex holds for a node.
+func NodeAddresses(obj client.Object) []string {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, a := range node.Status.Addresses {
+		if a.Address != "" && !slices.Contains(out, a.Address) {
+			out = append(out, a.Address)
+		}
+	}
+	return out
+}
+
+// nodeAt finds the one node with the address; none, or more than one (an
+// address two nodes report), is not found.
+func (e *Enricher) nodeAt(ctx context.Context, address string, node *corev1.Node) error {
+	var nodes corev1.NodeList
+	if err := e.Reader.List(ctx, &nodes, client.MatchingFields{NodeAddressIndex: address}); err != nil {
+		return fmt.Errorf("finding the node at %s: %w", address, err)
+	}
+	if len(nodes.Items) != 1 {
+		return apierrors.NewNotFound(corev1.Resource("nodes"), address)
+	}
+	*node = nodes.Items[0]
+	return nil
+}
+
+func hasContainer(pod *corev1.Pod, name string) bool {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name == name {
+				return true
+			}
+		}
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // other resolves any other kind (Service, Ingress, PersistentVolumeClaim)

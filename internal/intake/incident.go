@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/alertlabels"
 	"github.com/riposte-dev/riposte/internal/text"
 )
 
@@ -42,12 +43,15 @@ func IncidentName(fingerprint string) string {
 	return "am-h-" + hex.EncodeToString(sum[:16])
 }
 
-// IncidentFor is the Incident intake stores for an alert: in the alert's
-// namespace when it names a valid one, else in defaultNamespace. The alert
-// is expected to have passed Decode's validation.
+// IncidentFor is the Incident intake stores for an alert: in its target's
+// namespace, or with no target in the namespace its labels name, as
+// alertlabels reads them (never an exporter's own); else, and for a
+// cluster-scoped target, in defaultNamespace. Labels alone decide, so
+// intake asks the API server nothing per alert. The alert is expected to
+// have passed Decode's validation.
 func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 	ns := defaultNamespace
-	if v := a.Labels["namespace"]; v != "" && len(validation.IsDNS1123Label(v)) == 0 {
+	if v := alertlabels.Of(a.Labels).Namespace; v != "" {
 		ns = v
 	}
 	labels := map[string]string{LabelSource: sourceAlertmanager}

@@ -185,3 +185,75 @@ func TestLabelValue(t *testing.T) {
 		})
 	}
 }
+
+// The Incident lives where its alert's target lives, whichever tool sent
+// it. The label sets are the ones real tools send; where each comes from is
+// written beside the same sets in internal/enrich/target_test.go
+// (kube-state-metrics' docs/metrics, kube-prometheus' rules and
+// ServiceMonitors, kube-prometheus-stack's charts, prometheus-operator's
+// promcfg.go, Prometheus' honor_labels, falcosecurity/rules and
+// falcosidekick's outputs/alertmanager.go).
+func TestIncidentNamespaceFromRealLabelSets(t *testing.T) {
+	const defaultNS = "riposte-system"
+	ksmScrape := func(labels map[string]string) map[string]string {
+		for k, v := range map[string]string{"namespace": "monitoring", "pod": "kube-state-metrics-7d9c8f6b5-q2w4e", "container": "kube-state-metrics",
+			"service": "kube-state-metrics", "endpoint": "http", "job": "kube-state-metrics", "instance": "10.244.1.17:8080"} {
+			if _, set := labels[k]; !set {
+				labels[k] = v
+			}
+		}
+		return labels
+	}
+	cases := []struct {
+		reason string
+		labels map[string]string
+		want   string
+	}{
+		{reason: "kube-state-metrics without honorLabels, a pod: the pod's namespace, not the exporter's",
+			labels: ksmScrape(map[string]string{"alertname": "KubePodCrashLooping", "reason": "CrashLoopBackOff", "uid": "5a3c0d2e-8f1b-4c7a-9e61-0b2d4f6a8c10",
+				"exported_namespace": "shop", "exported_pod": "web-5d4f-x7k2p", "exported_container": "app"}),
+			want: "shop"},
+		{reason: "kube-state-metrics without honorLabels, a deployment",
+			labels: ksmScrape(map[string]string{"alertname": "KubeDeploymentReplicasMismatch", "exported_namespace": "shop", "deployment": "web"}),
+			want:   "shop"},
+		{reason: "kube-state-metrics without honorLabels, a node: cluster-scoped, so the default namespace, not the exporter's",
+			labels: ksmScrape(map[string]string{"alertname": "KubeNodeNotReady", "node": "worker-1", "condition": "Ready", "status": "true"}),
+			want:   defaultNS},
+		{reason: "kube-prometheus, a failed Job",
+			labels: map[string]string{"alertname": "KubeJobFailed", "namespace": "ops", "job_name": "nightly-29", "condition": "true",
+				"container": "kube-rbac-proxy-main", "instance": "10.244.1.17:8443", "job": "kube-state-metrics"},
+			want: "ops"},
+		{reason: "kube-prometheus-stack, a deployment: honorLabels kept the deployment's namespace",
+			labels: map[string]string{"alertname": "KubeDeploymentReplicasMismatch", "namespace": "shop", "deployment": "web",
+				"pod": "kube-prometheus-stack-kube-state-metrics-6d8f7c9b4-m5n6p", "container": "kube-state-metrics",
+				"service": "kube-prometheus-stack-kube-state-metrics", "endpoint": "http", "job": "kube-state-metrics", "instance": "10.244.1.17:8080"},
+			want: "shop"},
+		{reason: "node-exporter: the node is cluster-scoped; the exporter's namespace is not the alert's",
+			labels: map[string]string{"alertname": "NodeFilesystemSpaceFillingUp", "device": "/dev/sda1", "fstype": "ext4", "mountpoint": "/",
+				"instance": "10.0.0.5:9100", "job": "node-exporter", "namespace": "monitoring",
+				"pod": "kube-prometheus-stack-prometheus-node-exporter-7xk2d", "container": "node-exporter",
+				"service": "kube-prometheus-stack-prometheus-node-exporter", "endpoint": "http-metrics"},
+			want: defaultNS},
+		{reason: "Falco through Falcosidekick names the namespace k8s_ns_name",
+			labels: map[string]string{"source": "falco", "rule": "Terminal shell in container", "eventsource": "syscall", "hostname": "worker-1",
+				"priority": "Notice", "severity": "information", "proc_cmdline": "bash", "container_id": "3ad7b26ded6d", "container_name": "app",
+				"k8s_ns_name": "shop", "k8s_pod_name": "web-5d4f-x7k2p"},
+			want: "shop"},
+		{reason: "an application's own alert: its namespace label",
+			labels: map[string]string{"alertname": "HighErrorRate", "namespace": "shop", "pod": "web-5d4f-x7k2p", "container": "app",
+				"service": "web", "endpoint": "http", "job": "web", "instance": "10.244.2.9:8080"},
+			want: "shop"},
+		{reason: "a namespace but no target: still the alert's namespace",
+			labels: map[string]string{"alertname": "KubeQuotaExceeded", "namespace": "shop", "resourcequota": "compute", "resource": "cpu",
+				"job": "kube-state-metrics", "container": "kube-rbac-proxy-main", "instance": "10.244.1.17:8443"},
+			want: "shop"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got := IncidentFor(Alert{Status: "firing", Fingerprint: "ab", Labels: tc.labels}, defaultNS)
+			if got.Namespace != tc.want {
+				t.Errorf("IncidentFor(%v).Namespace = %q, want %q", tc.labels, got.Namespace, tc.want)
+			}
+		})
+	}
+}
