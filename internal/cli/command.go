@@ -399,8 +399,9 @@ func (o *options) testCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test -f PATH [-f PATH ...] [-n NAMESPACE] [--fail-on-violation]",
 		Short: "Judge manifests and Alertmanager alerts against the playbooks in the files, without a cluster",
-		Long:  OfflineUsage,
-		Args:  cobra.NoArgs,
+		// OfflineUsage's first line is a usage line; cobra prints its own.
+		Long: OfflineUsage[strings.Index(OfflineUsage, "\n\n")+2:],
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ns := *o.namespace
 			if ns == "" {
