@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -284,5 +285,21 @@ func TestKubectlPluginOutputFormats(t *testing.T) {
 	}
 	if _, err := kubectlRiposte(t, "--kubeconfig", admin, "-n", ns, "show", gate, "-o", "xml"); err == nil || !strings.Contains(err.Error(), "allowed formats are:") {
 		t.Errorf("-o xml: %v, want the formats it knows", err)
+	}
+}
+
+// Shell completion offers the gates that wait and the incidents of the
+// namespace, as the API server lists them for the caller.
+func TestKubectlPluginCompletesNames(t *testing.T) {
+	ns, _, gate := pendingGate(t, nil)
+	admin := env.AdminKubeconfig(t, t.TempDir(), "plugin-completer")
+	for _, cmd := range []string{"approve", "show", "describe", "undo"} {
+		out, err := kubectlRiposte(t, "--kubeconfig", admin, "-n", ns, cobra.ShellCompRequestCmd, cmd, "am-")
+		if err != nil || !strings.HasPrefix(out, gate+"\n") {
+			t.Errorf("completing %s: %v\n%s", cmd, err, out)
+		}
+	}
+	if out, err := kubectlRiposte(t, "--kubeconfig", admin, "-n", ns, cobra.ShellCompRequestCmd, "approve", gate, ""); err != nil || strings.Contains(out, gate) {
+		t.Errorf("completing a second name: %v\n%s", err, out)
 	}
 }
