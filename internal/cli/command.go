@@ -109,8 +109,7 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 	root := newRoot(streams, &namespace, connect)
 	root.PersistentFlags().StringVarP(&namespace, "namespace", "n", "", "the namespace of the gate or incident")
 	root.SetArgs(args)
-	_, err := root.ExecuteContextC(ctx)
-	return err
+	return root.ExecuteContext(ctx)
 }
 
 func newRoot(streams genericiooptions.IOStreams, namespace *string, connect connector) *cobra.Command {
@@ -120,9 +119,9 @@ func newRoot(streams genericiooptions.IOStreams, namespace *string, connect conn
 		Short: "Decide Riposte's remediations, and test playbooks offline",
 		Long: `kubectl riposte: decide Riposte's remediations.
 
-Who you are comes from the API server (SelfSubjectReview), never from a flag
-of this plugin: --as, --token and the kubeconfig choose the identity, and the
-API server checks it again when a decision is written.`,
+kubectl's flags and kubeconfig give the credentials (--context, --as,
+--token ...); the API server says who they name (SelfSubjectReview), records
+that name with a decision and checks it again when the decision is written.`,
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl riposte"},
 		// Errors are printed once, by the caller; a usage dump would bury
 		// an API server's refusal.
