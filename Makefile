@@ -78,9 +78,10 @@ bench: testbins ## Measure webhook-to-Remediated, per-action, enrichment and dri
 ##@ Build and run
 
 .PHONY: build
-build: ## Build the manager and the kubectl plugin.
+build: ## Build the manager and the kubectl plugin (with kubectl's completion hook for it).
 	go build -o $(LOCALBIN)/riposte ./cmd/riposte
 	go build -o $(LOCALBIN)/kubectl-riposte ./cmd/kubectl-riposte
+	install -m 0755 hack/kubectl_complete-riposte $(LOCALBIN)/
 
 IMG ?= riposte:latest
 
@@ -89,8 +90,10 @@ docker-build: ## Build the manager image (needs a Docker engine).
 	docker build -t $(IMG) .
 
 .PHONY: install-plugin
-install-plugin: ## Install the kubectl plugin (kubectl riposte) into $GOBIN.
+install-plugin: ## Install the kubectl plugin (kubectl riposte) and kubectl's completion hook for it (kubectl_complete-riposte) into $GOBIN.
 	go install ./cmd/kubectl-riposte
+	@gobin="$$(go env GOBIN)"; gobin="$${gobin:-$$(go env GOPATH)/bin}"; \
+	  install -m 0755 hack/kubectl_complete-riposte "$$gobin/" && echo "installed $$gobin/kubectl-riposte and $$gobin/kubectl_complete-riposte"
 
 .PHONY: run
 run: testbins ## Run Riposte: against the kubeconfig's cluster when reachable, else on a local control plane.

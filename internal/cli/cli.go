@@ -7,8 +7,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -25,27 +23,6 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
-// Usage is printed for -h and for a wrong command.
-const Usage = `kubectl riposte: decide Riposte's remediations.
-
-  kubectl riposte gates [-A | -n NAMESPACE]      gates waiting for a decision
-  kubectl riposte show GATE [-n NAMESPACE]        the plan, its dry-run result and the decisions
-  kubectl riposte approve GATE --reason TEXT [-n NAMESPACE]
-  kubectl riposte reject GATE --reason TEXT [-n NAMESPACE]
-  kubectl riposte describe INCIDENT [-n NAMESPACE] what it touches, may do and reach, its timeline and steps
-  kubectl riposte undo INCIDENT --reason TEXT [-n NAMESPACE]
-                                                  put back what the remediation changed
-  kubectl riposte escalate INCIDENT [-n NAMESPACE] keep temporary containment in place
-  kubectl riposte pause --reason TEXT             hold every remediation (ConfigMap riposte-pause)
-  kubectl riposte resume                          let held remediations run
-  kubectl riposte whoami                          who the API server says you are
-  kubectl riposte test -f PATH [--fail-on-violation]
-                                                  judge manifests and Alertmanager payloads against
-                                                  the playbooks in the files, without a cluster
-
-Common flags: --kubeconfig, --context, -n/--namespace, --riposte-namespace (default riposte-system).
-`
-
 // CLI runs the commands against one cluster.
 type CLI struct {
 	Client client.Client
@@ -56,148 +33,68 @@ type CLI struct {
 	Now func() time.Time
 }
 
-// Run executes one command line (without the program name).
-func (c *CLI) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return errors.New("no command given\n\n" + Usage)
-	}
-	cmd, rest := args[0], args[1:]
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	all := fs.Bool("A", false, "all namespaces")
-	reason := fs.String("reason", "", "why you decide so (required)")
-	ns := fs.String("n", c.Namespace, "namespace")
-	fs.StringVar(ns, "namespace", c.Namespace, "namespace")
-	riposteNS := fs.String("riposte-namespace", "riposte-system", "Riposte's own namespace")
-	if err := fs.Parse(interleave(rest)); err != nil {
-		return fmt.Errorf("%s: %w\n\n%s", cmd, err, Usage)
-	}
-	c.Namespace = *ns
-	var name string
-	if namedCommands[cmd] {
-		var err error
-		if name, err = oneName(cmd, fs.Args()); err != nil {
-			return err
-		}
-	}
-	if why, ok := reasonRequired[cmd]; ok && strings.TrimSpace(*reason) == "" {
-		return fmt.Errorf("%s: --reason is required: %s", cmd, why)
-	}
-	switch cmd {
-	case "gates":
-		return c.gates(ctx, *all)
-	case "show":
-		return c.show(ctx, name)
-	case "approve":
-		return c.decide(ctx, name, riposte.DecisionApprove, *reason)
-	case "reject":
-		return c.decide(ctx, name, riposte.DecisionReject, *reason)
-	case "describe":
-		return c.describe(ctx, name)
-	case "undo":
-		return c.undo(ctx, name, *reason)
-	case "escalate":
-		return c.escalate(ctx, name)
-	case "pause":
-		return c.pause(ctx, *riposteNS, *reason)
-	case "resume":
-		return c.resume(ctx, *riposteNS)
-	case "whoami":
-		user, err := c.WhoAmI(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(c.Out, user)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(c.Out, Usage)
-		return nil
-	default:
-		return fmt.Errorf("unknown command %q\n\n%s", cmd, Usage)
-	}
-}
-
-// namedCommands take exactly one gate or incident name.
-var namedCommands = map[string]bool{"show": true, "approve": true, "reject": true, "describe": true, "undo": true, "escalate": true}
-
-// reasonRequired says, per command, why it needs --reason.
-var reasonRequired = map[string]string{
-	"approve": "it is recorded with your decision",
-	"reject":  "it is recorded with your decision",
-	"undo":    "it is recorded with your request",
-	"pause":   "every held incident shows it",
-}
-
-// interleave moves flags before positional arguments, so that
-// `approve GATE --reason x` parses as kubectl users expect.
-func interleave(args []string) []string {
-	var flags, positional []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case !strings.HasPrefix(a, "-"):
-			positional = append(positional, a)
-		case strings.Contains(a, "=") || a == "-A":
-			flags = append(flags, a)
-		default:
-			flags = append(flags, a)
-			if i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		}
-	}
-	return append(flags, positional...)
-}
-
-func oneName(cmd string, args []string) (string, error) {
-	if len(args) != 1 {
-		return "", fmt.Errorf("%s takes exactly one name, got %d", cmd, len(args))
-	}
-	return args[0], nil
-}
-
 // WhoAmI asks the API server who the caller is.
 func (c *CLI) WhoAmI(ctx context.Context) (string, error) {
-	review := &authenticationv1.SelfSubjectReview{}
-	if err := c.Client.Create(ctx, review); err != nil {
-		return "", fmt.Errorf("asking the API server who you are: %w", err)
+	review, err := c.selfReview(ctx)
+	if err != nil {
+		return "", err
 	}
 	return review.Status.UserInfo.Username, nil
+}
+
+func (c *CLI) selfReview(ctx context.Context) (*authenticationv1.SelfSubjectReview, error) {
+	review := &authenticationv1.SelfSubjectReview{}
+	if err := c.Client.Create(ctx, review); err != nil {
+		return nil, fmt.Errorf("asking the API server who you are: %w", err)
+	}
+	return review, nil
 }
 
 func pending(g *riposte.ApprovalGate) bool {
 	return g.Status.Phase == "" || g.Status.Phase == riposte.GatePending
 }
 
-func (c *CLI) gates(ctx context.Context, all bool) error {
+// pendingGates lists the gates that wait for a decision, oldest first.
+func (c *CLI) pendingGates(ctx context.Context, all bool) (*riposte.ApprovalGateList, error) {
 	var list riposte.ApprovalGateList
 	opts := []client.ListOption{}
 	if !all {
 		opts = append(opts, client.InNamespace(c.Namespace))
 	}
 	if err := c.Client.List(ctx, &list, opts...); err != nil {
-		return fmt.Errorf("listing gates: %w", err)
+		return nil, fmt.Errorf("listing gates: %w", err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool {
 		return list.Items[i].CreationTimestamp.Before(&list.Items[j].CreationTimestamp)
 	})
+	kept := list.Items[:0]
+	for i := range list.Items {
+		if pending(&list.Items[i]) {
+			// Each item names its kind, as kubectl get -o prints them.
+			list.Items[i].SetGroupVersionKind(riposte.GroupVersion.WithKind("ApprovalGate"))
+			kept = append(kept, list.Items[i])
+		}
+	}
+	list.Items = kept
+	return &list, nil
+}
+
+func (c *CLI) gates(ctx context.Context, all bool) error {
+	list, err := c.pendingGates(ctx, all)
+	if err != nil {
+		return err
+	}
 	w := tabwriter.NewWriter(c.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAMESPACE\tGATE\tINCIDENT\tPLAYBOOK\tAPPROVALS\tEXPIRES IN\tPLAN")
-	n := 0
 	for i := range list.Items {
 		g := &list.Items[i]
-		if !pending(g) {
-			continue
-		}
-		n++
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", g.Namespace, g.Name, g.Spec.Incident, g.Spec.Playbook.Name,
 			g.Status.Approvals, max(g.Spec.Policy.RequiredApprovals, 1), c.expiresIn(g), planLine(g))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if n == 0 {
+	if len(list.Items) == 0 {
 		fmt.Fprintln(c.Out, "no gate waits for a decision")
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -36,8 +37,13 @@ syncs them. PATH is a file or a folder (its .yaml, .yml and .json files).
     templates, drift rules).
   - Every other object is judged by the drift rules; a Namespace in the
     files is its namespaceObject, and lookups see the objects in the files.
-  - Alertmanager payloads (JSON with "alerts") say which playbook answers
-    each alert. PolicyReports in the files are read as drift.
+  - Alertmanager's alerts say which playbook answers each alert: a webhook
+    notification as Riposte receives it (an object with "alerts"), or a
+    list of alerts as Alertmanager's POST /api/v2/alerts takes them
+    (labels, annotations, startsAt, endsAt, generatorURL), each read as
+    Alertmanager would notify it now: resolved once its endsAt has passed,
+    else firing, its fingerprint computed from its labels as Alertmanager
+    computes it. PolicyReports in the files are read as drift.
   - An object annotated riposte.dev/expect-violations: "rule-a,rule-b" (or
     "none") must break exactly those rules.
 
@@ -290,8 +296,12 @@ type savedPayload struct {
 	payload *intake.Payload
 }
 
+// errUnknownDocument names the formats the check reads.
+var errUnknownDocument = errors.New(`a document that is neither a manifest, an Alertmanager webhook notification (an object with "alerts") nor a list of alerts as Alertmanager's /api/v2/alerts takes them`)
+
 // readDocuments reads every YAML or JSON document of the paths: manifests,
-// and Alertmanager payloads (recognised by their "alerts" list).
+// Alertmanager webhook notifications (recognised by their "alerts" list)
+// and lists of alerts as posted to Alertmanager.
 func readDocuments(paths []string) ([]document, []savedPayload, error) {
 	if len(paths) == 0 {
 		return nil, nil, errors.New("no files: give -f PATH")
@@ -324,15 +334,28 @@ func readDocuments(paths []string) ([]document, []savedPayload, error) {
 		}
 		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
 		for {
-			var m map[string]any
-			if err := dec.Decode(&m); err != nil {
+			var doc any
+			if err := dec.Decode(&doc); err != nil {
 				if errors.Is(err, io.EOF) {
 					break
 				}
 				return nil, nil, fmt.Errorf("%s: %w", f, err)
 			}
-			if m == nil {
+			if list, ok := doc.([]any); ok {
+				// A list is alerts as Alertmanager's /api/v2/alerts takes them.
+				p, err := alertListPayload(list, time.Now())
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", f, err)
+				}
+				payloads = append(payloads, savedPayload{file: f, payload: p})
 				continue
+			}
+			if doc == nil {
+				continue
+			}
+			m, ok := doc.(map[string]any)
+			if !ok {
+				return nil, nil, fmt.Errorf("%s: %w", f, errUnknownDocument)
 			}
 			if _, isPayload := m["alerts"]; isPayload && m["kind"] == nil {
 				// Decoded again by intake's own rules, so a payload the
