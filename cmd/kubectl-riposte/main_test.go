@@ -46,7 +46,7 @@ func plugin(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // Help is help: exit 0, usage on stdout, nothing on stderr, and no
 // kubeconfig needed, for the plugin and each of its commands.
 func TestHelpNeedsNoKubeconfig(t *testing.T) {
-	commands := []string{"gates", "show", "approve", "reject", "describe", "undo", "escalate", "pause", "resume", "whoami", "test", "completion"}
+	commands := []string{"gates", "show", "approve", "reject", "describe", "undo", "escalate", "pause", "resume", "whoami", "test", "completion", "options"}
 	cases := [][]string{{"--help"}, {"-h"}, {"help"}}
 	for _, c := range commands {
 		cases = append(cases, []string{c, "--help"}, []string{c, "-h"}, []string{"help", c})
@@ -67,6 +67,15 @@ func TestHelpNeedsNoKubeconfig(t *testing.T) {
 	}
 	if out, _, _ := plugin(t, "show", "--help"); !strings.Contains(out, "-o, --output") {
 		t.Errorf("show --help offers no -o:\n%s", out)
+	}
+	// As kubectl: a command's help is its own flags, the connection flags
+	// every command takes are listed by `options`.
+	if out, _, _ := plugin(t, "approve", "--help"); strings.Contains(out, "--as-uid") || !strings.Contains(out, "--reason") ||
+		!strings.Contains(out, `Use "kubectl riposte options"`) {
+		t.Errorf("approve --help should show its own flags and point to options:\n%s", out)
+	}
+	if out, _, code := plugin(t, "options"); code != 0 || !strings.Contains(out, "--as ") || !strings.Contains(out, "--kubeconfig") {
+		t.Errorf("options: exit %d, want the connection flags:\n%s", code, out)
 	}
 }
 

@@ -153,8 +153,35 @@ that name with a decision and checks it again when the decision is written.`,
 		o.resumeCommand(),
 		o.whoamiCommand(),
 		o.testCommand(),
+		optionsCommand(),
 	)
+	// As kubectl does: a command's help shows its own flags, and points to
+	// `options` for the connection flags every command takes.
+	global := "{{if .HasAvailableInheritedFlags}}\n\nGlobal Flags:\n{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}"
+	pointer := "{{if .HasAvailableInheritedFlags}}\n\nUse \"kubectl riposte options\" for the flags every command takes (--kubeconfig, --context, --as, --token, --server ...).{{end}}"
+	if tmpl := root.UsageTemplate(); strings.Contains(tmpl, global) {
+		for _, c := range root.Commands() {
+			if c.Name() != "options" {
+				c.SetUsageTemplate(strings.Replace(tmpl, global, pointer, 1))
+			}
+		}
+	}
 	return root
+}
+
+// optionsCommand lists the flags every command takes, as `kubectl options`.
+func optionsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "options",
+		Short: "The flags every command takes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "The following options can be passed to any command:")
+			fmt.Fprintln(cmd.OutOrStdout())
+			fmt.Fprintln(cmd.OutOrStdout(), strings.TrimRight(cmd.InheritedFlags().FlagUsages(), " \n"))
+			return nil
+		},
+	}
 }
 
 type options struct {
