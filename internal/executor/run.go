@@ -45,6 +45,20 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 			}
 			continue
 		}
+		h, err := holdOf(c)
+		if err != nil {
+			return err
+		}
+		if h != nil {
+			// Written against the pod as it is now, not as planned: another
+			// incident may have added its hold since.
+			if err := e.hold(ctx, c, h); err != nil {
+				return fmt.Errorf("%s %s: %w", c.Method, c.Object, err)
+			}
+			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
+			c.Done = true
+			continue
+		}
 		change, err := changeOf(c)
 		if err != nil {
 			return &PermanentError{Err: err}
@@ -169,7 +183,7 @@ func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []s
 			}
 		case riposte.UndoRelease:
 			var note string
-			if note, err = e.release(ctx, c, ref); note != "" {
+			if note, err = e.release(ctx, c); note != "" {
 				notes = append(notes, note)
 			}
 		case riposte.UndoDelete:
@@ -261,29 +275,4 @@ func (e *Executor) changedSince(ctx context.Context, c *riposte.ChangeRecord, re
 		wrote = withoutIdentity(wrote)
 	}
 	return !contains(live.Object, wrote), false, nil
-}
-
-// release drops the incident's hold on a quarantined pod: the pod stays
-// isolated while another incident holds it.
-func (e *Executor) release(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (string, error) {
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(ref.GroupVersionKind())
-	if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
-		if apierrors.IsNotFound(err) {
-			return c.Object.String() + " no longer exists; nothing to release", nil
-		}
-		return "", classify(fmt.Errorf("reading %s before releasing it: %w", c.Object, err))
-	}
-	patch := actions.ReleaseQuarantine(live.GetAnnotations(), c.Restore)
-	body, err := json.Marshal(patch)
-	if err != nil {
-		return "", err
-	}
-	if err := e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", body), client.FieldOwner(actions.FieldManager)); err != nil {
-		return "", classify(fmt.Errorf("releasing %s: %w", c.Object, err))
-	}
-	if labels, _, _ := unstructured.NestedMap(patch, "metadata", "labels"); labels[actions.QuarantineLabel] != nil {
-		return c.Object.String() + " stays isolated: another incident still holds it", nil
-	}
-	return "", nil
 }
