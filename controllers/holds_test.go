@@ -17,6 +17,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/actions"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/intake"
+	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
 // quarantineOf reads the pod's quarantine label and its holders, fresh.
@@ -181,7 +182,7 @@ func postNotification(t *testing.T, url string, alerts ...string) {
 
 // Alerts about one pod posted together are remediated at the same time by
 // the real controllers: every incident's hold is on the pod, undoing one
-// keeps the others', undoing all frees it.
+// keeps the others', undoing all frees it. They list each other as related.
 func TestConcurrentIsolationsOfOnePodKeepEveryHold(t *testing.T) {
 	for _, n := range []int{2, 5} {
 		t.Run(fmt.Sprintf("%d alerts", n), func(t *testing.T) {
@@ -214,6 +215,20 @@ func TestConcurrentIsolationsOfOnePodKeepEveryHold(t *testing.T) {
 			if label, holders := quarantineOf(t, ns, pod.Name); label != "deny-all" || !slices.Equal(holders, holderNames(ns, names...)) {
 				t.Fatalf("with %d incidents remediated: label %q, holders %v; want deny-all held by all of %v", n, label, holders, names)
 			}
+			for i, inc := range incidents {
+				others := slices.Delete(slices.Clone(names), i, i+1)
+				testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+					cur, err := getIncident(ctx, ns, inc.Name)
+					if err != nil {
+						return err
+					}
+					if got := cur.Status.Context.RelatedIncidents; !slices.Equal(got, others) {
+						return fmt.Errorf("%s lists related %v, want %v", inc.Name, got, others)
+					}
+					return nil
+				})
+			}
+
 			undoAs(t, "alice", incidents[0])
 			if label, holders := quarantineOf(t, ns, pod.Name); label != "deny-all" || !slices.Equal(holders, holderNames(ns, names[1:]...)) {
 				t.Fatalf("after undoing %s: label %q, holders %v; want the pod still held by %v", names[0], label, holders, names[1:])
