@@ -10,8 +10,12 @@ import (
 	"sync"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/actions"
@@ -243,5 +247,67 @@ func TestConcurrentIsolationsOfOnePodKeepEveryHold(t *testing.T) {
 				t.Errorf("after undoing all: label %q, holders %v; want neither", label, holders)
 			}
 		})
+	}
+}
+
+// Undo restores a prior value only if nobody changed what Riposte set, and
+// the check and the write must be one: here a person scales the Deployment
+// right after undo's check read it. The old undo then wrote the prior count
+// over the person's; the restore now carries the resourceVersion it
+// checked, is refused, checks again and leaves the person's decision.
+func TestUndoNeverOverwritesAChangeMadeAfterItsCheck(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	dep := &appsv1.Deployment{}
+	get(t, dep, ns, "web")
+	target := &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: dep.Name, UID: string(dep.UID)}
+	pb := isolatePlaybook(ns, "stop", "KubePodCrashLooping", &riposte.AutoApprove{})
+	pb.Spec.Steps = []riposte.Step{{Name: "stop", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}}}
+	inc := alertIncident(ns, "am-00000000000000a1", "KubePodCrashLooping", ns, pod.Name)
+
+	real, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var person sync.Once
+	checking := false
+	writer := interceptor.NewClient(real, interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		if err := c.Get(ctx, key, obj, opts...); err != nil || !checking || key.Name != dep.Name {
+			return err
+		}
+		person.Do(func() {
+			scaled := &appsv1.Deployment{}
+			get(t, scaled, ns, dep.Name)
+			scaled.Spec.Replicas = ptr.To[int32](5)
+			if err := k8sClient.Update(ctx, scaled); err != nil {
+				t.Errorf("the person's scale: %v", err)
+			}
+		})
+		return nil
+	}})
+	exe := &executor.Executor{Reader: k8sClient, Writer: writer, Scheme: env.Scheme, Mapper: k8sClient.RESTMapper()}
+	plan, err := exe.Build(ctx, inc, pb, target, executor.WithDryRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := exe.Commit(ctx, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exe.Run(ctx, &records[0], ns+"/"+inc.Name+"/stop", func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	checking = true
+	notes, err := exe.Undo(ctx, &records[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	get(t, dep, ns, dep.Name)
+	if *dep.Spec.Replicas != 5 {
+		t.Errorf("replicas = %d after undo, want the person's 5", *dep.Spec.Replicas)
+	}
+	if !slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, "changed by someone else") }) {
+		t.Errorf("undo notes %q do not say the Deployment was left as the person set it", notes)
 	}
 }

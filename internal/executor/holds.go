@@ -14,11 +14,11 @@ import (
 	"github.com/riposte-dev/riposte/internal/actions"
 )
 
-// maxHoldAttempts bounds the read-compute-write rounds of one hold write.
-// Each conflict means another holder's write landed, so rounds run out only
-// under more concurrent holders than this; the error is then transient and
-// the reconcile retries.
-const maxHoldAttempts = 16
+// maxGuardedAttempts bounds the read-check-write rounds of one hold write
+// or restore. Each conflict means another write to the object landed, so
+// rounds run out only under more concurrent writers than this; the error is
+// then transient and the reconcile retries.
+const maxGuardedAttempts = 16
 
 // patched reports whether live already is as the merge patch c would make
 // it. A hold is judged by its own entry: other holders may come and go.
@@ -91,7 +91,7 @@ func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference
 			return patch, false, nil
 		case apierrors.IsNotFound(err):
 			return nil, true, nil
-		case apierrors.IsConflict(err) && attempt < maxHoldAttempts:
+		case apierrors.IsConflict(err) && attempt < maxGuardedAttempts:
 			continue
 		}
 		return nil, false, classify(fmt.Errorf("writing the quarantine holders of %s: %w", obj, err))

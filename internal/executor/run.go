@@ -165,21 +165,9 @@ func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []s
 		ref.SetName(c.Object.Name)
 		switch c.Undo {
 		case riposte.UndoRestore:
-			changed, gone, cerr := e.changedSince(ctx, c, ref)
-			switch {
-			case cerr != nil:
-				err = cerr
-			case gone:
-				notes = append(notes, c.Object.String()+" no longer exists; nothing to restore")
-			case changed:
-				// Someone changed what Riposte set after it did: their change
-				// wins, and the person undoing is told.
-				notes = append(notes, c.Object.String()+" was changed by someone else since Riposte's change; left as it is")
-			default:
-				err = e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", []byte(c.Restore)), client.FieldOwner(actions.FieldManager))
-				if apierrors.IsNotFound(err) {
-					notes, err = append(notes, c.Object.String()+" no longer exists; nothing to restore"), nil
-				}
+			var note string
+			if note, err = e.restore(ctx, c, ref); note != "" {
+				notes = append(notes, note)
 			}
 		case riposte.UndoRelease:
 			var note string
@@ -258,21 +246,67 @@ func sortedKeys(m map[string]string) []string {
 // changedSince reports whether the object no longer holds what the change
 // wrote (someone changed it afterwards), or is gone. It is read directly, as
 // the playbook's account: an undo must not act on a stale cache.
-func (e *Executor) changedSince(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (changed, gone bool, err error) {
+// It returns the resourceVersion it read, so the restore is refused if
+// the object changes after this check.
+func (e *Executor) changedSince(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (changed, gone bool, resourceVersion string, err error) {
 	var wrote map[string]any
 	if err := json.Unmarshal([]byte(c.Request), &wrote); err != nil {
-		return false, false, &PermanentError{Err: fmt.Errorf("the recorded change to %s is unreadable: %w", c.Object, err)}
+		return false, false, "", &PermanentError{Err: fmt.Errorf("the recorded change to %s is unreadable: %w", c.Object, err)}
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(ref.GroupVersionKind())
 	if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, true, nil
+			return false, true, "", nil
 		}
-		return false, false, classify(fmt.Errorf("reading %s before undoing: %w", c.Object, err))
+		return false, false, "", classify(fmt.Errorf("reading %s before undoing: %w", c.Object, err))
 	}
 	if c.Method == string(actions.Apply) {
 		wrote = withoutIdentity(wrote)
 	}
-	return !contains(live.Object, wrote), false, nil
+	return !contains(live.Object, wrote), false, live.GetResourceVersion(), nil
+}
+
+// restore merges the prior values back, unless someone changed what
+// Riposte set since. The check and the write are one: the patch carries the
+// resourceVersion the check read, and a change in between (409) is checked
+// again, so a later decision is never overwritten.
+func (e *Executor) restore(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (string, error) {
+	var patch map[string]any
+	if err := json.Unmarshal([]byte(c.Restore), &patch); err != nil {
+		return "", &PermanentError{Err: fmt.Errorf("the recorded prior state of %s is unreadable: %w", c.Object, err)}
+	}
+	md, _ := patch["metadata"].(map[string]any)
+	if md == nil {
+		md = map[string]any{}
+		patch["metadata"] = md
+	}
+	for attempt := 1; ; attempt++ {
+		changed, gone, rv, err := e.changedSince(ctx, c, ref)
+		switch {
+		case err != nil:
+			return "", err
+		case gone:
+			return c.Object.String() + " no longer exists; nothing to restore", nil
+		case changed:
+			// Someone changed what Riposte set after it did: their change
+			// wins, and the person undoing is told.
+			return c.Object.String() + " was changed by someone else since Riposte's change; left as it is", nil
+		}
+		md["resourceVersion"] = rv
+		body, err := json.Marshal(patch)
+		if err != nil {
+			return "", err
+		}
+		err = e.Writer.Patch(ctx, ref.DeepCopy(), client.RawPatch("application/merge-patch+json", body), client.FieldOwner(actions.FieldManager))
+		switch {
+		case err == nil:
+			return "", nil
+		case apierrors.IsNotFound(err):
+			return c.Object.String() + " no longer exists; nothing to restore", nil
+		case apierrors.IsConflict(err) && attempt < maxGuardedAttempts:
+			continue
+		}
+		return "", err
+	}
 }
