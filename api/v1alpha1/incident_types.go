@@ -499,6 +499,9 @@ type ChangeRecord struct {
 	// request is exactly what is written: the apply body, the merge patch, or
 	// the message posted (never the webhook URL). Recorded before the write, so
 	// a restart completes the step from the record rather than planning again.
+	// A quarantine hold (undo Release) is written against the pod as it then
+	// is, so other incidents' holds are kept, and request becomes the patch
+	// written.
 	// +optional
 	// +kubebuilder:validation:MaxLength=32768
 	Request string `json:"request,omitempty"`

@@ -56,6 +56,9 @@ type Reconciler struct {
 	sharedEnricher *enrich.Enricher
 	cachedOnce     sync.Once
 	cachedKinds    map[schema.GroupVersionKind]bool
+	// relatedStale holds the incidents a newer incident found related
+	// after they were enriched: their next pass lists it too.
+	relatedStale sync.Map
 }
 
 func (r *Reconciler) enricher() *enrich.Enricher {
@@ -121,6 +124,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if !inc.DeletionTimestamp.IsZero() {
 		err := r.finalize(ctx, p)
 		return reconcile.Result{RequeueAfter: p.requeueAfter}, err
+	}
+	if err := r.refreshRelated(ctx, p); err != nil {
+		return reconcile.Result{}, err
 	}
 	if anyInPlace(inc) {
 		// Added before the first write; put back if it went missing.
@@ -261,6 +267,16 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 		meta.RemoveStatusCondition(&inc.Status.Conditions, riposte.IncidentContextTruncated)
 	}
 	return false, nil
+}
+
+// refreshRelated lists the related incidents again when a newer one found
+// this one related: alerts that arrive together are enriched at the same
+// time, and the first enriched may not have seen the others yet.
+func (r *Reconciler) refreshRelated(ctx context.Context, p *pass) error {
+	if _, stale := r.relatedStale.LoadAndDelete(client.ObjectKeyFromObject(p.inc)); !stale || p.inc.Status.EnrichedAt == nil {
+		return nil
+	}
+	return r.enricher().RefreshRelated(ctx, p.inc)
 }
 
 // cacheLagRetry is how soon an incident whose target the cache has not seen

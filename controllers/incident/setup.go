@@ -2,6 +2,7 @@ package incident
 
 import (
 	"context"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -64,11 +65,47 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&riposte.Incident{}).
 		Owns(&riposte.ApprovalGate{}).
+		Watches(&riposte.Incident{}, handler.EnqueueRequestsFromMapFunc(r.unlistedRelated), builder.WithPredicates(justEnriched)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.incidentsAboutPod), builder.WithPredicates(onlyDeletes)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.heldIncidents), builder.WithPredicates(predicate.NewPredicateFuncs(r.isPauseSwitch))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Named("incident").
 		Complete(r)
+}
+
+// justEnriched selects an incident's first enrichment.
+var justEnriched = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, cur := e.ObjectOld.(*riposte.Incident), e.ObjectNew.(*riposte.Incident)
+		return old.Status.EnrichedAt == nil && cur.Status.EnrichedAt != nil && cur.Status.Context != nil
+	},
+}
+
+// unlistedRelated wakes the related incidents a just-enriched incident
+// lists that do not list it, so each lists the other whichever was
+// enriched first.
+func (r *Reconciler) unlistedRelated(ctx context.Context, obj client.Object) []reconcile.Request {
+	inc := obj.(*riposte.Incident)
+	if inc.Status.Context == nil {
+		return nil // the update's old side is mapped too
+	}
+	var reqs []reconcile.Request
+	for _, name := range inc.Status.Context.RelatedIncidents {
+		key := client.ObjectKey{Namespace: inc.Namespace, Name: name}
+		other := &riposte.Incident{}
+		if err := r.Get(ctx, key, other); err != nil {
+			continue // gone: nothing to tell
+		}
+		if c := other.Status.Context; c == nil || slices.Contains(c.RelatedIncidents, inc.Name) {
+			continue // not enriched yet (it will see this one), or already lists it
+		}
+		r.relatedStale.Store(key, struct{}{})
+		reqs = append(reqs, reconcile.Request{NamespacedName: key})
+	}
+	return reqs
 }
 
 func (r *Reconciler) incidentsAboutPod(ctx context.Context, pod client.Object) []reconcile.Request {

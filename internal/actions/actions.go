@@ -66,10 +66,12 @@ type Change struct {
 	// Irreversible marks a change undo cannot put back (an eviction, a
 	// restart, a message).
 	Irreversible bool
-	// ReleaseHolder, on a quarantine label, names the incident whose hold
-	// undo releases (rather than restoring the prior labels, which would
-	// break another incident's isolation of the same pod).
-	ReleaseHolder string
+	// Hold, on a quarantine label, is the incident's entry in the pod's hold
+	// set. The executor writes it against the pod as it is when written, not
+	// Patch, and undo releases just this hold (rather than restoring the
+	// prior labels, which would break another incident's isolation of the
+	// same pod).
+	Hold *Hold
 	// TakesPodOut marks a change that takes one pod out of service
 	// (isolating, deleting or evicting it), for the workload budget.
 	TakesPodOut bool

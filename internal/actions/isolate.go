@@ -114,35 +114,87 @@ func isolationVariant(step riposte.Step) string {
 // incidents may isolate one pod; the annotation lists each with its variant,
 // the label is the strictest of them, and undoing one incident releases only
 // its hold (see ReleaseQuarantine), whatever the order.
+//
+// The patch is computed from the pod as planned, for the gate and the dry
+// run; the executor writes the hold by reading the pod again and patching
+// with its resourceVersion (see Hold), so a hold added by another incident
+// in between is never overwritten.
 func quarantineLabel(in *Input, pod *corev1.Pod, variant string) Change {
-	holders := quarantineHolders(pod.Annotations[QuarantinedByAnnotation])
-	holder := in.Incident.Namespace + "/" + in.Incident.Name
-	holders[holder] = variant
-	patch := map[string]any{"metadata": map[string]any{
-		"labels":      map[string]any{QuarantineLabel: strictest(holders)},
-		"annotations": map[string]any{QuarantinedByAnnotation: formatHolders(holders)},
-	}}
+	hold := &Hold{Holder: in.Incident.Namespace + "/" + in.Incident.Name, Variant: variant}
+	patch, _ := HoldQuarantine(pod.Labels, pod.Annotations, *hold)
 	return Change{Op: MergePatch, Object: object("v1", "Pod", pod.Namespace, pod.Name), Patch: patch, UID: string(pod.UID),
-		ReleaseHolder: holder, Summary: fmt.Sprintf("label pod %s %s=%s", pod.Name, QuarantineLabel, variant)}
+		Hold: hold, Summary: fmt.Sprintf("label pod %s %s=%s", pod.Name, QuarantineLabel, variant)}
+}
+
+// Hold is one incident's entry in a pod's quarantine hold set.
+//
+// The set is one annotation every holder rewrites, so it is written by
+// optimistic concurrency: read the pod, compute the new set, merge-patch it
+// with the resourceVersion read, and on a 409 Conflict read again and
+// recompute. A server-side apply with one annotation per holder (each its
+// own field manager) would need no retry for the annotations, but the label
+// is derived from all holders (the strictest variant), which no per-holder
+// field can express; and the one-annotation format stays readable by the
+// versions already running.
+type Hold struct {
+	// Holder is the incident, "namespace/name".
+	Holder string `json:"holder"`
+	// Variant is the isolation the holder asked for (deny-all, allow-dns).
+	Variant string `json:"variant"`
+}
+
+// HoldQuarantine is the merge patch that adds h to the hold set of a pod
+// with these labels and annotations; inPlace when the pod already is so.
+func HoldQuarantine(labels, annotations map[string]string, h Hold) (patch map[string]any, inPlace bool) {
+	holders := quarantineHolders(annotations[QuarantinedByAnnotation])
+	holders[h.Holder] = h.Variant
+	return holdersPatch(labels, annotations, holders)
 }
 
 // ReleaseQuarantine is the merge patch that removes holder from a pod's
 // quarantine: the label stays, at the strictest remaining variant, while
 // another incident still holds the pod, and goes with the annotation when
-// none does.
-func ReleaseQuarantine(podAnnotations map[string]string, holder string) map[string]any {
-	holders := quarantineHolders(podAnnotations[QuarantinedByAnnotation])
+// none does. inPlace when the pod already is so.
+func ReleaseQuarantine(labels, annotations map[string]string, holder string) (patch map[string]any, inPlace bool) {
+	holders := quarantineHolders(annotations[QuarantinedByAnnotation])
 	delete(holders, holder)
+	return holdersPatch(labels, annotations, holders)
+}
+
+// StillHeld reports whether a release patch leaves the pod isolated.
+func StillHeld(patch map[string]any) bool {
+	md, _ := patch["metadata"].(map[string]any)
+	labels, _ := md["labels"].(map[string]any)
+	return labels[QuarantineLabel] != nil
+}
+
+// HoldIn is holder's hold as a recorded patch wrote it; an entry it lacks
+// counts as deny-all, the strictest.
+func HoldIn(patch map[string]any, holder string) Hold {
+	md, _ := patch["metadata"].(map[string]any)
+	annotations, _ := md["annotations"].(map[string]any)
+	written, _ := annotations[QuarantinedByAnnotation].(string)
+	variant, ok := quarantineHolders(written)[holder]
+	if !ok {
+		variant = quarantineDenyAll
+	}
+	return Hold{Holder: holder, Variant: variant}
+}
+
+func holdersPatch(labels, annotations map[string]string, holders map[string]string) (map[string]any, bool) {
 	if len(holders) == 0 {
+		_, labelled := labels[QuarantineLabel]
+		_, annotated := annotations[QuarantinedByAnnotation]
 		return map[string]any{"metadata": map[string]any{
 			"labels":      map[string]any{QuarantineLabel: nil},
 			"annotations": map[string]any{QuarantinedByAnnotation: nil},
-		}}
+		}}, !labelled && !annotated
 	}
+	label, annotation := strictest(holders), formatHolders(holders)
 	return map[string]any{"metadata": map[string]any{
-		"labels":      map[string]any{QuarantineLabel: strictest(holders)},
-		"annotations": map[string]any{QuarantinedByAnnotation: formatHolders(holders)},
-	}}
+		"labels":      map[string]any{QuarantineLabel: label},
+		"annotations": map[string]any{QuarantinedByAnnotation: annotation},
+	}}, labels[QuarantineLabel] == label && annotations[QuarantinedByAnnotation] == annotation
 }
 
 // quarantineHolders parses "ns/incident=variant,..."; an entry without a

@@ -86,39 +86,71 @@ func TestIsolatePodPlan(t *testing.T) {
 			if got := md["annotations"].(map[string]any)[QuarantinedByAnnotation]; got != "shop/am-1="+labels[QuarantineLabel].(string) {
 				t.Errorf("pod annotation = %q, want the incident with its variant", got)
 			}
-			if changes[1].ReleaseHolder != "shop/am-1" {
-				t.Errorf("the label's undo releases %q, want the incident", changes[1].ReleaseHolder)
+			if h := changes[1].Hold; h == nil || *h != (Hold{Holder: "shop/am-1", Variant: labels[QuarantineLabel].(string)}) {
+				t.Errorf("the label's hold is %+v, want the incident's with its variant", h)
 			}
 		})
 	}
 }
 
 // Several incidents may hold one pod isolated; the label is the strictest
-// hold, and releasing one, in any order, keeps the others'.
+// hold, and releasing one, in any order, keeps the others'. Each patch is
+// computed from the pod as read, and says when the pod already is so (the
+// executor then writes nothing).
 func TestQuarantineHolders(t *testing.T) {
-	held := func(a string) map[string]string { return map[string]string{QuarantinedByAnnotation: a} }
 	cases := []struct {
 		reason     string
+		label      string
 		annotation string
-		release    string
+		hold       *Hold  // added, or
+		release    string // released
 		want       string
+		inPlace    bool
 	}{
-		{reason: "the last holder frees the pod", annotation: "shop/a=deny-all", release: "shop/a",
+		{reason: "the first hold labels the pod", hold: &Hold{"shop/a", "allow-dns"},
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=allow-dns"},"labels":{"riposte.dev/quarantine":"allow-dns"}}}`},
+		{reason: "a second hold joins the first, at the strictest", label: "allow-dns", annotation: "shop/a=allow-dns", hold: &Hold{"shop/b", "deny-all"},
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=allow-dns,shop/b=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
+		{reason: "a hold already there is in place", label: "deny-all", annotation: "shop/a=allow-dns,shop/b=deny-all", hold: &Hold{"shop/b", "deny-all"},
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=allow-dns,shop/b=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`, inPlace: true},
+		{reason: "a hold whose label someone removed is written again", annotation: "shop/a=deny-all", hold: &Hold{"shop/a", "deny-all"},
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
+		{reason: "the last holder frees the pod", label: "deny-all", annotation: "shop/a=deny-all", release: "shop/a",
 			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":null},"labels":{"riposte.dev/quarantine":null}}}`},
-		{reason: "another holder keeps it isolated", annotation: "shop/a=deny-all,shop/b=deny-all", release: "shop/a",
+		{reason: "another holder keeps it isolated", label: "deny-all", annotation: "shop/a=deny-all,shop/b=deny-all", release: "shop/a",
 			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/b=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
-		{reason: "the strictest remaining hold wins", annotation: "shop/a=deny-all,shop/b=allow-dns", release: "shop/a",
+		{reason: "the strictest remaining hold wins", label: "deny-all", annotation: "shop/a=deny-all,shop/b=allow-dns", release: "shop/a",
 			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/b=allow-dns"},"labels":{"riposte.dev/quarantine":"allow-dns"}}}`},
-		{reason: "releasing the weaker hold keeps deny-all", annotation: "shop/a=deny-all,shop/b=allow-dns", release: "shop/b",
+		{reason: "releasing the weaker hold keeps deny-all", label: "deny-all", annotation: "shop/a=deny-all,shop/b=allow-dns", release: "shop/b",
 			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
-		{reason: "releasing one not holding changes nothing but the format", annotation: "shop/a", release: "shop/x",
+		{reason: "releasing one not holding changes nothing but the format", label: "deny-all", annotation: "shop/a", release: "shop/x",
 			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":"shop/a=deny-all"},"labels":{"riposte.dev/quarantine":"deny-all"}}}`},
+		{reason: "releasing a pod already free is in place", release: "shop/a",
+			want: `{"metadata":{"annotations":{"riposte.dev/quarantined-by":null},"labels":{"riposte.dev/quarantine":null}}}`, inPlace: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			b, _ := json.Marshal(ReleaseQuarantine(held(tc.annotation), tc.release))
-			if string(b) != tc.want {
-				t.Errorf("ReleaseQuarantine = %s\nwant %s", b, tc.want)
+			labels, annotations := map[string]string{}, map[string]string{}
+			if tc.label != "" {
+				labels[QuarantineLabel] = tc.label
+			}
+			if tc.annotation != "" {
+				annotations[QuarantinedByAnnotation] = tc.annotation
+			}
+			var patch map[string]any
+			var inPlace bool
+			if tc.hold != nil {
+				patch, inPlace = HoldQuarantine(labels, annotations, *tc.hold)
+			} else {
+				patch, inPlace = ReleaseQuarantine(labels, annotations, tc.release)
+			}
+			if b, _ := json.Marshal(patch); string(b) != tc.want || inPlace != tc.inPlace {
+				t.Errorf("patch = %s, in place %v\nwant    %s, in place %v", b, inPlace, tc.want, tc.inPlace)
+			}
+			if tc.hold != nil {
+				if got := HoldIn(patch, tc.hold.Holder); got != *tc.hold {
+					t.Errorf("HoldIn(patch) = %+v, want %+v: a record must give back its hold", got, *tc.hold)
+				}
 			}
 		})
 	}

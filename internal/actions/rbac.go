@@ -12,9 +12,10 @@ import (
 )
 
 // revokeBinding removes one subject from a RoleBinding or ClusterRoleBinding,
-// or deletes the binding. The subjects list is written whole (with the
-// binding's resourceVersion, so a concurrent edit is never overwritten);
-// undo writes the old list back, or re-creates a deleted binding.
+// or deletes the binding. The subjects list is written whole, as planned
+// (the plan is made again and compared with the approved one just before it
+// is written); undo writes the old list back unless the list changed since,
+// or re-creates a deleted binding.
 func revokeBinding(ctx context.Context, in *Input) ([]Change, error) {
 	p := in.Step.RevokeBinding
 	name, err := in.Render(p.Name)

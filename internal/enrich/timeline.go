@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -110,35 +112,114 @@ func eventTime(ev *corev1.Event) time.Time {
 // related finds other incidents in the namespace about the same top owner or
 // the same node, recently.
 func (e *Enricher) related(ctx context.Context, inc *riposte.Incident, now time.Time, ic *riposte.IncidentContext) error {
-	top := ""
-	if n := len(ic.OwnerChain); n > 0 {
-		top = ic.OwnerChain[n-1].Kind + "/" + ic.OwnerChain[n-1].Name
-	} else if ic.Target != nil {
-		top = ic.Target.Kind + "/" + ic.Target.Name
+	names, err := e.relatedNames(ctx, inc, now, ic)
+	if err != nil {
+		return err
 	}
+	ic.RelatedIncidents, ic.Truncated = bound(names, maxRelated, relatedField, ic.Truncated)
+	return nil
+}
+
+const relatedField = "relatedIncidents"
+
+// RefreshRelated lists again the related incidents of an enriched incident:
+// one that arrived after it was enriched lists it, and it should list that
+// one. Only relatedIncidents (and what it says was cut) changes.
+func (e *Enricher) RefreshRelated(ctx context.Context, inc *riposte.Incident) error {
+	ic := inc.Status.Context
+	if ic == nil {
+		return nil
+	}
+	now := time.Now()
+	if e.Now != nil {
+		now = e.Now()
+	}
+	names, err := e.relatedNames(ctx, inc, now, ic)
+	if err != nil {
+		return err
+	}
+	truncated := slices.DeleteFunc(slices.Clone(ic.Truncated), func(s string) bool { return strings.HasPrefix(s, relatedField+":") })
+	ic.RelatedIncidents, ic.Truncated = bound(names, maxRelated, relatedField, truncated)
+	if len(ic.Truncated) == 0 {
+		ic.Truncated = nil
+	}
+	return nil
+}
+
+// place is what makes two incidents related: the top owner of their target
+// (or the target itself) and its node.
+type place struct{ top, node string }
+
+func placeIn(ic *riposte.IncidentContext) place {
+	p := place{node: ic.Node}
+	if n := len(ic.OwnerChain); n > 0 {
+		p.top = ic.OwnerChain[n-1].Kind + "/" + ic.OwnerChain[n-1].Name
+	} else if ic.Target != nil {
+		p.top = ic.Target.Kind + "/" + ic.Target.Name
+	}
+	return p
+}
+
+func (p place) near(o place) bool {
+	return (p.top != "" && o.top == p.top) || (p.node != "" && o.node == p.node)
+}
+
+func (e *Enricher) relatedNames(ctx context.Context, inc *riposte.Incident, now time.Time, ic *riposte.IncidentContext) ([]string, error) {
+	here := placeIn(ic)
 	var incidents riposte.IncidentList
 	if err := e.Reader.List(ctx, &incidents, client.InNamespace(inc.Namespace), client.UnsafeDisableDeepCopy,
 		// Related incidents need not wait for in-flight writes of every incident.
 		client.DisableReadYourWritesConsistency); err != nil {
-		return fmt.Errorf("listing incidents: %w", err)
+		return nil, fmt.Errorf("listing incidents: %w", err)
 	}
 	var names []string
-	for _, other := range incidents.Items {
-		c := other.Status.Context
-		if other.Name == inc.Name || c == nil || other.CreationTimestamp.Time.Before(now.Add(-relatedWindow)) {
+	for i := range incidents.Items {
+		other := &incidents.Items[i]
+		if other.Name == inc.Name || other.CreationTimestamp.Time.Before(now.Add(-relatedWindow)) {
 			continue
 		}
-		otherTop := ""
-		if n := len(c.OwnerChain); n > 0 {
-			otherTop = c.OwnerChain[n-1].Kind + "/" + c.OwnerChain[n-1].Name
-		} else if c.Target != nil {
-			otherTop = c.Target.Kind + "/" + c.Target.Name
+		there, err := e.placeOf(ctx, other)
+		if err != nil {
+			return nil, err
 		}
-		if (top != "" && otherTop == top) || (ic.Node != "" && c.Node == ic.Node) {
+		if here.near(there) {
 			names = append(names, other.Name)
 		}
 	}
 	sort.Strings(names)
-	ic.RelatedIncidents, ic.Truncated = bound(names, maxRelated, "relatedIncidents", ic.Truncated)
-	return nil
+	return names, nil
+}
+
+// placeOf is where another incident is about. One not enriched yet (alerts
+// that arrive together are enriched at the same time) is placed by the
+// target it names, its owners and node read as enrichment would.
+func (e *Enricher) placeOf(ctx context.Context, other *riposte.Incident) (place, error) {
+	if c := other.Status.Context; c != nil {
+		return placeIn(c), nil
+	}
+	ref := TargetFromIncident(&other.Spec)
+	if ref == nil {
+		return place{}, nil
+	}
+	ic := &riposte.IncidentContext{Target: ref}
+	var err error
+	switch ref.Kind {
+	case "Pod":
+		var pod corev1.Pod
+		if err = e.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &pod); err == nil {
+			ic.Node = pod.Spec.NodeName
+			ic.OwnerChain, _, _, err = e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
+		}
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob":
+		obj := workloadObject(ref.Kind)
+		if err = e.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, obj); err == nil {
+			ic.OwnerChain, _, _, err = e.ownerChain(ctx, obj.GetNamespace(), obj.GetOwnerReferences())
+		}
+	case "Node":
+		ic.Node = ref.Name
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return place{}, fmt.Errorf("reading the target of incident %s: %w", other.Name, err)
+	}
+	return placeIn(ic), nil
 }

@@ -99,12 +99,12 @@ func (e *Executor) record(ctx context.Context, c actions.Change) (riposte.Change
 		if live == nil {
 			return cr, &PermanentError{Err: fmt.Errorf("%s does not exist", c.Ref())}
 		}
-		if contains(live, c.Patch) {
+		if patched(live, c) {
 			return unchanged(cr), nil
 		}
 		switch {
-		case c.ReleaseHolder != "":
-			cr.Undo, cr.Restore = riposte.UndoRelease, c.ReleaseHolder
+		case c.Hold != nil:
+			cr.Undo, cr.Restore = riposte.UndoRelease, c.Hold.Holder
 		case !c.Irreversible:
 			cr.Undo = riposte.UndoRestore
 			err = encode(&cr.Restore, prior(live, c.Patch))

@@ -155,7 +155,7 @@ func (e *Executor) check(ctx context.Context, c actions.Change, mode BuildMode) 
 		if !existed {
 			return false, false, &PermanentError{Err: fmt.Errorf("%s does not exist", c.Ref())}
 		}
-		unchanged = contains(live, c.Patch)
+		unchanged = patched(live, c)
 	case actions.Delete, actions.Evict:
 		unchanged = !existed || (c.UID != "" && string(uidOf(live)) != c.UID)
 	}
@@ -314,7 +314,7 @@ func (sp *StepPlan) undo(i int) riposte.UndoMethod {
 		return riposte.UndoNone
 	case c.Shared:
 		return riposte.UndoKeep
-	case c.ReleaseHolder != "":
+	case c.Hold != nil:
 		return riposte.UndoRelease
 	case c.Op == actions.Delete:
 		return riposte.UndoRecreate
@@ -356,6 +356,7 @@ func hashOf(steps []StepPlan) (string, error) {
 		UID     string                  `json:"uid,omitempty"`
 		Message *actions.Message        `json:"message,omitempty"`
 		Silence *actions.SilenceRequest `json:"silence,omitempty"`
+		Hold    *actions.Hold           `json:"hold,omitempty"`
 	}
 	type hashed struct {
 		Name    string                   `json:"name"`
@@ -367,7 +368,14 @@ func hashOf(steps []StepPlan) (string, error) {
 	for _, sp := range steps {
 		h := hashed{Name: sp.Step.Name, Action: sp.Step.Action, Target: sp.Target}
 		for _, c := range sp.Changes {
-			h.Changes = append(h.Changes, change{Op: c.Op, Object: c.Object.Object, Patch: c.Patch, UID: c.UID, Message: c.Message, Silence: c.Silence})
+			patch := c.Patch
+			if c.Hold != nil {
+				// A hold's intent is this incident's entry; the other holders
+				// in the planned patch are the world, which may change
+				// without changing what was approved.
+				patch = nil
+			}
+			h.Changes = append(h.Changes, change{Op: c.Op, Object: c.Object.Object, Patch: patch, UID: c.UID, Message: c.Message, Silence: c.Silence, Hold: c.Hold})
 		}
 		in = append(in, h)
 	}

@@ -45,6 +45,20 @@ func (e *Executor) Run(ctx context.Context, rec *riposte.StepRecord, idempotency
 			}
 			continue
 		}
+		h, err := holdOf(c)
+		if err != nil {
+			return err
+		}
+		if h != nil {
+			// Written against the pod as it is now, not as planned: another
+			// incident may have added its hold since.
+			if err := e.hold(ctx, c, h); err != nil {
+				return fmt.Errorf("%s %s: %w", c.Method, c.Object, err)
+			}
+			wrote(fmt.Sprintf("%s/%d", idempotencyKey, i))
+			c.Done = true
+			continue
+		}
 		change, err := changeOf(c)
 		if err != nil {
 			return &PermanentError{Err: err}
@@ -151,25 +165,13 @@ func (e *Executor) Undo(ctx context.Context, rec *riposte.StepRecord) (notes []s
 		ref.SetName(c.Object.Name)
 		switch c.Undo {
 		case riposte.UndoRestore:
-			changed, gone, cerr := e.changedSince(ctx, c, ref)
-			switch {
-			case cerr != nil:
-				err = cerr
-			case gone:
-				notes = append(notes, c.Object.String()+" no longer exists; nothing to restore")
-			case changed:
-				// Someone changed what Riposte set after it did: their change
-				// wins, and the person undoing is told.
-				notes = append(notes, c.Object.String()+" was changed by someone else since Riposte's change; left as it is")
-			default:
-				err = e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", []byte(c.Restore)), client.FieldOwner(actions.FieldManager))
-				if apierrors.IsNotFound(err) {
-					notes, err = append(notes, c.Object.String()+" no longer exists; nothing to restore"), nil
-				}
+			var note string
+			if note, err = e.restore(ctx, c, ref); note != "" {
+				notes = append(notes, note)
 			}
 		case riposte.UndoRelease:
 			var note string
-			if note, err = e.release(ctx, c, ref); note != "" {
+			if note, err = e.release(ctx, c); note != "" {
 				notes = append(notes, note)
 			}
 		case riposte.UndoDelete:
@@ -244,46 +246,67 @@ func sortedKeys(m map[string]string) []string {
 // changedSince reports whether the object no longer holds what the change
 // wrote (someone changed it afterwards), or is gone. It is read directly, as
 // the playbook's account: an undo must not act on a stale cache.
-func (e *Executor) changedSince(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (changed, gone bool, err error) {
+// It returns the resourceVersion it read, so the restore is refused if
+// the object changes after this check.
+func (e *Executor) changedSince(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (changed, gone bool, resourceVersion string, err error) {
 	var wrote map[string]any
 	if err := json.Unmarshal([]byte(c.Request), &wrote); err != nil {
-		return false, false, &PermanentError{Err: fmt.Errorf("the recorded change to %s is unreadable: %w", c.Object, err)}
+		return false, false, "", &PermanentError{Err: fmt.Errorf("the recorded change to %s is unreadable: %w", c.Object, err)}
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(ref.GroupVersionKind())
 	if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, true, nil
+			return false, true, "", nil
 		}
-		return false, false, classify(fmt.Errorf("reading %s before undoing: %w", c.Object, err))
+		return false, false, "", classify(fmt.Errorf("reading %s before undoing: %w", c.Object, err))
 	}
 	if c.Method == string(actions.Apply) {
 		wrote = withoutIdentity(wrote)
 	}
-	return !contains(live.Object, wrote), false, nil
+	return !contains(live.Object, wrote), false, live.GetResourceVersion(), nil
 }
 
-// release drops the incident's hold on a quarantined pod: the pod stays
-// isolated while another incident holds it.
-func (e *Executor) release(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (string, error) {
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(ref.GroupVersionKind())
-	if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
-		if apierrors.IsNotFound(err) {
-			return c.Object.String() + " no longer exists; nothing to release", nil
-		}
-		return "", classify(fmt.Errorf("reading %s before releasing it: %w", c.Object, err))
+// restore merges the prior values back, unless someone changed what
+// Riposte set since. The check and the write are one: the patch carries the
+// resourceVersion the check read, and a change in between (409) is checked
+// again, so a later decision is never overwritten.
+func (e *Executor) restore(ctx context.Context, c *riposte.ChangeRecord, ref *unstructured.Unstructured) (string, error) {
+	var patch map[string]any
+	if err := json.Unmarshal([]byte(c.Restore), &patch); err != nil {
+		return "", &PermanentError{Err: fmt.Errorf("the recorded prior state of %s is unreadable: %w", c.Object, err)}
 	}
-	patch := actions.ReleaseQuarantine(live.GetAnnotations(), c.Restore)
-	body, err := json.Marshal(patch)
-	if err != nil {
+	md, _ := patch["metadata"].(map[string]any)
+	if md == nil {
+		md = map[string]any{}
+		patch["metadata"] = md
+	}
+	for attempt := 1; ; attempt++ {
+		changed, gone, rv, err := e.changedSince(ctx, c, ref)
+		switch {
+		case err != nil:
+			return "", err
+		case gone:
+			return c.Object.String() + " no longer exists; nothing to restore", nil
+		case changed:
+			// Someone changed what Riposte set after it did: their change
+			// wins, and the person undoing is told.
+			return c.Object.String() + " was changed by someone else since Riposte's change; left as it is", nil
+		}
+		md["resourceVersion"] = rv
+		body, err := json.Marshal(patch)
+		if err != nil {
+			return "", err
+		}
+		err = e.Writer.Patch(ctx, ref.DeepCopy(), client.RawPatch("application/merge-patch+json", body), client.FieldOwner(actions.FieldManager))
+		switch {
+		case err == nil:
+			return "", nil
+		case apierrors.IsNotFound(err):
+			return c.Object.String() + " no longer exists; nothing to restore", nil
+		case apierrors.IsConflict(err) && attempt < maxGuardedAttempts:
+			continue
+		}
 		return "", err
 	}
-	if err := e.Writer.Patch(ctx, ref, client.RawPatch("application/merge-patch+json", body), client.FieldOwner(actions.FieldManager)); err != nil {
-		return "", classify(fmt.Errorf("releasing %s: %w", c.Object, err))
-	}
-	if labels, _, _ := unstructured.NestedMap(patch, "metadata", "labels"); labels[actions.QuarantineLabel] != nil {
-		return c.Object.String() + " stays isolated: another incident still holds it", nil
-	}
-	return "", nil
 }

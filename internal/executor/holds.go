@@ -1,0 +1,137 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/actions"
+)
+
+// maxGuardedAttempts bounds the read-check-write rounds of one hold write
+// or restore. Each conflict means another write to the object landed, so
+// rounds run out only under more concurrent writers than this; the error is
+// then transient and the reconcile retries.
+const maxGuardedAttempts = 16
+
+// patched reports whether live already is as the merge patch c would make
+// it. A hold is judged by its own entry: other holders may come and go.
+func patched(live map[string]any, c actions.Change) bool {
+	if c.Hold == nil {
+		return contains(live, c.Patch)
+	}
+	u := unstructured.Unstructured{Object: live}
+	_, inPlace := actions.HoldQuarantine(u.GetLabels(), u.GetAnnotations(), *c.Hold)
+	return inPlace
+}
+
+// holdOf is the hold a change record writes, or nil for any other change.
+// Records carry no separate field for it: the holder is what undo releases
+// (restore) and the variant is its entry in the recorded patch, so records
+// committed by earlier versions run the same way.
+func holdOf(c *riposte.ChangeRecord) (*actions.Hold, error) {
+	if c.Undo != riposte.UndoRelease || c.Method != string(actions.MergePatch) {
+		return nil, nil
+	}
+	var patch map[string]any
+	if err := json.Unmarshal([]byte(c.Request), &patch); err != nil {
+		return nil, &PermanentError{Err: fmt.Errorf("the recorded patch of %s is unreadable: %w", c.Object, err)}
+	}
+	h := actions.HoldIn(patch, c.Restore)
+	return &h, nil
+}
+
+// rewriteHolds changes a pod's hold set without losing another holder's
+// write: it reads the pod directly (never from the cache, which may lag a
+// write it must build on), computes the patch from what it read, and sends
+// it with the resourceVersion read, so the API server refuses it (409) if
+// anyone wrote the pod in between; then it reads and computes again. It
+// returns the patch written (nil when the pod already was so), or gone when
+// the pod no longer exists or is not the one the change was planned for.
+func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference,
+	next func(labels, annotations map[string]string) (map[string]any, bool)) (written map[string]any, gone bool, err error) {
+	ref := &unstructured.Unstructured{}
+	ref.SetAPIVersion(obj.APIVersion)
+	ref.SetKind(obj.Kind)
+	ref.SetNamespace(obj.Namespace)
+	ref.SetName(obj.Name)
+	for attempt := 1; ; attempt++ {
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(ref.GroupVersionKind())
+		if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, true, nil
+			}
+			return nil, false, classify(fmt.Errorf("reading %s: %w", obj, err))
+		}
+		if obj.UID != "" && string(live.GetUID()) != obj.UID {
+			return nil, true, nil
+		}
+		patch, inPlace := next(live.GetLabels(), live.GetAnnotations())
+		if inPlace {
+			return nil, false, nil
+		}
+		guarded := maps.Clone(patch)
+		md := maps.Clone(patch["metadata"].(map[string]any))
+		md["resourceVersion"] = live.GetResourceVersion()
+		guarded["metadata"] = md
+		body, err := json.Marshal(guarded)
+		if err != nil {
+			return nil, false, err
+		}
+		err = e.Writer.Patch(ctx, ref.DeepCopy(), client.RawPatch("application/merge-patch+json", body), client.FieldOwner(actions.FieldManager))
+		switch {
+		case err == nil:
+			return patch, false, nil
+		case apierrors.IsNotFound(err):
+			return nil, true, nil
+		case apierrors.IsConflict(err) && attempt < maxGuardedAttempts:
+			continue
+		}
+		return nil, false, classify(fmt.Errorf("writing the quarantine holders of %s: %w", obj, err))
+	}
+}
+
+// hold adds the change's hold to the pod as the pod is now, and records the
+// patch it wrote.
+func (e *Executor) hold(ctx context.Context, c *riposte.ChangeRecord, h *actions.Hold) error {
+	written, gone, err := e.rewriteHolds(ctx, c.Object, func(labels, annotations map[string]string) (map[string]any, bool) {
+		return actions.HoldQuarantine(labels, annotations, *h)
+	})
+	switch {
+	case err != nil:
+		return err
+	case gone:
+		// Never isolate a pod of the same name that was not approved.
+		return &PermanentError{Err: fmt.Errorf("%s no longer exists (or was replaced) since the plan", c.Object)}
+	case written != nil:
+		return encode(&c.Request, written)
+	}
+	return nil
+}
+
+// release drops the incident's hold on a quarantined pod: the pod stays
+// isolated while another incident holds it.
+func (e *Executor) release(ctx context.Context, c *riposte.ChangeRecord) (string, error) {
+	var stillHeld bool
+	_, gone, err := e.rewriteHolds(ctx, c.Object, func(labels, annotations map[string]string) (map[string]any, bool) {
+		patch, inPlace := actions.ReleaseQuarantine(labels, annotations, c.Restore)
+		stillHeld = actions.StillHeld(patch)
+		return patch, inPlace
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case gone:
+		return c.Object.String() + " no longer exists; nothing to release", nil
+	case stillHeld:
+		return c.Object.String() + " stays isolated: another incident still holds it", nil
+	}
+	return "", nil
+}
