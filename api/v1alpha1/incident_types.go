@@ -14,6 +14,12 @@ const (
 	SourceManual       IncidentSource = "Manual"
 )
 
+// StaleNotification starts the API server's refusal of an alert's
+// notification older than what its incident holds (the rules on
+// IncidentSpec): Alertmanager's HA peers and retries deliver out of order,
+// and an alert is ordered by its own times, as Alertmanager merges it.
+const StaleNotification = "stale notification"
+
 // AlertStatus is the alert's own state as its source last reported it.
 // +kubebuilder:validation:Enum=firing;resolved
 type AlertStatus string
@@ -32,6 +38,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.undo) || has(self.undo)",message="an undo request cannot be withdrawn"
 // +kubebuilder:validation:XValidation:rule="self.source != 'Drift' || has(self.drift)",message="a Drift incident names its playbook and rule in spec.drift"
 // +kubebuilder:validation:XValidation:rule="has(self.drift) == has(oldSelf.drift)",message="spec.drift cannot be added or removed"
+// +kubebuilder:validation:XValidation:rule="oldSelf.source != 'Alertmanager' || !(has(oldSelf.status) && oldSelf.status == 'resolved' && has(self.status) && self.status == 'firing' && has(oldSelf.endsAt) && has(self.startsAt) && self.startsAt <= oldSelf.endsAt)",message="stale notification: the alert fired at startsAt and was already stored as resolved at a later endsAt; a new firing needs a startsAt after the stored endsAt"
+// +kubebuilder:validation:XValidation:rule="oldSelf.source != 'Alertmanager' || !(has(oldSelf.status) && oldSelf.status == 'firing' && has(self.status) && self.status == 'resolved' && has(oldSelf.startsAt) && has(self.endsAt) && self.endsAt < oldSelf.startsAt)",message="stale notification: the resolution ends before the stored firing started, so it is an earlier episode's"
 type IncidentSpec struct {
 	// source says who opened the incident.
 	// +required

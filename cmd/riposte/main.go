@@ -179,6 +179,8 @@ func run(o options) error {
 			MaxAlerts:        o.intakeMaxAlerts,
 			Log:              ctrl.Log.WithName("intake"),
 			Metrics:          intakeMetrics,
+			// Events go through the manager's broadcaster, off the answer's path.
+			Recorder: mgr.GetEventRecorder("riposte-intake"),
 		},
 	}); err != nil {
 		return fmt.Errorf("adding intake endpoint: %w", err)

@@ -173,7 +173,10 @@ func (r *Reconciler) followSilencedAlert(ctx context.Context, p *pass) (time.Dur
 	if r.Silences == nil || inc.Spec.Status == riposte.AlertResolved || inc.Spec.Fingerprint == "" || !holdsSilence(inc) {
 		return 0, nil
 	}
-	firing, err := r.Silences.AlertFiring(ctx, inc.Spec.AlertName, inc.Spec.Fingerprint)
+	// By the alertname label itself, not spec.alertName, which intake may
+	// have read from another label (Falco's rule); "" finds the alerts
+	// without one.
+	firing, err := r.Silences.AlertFiring(ctx, inc.Spec.Labels["alertname"], inc.Spec.Fingerprint)
 	ctrl.LoggerFrom(ctx).V(1).Info("asked Alertmanager about the silenced alert", "firing", firing, "error", err)
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Info("cannot ask Alertmanager about a silenced alert; will ask again", "error", err.Error())

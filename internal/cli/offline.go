@@ -202,7 +202,12 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 	}
 
 	for _, p := range payloads {
-		for _, a := range p.payload.Alerts {
+		for i, a := range p.payload.Alerts {
+			if refused := p.payload.CheckAlert(i); refused != nil {
+				// The webhook stores the others and refuses this one, so says so here.
+				out.Problems = append(out.Problems, fmt.Sprintf("%s: an alert Riposte cannot store: %v", p.file, refused))
+				continue
+			}
 			inc := intake.IncidentFor(a, defaultNamespace)
 			chosen, broken := match.Select(playbooks, inc, operatorNamespace, exprs)
 			for _, b := range broken {

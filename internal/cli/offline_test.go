@@ -76,7 +76,7 @@ func TestOfflineCheckRefusesBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
 		"not-yaml.yaml":    "kind: [",
-		"bad-payload.json": `{"version": "4", "alerts": [{"labels": {}}]}`,
+		"bad-payload.json": `{"version": "3", "alerts": [{"labels": {}}]}`,
 	}
 	for name, body := range cases {
 		path := filepath.Join(dir, name)
@@ -89,6 +89,20 @@ func TestOfflineCheckRefusesBadFiles(t *testing.T) {
 	}
 	if _, err := RunOffline(nil, "default", "riposte-system"); err == nil {
 		t.Error("no files accepted")
+	}
+
+	// One alert the webhook could not store is a problem of that file, as
+	// the webhook stores the others.
+	path := filepath.Join(dir, "unstorable-alert.json")
+	if err := writeFile(path, `{"version": "4", "alerts": [{"status": "pending", "fingerprint": "ab", "labels": {}}]}`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{path}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if joined := strings.Join(got.Problems, "\n"); !strings.Contains(joined, "unstorable-alert.json: an alert Riposte cannot store: alerts[0].status") {
+		t.Errorf("problems %q, want one naming the file and the alert's field", joined)
 	}
 }
 

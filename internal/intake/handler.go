@@ -13,7 +13,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
 const (
@@ -43,6 +47,10 @@ type Handler struct {
 	Log              logr.Logger
 	// Metrics, when set, observes every request.
 	Metrics Metrics
+	// Recorder, when set, records Events on the incidents a notification
+	// stored about what was odd in it (a derived name, alerts Alertmanager
+	// left out). Recording is asynchronous, so it never delays an answer.
+	Recorder events.EventRecorder
 
 	once     sync.Once
 	inFlight chan struct{}
@@ -54,17 +62,46 @@ type Metrics interface {
 	// answered, the number of alerts in the payload (0 when it was not
 	// decoded) and how long the answer took.
 	ObserveRequest(code int, alerts int, elapsed time.Duration)
+	// ObserveOddities is called once per decoded notification, whatever
+	// the answer, with what was odd in it.
+	ObserveOddities(o Oddities)
 }
+
+// Oddities is what a notification held that a plain one does not.
+type Oddities struct {
+	// Refused counts the alerts that cannot be stored, by reason (one of
+	// the Refused constants).
+	Refused map[string]int
+	// Derived counts the alerts without an alertname label, by the label
+	// their name was read from ("" when none was: FallbackAlertName).
+	Derived map[string]int
+	// Stale counts the alerts whose incident already held a later state.
+	Stale int
+	// Truncated is how many alerts Alertmanager left out (truncatedAlerts).
+	Truncated int
+}
+
+// Event reasons intake records on incidents. They are Events only, never
+// conditions, which belong to the controllers.
+const (
+	ReasonAlertNameDerived = "AlertNameDerived"
+	ReasonAlertsTruncated  = "AlertsTruncated"
+)
 
 // StoredIncident is one entry of a successful answer.
 type StoredIncident struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	Status    string `json:"status"`
+	// Stale: the incident already held a later state of the alert and was
+	// kept as it was.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // ServeHTTP checks, in order: method, caller, capacity, size, payload; then
-// stores every alert and answers 200 only when all are stored.
+// stores every alert that can be stored. It answers 200 when each alert is
+// stored or can never be (those are listed as refused), 5xx when a retry
+// could store one that failed, and 400 only when no alert can ever be.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	code, alerts := h.serve(w, r)
@@ -137,13 +174,29 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code, alerts in
 		log.Info("Alertmanager left alerts out of this notification; raise the receiver's max_alerts to store them", "truncatedAlerts", payload.TruncatedAlerts)
 	}
 
-	stored, errs := h.storeAll(r.Context(), payload)
-	if code, retryAfter, msg := storeFailure(errs); code != 0 {
+	results := h.storeAll(r.Context(), payload)
+	if h.Metrics != nil {
+		h.Metrics.ObserveOddities(oddities(payload, results))
+	}
+	h.recordEvents(payload, results)
+
+	stored, refused, failed := sortResults(results)
+	if code, retryAfter, msg := storeFailure(failed, len(results)); code != 0 {
 		log.Error(errors.New(msg), "storing alerts", "code", code)
 		if retryAfter {
 			w.Header().Set("Retry-After", "1")
 		}
 		return writeError(w, code, msg), alerts
+	}
+	if len(refused) > 0 {
+		msg := refusedMessage(refused, len(results))
+		if len(stored) == 0 {
+			// Nothing here can ever be stored: a retry would be refused the same.
+			log.Info("refused every alert of a notification", "reason", msg)
+			return writeError(w, http.StatusBadRequest, msg), alerts
+		}
+		log.Info("stored a notification's alerts but some can never be", "reason", msg)
+		return writeJSON(w, http.StatusOK, map[string]any{"incidents": stored, "refused": refused}), alerts
 	}
 	log.V(1).Info("stored alerts")
 	return writeJSON(w, http.StatusOK, map[string]any{"incidents": stored}), alerts
@@ -187,74 +240,168 @@ func bearerToken(header string) ([]byte, bool) {
 	return []byte(token), token != ""
 }
 
-// storeAll writes every alert's Incident, a few at a time, and returns each
-// write's error at the alert's index.
-func (h *Handler) storeAll(ctx context.Context, p *Payload) ([]StoredIncident, []error) {
-	stored := make([]StoredIncident, len(p.Alerts))
-	errs := make([]error, len(p.Alerts))
+// result is what became of one alert of a notification: stored (possibly
+// stale), refused for good, or failed in a way a retry may fix.
+type result struct {
+	inc     *riposte.Incident
+	stale   bool
+	refused *AlertError
+	err     error
+	// derived: the name was not the alertname label but read from
+	// derivedFrom ("" for FallbackAlertName).
+	derived     bool
+	derivedFrom string
+}
+
+// storeAll writes the Incident of every alert that can be stored, a few at
+// a time, and returns what became of each at its index.
+func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
+	results := make([]result, len(p.Alerts))
 	sem := make(chan struct{}, storeParallelism)
 	var wg sync.WaitGroup
 	for i, a := range p.Alerts {
+		if refused := p.CheckAlert(i); refused != nil {
+			results[i].refused = refused
+			continue
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			inc := IncidentFor(a, h.DefaultNamespace)
-			errs[i] = h.Store.Upsert(ctx, inc)
-			stored[i] = StoredIncident{Namespace: inc.Namespace, Name: inc.Name, Status: a.Status}
+			res := &results[i]
+			if _, from := AlertName(a.Labels); from != "alertname" {
+				res.derived, res.derivedFrom = true, from
+			}
+			res.inc = IncidentFor(a, h.DefaultNamespace)
+			err := h.Store.Upsert(ctx, res.inc)
+			var stale *StaleError
+			switch {
+			case err == nil:
+			case errors.As(err, &stale):
+				res.stale = true
+			case permanent(err):
+				res.refused = &AlertError{Index: i, Fingerprint: a.Fingerprint, Reason: RefusedByAPIServer, Message: err.Error()}
+			default:
+				res.err = err
+			}
 		})
 	}
 	wg.Wait()
-	return stored, errs
+	return results
 }
 
-// storeFailure decides the answer when some writes failed: code 0 when none
-// did. A single failure a retry could fix makes the whole notification 5xx,
-// since Alertmanager retries all of it or nothing, and rewriting the stored
-// ones is harmless. Only what the alert itself makes the API server refuse
-// (invalid, bad request) is permanent: a Forbidden (RBAC, an admission
-// policy) or a name held by another object can be fixed by someone, and
-// a 400 would make Alertmanager drop the notification for good.
-func storeFailure(errs []error) (code int, retryAfter bool, msg string) {
-	var failed []error
-	permanent, throttled := 0, 0
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		failed = append(failed, err)
-		var taken *NameTakenError
+// permanent tells what the alert itself makes the API server refuse
+// (invalid, bad request), which no retry fixes, from what someone can fix:
+// a Forbidden (RBAC, an admission policy) or a name held by another object,
+// for which a 4xx would make Alertmanager drop the alert for good.
+func permanent(err error) bool {
+	var taken *NameTakenError
+	if errors.As(err, &taken) {
+		return false
+	}
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
+}
+
+// sortResults splits the results into the answer's incidents, its refused
+// alerts, and the failures a retry may fix (nil where none).
+func sortResults(results []result) (stored []StoredIncident, refused []*AlertError, failed []error) {
+	stored, refused = []StoredIncident{}, []*AlertError{}
+	for _, r := range results {
 		switch {
-		case errors.As(err, &taken):
-			// Neither permanent (the name frees when the impostor goes)
-			// nor throttling: a plain 500, retried with Alertmanager's
-			// backoff.
-		case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-			permanent++
-		case apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err):
-			throttled++
+		case r.refused != nil:
+			refused = append(refused, r.refused)
+		case r.err != nil:
+			failed = append(failed, r.err)
+		default:
+			stored = append(stored, StoredIncident{Namespace: r.inc.Namespace, Name: r.inc.Name, Status: string(r.inc.Spec.Status), Stale: r.stale})
 		}
 	}
+	return stored, refused, failed
+}
+
+func oddities(p *Payload, results []result) Oddities {
+	o := Oddities{Refused: map[string]int{}, Derived: map[string]int{}, Truncated: max(p.TruncatedAlerts, 0)}
+	for _, r := range results {
+		switch {
+		case r.refused != nil:
+			o.Refused[r.refused.Reason]++
+		case r.stale:
+			o.Stale++
+		}
+		if r.derived {
+			o.Derived[r.derivedFrom]++
+		}
+	}
+	return o
+}
+
+// recordEvents tells, on each incident the notification stored, what a
+// person looking at it should know: where its name came from, and that
+// Alertmanager left alerts of its group out.
+func (h *Handler) recordEvents(p *Payload, results []result) {
+	if h.Recorder == nil {
+		return
+	}
+	for _, r := range results {
+		if r.inc == nil || r.refused != nil || r.err != nil {
+			continue
+		}
+		if r.derived && !r.stale {
+			if r.derivedFrom != "" {
+				h.Recorder.Eventf(r.inc, nil, corev1.EventTypeNormal, ReasonAlertNameDerived, "Store",
+					"the alert has no alertname label; it is named %q after its %s label", r.inc.Spec.AlertName, r.derivedFrom)
+			} else {
+				h.Recorder.Eventf(r.inc, nil, corev1.EventTypeWarning, ReasonAlertNameDerived, "Store",
+					"the alert has none of the labels %s; it is named %s", strings.Join(nameLabels, ", "), FallbackAlertName)
+			}
+		}
+		if p.TruncatedAlerts > 0 {
+			h.Recorder.Eventf(r.inc, nil, corev1.EventTypeWarning, ReasonAlertsTruncated, "Store",
+				"Alertmanager left %d alerts of this notification's group out (the receiver's max_alerts); "+
+					"they are not stored until a notification carries them", p.TruncatedAlerts)
+		}
+	}
+}
+
+// storeFailure decides the answer when writes a retry may fix failed (code
+// 0 when none did): a single one makes the whole notification 5xx, since
+// Alertmanager retries all of it or nothing, and rewriting the stored ones
+// is harmless.
+func storeFailure(failed []error, alerts int) (code int, retryAfter bool, msg string) {
 	if len(failed) == 0 {
 		return 0, false, ""
 	}
+	throttled := 0
+	for _, err := range failed {
+		if apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) {
+			throttled++
+		}
+	}
+	msg = fmt.Sprintf("%d of %d alerts were not stored: %s", len(failed), alerts, listed(failed))
+	if throttled == len(failed) {
+		return http.StatusServiceUnavailable, true, msg
+	}
+	return http.StatusInternalServerError, false, msg
+}
 
+func refusedMessage(refused []*AlertError, alerts int) string {
+	errs := make([]error, len(refused))
+	for i, r := range refused {
+		errs[i] = r
+	}
+	return fmt.Sprintf("%d of %d alerts can never be stored: %s", len(refused), alerts, listed(errs))
+}
+
+// listed spells out the first few errors.
+func listed(errs []error) string {
 	reported := make([]string, 0, maxReportedFailures)
-	for _, err := range failed[:min(len(failed), maxReportedFailures)] {
+	for _, err := range errs[:min(len(errs), maxReportedFailures)] {
 		reported = append(reported, err.Error())
 	}
-	msg = fmt.Sprintf("%d of %d alerts were not stored: %s", len(failed), len(errs), strings.Join(reported, "; "))
-	if more := len(failed) - len(reported); more > 0 {
+	msg := strings.Join(reported, "; ")
+	if more := len(errs) - len(reported); more > 0 {
 		msg += fmt.Sprintf("; and %d more", more)
 	}
-
-	switch {
-	case permanent == len(failed):
-		return http.StatusBadRequest, false, "the API server refused the incidents: " + msg
-	case permanent+throttled == len(failed):
-		return http.StatusServiceUnavailable, true, msg
-	default:
-		return http.StatusInternalServerError, false, msg
-	}
+	return msg
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) int {

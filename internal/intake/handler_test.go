@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -102,6 +103,13 @@ func (failingToken) Token(context.Context) ([]byte, error) {
 type recordingMetrics struct {
 	mu       sync.Mutex
 	observed []string
+	oddities []Oddities
+}
+
+func (r *recordingMetrics) ObserveOddities(o Oddities) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.oddities = append(r.oddities, o)
 }
 
 func (r *recordingMetrics) ObserveRequest(code, alerts int, elapsed time.Duration) {
@@ -141,7 +149,10 @@ func TestHandler(t *testing.T) {
 		wantHeader    http.Header
 		wantInBody    string
 		wantIncidents []StoredIncident
+		wantRefused   []*AlertError
 		wantStored    []string
+		// wantOddities, when set, is what the metrics must be told.
+		wantOddities Oddities
 	}{
 		{
 			reason: "a valid notification is stored, then answered 200 with where it was stored", body: firingNotification,
@@ -193,8 +204,51 @@ func TestHandler(t *testing.T) {
 			wantCode: 413, wantInBody: "64-byte limit",
 		},
 		{
-			reason: "a missing field is answered 400 naming the field", body: notificationOf(`{"status":"firing","labels":{},"fingerprint":"ab"}`),
-			wantCode: 400, wantInBody: "alerts[0].labels.alertname: required",
+			reason: "an alert without alertname is stored, named from its labels, beside a Prometheus alert",
+			body:   notificationOf(falcoAlert, validAlert("a1")),
+			// Where the Falco incident lands is IncidentFor's namespace rule's.
+			wantCode: 200, wantStored: []string{"riposte-system/am-" + falcoFingerprint, "shop/am-a1"},
+			wantIncidents: []StoredIncident{{Namespace: "riposte-system", Name: "am-" + falcoFingerprint, Status: "firing"}, {Namespace: "shop", Name: "am-a1", Status: "firing"}},
+			wantOddities:  Oddities{Refused: map[string]int{}, Derived: map[string]int{"rule": 1}},
+		},
+		{
+			reason:   "an alert without any label is stored under the fallback name",
+			body:     notificationOf(`{"status":"firing","labels":{},"fingerprint":"ab"}`),
+			wantCode: 200, wantStored: []string{"riposte-system/am-ab"},
+			wantIncidents: []StoredIncident{{Namespace: "riposte-system", Name: "am-ab", Status: "firing"}},
+			wantOddities:  Oddities{Refused: map[string]int{}, Derived: map[string]int{"": 1}},
+		},
+		{
+			reason: "an alert that can never be stored is refused, and the others are stored and answered 200",
+			body: notificationOf(validAlert("a1"), `{"status":"pending","labels":{"alertname":"A"},"fingerprint":"a2"}`,
+				`{"status":"firing","labels":{"alertname":"A"},"fingerprint":"../x"}`),
+			wantCode: 200, wantStored: []string{"shop/am-a1"},
+			wantIncidents: []StoredIncident{{Namespace: "shop", Name: "am-a1", Status: "firing"}},
+			wantRefused: []*AlertError{
+				{Index: 1, Fingerprint: "a2", Reason: RefusedStatus, Field: "alerts[1].status", Message: `alerts[1].status: must be firing or resolved, got "pending"`},
+				{Index: 2, Reason: RefusedFingerprint, Field: "alerts[2].fingerprint", Message: `alerts[2].fingerprint: must be 1 to 64 letters or digits, got "../x"`},
+			},
+			wantOddities: Oddities{Refused: map[string]int{RefusedStatus: 1, RefusedFingerprint: 1}, Derived: map[string]int{}},
+		},
+		{
+			reason:   "when no alert can ever be stored: 400 saying why",
+			body:     notificationOf(`{"status":"firing","labels":{"alertname":"A"}}`, `{"status":"firing","fingerprint":"ab","labels":`+jsonMap(65, "l", nil)+`}`),
+			wantCode: 400, wantInBody: "2 of 2 alerts can never be stored: alerts[0].fingerprint: must be 1 to 64 letters or digits",
+			wantOddities: Oddities{Refused: map[string]int{RefusedFingerprint: 1, RefusedLabels: 1}, Derived: map[string]int{}},
+		},
+		{
+			reason: "a stale notification is answered as stored, marked stale",
+			body:   firingNotification, store: &memoryStore{errFor: map[string]error{"am-a1b2c3d4e5f60718": &StaleError{Namespace: "shop", Name: "am-a1b2c3d4e5f60718"}}},
+			wantCode:      200,
+			wantIncidents: []StoredIncident{{Namespace: "shop", Name: "am-a1b2c3d4e5f60718", Status: "firing", Stale: true}},
+			wantOddities:  Oddities{Refused: map[string]int{}, Derived: map[string]int{}, Stale: 1},
+		},
+		{
+			reason:   "alerts Alertmanager left out are counted",
+			body:     strings.Replace(firingNotification, `"truncatedAlerts":0`, `"truncatedAlerts":7`, 1),
+			wantCode: 200, wantStored: []string{"shop/am-a1b2c3d4e5f60718"},
+			wantIncidents: []StoredIncident{{Namespace: "shop", Name: "am-a1b2c3d4e5f60718", Status: "firing"}},
+			wantOddities:  Oddities{Refused: map[string]int{}, Derived: map[string]int{}, Truncated: 7},
 		},
 		{reason: "malformed JSON", body: `{"version":`, wantCode: 400, wantInBody: "malformed JSON"},
 		{
@@ -210,6 +264,14 @@ func TestHandler(t *testing.T) {
 			reason: "the API server refusing an incident is answered 400 with its reason, since a retry cannot help",
 			body:   firingNotification, store: &memoryStore{errFor: map[string]error{"am-a1b2c3d4e5f60718": invalid}},
 			wantCode: 400, wantInBody: "spec.severity: Too long",
+		},
+		{
+			reason: "the API server refusing one incident: the other is stored, 200 listing the refused one",
+			body:   twoAlerts, store: &memoryStore{errFor: map[string]error{"am-a2": invalid}},
+			wantCode: 200, wantInBody: "spec.severity: Too long", wantStored: []string{"shop/am-a1"},
+			wantIncidents: []StoredIncident{{Namespace: "shop", Name: "am-a1", Status: "firing"}},
+			wantRefused:   []*AlertError{{Index: 1, Fingerprint: "a2", Reason: RefusedByAPIServer, Message: invalid.Error()}},
+			wantOddities:  Oddities{Refused: map[string]int{RefusedByAPIServer: 1}, Derived: map[string]int{}},
 		},
 		{
 			reason: "a bad request from the API server is answered 400",
@@ -234,7 +296,7 @@ func TestHandler(t *testing.T) {
 		{
 			reason: "one refused and one transient failure: 500, so the transient one is retried",
 			body:   twoAlerts, store: &memoryStore{errFor: map[string]error{"am-a1": invalid, "am-a2": errors.New("connection reset")}},
-			wantCode: 500, wantInBody: "2 of 2 alerts were not stored",
+			wantCode: 500, wantInBody: "1 of 2 alerts were not stored: connection reset",
 		},
 		{
 			reason: "an alert whose name another incident holds: 500 saying so, and the other alert is stored",
@@ -300,6 +362,7 @@ func TestHandler(t *testing.T) {
 			var answer struct {
 				Error     *string          `json:"error"`
 				Incidents []StoredIncident `json:"incidents"`
+				Refused   []*AlertError    `json:"refused"`
 			}
 			if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
 				t.Fatalf("the answer is not JSON: %v: %s", err, rec.Body)
@@ -313,8 +376,16 @@ func TestHandler(t *testing.T) {
 			if diff := cmp.Diff(tc.wantIncidents, answer.Incidents); diff != "" {
 				t.Errorf("incidents answered (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.wantStored, store.stored()); diff != "" {
+			if diff := cmp.Diff(tc.wantRefused, answer.Refused); diff != "" {
+				t.Errorf("refused alerts answered (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantStored, store.stored(), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 				t.Errorf("stored (-want +got):\n%s", diff)
+			}
+			if tc.wantOddities.Refused != nil {
+				if diff := cmp.Diff([]Oddities{tc.wantOddities}, metrics.oddities); diff != "" {
+					t.Errorf("oddities observed (-want +got):\n%s", diff)
+				}
 			}
 			if len(metrics.observed) != 1 || !strings.HasPrefix(metrics.observed[0], fmt.Sprint(tc.wantCode)+"/") {
 				t.Errorf("metrics observed %v, want one request answered %d", metrics.observed, tc.wantCode)
@@ -442,34 +513,57 @@ func TestHandlerNeverLogsTheToken(t *testing.T) {
 }
 
 func TestStoreFailure(t *testing.T) {
-	invalid := apierrors.NewInvalid(schema.GroupKind{Kind: "Incident"}, "x", nil)
 	many := make([]error, 10)
 	for i := range many {
 		many[i] = fmt.Errorf("failure %d", i)
 	}
 	cases := []struct {
 		reason         string
-		errs           []error
+		failed         []error
 		wantCode       int
 		wantRetryAfter bool
 		wantMsg        string
 	}{
-		{reason: "nothing failed", errs: []error{nil, nil}, wantCode: 0},
-		{reason: "only refusals: 400", errs: []error{nil, invalid, apierrors.NewBadRequest("b")}, wantCode: 400, wantMsg: "the API server refused the incidents: 2 of 3 alerts were not stored"},
-		{reason: "refusals and throttling: retry", errs: []error{invalid, apierrors.NewTooManyRequests("t", 1)}, wantCode: 503, wantRetryAfter: true},
-		{reason: "throttling and a generic failure: 500", errs: []error{apierrors.NewTimeoutError("t", 1), errors.New("x")}, wantCode: 500},
-		{reason: "a taken name beside a refusal: 500, so the taken one is retried", errs: []error{invalid, &NameTakenError{Namespace: "ns", Name: "am-x", Source: riposte.SourceManual}}, wantCode: 500},
-		{reason: "a wrapped refusal is still a refusal", errs: []error{fmt.Errorf("storing incident ns/x: %w", invalid)}, wantCode: 400},
-		{reason: "many failures are summarised", errs: many, wantCode: 500, wantMsg: "10 of 10 alerts were not stored: failure 0; failure 1; failure 2; and 7 more"},
+		{reason: "nothing failed", wantCode: 0},
+		{reason: "throttling only: retry after a second", failed: []error{apierrors.NewTooManyRequests("t", 1)}, wantCode: 503, wantRetryAfter: true},
+		{reason: "throttling and a generic failure: 500", failed: []error{apierrors.NewTimeoutError("t", 1), errors.New("x")}, wantCode: 500},
+		{reason: "a taken name: 500, retried", failed: []error{&NameTakenError{Namespace: "ns", Name: "am-x", Source: riposte.SourceManual}}, wantCode: 500},
+		{reason: "many failures are summarised", failed: many, wantCode: 500, wantMsg: "10 of 12 alerts were not stored: failure 0; failure 1; failure 2; and 7 more"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			code, retryAfter, msg := storeFailure(tc.errs)
+			code, retryAfter, msg := storeFailure(tc.failed, 12)
 			if diff := cmp.Diff([]any{tc.wantCode, tc.wantRetryAfter}, []any{code, retryAfter}); diff != "" {
 				t.Errorf("code, retryAfter (-want +got):\n%s", diff)
 			}
 			if !strings.Contains(msg, tc.wantMsg) {
 				t.Errorf("message %q, want it to contain %q", msg, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// Only what the alert itself makes the API server refuse is permanent.
+func TestPermanent(t *testing.T) {
+	invalid := apierrors.NewInvalid(schema.GroupKind{Kind: "Incident"}, "x", nil)
+	gr := schema.GroupResource{Group: "riposte.dev", Resource: "incidents"}
+	cases := []struct {
+		reason string
+		err    error
+		want   bool
+	}{
+		{reason: "invalid", err: invalid, want: true},
+		{reason: "a wrapped refusal is still a refusal", err: fmt.Errorf("storing incident ns/x: %w", invalid), want: true},
+		{reason: "bad request", err: apierrors.NewBadRequest("b"), want: true},
+		{reason: "a taken name can be freed", err: &NameTakenError{Namespace: "ns", Name: "am-x"}},
+		{reason: "forbidden can be granted", err: apierrors.NewForbidden(gr, "x", errors.New("denied"))},
+		{reason: "throttling passes", err: apierrors.NewTooManyRequests("t", 1)},
+		{reason: "a connection failure passes", err: errors.New("connection reset")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			if got := permanent(tc.err); got != tc.want {
+				t.Errorf("permanent(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}

@@ -23,6 +23,7 @@ const (
 
 	sourceAlertmanager = "alertmanager"
 	maxGeneratorURL    = 2048
+	maxAlertName       = 253
 )
 
 // plainFingerprint is a fingerprint that is its own name: Alertmanager's
@@ -55,7 +56,8 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 		ns = v
 	}
 	labels := map[string]string{LabelSource: sourceAlertmanager}
-	if v := labelValue(a.Labels["alertname"]); v != "" {
+	name, _ := AlertName(a.Labels)
+	if v := labelValue(name); v != "" {
 		labels[LabelAlertName] = v
 	}
 	inc := &riposte.Incident{
@@ -63,7 +65,7 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 		ObjectMeta: metav1.ObjectMeta{Name: IncidentName(a.Fingerprint), Namespace: ns, Labels: labels},
 		Spec: riposte.IncidentSpec{
 			Source:      riposte.SourceAlertmanager,
-			AlertName:   a.Labels["alertname"],
+			AlertName:   name,
 			Fingerprint: a.Fingerprint,
 			Severity:    a.Labels["severity"],
 			Status:      riposte.AlertStatus(a.Status),
@@ -84,6 +86,33 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 		inc.Spec.EndsAt = &t
 	}
 	return inc
+}
+
+// FallbackAlertName names an alert that carries none of nameLabels.
+const FallbackAlertName = "UnnamedAlert"
+
+// nameLabels are the labels an alert's name is read from, first found
+// first. Prometheus and every ruler built like it (Thanos, Loki, Mimir,
+// Grafana) set alertname; the others are what tools posting straight to
+// Alertmanager put where alertname would be:
+//   - rule: Falco's rule name, as Falcosidekick's Alertmanager output sets it
+//     (falcosecurity/falcosidekick, outputs/alertmanager.go), beside
+//     source="falco", priority, eventsource and the output fields (k8s_ns_name…);
+//   - PolicyName: the KubeArmor policy matched, from KubeArmor's sidekick,
+//     which copies the alert's fields as labels beside source="Kubearmor"
+//     (kubearmor/sidekick, outputs/alertmanager_test.go).
+var nameLabels = []string{"alertname", "rule", "PolicyName"}
+
+// AlertName is the alert's name and the label it was read from: the first
+// of nameLabels with a value, else FallbackAlertName and "". Clipped to what
+// spec.alertName holds.
+func AlertName(labels map[string]string) (name, from string) {
+	for _, l := range nameLabels {
+		if v := labels[l]; strings.TrimSpace(v) != "" {
+			return text.Clip(v, maxAlertName), l
+		}
+	}
+	return FallbackAlertName, ""
 }
 
 // labelValue turns s into a valid label value by replacing what a label

@@ -18,6 +18,9 @@ func TestIncidentFor(t *testing.T) {
 	startsAt, endsAt := metav1.NewTime(starts), metav1.NewTime(ends)
 	const defaultNS = "riposte-system"
 
+	falcoLabels := map[string]string{"rule": "Terminal shell in container", "priority": "Notice", "severity": "information",
+		"source": "falco", "eventsource": "syscall", "k8s_ns_name": "shop", "k8s_pod_name": "web-1"}
+
 	// incident is the expected Incident for alertname "A", adjusted per case.
 	incident := func(name, ns string, labels map[string]string, mutate func(*riposte.Incident)) *riposte.Incident {
 		inc := &riposte.Incident{
@@ -107,12 +110,63 @@ func TestIncidentFor(t *testing.T) {
 				inc.Spec.GeneratorURL = strings.Repeat("a", 2047)
 			}),
 		},
+		{
+			// Falcosidekick's labels (falcosecurity/falcosidekick, outputs/alertmanager.go).
+			reason: "an alert without alertname is named after the label its source names it by",
+			alert:  Alert{Status: "firing", Fingerprint: "ab", Labels: falcoLabels},
+			want: incident("am-ab", defaultNS, falcoLabels, func(inc *riposte.Incident) {
+				inc.Spec.AlertName, inc.Spec.Severity = "Terminal shell in container", "information"
+				inc.Labels["riposte.dev/alertname"] = "Terminal-shell-in-container"
+			}),
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
 			got := IncidentFor(tc.alert, defaultNS)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("IncidentFor (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAlertName(t *testing.T) {
+	cases := []struct {
+		reason   string
+		labels   map[string]string
+		want     string
+		wantFrom string
+	}{
+		// kube-prometheus' rule (prometheus-operator/kube-prometheus,
+		// manifests/kubernetesControlPlane-prometheusRule.yaml) as
+		// Prometheus labels it.
+		{
+			reason: "Prometheus' alertname", labels: map[string]string{"alertname": "KubePodCrashLooping", "severity": "warning", "namespace": "shop", "pod": "web-1", "container": "web"},
+			want: "KubePodCrashLooping", wantFrom: "alertname",
+		},
+		// Falcosidekick's labels (falcosecurity/falcosidekick, outputs/alertmanager.go).
+		{
+			reason: "Falco's rule through Falcosidekick",
+			labels: map[string]string{"rule": "Terminal shell in container", "priority": "Notice", "severity": "information", "source": "falco", "eventsource": "syscall", "k8s_ns_name": "shop", "k8s_pod_name": "web-1"},
+			want:   "Terminal shell in container", wantFrom: "rule",
+		},
+		// KubeArmor's sidekick copies the alert's fields (kubearmor/sidekick, outputs/alertmanager_test.go).
+		{
+			reason: "KubeArmor's policy through its sidekick",
+			labels: map[string]string{"PolicyName": "DefaultPosture", "Severity": "Medium", "NamespaceName": "wordpress-mysql", "PodName": "wordpress-7c966b5d85-xvsrl", "Operation": "File", "source": "Kubearmor"},
+			want:   "DefaultPosture", wantFrom: "PolicyName",
+		},
+		{reason: "alertname wins over rule", labels: map[string]string{"alertname": "A", "rule": "R"}, want: "A", wantFrom: "alertname"},
+		{reason: "a blank alertname is not a name", labels: map[string]string{"alertname": " ", "rule": "R"}, want: "R", wantFrom: "rule"},
+		{reason: "no name anywhere: the fallback", labels: map[string]string{"severity": "critical"}, want: FallbackAlertName},
+		{reason: "no labels: the fallback", want: FallbackAlertName},
+		{reason: "a name longer than spec.alertName holds is cut", labels: map[string]string{"rule": strings.Repeat("r", 300)}, want: strings.Repeat("r", 253), wantFrom: "rule"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			name, from := AlertName(tc.labels)
+			if diff := cmp.Diff([]string{tc.want, tc.wantFrom}, []string{name, from}); diff != "" {
+				t.Errorf("AlertName (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -15,6 +15,10 @@ type PrometheusMetrics struct {
 	alerts       *prometheus.CounterVec
 	duration     prometheus.Histogram
 	deduplicated prometheus.Counter
+	refused      *prometheus.CounterVec
+	derived      *prometheus.CounterVec
+	stale        prometheus.Counter
+	truncated    prometheus.Counter
 }
 
 var _ Metrics = (*PrometheusMetrics)(nil)
@@ -39,8 +43,24 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 			Name: "riposte_intake_alerts_deduplicated_total",
 			Help: "Notifications about alerts whose incident was already stored (Alertmanager's repeats and resolutions).",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riposte_intake_alerts_refused_total",
+			Help: "Alerts that can never be stored (the notification's others are), by reason: status, fingerprint, labels, annotations, invalid (the API server's).",
+		}, []string{"reason"}),
+		derived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riposte_intake_alert_names_derived_total",
+			Help: "Alerts without an alertname label, by the label their name was read from (none: named " + FallbackAlertName + ").",
+		}, []string{"label"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riposte_intake_stale_notifications_total",
+			Help: "Alerts older than what their incident holds (out-of-order delivery), answered as stored and left unchanged.",
+		}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riposte_intake_truncated_alerts_total",
+			Help: "Alerts Alertmanager left out of notifications (truncatedAlerts, from the receiver's max_alerts).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.alerts, m.duration, m.deduplicated} {
+	for _, c := range m.Collectors() {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -50,7 +70,7 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 
 // Collectors are the intake's metrics.
 func (m *PrometheusMetrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.alerts, m.duration, m.deduplicated}
+	return []prometheus.Collector{m.requests, m.alerts, m.duration, m.deduplicated, m.refused, m.derived, m.stale, m.truncated}
 }
 
 // Deduplicated counts notifications about alerts already stored; give it to
@@ -63,4 +83,19 @@ func (m *PrometheusMetrics) ObserveRequest(code, alerts int, elapsed time.Durati
 	m.requests.WithLabelValues(c).Inc()
 	m.alerts.WithLabelValues(c).Add(float64(alerts))
 	m.duration.Observe(elapsed.Seconds())
+}
+
+// ObserveOddities implements Metrics.
+func (m *PrometheusMetrics) ObserveOddities(o Oddities) {
+	for reason, n := range o.Refused {
+		m.refused.WithLabelValues(reason).Add(float64(n))
+	}
+	for label, n := range o.Derived {
+		if label == "" {
+			label = "none"
+		}
+		m.derived.WithLabelValues(label).Add(float64(n))
+	}
+	m.stale.Add(float64(o.Stale))
+	m.truncated.Add(float64(o.Truncated))
 }

@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -21,6 +22,10 @@ func TestPrometheusMetrics(t *testing.T) {
 	post(h, "Bearer "+testToken, firingNotification)
 	post(h, "Bearer "+testToken, notificationOf(validAlert("a1"), validAlert("a2")))
 	post(h, "Bearer wrong", firingNotification)
+	// A Falco alert without alertname, one that cannot be stored, and two
+	// alerts Alertmanager left out.
+	post(h, "Bearer "+testToken, strings.Replace(notificationOf(falcoAlert, `{"status":"pending","fingerprint":"x"}`),
+		`"version":"4"`, `"version":"4","truncatedAlerts":2`, 1))
 
 	families, err := reg.Gather()
 	if err != nil {
@@ -43,12 +48,16 @@ func TestPrometheusMetrics(t *testing.T) {
 		}
 	}
 	want := map[string]float64{
-		"riposte_intake_requests_total{code=200}":  2,
-		"riposte_intake_requests_total{code=401}":  1,
-		"riposte_intake_alerts_total{code=200}":    3,
-		"riposte_intake_alerts_total{code=401}":    0,
-		"riposte_intake_request_duration_seconds":  3,
-		"riposte_intake_alerts_deduplicated_total": 0, // counted by ApplyStore, not the handler
+		"riposte_intake_requests_total{code=200}":              3,
+		"riposte_intake_requests_total{code=401}":              1,
+		"riposte_intake_alerts_total{code=200}":                5,
+		"riposte_intake_alerts_total{code=401}":                0,
+		"riposte_intake_request_duration_seconds":              4,
+		"riposte_intake_alerts_deduplicated_total":             0, // counted by ApplyStore, not the handler
+		"riposte_intake_alerts_refused_total{reason=status}":   1,
+		"riposte_intake_alert_names_derived_total{label=rule}": 1,
+		"riposte_intake_stale_notifications_total":             0,
+		"riposte_intake_truncated_alerts_total":                2,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)

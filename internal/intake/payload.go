@@ -55,7 +55,8 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Problem }
 
-// Decode reads and validates a payload of at most DefaultMaxAlerts alerts.
+// Decode reads and validates a payload of at most DefaultMaxAlerts alerts;
+// each alert is checked on its own by CheckAlert.
 func Decode(r io.Reader) (*Payload, error) { return DecodeAtMost(r, DefaultMaxAlerts) }
 
 // DecodeAtMost reads and validates a payload of at most maxAlerts alerts
@@ -98,6 +99,8 @@ func DecodeAtMost(r io.Reader, maxAlerts int) (*Payload, error) {
 	return &p, nil
 }
 
+// validate checks what the whole notification needs; what one alert lacks
+// is CheckAlert's, so it never costs the other alerts their notification.
 func (p *Payload) validate() error {
 	if p.Version != "4" {
 		return &ValidationError{"version", fmt.Sprintf("must be \"4\", got %q", p.Version)}
@@ -105,20 +108,53 @@ func (p *Payload) validate() error {
 	if len(p.Alerts) == 0 {
 		return &ValidationError{"alerts", "at least one alert is required"}
 	}
-	for i, a := range p.Alerts {
-		field := func(f string) string { return fmt.Sprintf("alerts[%d].%s", i, f) }
-		switch {
-		case a.Labels["alertname"] == "":
-			return &ValidationError{field("labels.alertname"), "required"}
-		case a.Status != "firing" && a.Status != "resolved":
-			return &ValidationError{field("status"), fmt.Sprintf("must be firing or resolved, got %q", a.Status)}
-		case !fingerprintPattern.MatchString(a.Fingerprint):
-			return &ValidationError{field("fingerprint"), fmt.Sprintf("must be 1 to 64 letters or digits, got %q", a.Fingerprint)}
-		case len(a.Labels) > maxLabels:
-			return &ValidationError{field("labels"), fmt.Sprintf("%d labels, at most %d", len(a.Labels), maxLabels)}
-		case len(a.Annotations) > maxAnnotations:
-			return &ValidationError{field("annotations"), fmt.Sprintf("%d annotations, at most %d", len(a.Annotations), maxAnnotations)}
-		}
+	return nil
+}
+
+// Why an alert cannot be stored: the values of the reason label of
+// riposte_intake_alerts_refused_total.
+const (
+	RefusedStatus      = "status"
+	RefusedFingerprint = "fingerprint"
+	RefusedLabels      = "labels"
+	RefusedAnnotations = "annotations"
+	// RefusedByAPIServer: the API server found the incident invalid.
+	RefusedByAPIServer = "invalid"
+)
+
+// AlertError says why one alert of a notification cannot be stored, by any
+// retry: intake stores the others and reports this one.
+type AlertError struct {
+	Index       int    `json:"index"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Reason is one of the Refused constants.
+	Reason  string `json:"reason"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"error"`
+}
+
+func (e *AlertError) Error() string { return e.Message }
+
+// CheckAlert says why the alert at index i cannot be stored, or nil. A
+// missing alertname is not a reason: the name is derived (AlertName).
+func (p *Payload) CheckAlert(i int) *AlertError {
+	a := p.Alerts[i]
+	refuse := func(reason, field, problem string) *AlertError {
+		field = fmt.Sprintf("alerts[%d].%s", i, field)
+		return &AlertError{Index: i, Fingerprint: a.Fingerprint, Reason: reason, Field: field, Message: field + ": " + problem}
+	}
+	switch {
+	case a.Status != "firing" && a.Status != "resolved":
+		return refuse(RefusedStatus, "status", fmt.Sprintf("must be firing or resolved, got %q", a.Status))
+	case !fingerprintPattern.MatchString(a.Fingerprint):
+		// Not echoed back: it is not a fingerprint, and may be anything.
+		e := refuse(RefusedFingerprint, "fingerprint", fmt.Sprintf("must be 1 to 64 letters or digits, got %q", a.Fingerprint))
+		e.Fingerprint = ""
+		return e
+	case len(a.Labels) > maxLabels:
+		return refuse(RefusedLabels, "labels", fmt.Sprintf("%d labels, at most %d", len(a.Labels), maxLabels))
+	case len(a.Annotations) > maxAnnotations:
+		return refuse(RefusedAnnotations, "annotations", fmt.Sprintf("%d annotations, at most %d", len(a.Annotations), maxAnnotations))
 	}
 	return nil
 }

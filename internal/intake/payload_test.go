@@ -18,6 +18,30 @@ const firingNotification = `{"version":"4","groupKey":"{}:{alertname=\"Shell\"}"
   "annotations":{"summary":"shell"},"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
   "generatorURL":"http://prom/graph","fingerprint":"a1b2c3d4e5f60718"}]}`
 
+// falcoAlert is a Falco event as Alertmanager sends it on after
+// Falcosidekick's Alertmanager output posted it: labels rule, priority,
+// severity (mapped from the priority), source="falco", eventsource,
+// hostname, tags (sorted, comma-joined) and the event's output fields with
+// dots made underscores; annotations info, description (Falco's output
+// line) and summary (the rule); no alertname (falcosecurity/falcosidekick,
+// outputs/alertmanager.go, newAlertmanagerPayload). The output fields are
+// those of Falco's "Terminal shell in container" rule, priority NOTICE
+// (falcosecurity/rules, rules/falco_rules.yaml), with the container and
+// Kubernetes fields Falco appends.
+const (
+	falcoFingerprint = "5c2f0e9d41a7b836"
+	falcoOutput      = "10:00:00.123456789: Notice A shell was spawned in a container with an attached terminal | evt_type=execve " +
+		"user=root user_uid=0 user_loginuid=-1 process=bash proc_exepath=/usr/bin/bash parent=containerd-shim command=bash terminal=34816 " +
+		"exe_flags=EXE_WRITABLE|EXE_LOWER_LAYER container_id=3ad7c2b1f0e4 container_name=web k8s_ns=shop k8s_pod_name=web-1"
+	falcoAlert = `{"status":"firing","labels":{"rule":"Terminal shell in container","priority":"Notice","severity":"information",
+  "source":"falco","eventsource":"syscall","hostname":"worker-1","tags":"T1059,container,maturity_stable,mitre_execution,shell",
+  "evt_type":"execve","user_name":"root","user_uid":"0","user_loginuid":"-1","proc_name":"bash","proc_exepath":"/usr/bin/bash",
+  "proc_pname":"containerd-shim","proc_cmdline":"bash","proc_tty":"34816","evt_arg_flags":"EXE_WRITABLE|EXE_LOWER_LAYER",
+  "container_id":"3ad7c2b1f0e4","container_name":"web","k8s_ns_name":"shop","k8s_pod_name":"web-1"},
+ "annotations":{"summary":"Terminal shell in container","info":"` + falcoOutput + `","description":"` + falcoOutput + `"},
+ "startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"` + falcoFingerprint + `"}`
+)
+
 // notificationOf wraps alert objects into a version 4 notification.
 func notificationOf(alerts ...string) string {
 	return `{"version":"4","status":"firing","receiver":"riposte","alerts":[` + strings.Join(alerts, ",") + `]}`
@@ -85,34 +109,6 @@ func TestDecode(t *testing.T) {
 		},
 		{reason: "another payload version", body: `{"version":"3","alerts":[]}`, wantField: "version", wantErr: `version: must be "4", got "3"`},
 		{reason: "no alerts", body: `{"version":"4","alerts":[]}`, wantField: "alerts", wantErr: "alerts: at least one alert is required"},
-		{
-			reason:    "a missing alertname is named with the alert's index",
-			body:      notificationOf(validAlert("a1"), validAlert("a2"), `{"status":"firing","labels":{"x":"y"},"fingerprint":"ab"}`),
-			wantField: "alerts[2].labels.alertname", wantErr: "alerts[2].labels.alertname: required",
-		},
-		{reason: "no labels at all", body: notificationOf(`{"status":"firing","fingerprint":"ab"}`), wantField: "alerts[0].labels.alertname"},
-		{
-			reason:    "a status other than firing or resolved",
-			body:      notificationOf(`{"status":"pending","labels":{"alertname":"A"},"fingerprint":"ab"}`),
-			wantField: "alerts[0].status", wantErr: `alerts[0].status: must be firing or resolved, got "pending"`,
-		},
-		{reason: "a missing fingerprint", body: notificationOf(`{"status":"firing","labels":{"alertname":"A"}}`), wantField: "alerts[0].fingerprint"},
-		{reason: "a fingerprint that could not name an object", body: notificationOf(`{"status":"firing","labels":{"alertname":"A"},"fingerprint":"../x"}`), wantField: "alerts[0].fingerprint"},
-		{reason: "a fingerprint over 64 characters", body: notificationOf(`{"status":"firing","labels":{"alertname":"A"},"fingerprint":"` + strings.Repeat("f", 65) + `"}`), wantField: "alerts[0].fingerprint"},
-		{
-			reason:    "more labels than the CRD allows",
-			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":` + jsonMap(65, "l", map[string]string{"alertname": "A"}) + `}`),
-			wantField: "alerts[0].labels", wantErr: "alerts[0].labels: 65 labels, at most 64",
-		},
-		{
-			reason: "exactly as many labels as the CRD allows",
-			body:   notificationOf(`{"status":"firing","fingerprint":"ab","labels":` + jsonMap(64, "l", map[string]string{"alertname": "A"}) + `}`),
-		},
-		{
-			reason:    "more annotations than the CRD allows",
-			body:      notificationOf(`{"status":"firing","fingerprint":"ab","labels":{"alertname":"A"},"annotations":` + jsonMap(65, "a", nil) + `}`),
-			wantField: "alerts[0].annotations", wantErr: "alerts[0].annotations: 65 annotations, at most 64",
-		},
 		{reason: "malformed JSON", body: `{"version":"4","alerts":[`, wantErr: "malformed JSON"},
 		{reason: "an empty body", body: "", wantErr: "empty body"},
 		{reason: "a second object after the payload", body: firingNotification + `{}`, wantErr: "data after the payload"},
@@ -277,6 +273,68 @@ func TestDecodeBoundsAlerts(t *testing.T) {
 				t.Fatalf("DecodeAtMost error %v (%T), want a *TooManyAlertsError", err, err)
 			case tooMany.Limit != tc.wantLimit:
 				t.Errorf("limit named %d, want %d", tooMany.Limit, tc.wantLimit)
+			}
+		})
+	}
+}
+
+// Each alert is checked on its own, so one that cannot be stored costs the
+// others nothing.
+func TestCheckAlert(t *testing.T) {
+	cases := []struct {
+		reason     string
+		alert      string
+		wantReason string
+		wantField  string
+		wantMsg    string
+	}{
+		{reason: "a Prometheus alert", alert: validAlert("ab")},
+		{reason: "a Falco alert through Falcosidekick, without alertname", alert: falcoAlert},
+		{reason: "no labels at all: named by the fallback", alert: `{"status":"firing","fingerprint":"ab"}`},
+		{
+			reason: "a status other than firing or resolved", alert: `{"status":"pending","labels":{"alertname":"A"},"fingerprint":"ab"}`,
+			wantReason: RefusedStatus, wantField: "alerts[1].status", wantMsg: `alerts[1].status: must be firing or resolved, got "pending"`,
+		},
+		{reason: "a missing fingerprint", alert: `{"status":"firing","labels":{"alertname":"A"}}`, wantReason: RefusedFingerprint, wantField: "alerts[1].fingerprint"},
+		{reason: "a fingerprint that could not name an object", alert: `{"status":"firing","labels":{"alertname":"A"},"fingerprint":"../x"}`, wantReason: RefusedFingerprint, wantField: "alerts[1].fingerprint"},
+		{reason: "a fingerprint over 64 characters", alert: `{"status":"firing","labels":{"alertname":"A"},"fingerprint":"` + strings.Repeat("f", 65) + `"}`, wantReason: RefusedFingerprint, wantField: "alerts[1].fingerprint"},
+		{
+			reason:     "more labels than the CRD allows",
+			alert:      `{"status":"firing","fingerprint":"ab","labels":` + jsonMap(65, "l", map[string]string{"alertname": "A"}) + `}`,
+			wantReason: RefusedLabels, wantField: "alerts[1].labels", wantMsg: "alerts[1].labels: 65 labels, at most 64",
+		},
+		{reason: "exactly as many labels as the CRD allows", alert: `{"status":"firing","fingerprint":"ab","labels":` + jsonMap(64, "l", map[string]string{"alertname": "A"}) + `}`},
+		{
+			reason:     "more annotations than the CRD allows",
+			alert:      `{"status":"firing","fingerprint":"ab","labels":{"alertname":"A"},"annotations":` + jsonMap(65, "a", nil) + `}`,
+			wantReason: RefusedAnnotations, wantField: "alerts[1].annotations", wantMsg: "alerts[1].annotations: 65 annotations, at most 64",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			// Second in its notification, so the index is seen to be the alert's.
+			p, err := Decode(strings.NewReader(notificationOf(validAlert("a0"), tc.alert)))
+			if err != nil {
+				t.Fatalf("Decode: %v; one alert must never fail the notification", err)
+			}
+			if first := p.CheckAlert(0); first != nil {
+				t.Errorf("the valid alert beside it: %v", first)
+			}
+			got := p.CheckAlert(1)
+			if tc.wantReason == "" {
+				if got != nil {
+					t.Errorf("CheckAlert = %v, want nil", got)
+				}
+				return
+			}
+			if got == nil {
+				t.Fatalf("CheckAlert = nil, want a refusal for %s", tc.wantReason)
+			}
+			if diff := cmp.Diff([]any{1, tc.wantReason, tc.wantField}, []any{got.Index, got.Reason, got.Field}); diff != "" {
+				t.Errorf("index, reason, field (-want +got):\n%s", diff)
+			}
+			if !strings.Contains(got.Error(), tc.wantMsg) || !strings.HasPrefix(got.Error(), tc.wantField+": ") {
+				t.Errorf("message %q, want it to start with the field and contain %q", got.Error(), tc.wantMsg)
 			}
 		})
 	}

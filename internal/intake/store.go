@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +54,9 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
 		if err = s.apply(ctx, inc); err != nil {
+			if stale := staleRefusal(inc, err); stale != nil {
+				return stale
+			}
 			if taken := s.nameTaken(ctx, inc, err); taken != nil {
 				return taken
 			}
@@ -61,10 +65,43 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 		return nil
 	}
 	if err != nil {
+		if stale := staleRefusal(inc, err); stale != nil {
+			return stale
+		}
 		if taken := s.nameTaken(ctx, inc, err); taken != nil {
 			return taken
 		}
 		return fmt.Errorf("storing incident %s/%s: %w", inc.Namespace, inc.Name, err)
+	}
+	return nil
+}
+
+// StaleError says the API server kept the incident as it was because the
+// notification is older than what it holds (the CRD's transition rules on
+// the alert's own times). The alert is known and nothing is lost, so intake
+// answers it as stored.
+type StaleError struct {
+	Namespace, Name string
+	// Detail is the API server's reason.
+	Detail string
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("incident %s/%s kept as it was: %s", e.Namespace, e.Name, e.Detail)
+}
+
+// staleRefusal recognises the stale-notification rules in the API server's
+// refusal. It is read from the answer, not by asking again, so that the
+// check and the write are one atomic step and cost one request.
+func staleRefusal(inc *riposte.Incident, err error) *StaleError {
+	var status apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &status) || status.Status().Details == nil {
+		return nil
+	}
+	for _, c := range status.Status().Details.Causes {
+		if i := strings.Index(c.Message, riposte.StaleNotification); i >= 0 {
+			return &StaleError{Namespace: inc.Namespace, Name: inc.Name, Detail: c.Message[i:]}
+		}
 	}
 	return nil
 }
@@ -128,7 +165,12 @@ func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
 	if owner == "" {
 		owner = DefaultFieldOwner
 	}
-	return s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
+	if err := s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership); err != nil {
+		return err
+	}
+	// The answer names the stored object, which Events about it need.
+	inc.UID = u.GetUID()
+	return nil
 }
 
 // isMissingNamespace tells a missing namespace apart from any other NotFound.

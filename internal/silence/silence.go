@@ -137,7 +137,8 @@ func (c *Client) Expire(ctx context.Context, id string) error {
 // AlertFiring reports whether Alertmanager still holds the alert with this
 // fingerprint as firing (silenced or not). A silenced alert's resolution is
 // not notified to any receiver, Riposte's included, so while Riposte holds a
-// silence it asks.
+// silence it asks. alertName is the alert's alertname label, which narrows
+// the query; "" matches the alerts without one, as Alertmanager's matchers do.
 func (c *Client) AlertFiring(ctx context.Context, alertName, fingerprint string) (bool, error) {
 	q := url.Values{}
 	q.Set("filter", fmt.Sprintf("alertname=%q", alertName))
