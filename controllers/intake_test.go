@@ -2,16 +2,25 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/riposte-dev/riposte/internal/actions"
+	"github.com/riposte-dev/riposte/internal/testenv"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/intake"
@@ -20,16 +29,51 @@ import (
 type token string
 
 // intakeServer serves the Alertmanager webhook as the manager does, storing
-// as Riposte's own account, with the bearer token t0ken.
+// and recording Events as Riposte's own account, with the bearer token t0ken.
 func intakeServer(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(&intake.Handler{
 		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
 		Token:            token("t0ken"),
 		DefaultNamespace: operatorNamespace,
 		Log:              logr.Discard(),
+		Recorder:         intakeRecorder(t),
 	})
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// intakeRecorder records Events through a broadcaster, as the manager's
+// recorder does, with the manager's own RBAC.
+func intakeRecorder(t *testing.T) events.EventRecorder {
+	t.Helper()
+	cfg, err := env.ManagerConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	stop := make(chan struct{})
+	b.StartRecordingToSink(stop)
+	t.Cleanup(func() { close(stop); b.Shutdown() })
+	return b.NewRecorder(env.Scheme, "riposte-intake")
+}
+
+// postNotification posts body to srv as Alertmanager would and returns the
+// answer's code and body.
+func postNotification(t *testing.T, srv *httptest.Server, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }
 
 func (t token) Token(context.Context) ([]byte, error) { return []byte(t), nil }
@@ -95,8 +139,10 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 
 	// The API server refuses a 64+ character severity: 400, and the stored
 	// incident keeps its spec.
+	// A new episode (after the stored endsAt), so that only the severity is wrong.
 	long := `,"severity2":"x"`
 	bad := strings.Replace(notification("firing", ns, "c0ffee01", long), `"severity":"warning"`, `"severity":"`+strings.Repeat("s", 70)+`"`, 1)
+	bad = strings.Replace(bad, `"startsAt":"2026-11-26T10:00:00Z"`, `"startsAt":"2026-11-26T11:00:00Z"`, 1)
 	if code := send(bad); code != 400 {
 		t.Errorf("an incident the API server refuses: %d, want 400", code)
 	}
@@ -160,5 +206,204 @@ func TestIntakeNeverTakesOverAnIncidentItDidNotStore(t *testing.T) {
 	}
 	if intake.IncidentName("abcdef11") != "am-abcdef11" {
 		t.Errorf("a lowercase fingerprint is named %s, want am-abcdef11", intake.IncidentName("abcdef11"))
+	}
+}
+
+// falcoAlertJSON is a Falco event as Alertmanager notifies it after
+// Falcosidekick's Alertmanager output posted it: no alertname; rule,
+// priority, severity, source="falco", eventsource, hostname, tags and the
+// output fields with dots made underscores (falcosecurity/falcosidekick,
+// outputs/alertmanager.go); the output fields of Falco's "Terminal shell in
+// container" rule, priority NOTICE (falcosecurity/rules, falco_rules.yaml).
+func falcoAlertJSON(fingerprint, ns, pod string) string {
+	return fmt.Sprintf(`{"status":"firing","fingerprint":%q,"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z",
+	 "labels":{"rule":"Terminal shell in container","priority":"Notice","severity":"information","source":"falco","eventsource":"syscall",
+	  "hostname":"worker-1","tags":"T1059,container,maturity_stable,mitre_execution,shell","evt_type":"execve","user_name":"root",
+	  "user_uid":"0","proc_name":"bash","proc_cmdline":"bash","proc_tty":"34816","container_id":"3ad7c2b1f0e4","container_name":"web",
+	  "k8s_ns_name":%q,"k8s_pod_name":%q},
+	 "annotations":{"summary":"Terminal shell in container",
+	  "description":"Notice A shell was spawned in a container with an attached terminal | evt_type=execve user=root process=bash terminal=34816"}}`,
+		fingerprint, ns, pod)
+}
+
+// crashLoopingJSON is kube-prometheus' KubePodCrashLooping as Prometheus
+// labels it from kube-state-metrics scraped with honorLabels
+// (prometheus-operator/kube-prometheus, kubernetesControlPlane-prometheusRule.yaml
+// and kubeStateMetrics-serviceMonitor.yaml).
+func crashLoopingJSON(status, fingerprint, ns, pod, startsAt, endsAt string) string {
+	return fmt.Sprintf(`{"status":%q,"fingerprint":%q,"startsAt":%q,"endsAt":%q,
+	 "labels":{"alertname":"KubePodCrashLooping","severity":"warning","namespace":%q,"pod":%q,"container":"web",
+	  "reason":"CrashLoopBackOff","job":"kube-state-metrics","service":"kube-state-metrics","endpoint":"https-main",
+	  "instance":"10.244.1.7:8443","uid":"5b0c3a44-8f3e-4c55-9d2a-1f6f4b2a9c10","prometheus":"monitoring/k8s"},
+	 "annotations":{"summary":"Pod is crash looping.","runbook_url":"https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping"}}`,
+		status, fingerprint, startsAt, endsAt, ns, pod)
+}
+
+// A Falco alert carries no alertname. It used to cost its whole
+// notification a 400, which Alertmanager drops for good, with the alerts
+// grouped beside it. Now each alert that can be stored is, the Falco one
+// named after its rule with an Event saying so; the one that can never be
+// stored is listed in the answer; Alertmanager's truncatedAlerts reaches
+// each stored incident as an Event.
+func TestIntakeStoresAFalcoAlertAndItsNeighbours(t *testing.T) {
+	ns := newNamespace(t)
+	srv := intakeServer(t)
+	body := `{"version":"4","status":"firing","receiver":"riposte","truncatedAlerts":3,"alerts":[` +
+		falcoAlertJSON("fa1c0000000000a1", ns, "web-1") + "," +
+		crashLoopingJSON("firing", "c1a5000000000001", ns, "web-1", "2026-11-26T10:00:00Z", "0001-01-01T00:00:00Z") + "," +
+		`{"status":"firing","fingerprint":"../../etc","labels":{"alertname":"Broken"}}` + `]}`
+	code, answer := postNotification(t, srv, body)
+	if code != http.StatusOK {
+		t.Fatalf("answer %d %s, want 200: the storable alerts are stored", code, answer)
+	}
+	var got struct {
+		Incidents []intake.StoredIncident `json:"incidents"`
+		Refused   []intake.AlertError     `json:"refused"`
+	}
+	if err := json.Unmarshal([]byte(answer), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Incidents) != 2 || len(got.Refused) != 1 || got.Refused[0].Index != 2 || got.Refused[0].Reason != intake.RefusedFingerprint {
+		t.Fatalf("answer %s, want two incidents and the third alert refused for its fingerprint", answer)
+	}
+
+	ctx := context.Background()
+	falco, err := getIncident(ctx, got.Incidents[0].Namespace, got.Incidents[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if falco.Spec.AlertName != "Terminal shell in container" || falco.Labels[intake.LabelAlertName] != "Terminal-shell-in-container" ||
+		falco.Spec.Severity != "information" || falco.Spec.Labels["k8s_pod_name"] != "web-1" {
+		t.Errorf("Falco incident: alertName %q, labels %v, severity %q", falco.Spec.AlertName, falco.Labels, falco.Spec.Severity)
+	}
+	crash, err := getIncident(ctx, ns, "am-c1a5000000000001")
+	if err != nil || crash.Spec.AlertName != "KubePodCrashLooping" {
+		t.Fatalf("the Prometheus alert beside it: %v %+v", err, crash)
+	}
+
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		if err := expectEventSaying(ctx, falco.Namespace, falco.Name, intake.ReasonAlertNameDerived, "named \"Terminal shell in container\" after its rule label"); err != nil {
+			return err
+		}
+		for _, inc := range []*riposte.Incident{falco, crash} {
+			if err := expectEventSaying(ctx, inc.Namespace, inc.Name, intake.ReasonAlertsTruncated, "left 3 alerts of this notification's group out"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if n, err := countEvents(ctx, ns, crash.Name, intake.ReasonAlertNameDerived); err != nil || n != 0 {
+		t.Errorf("%d %s events on the alert that has an alertname (err %v)", n, intake.ReasonAlertNameDerived, err)
+	}
+
+	// Nothing in the body can ever be stored: only then 400.
+	code, answer = postNotification(t, srv, `{"version":"4","status":"firing","alerts":[{"status":"pending","fingerprint":"ab"}]}`)
+	if code != http.StatusBadRequest || !strings.Contains(answer, "1 of 1 alerts can never be stored: alerts[0].status") {
+		t.Errorf("answer %d %s, want 400 naming the field", code, answer)
+	}
+}
+
+func expectEventSaying(ctx context.Context, ns, name, reason, note string) error {
+	var list corev1.EventList
+	if err := k8sClient.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name && e.Reason == reason && strings.Contains(e.Message, note) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no %s event on %s/%s saying %q", reason, ns, name, note)
+}
+
+// Alertmanager's HA peers and retries deliver out of order. An alert is
+// ordered by its own times, as Alertmanager merges it: a firing
+// notification of an episode already stored as ended, or a resolution of an
+// earlier episode, changes nothing, atomically on the API server, and is
+// answered 200: the playbook never sees the alert fire again. A firing
+// that starts after the stored end is a new episode and reopens the alert.
+func TestIntakeIgnoresAStaleNotification(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	srv := intakeServer(t)
+	const fp = "57a1e00000000001"
+	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+	ends := starts.Add(5 * time.Minute)
+	rfc := func(t time.Time) string { return t.Format(time.RFC3339) }
+	send := func(status string, startsAt, endsAt time.Time) string {
+		t.Helper()
+		e := "0001-01-01T00:00:00Z"
+		if !endsAt.IsZero() {
+			e = rfc(endsAt)
+		}
+		body := `{"version":"4","status":"` + status + `","receiver":"riposte","alerts":[` + crashLoopingJSON(status, fp, ns, pod.Name, rfc(startsAt), e) + `]}`
+		code, answer := postNotification(t, srv, body)
+		if code != http.StatusOK {
+			t.Fatalf("%s notification: %d %s, want 200", status, code, answer)
+		}
+		return answer
+	}
+	name := intake.IncidentName(fp)
+	stored := func() *riposte.Incident {
+		t.Helper()
+		inc, err := getIncident(ctx, ns, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inc
+	}
+
+	// Fired and resolved before any playbook answered it.
+	send("firing", starts, time.Time{})
+	send("resolved", starts, ends)
+	if inc := stored(); inc.Spec.Status != riposte.AlertResolved || !inc.Spec.EndsAt.Time.Equal(ends) {
+		t.Fatalf("after the resolution: %s endsAt %v", inc.Spec.Status, inc.Spec.EndsAt)
+	}
+	waitForPhase(t, ns, name, riposte.PhaseResolved)
+	pb := isolatePlaybook(ns, "isolate-crashloop", "KubePodCrashLooping", &riposte.AutoApprove{})
+	pb.Spec.Triggers.Alerts[0].Severities = []string{"warning"}
+	mustCreate(t, pb)
+
+	// The older firing notification, from a peer or a retry, arrives last.
+	if answer := send("firing", starts, time.Time{}); !strings.Contains(answer, `"stale":true`) {
+		t.Errorf("answer %s, want the incident reported stale", answer)
+	}
+	testenv.Consistently(t, 2*time.Second, func(ctx context.Context) error {
+		inc, err := getIncident(ctx, ns, name)
+		if err != nil {
+			return err
+		}
+		if inc.Spec.Status != riposte.AlertResolved || inc.Spec.EndsAt == nil || !inc.Spec.EndsAt.Time.Equal(ends) {
+			return fmt.Errorf("the stale notification reopened the incident: %s endsAt %v", inc.Spec.Status, inc.Spec.EndsAt)
+		}
+		if len(inc.Status.Steps) != 0 {
+			return fmt.Errorf("steps %+v for an alert that had ended", inc.Status.Steps)
+		}
+		live := &corev1.Pod{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil {
+			return err
+		}
+		if _, isolated := live.Labels[actions.QuarantineLabel]; isolated {
+			return fmt.Errorf("the pod was isolated for an alert that had ended: %v", live.Labels)
+		}
+		return nil
+	})
+
+	// A new episode, starting after the stored end, reopens it.
+	again := ends.Add(time.Minute)
+	if answer := send("firing", again, time.Time{}); strings.Contains(answer, `"stale"`) {
+		t.Errorf("answer %s: a new episode is not stale", answer)
+	}
+	if inc := stored(); inc.Spec.Status != riposte.AlertFiring || !inc.Spec.StartsAt.Time.Equal(again) || inc.Spec.EndsAt != nil {
+		t.Fatalf("after a new episode: %s startsAt %v endsAt %v", inc.Spec.Status, inc.Spec.StartsAt, inc.Spec.EndsAt)
+	}
+
+	// The first episode's resolution arriving again changes nothing.
+	if answer := send("resolved", starts, ends); !strings.Contains(answer, `"stale":true`) {
+		t.Errorf("answer %s, want the earlier episode's resolution reported stale", answer)
+	}
+	if inc := stored(); inc.Spec.Status != riposte.AlertFiring || inc.Spec.EndsAt != nil {
+		t.Errorf("an earlier episode's resolution closed the new one: %s endsAt %v", inc.Spec.Status, inc.Spec.EndsAt)
 	}
 }

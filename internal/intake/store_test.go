@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -218,6 +219,39 @@ func TestApplyStoreNamesAnImpostor(t *testing.T) {
 			}
 			if tc.wantTaken == nil && !errors.Is(err, tc.answer) {
 				t.Errorf("Upsert error = %v, want the API server's answer wrapped", err)
+			}
+		})
+	}
+}
+
+// The API server's refusal by the CRD's stale-notification rules is told
+// apart from any other refusal by its message, read from the answer alone.
+func TestStaleRefusal(t *testing.T) {
+	gk := schema.GroupKind{Group: "riposte.dev", Kind: "Incident"}
+	inc := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-ab", Namespace: "shop"}}
+	// As kube-apiserver words a failed x-kubernetes-validations rule on spec.
+	staleMsg := riposte.StaleNotification + ": the alert fired at startsAt and was already stored as resolved at a later endsAt"
+	stale := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec"), "object", staleMsg)})
+	both := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{
+		field.TooLong(field.NewPath("spec", "severity"), "", 63),
+		field.Invalid(field.NewPath("spec"), "object", staleMsg),
+	})
+	other := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec", "fingerprint"), "x", "fingerprint is immutable")})
+	cases := []struct {
+		reason string
+		err    error
+		want   *StaleError
+	}{
+		{reason: "the stale rule", err: stale, want: &StaleError{Namespace: "shop", Name: "am-ab", Detail: staleMsg}},
+		{reason: "the stale rule beside another: kept as it was all the same", err: both, want: &StaleError{Namespace: "shop", Name: "am-ab", Detail: staleMsg}},
+		{reason: "another rule", err: other},
+		{reason: "a refusal that is not Invalid", err: apierrors.NewForbidden(schema.GroupResource{Resource: "incidents"}, "am-ab", errors.New(staleMsg))},
+		{reason: "no answer at all", err: errors.New("connection reset")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, staleRefusal(inc, tc.err)); diff != "" {
+				t.Errorf("staleRefusal (-want +got):\n%s", diff)
 			}
 		})
 	}
