@@ -45,8 +45,9 @@ type IncidentSpec struct {
 	// +required
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="source is immutable"
 	Source IncidentSource `json:"source"`
-	// alertName is the alert's name (its alertname label), or a short title for a
-	// manual or drift incident.
+	// alertName is the alert's name: its alertname label, else the label its
+	// source names it by (Falco's rule, KubeArmor's PolicyName), else
+	// UnnamedAlert; or a short title for a manual or drift incident.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253

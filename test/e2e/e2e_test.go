@@ -183,7 +183,7 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	}{
 		{reason: "wrong token", token: "not-the-token", body: []byte(`{}`), want: http.StatusUnauthorized},
 		{reason: "malformed JSON", token: intakeToken, body: []byte(`{"version":"4","alerts":[`), want: http.StatusBadRequest},
-		{reason: "missing alertname", token: intakeToken, body: []byte(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{},"fingerprint":"abc"}]}`), want: http.StatusBadRequest},
+		{reason: "no alert that can ever be stored", token: intakeToken, body: []byte(`{"version":"4","status":"firing","alerts":[{"status":"pending","labels":{},"fingerprint":"abc"}]}`), want: http.StatusBadRequest},
 		{reason: "oversized body", token: intakeToken, body: append([]byte(`{"version":"4","alerts":[{"labels":{"alertname":"`), bytes.Repeat([]byte("x"), 2<<20)...), want: http.StatusRequestEntityTooLarge},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+intakeAddr+"/webhook/alertmanager", bytes.NewReader(tc.body))
