@@ -61,9 +61,9 @@ func intakeRecorder(t *testing.T) events.EventRecorder {
 	return b.NewRecorder(env.Scheme, "riposte-intake")
 }
 
-// postNotification posts body to srv as Alertmanager would and returns the
+// postBody posts body to srv as Alertmanager would and returns the
 // answer's code and body.
-func postNotification(t *testing.T, srv *httptest.Server, body string) (int, string) {
+func postBody(t *testing.T, srv *httptest.Server, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer t0ken")
@@ -252,7 +252,7 @@ func TestIntakeStoresAFalcoAlertAndItsNeighbours(t *testing.T) {
 		falcoAlertJSON("fa1c0000000000a1", ns, "web-1") + "," +
 		crashLoopingJSON("firing", "c1a5000000000001", ns, "web-1", "2026-11-26T10:00:00Z", "0001-01-01T00:00:00Z") + "," +
 		`{"status":"firing","fingerprint":"../../etc","labels":{"alertname":"Broken"}}` + `]}`
-	code, answer := postNotification(t, srv, body)
+	code, answer := postBody(t, srv, body)
 	if code != http.StatusOK {
 		t.Fatalf("answer %d %s, want 200: the storable alerts are stored", code, answer)
 	}
@@ -297,7 +297,7 @@ func TestIntakeStoresAFalcoAlertAndItsNeighbours(t *testing.T) {
 	}
 
 	// Nothing in the body can ever be stored: only then 400.
-	code, answer = postNotification(t, srv, `{"version":"4","status":"firing","alerts":[{"status":"pending","fingerprint":"ab"}]}`)
+	code, answer = postBody(t, srv, `{"version":"4","status":"firing","alerts":[{"status":"pending","fingerprint":"ab"}]}`)
 	if code != http.StatusBadRequest || !strings.Contains(answer, "1 of 1 alerts can never be stored: alerts[0].status") {
 		t.Errorf("answer %d %s, want 400 naming the field", code, answer)
 	}
@@ -338,7 +338,7 @@ func TestIntakeIgnoresAStaleNotification(t *testing.T) {
 			e = rfc(endsAt)
 		}
 		body := `{"version":"4","status":"` + status + `","receiver":"riposte","alerts":[` + crashLoopingJSON(status, fp, ns, pod.Name, rfc(startsAt), e) + `]}`
-		code, answer := postNotification(t, srv, body)
+		code, answer := postBody(t, srv, body)
 		if code != http.StatusOK {
 			t.Fatalf("%s notification: %d %s, want 200", status, code, answer)
 		}

@@ -79,11 +79,10 @@ func TestAlertListAsNotified(t *testing.T) {
 func TestAlertListRefusals(t *testing.T) {
 	dir := t.TempDir()
 	for name, tc := range map[string]struct{ body, want string }{
-		"no-labels.json":    {`[{"annotations": {"summary": "x"}}]`, "alerts[0]: no labels"},
-		"no-alertname.json": {`[{"labels": {"severity": "warning"}}]`, "labels.alertname: required"},
-		"not-alerts.json":   {`[1, 2]`, "not a list of alerts as Alertmanager's /api/v2/alerts takes them"},
-		"bad-time.json":     {`[{"labels": {"alertname": "A"}, "startsAt": "yesterday"}]`, "not a list of alerts"},
-		"a-string.yaml":     {`just words`, "neither a manifest, an Alertmanager webhook notification"},
+		"no-labels.json":  {`[{"annotations": {"summary": "x"}}]`, "alerts[0]: no labels"},
+		"not-alerts.json": {`[1, 2]`, "not a list of alerts as Alertmanager's /api/v2/alerts takes them"},
+		"bad-time.json":   {`[{"labels": {"alertname": "A"}, "startsAt": "yesterday"}]`, "not a list of alerts"},
+		"a-string.yaml":   {`just words`, "neither a manifest, an Alertmanager webhook notification"},
 	} {
 		path := filepath.Join(dir, name)
 		if err := writeFile(path, tc.body); err != nil {
@@ -93,6 +92,26 @@ func TestAlertListRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error naming the file and %q", name, err, tc.want)
 		}
+	}
+}
+
+// An alert without alertname is read, as the webhook stores it: named
+// after the label its source names it by, here Falco's rule as
+// Falcosidekick posts it (falcosecurity/falcosidekick, outputs/alertmanager.go).
+func TestAlertListWithoutAlertname(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "falco.json")
+	if err := writeFile(path, `[{"labels": {"rule": "Terminal shell in container", "priority": "Notice", "severity": "information",
+		"source": "falco", "eventsource": "syscall", "k8s_ns_name": "shop", "k8s_pod_name": "web-1"}}]`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{path}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	got.Print(&out)
+	if !strings.Contains(out.String(), "Terminal shell in container (firing)") || len(got.Problems) != 0 {
+		t.Errorf("output:\n%s\nwant the alert named after its rule, no problems", out.String())
 	}
 }
 

@@ -204,11 +204,10 @@ func TestHandler(t *testing.T) {
 			wantCode: 413, wantInBody: "64-byte limit",
 		},
 		{
-			reason: "an alert without alertname is stored, named from its labels, beside a Prometheus alert",
-			body:   notificationOf(falcoAlert, validAlert("a1")),
-			// Where the Falco incident lands is IncidentFor's namespace rule's.
-			wantCode: 200, wantStored: []string{"riposte-system/am-" + falcoFingerprint, "shop/am-a1"},
-			wantIncidents: []StoredIncident{{Namespace: "riposte-system", Name: "am-" + falcoFingerprint, Status: "firing"}, {Namespace: "shop", Name: "am-a1", Status: "firing"}},
+			reason:   "an alert without alertname is stored, named from its labels, beside a Prometheus alert",
+			body:     notificationOf(falcoAlert, validAlert("a1")),
+			wantCode: 200, wantStored: []string{"shop/am-" + falcoFingerprint, "shop/am-a1"},
+			wantIncidents: []StoredIncident{{Namespace: "shop", Name: "am-" + falcoFingerprint, Status: "firing"}, {Namespace: "shop", Name: "am-a1", Status: "firing"}},
 			wantOddities:  Oddities{Refused: map[string]int{}, Derived: map[string]int{"rule": 1}},
 		},
 		{

@@ -114,7 +114,7 @@ func TestIncidentFor(t *testing.T) {
 			// Falcosidekick's labels (falcosecurity/falcosidekick, outputs/alertmanager.go).
 			reason: "an alert without alertname is named after the label its source names it by",
 			alert:  Alert{Status: "firing", Fingerprint: "ab", Labels: falcoLabels},
-			want: incident("am-ab", defaultNS, falcoLabels, func(inc *riposte.Incident) {
+			want: incident("am-ab", "shop", falcoLabels, func(inc *riposte.Incident) {
 				inc.Spec.AlertName, inc.Spec.Severity = "Terminal shell in container", "information"
 				inc.Labels["riposte.dev/alertname"] = "Terminal-shell-in-container"
 			}),
