@@ -90,7 +90,6 @@ func TestGlobalPauseHoldsRemediation(t *testing.T) {
 		t.Errorf("Held = %s %s after the held plan was undone, want False NotHeld", c.Status, c.Reason)
 	}
 
-
 	if err := k8sClient.Delete(ctx, pause); err != nil {
 		t.Fatal(err)
 	}
