@@ -390,20 +390,63 @@ func TestIntakeIgnoresAStaleNotification(t *testing.T) {
 		return nil
 	})
 
-	// A new episode, starting after the stored end, reopens it.
+	// A new episode, starting after the stored end, is a new incident: the
+	// first keeps its record, and the playbook answers the new one.
 	again := ends.Add(time.Minute)
-	if answer := send("firing", again, time.Time{}); strings.Contains(answer, `"stale"`) {
-		t.Errorf("answer %s: a new episode is not stale", answer)
+	if answer := send("firing", again, time.Time{}); strings.Contains(answer, `"stale"`) || !strings.Contains(answer, intake.EpisodeName(fp, again)) {
+		t.Errorf("answer %s: want the new episode stored as %s, not stale", answer, intake.EpisodeName(fp, again))
 	}
-	if inc := stored(); inc.Spec.Status != riposte.AlertFiring || !inc.Spec.StartsAt.Time.Equal(again) || inc.Spec.EndsAt != nil {
-		t.Fatalf("after a new episode: %s startsAt %v endsAt %v", inc.Spec.Status, inc.Spec.StartsAt, inc.Spec.EndsAt)
+	episode := waitForPhase(t, ns, intake.EpisodeName(fp, again), riposte.PhaseRemediated)
+	if episode.Spec.Status != riposte.AlertFiring || !episode.Spec.StartsAt.Time.Equal(again) || episode.Spec.Fingerprint != fp {
+		t.Errorf("the new episode's incident: %s startsAt %v fingerprint %s", episode.Spec.Status, episode.Spec.StartsAt, episode.Spec.Fingerprint)
+	}
+	if inc := stored(); inc.Spec.Status != riposte.AlertResolved || !inc.Spec.EndsAt.Time.Equal(ends) || inc.Status.Phase != riposte.PhaseResolved || len(inc.Status.Steps) != 0 {
+		t.Errorf("the first episode's incident changed: %s endsAt %v, phase %s, steps %d", inc.Spec.Status, inc.Spec.EndsAt, inc.Status.Phase, len(inc.Status.Steps))
+	}
+	// The new episode's own notifications land on it.
+	send("firing", again, time.Time{})
+	if _, err := getIncident(ctx, ns, intake.EpisodeName(fp, again.Add(time.Second))); !apierrors.IsNotFound(err) {
+		t.Errorf("a repeated notification of the episode made another incident: %v", err)
 	}
 
 	// The first episode's resolution arriving again changes nothing.
-	if answer := send("resolved", starts, ends); !strings.Contains(answer, `"stale":true`) {
-		t.Errorf("answer %s, want the earlier episode's resolution reported stale", answer)
+	send("resolved", starts, ends)
+	if inc := stored(); inc.Spec.Status != riposte.AlertResolved || !inc.Spec.EndsAt.Time.Equal(ends) {
+		t.Errorf("the first episode's resolution, again: %s endsAt %v", inc.Spec.Status, inc.Spec.EndsAt)
 	}
-	if inc := stored(); inc.Spec.Status != riposte.AlertFiring || inc.Spec.EndsAt != nil {
-		t.Errorf("an earlier episode's resolution closed the new one: %s endsAt %v", inc.Spec.Status, inc.Spec.EndsAt)
+	if inc, err := getIncident(ctx, ns, intake.EpisodeName(fp, again)); err != nil || inc.Spec.Status != riposte.AlertFiring {
+		t.Errorf("an earlier episode's resolution closed the new one: %v %v", inc.Spec.Status, err)
+	}
+}
+
+// An alert whose resolution is the first Riposte hears of it (the firing
+// notification went to a peer that failed) has ended: it is not remediated.
+func TestIntakeNeverRemediatesAnAlertThatHadEnded(t *testing.T) {
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	srv := intakeServer(t)
+	pb := isolatePlaybook(ns, "isolate-crashloop", "KubePodCrashLooping", &riposte.AutoApprove{})
+	pb.Spec.Triggers.Alerts[0].Severities = []string{"warning"}
+	mustCreate(t, pb)
+	const fp = "57a1e00000000002"
+	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+	body := `{"version":"4","status":"resolved","receiver":"riposte","alerts":[` +
+		crashLoopingJSON("resolved", fp, ns, pod.Name, starts.Format(time.RFC3339), starts.Add(5*time.Minute).Format(time.RFC3339)) + `]}`
+	if code, answer := postBody(t, srv, body); code != http.StatusOK {
+		t.Fatalf("resolved notification: %d %s", code, answer)
+	}
+	inc := waitForPhase(t, ns, intake.IncidentName(fp), riposte.PhaseResolved)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonAlertResolved {
+		t.Errorf("Planned = %s %s: %s; want False AlertResolved", c.Status, c.Reason, c.Message)
+	}
+	if inc.Status.ApprovalGate != "" || len(inc.Status.Steps) != 0 {
+		t.Errorf("gate %q, %d steps for an alert that had ended", inc.Status.ApprovalGate, len(inc.Status.Steps))
+	}
+	live := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(pod), live); err != nil {
+		t.Fatal(err)
+	}
+	if _, isolated := live.Labels[actions.QuarantineLabel]; isolated {
+		t.Errorf("the pod was isolated for an alert that had ended")
 	}
 }

@@ -20,6 +20,12 @@ const (
 // and an alert is ordered by its own times, as Alertmanager merges it.
 const StaleNotification = "stale notification"
 
+// NewEpisode starts the API server's refusal to reopen a resolved alert's
+// incident for a notification that started after the stored end: the alert
+// fired again, and intake stores that episode as a new incident, leaving
+// the record of the first as it was.
+const NewEpisode = "new episode"
+
 // AlertStatus is the alert's own state as its source last reported it.
 // +kubebuilder:validation:Enum=firing;resolved
 type AlertStatus string
@@ -39,6 +45,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.source != 'Drift' || has(self.drift)",message="a Drift incident names its playbook and rule in spec.drift"
 // +kubebuilder:validation:XValidation:rule="has(self.drift) == has(oldSelf.drift)",message="spec.drift cannot be added or removed"
 // +kubebuilder:validation:XValidation:rule="oldSelf.source != 'Alertmanager' || !(has(oldSelf.status) && oldSelf.status == 'resolved' && has(self.status) && self.status == 'firing' && has(oldSelf.endsAt) && has(self.startsAt) && self.startsAt <= oldSelf.endsAt)",message="stale notification: the alert fired at startsAt and was already stored as resolved at a later endsAt; a new firing needs a startsAt after the stored endsAt"
+// +kubebuilder:validation:XValidation:rule="oldSelf.source != 'Alertmanager' || !(has(oldSelf.status) && oldSelf.status == 'resolved' && has(oldSelf.endsAt) && has(self.startsAt) && self.startsAt > oldSelf.endsAt)",message="new episode: the alert started again after its stored resolution; it is stored as a new incident and this one is kept as it was"
 // +kubebuilder:validation:XValidation:rule="oldSelf.source != 'Alertmanager' || !(has(oldSelf.status) && oldSelf.status == 'firing' && has(self.status) && self.status == 'resolved' && has(oldSelf.startsAt) && has(self.endsAt) && self.endsAt < oldSelf.startsAt)",message="stale notification: the resolution ends before the stored firing started, so it is an earlier episode's"
 type IncidentSpec struct {
 	// source says who opened the incident.

@@ -202,17 +202,22 @@ func (r *Reconciler) resolveIfDone(inc *riposte.Incident) bool {
 		if inc.Spec.Status != riposte.AlertResolved {
 			return inc.Status.Phase != riposte.PhaseUnmatched && inc.Status.Phase != riposte.PhaseFailed
 		}
-		at := metav1.Now()
-		if inc.Spec.EndsAt != nil {
-			at = *inc.Spec.EndsAt
-		}
-		inc.Status.ResolvedAt = &at
-		inc.Status.Phase = riposte.PhaseResolved
-		reason, why := resolvedBecause(inc)
-		r.event(inc, corev1.EventTypeNormal, reason, "Resolve", why)
+		r.resolve(inc)
 		return true
 	}
 	return false
+}
+
+// resolve closes the incident: its source declared it over.
+func (r *Reconciler) resolve(inc *riposte.Incident) {
+	at := metav1.Now()
+	if inc.Spec.EndsAt != nil {
+		at = *inc.Spec.EndsAt
+	}
+	inc.Status.ResolvedAt = &at
+	inc.Status.Phase = riposte.PhaseResolved
+	reason, why := resolvedBecause(inc)
+	r.event(inc, corev1.EventTypeNormal, reason, "Resolve", why)
 }
 
 // resolvedBecause says why an incident's source declared it over: the alert
@@ -348,6 +353,15 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	inc, pb := p.inc, p.pb
 	if inc.Status.ApprovalGate != "" {
 		return false, nil
+	}
+	if inc.Spec.Status == riposte.AlertResolved {
+		// Over before anything was asked for (the resolution arrived
+		// first, or before a playbook answered): a remediation now would
+		// act on something that has ended. A plan already asked for goes
+		// on: people may still be deciding on what happened.
+		setCondition(inc, riposte.IncidentPlanned, false, riposte.ReasonAlertResolved, "the alert had resolved before a plan was asked for; nothing was planned or applied")
+		r.resolve(inc)
+		return true, nil
 	}
 	target := targetOf(inc)
 	if r.refused(inc, pb, target, nil) {

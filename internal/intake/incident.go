@@ -6,6 +6,7 @@ import (
 	"maps"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,6 +43,16 @@ func IncidentName(fingerprint string) string {
 	}
 	sum := sha256.Sum256([]byte(fingerprint))
 	return "am-h-" + hex.EncodeToString(sum[:16])
+}
+
+// EpisodeName is the name of an alert's incident when it fires again after
+// its first incident was resolved: the first incident's name and a digest
+// of when this episode started. Alertmanager keeps an episode's startsAt
+// (the earliest of its notifications), so every notification of the
+// episode lands on the same object, and each episode on its own.
+func EpisodeName(fingerprint string, startsAt time.Time) string {
+	sum := sha256.Sum256([]byte(startsAt.UTC().Truncate(time.Second).Format(time.RFC3339)))
+	return IncidentName(fingerprint) + "-" + hex.EncodeToString(sum[:5])
 }
 
 // IncidentFor is the Incident intake stores for an alert: in its target's

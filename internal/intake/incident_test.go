@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -309,5 +310,32 @@ func TestIncidentNamespaceFromRealLabelSets(t *testing.T) {
 				t.Errorf("IncidentFor(%v).Namespace = %q, want %q", tc.labels, got.Namespace, tc.want)
 			}
 		})
+	}
+}
+
+// Each episode of an alert has its own incident: every notification of one
+// episode (Alertmanager keeps its startsAt) lands on the same name, no two
+// episodes or fingerprints share one, and none is a first episode's name.
+func TestEpisodeName(t *testing.T) {
+	starts := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	seen := map[string]string{}
+	for _, fp := range []string{"a1b2c3d4e5f60718", "h", "H", strings.Repeat("z", 32), strings.Repeat("A", 64)} {
+		seen[IncidentName(fp)] = fp + " (first episode)"
+		for i, at := range []time.Time{starts, starts.Add(time.Second), starts.Add(time.Hour)} {
+			name := EpisodeName(fp, at)
+			if errs := validation.IsDNS1123Label(name); len(errs) != 0 {
+				t.Errorf("EpisodeName(%q, %s) = %q is not a valid name: %v", fp, at, name, errs)
+			}
+			if !strings.HasPrefix(name, IncidentName(fp)+"-") {
+				t.Errorf("EpisodeName(%q, %s) = %q does not start with the first episode's name", fp, at, name)
+			}
+			if EpisodeName(fp, at.Add(300*time.Millisecond).In(time.FixedZone("CET", 3600))) != name {
+				t.Errorf("EpisodeName(%q) differs for the same second in another zone: an episode's notifications would split", fp)
+			}
+			if other, taken := seen[name]; taken {
+				t.Errorf("%s and %s episode %d share the name %s", other, fp, i, name)
+			}
+			seen[name] = fmt.Sprintf("%s episode %d", fp, i)
+		}
 	}
 }

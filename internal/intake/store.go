@@ -44,7 +44,28 @@ var _ Store = (*ApplyStore)(nil)
 
 // Upsert implements Store. An alert naming a namespace that does not exist
 // lands in DefaultNamespace rather than being lost.
+//
+// An alert that fires again after its incident was stored as resolved is a
+// new episode: the API server refuses to reopen the incident (the CRD's
+// rules on the alert's own times), whose record stays as it was, and the
+// alert is stored under its episode's name (EpisodeName), so it is answered
+// and remediated as a new incident. Inc.Name is set to the name it was
+// stored under.
 func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
+	err := s.upsert(ctx, inc)
+	var again *NewEpisodeError
+	if errors.As(err, &again) && inc.Spec.StartsAt != nil {
+		inc.Name = EpisodeName(inc.Spec.Fingerprint, inc.Spec.StartsAt.Time)
+		err = s.upsert(ctx, inc)
+		if errors.As(err, &again) {
+			// Only the first episode's incident can refuse so.
+			return fmt.Errorf("storing incident %s/%s: %w", inc.Namespace, inc.Name, err)
+		}
+	}
+	return err
+}
+
+func (s *ApplyStore) upsert(ctx context.Context, inc *riposte.Incident) error {
 	known := s.known(ctx, inc)
 	err := s.apply(ctx, inc)
 	if err == nil && known {
@@ -54,8 +75,8 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
 		if err = s.apply(ctx, inc); err != nil {
-			if stale := staleRefusal(inc, err); stale != nil {
-				return stale
+			if refusal := timeRefusal(inc, err); refusal != nil {
+				return refusal
 			}
 			if taken := s.nameTaken(ctx, inc, err); taken != nil {
 				return taken
@@ -65,8 +86,8 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 		return nil
 	}
 	if err != nil {
-		if stale := staleRefusal(inc, err); stale != nil {
-			return stale
+		if refusal := timeRefusal(inc, err); refusal != nil {
+			return refusal
 		}
 		if taken := s.nameTaken(ctx, inc, err); taken != nil {
 			return taken
@@ -90,10 +111,24 @@ func (e *StaleError) Error() string {
 	return fmt.Sprintf("incident %s/%s kept as it was: %s", e.Namespace, e.Name, e.Detail)
 }
 
-// staleRefusal recognises the stale-notification rules in the API server's
-// refusal. It is read from the answer, not by asking again, so that the
-// check and the write are one atomic step and cost one request.
-func staleRefusal(inc *riposte.Incident, err error) *StaleError {
+// NewEpisodeError says the API server kept the incident as it was because
+// the alert fired again after the incident's stored resolution: a new
+// episode, for a new incident.
+type NewEpisodeError struct {
+	Namespace, Name string
+	// Detail is the API server's reason.
+	Detail string
+}
+
+func (e *NewEpisodeError) Error() string {
+	return fmt.Sprintf("incident %s/%s kept as it was: %s", e.Namespace, e.Name, e.Detail)
+}
+
+// timeRefusal recognises the rules on the alert's own times in the API
+// server's refusal: a *StaleError or a *NewEpisodeError, or nil. It is read
+// from the answer, not by asking again, so that the check and the write are
+// one atomic step and cost one request.
+func timeRefusal(inc *riposte.Incident, err error) error {
 	var status apierrors.APIStatus
 	if !apierrors.IsInvalid(err) || !errors.As(err, &status) || status.Status().Details == nil {
 		return nil
@@ -101,6 +136,9 @@ func staleRefusal(inc *riposte.Incident, err error) *StaleError {
 	for _, c := range status.Status().Details.Causes {
 		if i := strings.Index(c.Message, riposte.StaleNotification); i >= 0 {
 			return &StaleError{Namespace: inc.Namespace, Name: inc.Name, Detail: c.Message[i:]}
+		}
+		if i := strings.Index(c.Message, riposte.NewEpisode); i >= 0 {
+			return &NewEpisodeError{Namespace: inc.Namespace, Name: inc.Name, Detail: c.Message[i:]}
 		}
 	}
 	return nil

@@ -224,9 +224,10 @@ func TestApplyStoreNamesAnImpostor(t *testing.T) {
 	}
 }
 
-// The API server's refusal by the CRD's stale-notification rules is told
-// apart from any other refusal by its message, read from the answer alone.
-func TestStaleRefusal(t *testing.T) {
+// The API server's refusal by the CRD's rules on the alert's own times
+// (stale, new episode) is told apart from any other refusal by its message,
+// read from the answer alone.
+func TestTimeRefusal(t *testing.T) {
 	gk := schema.GroupKind{Group: "riposte.dev", Kind: "Incident"}
 	inc := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-ab", Namespace: "shop"}}
 	// As kube-apiserver words a failed x-kubernetes-validations rule on spec.
@@ -236,12 +237,15 @@ func TestStaleRefusal(t *testing.T) {
 		field.TooLong(field.NewPath("spec", "severity"), "", 63),
 		field.Invalid(field.NewPath("spec"), "object", staleMsg),
 	})
+	episodeMsg := riposte.NewEpisode + ": the alert started again after its stored resolution"
+	episode := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec"), "object", episodeMsg)})
 	other := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec", "fingerprint"), "x", "fingerprint is immutable")})
 	cases := []struct {
 		reason string
 		err    error
-		want   *StaleError
+		want   error
 	}{
+		{reason: "the new-episode rule", err: episode, want: &NewEpisodeError{Namespace: "shop", Name: "am-ab", Detail: episodeMsg}},
 		{reason: "the stale rule", err: stale, want: &StaleError{Namespace: "shop", Name: "am-ab", Detail: staleMsg}},
 		{reason: "the stale rule beside another: kept as it was all the same", err: both, want: &StaleError{Namespace: "shop", Name: "am-ab", Detail: staleMsg}},
 		{reason: "another rule", err: other},
@@ -250,8 +254,8 @@ func TestStaleRefusal(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, staleRefusal(inc, tc.err)); diff != "" {
-				t.Errorf("staleRefusal (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tc.want, timeRefusal(inc, tc.err)); diff != "" {
+				t.Errorf("timeRefusal (-want +got):\n%s", diff)
 			}
 		})
 	}
