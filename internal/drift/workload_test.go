@@ -240,8 +240,12 @@ func TestPodControllers(t *testing.T) {
 	}{
 		{"every kind by default", func(*riposte.DriftRule) {}, ds, true},
 		{"None judges pods only", func(r *riposte.DriftRule) { r.PodControllers = []riposte.PodController{riposte.PodControllerNone} }, ds, false},
-		{"only the kinds named", func(r *riposte.DriftRule) { r.PodControllers = []riposte.PodController{riposte.PodControllerDeployment} }, ds, false},
-		{"the kind named", func(r *riposte.DriftRule) { r.PodControllers = []riposte.PodController{riposte.PodControllerDeployment} }, deploy, true},
+		{"only the kinds named", func(r *riposte.DriftRule) {
+			r.PodControllers = []riposte.PodController{riposte.PodControllerDeployment}
+		}, ds, false},
+		{"the kind named", func(r *riposte.DriftRule) {
+			r.PodControllers = []riposte.PodController{riposte.PodControllerDeployment}
+		}, deploy, true},
 		{"objectSelector on the template's labels", func(r *riposte.DriftRule) {
 			r.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}}
 		}, ds, true},
