@@ -17,6 +17,12 @@ var (
 	defaultPolicyReportMatch = []riposte.PolicyReportResult{"fail"}
 )
 
+// IsReportKind reports whether a kind is one of the report kinds Riposte
+// reads as drift.
+func IsReportKind(gk schema.GroupKind) bool {
+	return gk == PolicyReportKind || gk == ClusterPolicyReportKind
+}
+
 // ReportResult is one result of a PolicyReport, with the objects it is about.
 type ReportResult struct {
 	Policy, Rule, Result, Severity, Message string

@@ -44,6 +44,9 @@ func (r *Resolver) Resolve(ctx context.Context, pb *riposte.Playbook) (*Resolved
 	for i, rule := range rules {
 		field := fmt.Sprintf("spec.triggers.drift[%d]", i)
 		kinds := map[string]schema.GroupVersionKind{field + ".resource": rule.GVK}
+		for _, gvk := range rule.Kinds()[1:] {
+			kinds[field+".podControllers["+gvk.Kind+"]"] = gvk
+		}
 		for name, gvk := range rule.Lookups {
 			kinds[field+".lookups["+name+"]"] = gvk
 		}

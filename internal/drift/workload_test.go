@@ -104,7 +104,7 @@ func TestPackOnChartWorkloads(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("testdata", "charts", tc.file))
+			raw, err := os.ReadFile(filepath.Join("..", "..", "test", "testdata", "charts", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
