@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -111,7 +111,7 @@ func TestDriftLifecycle(t *testing.T) {
 	}
 
 	// The playbook sums it up for kubectl get playbooks.
-	summary(t, ns, "no-debug", 1, "Pod")
+	summary(t, ns, "no-debug", 1, "CronJob.batch", "DaemonSet.apps", "Deployment.apps", "Job.batch", "Pod", "ReplicaSet.apps", "StatefulSet.apps")
 
 	// A storm of updates to the violating object keeps one incident.
 	for i := range 30 {
@@ -134,7 +134,7 @@ func TestDriftLifecycle(t *testing.T) {
 	if c := meta.FindStatusCondition(fixed.Status.Conditions, riposte.ConditionReady); c == nil {
 		t.Errorf("no Ready condition: %s", conditions(fixed.Status.Conditions))
 	}
-	summary(t, ns, "no-debug", 0, "Pod")
+	summary(t, ns, "no-debug", 0, "CronJob.batch", "DaemonSet.apps", "Deployment.apps", "Job.batch", "Pod", "ReplicaSet.apps", "StatefulSet.apps")
 
 	// Broken again: a second occurrence, named after the first.
 	setLabels(t, ns, "web", map[string]string{"app": "web", "debug": "again"})
@@ -486,36 +486,34 @@ func metricValue(t *testing.T, name, label, value string) (float64, bool) {
 func TestDriftWatchesFollowPlaybooks(t *testing.T) {
 	ctx := context.Background()
 	ns := teamNamespace(t)
-	if err := env.Remediator(ctx, ns, "riposte-action-workloads"); err != nil {
-		t.Fatal(err)
+	// Ingresses: a kind no other test's rule judges (Pod rules judge the
+	// workload kinds too).
+	const ingresses = "networking.k8s.io/v1, Kind=Ingress"
+	if watched(t, ingresses) {
+		t.Fatal("Ingresses are watched before any rule names them")
 	}
-	const cronJobs = "batch/v1, Kind=CronJob"
-	if watched(t, cronJobs) {
-		t.Fatal("CronJobs are watched before any rule names them")
+	tls := func(name string) riposte.DriftRule {
+		return riposte.DriftRule{Name: name, Resource: riposte.ResourceKind{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+			Rule: "has(object.spec.tls) && size(object.spec.tls) > 0", Message: "ingresses here serve TLS"}
 	}
-	suspended := func(name string) riposte.DriftRule {
-		return riposte.DriftRule{Name: name, Resource: riposte.ResourceKind{APIVersion: "batch/v1", Kind: "CronJob"},
-			Rule: "has(object.spec.suspend) && object.spec.suspend", Message: "cron jobs here stay suspended"}
-	}
-	first := teamPlaybook(ns, "cron-a", suspended("cron-suspended-a"))
-	first.Spec.Steps = []riposte.Step{{Name: "suspend", Action: riposte.ActionSuspendCronJob}}
+	first := teamPlaybook(ns, "tls-a", tls("ingress-tls-a"))
 	first.Spec.Approval = riposte.ApprovalPolicy{}
 	second := first.DeepCopy()
-	second.Name, second.Spec.Triggers.Drift = "cron-b", []riposte.DriftRule{suspended("cron-suspended-b")}
+	second.Name, second.Spec.Triggers.Drift = "tls-b", []riposte.DriftRule{tls("ingress-tls-b")}
 	mustCreate(t, first)
 	mustCreate(t, second)
 	testenv.Eventually(t, waitFor, func(context.Context) error {
-		if !watched(t, cronJobs) {
-			return fmt.Errorf("CronJobs are not watched")
+		if !watched(t, ingresses) {
+			return fmt.Errorf("Ingresses are not watched")
 		}
 		return nil
 	})
-	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: ns},
-		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
-			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "r", Image: "registry.example.com/r:1"}}}}}}}}
-	mustCreate(t, cron)
-	waitForIncident(t, ns, "cron-suspended-a", "CronJob", "report", riposte.PhaseAwaitingApproval)
-	waitForIncident(t, ns, "cron-suspended-b", "CronJob", "report", riposte.PhaseAwaitingApproval)
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
+		Spec: networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{
+			Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}
+	mustCreate(t, ing)
+	opened(t, ns, "ingress-tls-a", "Ingress", "shop")
+	opened(t, ns, "ingress-tls-b", "Ingress", "shop")
 
 	must := func(err error) {
 		t.Helper()
@@ -525,23 +523,39 @@ func TestDriftWatchesFollowPlaybooks(t *testing.T) {
 	}
 	must(k8sClient.Delete(ctx, first))
 	testenv.Consistently(t, time.Second, func(context.Context) error {
-		if !watched(t, cronJobs) {
-			return fmt.Errorf("CronJobs are no longer watched while a rule still needs them")
+		if !watched(t, ingresses) {
+			return fmt.Errorf("Ingresses are no longer watched while a rule still needs them")
 		}
 		return nil
 	})
 	must(k8sClient.Delete(ctx, second))
 	testenv.Eventually(t, waitFor, func(context.Context) error {
-		if watched(t, cronJobs) {
-			return fmt.Errorf("CronJobs are still watched after the last rule on them went")
+		if watched(t, ingresses) {
+			return fmt.Errorf("Ingresses are still watched after the last rule on them went")
 		}
 		return nil
 	})
-	// Changes are no longer judged: nothing opens for a new CronJob.
-	late := cron.DeepCopy()
+	// Changes are no longer judged: nothing opens for a new Ingress.
+	late := ing.DeepCopy()
 	late.ResourceVersion, late.Name = "", "late"
 	mustCreate(t, late)
-	noIncident(t, ns, "cron-suspended-a", "CronJob", "late")
+	noIncident(t, ns, "ingress-tls-a", "Ingress", "late")
+}
+
+// opened waits until the rule has an incident about the object, whatever
+// its phase.
+func opened(t *testing.T, ns, rule, kind, name string) {
+	t.Helper()
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		list, err := incidentsFor(ctx, ns, rule, kind, name)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return fmt.Errorf("no %s incident about %s %s/%s", rule, kind, ns, name)
+		}
+		return nil
+	})
 }
 
 // A rule that cannot be evaluated on an object (a field read without has())
