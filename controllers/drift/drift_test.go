@@ -313,6 +313,16 @@ func TestDriftRuleAdmission(t *testing.T) {
 		"a PolicyReport result that does not exist": func(pb *riposte.Playbook) {
 			pb.Spec.Triggers.PolicyReports = []riposte.PolicyReportTrigger{{Results: []riposte.PolicyReportResult{"broken"}}}
 		},
+		"podControllers on a rule about another kind": func(pb *riposte.Playbook) {
+			pb.Spec.Triggers.Drift[0].Resource = riposte.ResourceKind{APIVersion: "v1", Kind: "Service"}
+			pb.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{riposte.PodControllerDeployment}
+		},
+		"podControllers None with a kind": func(pb *riposte.Playbook) {
+			pb.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{riposte.PodControllerNone, riposte.PodControllerJob}
+		},
+		"a podController that is no workload kind": func(pb *riposte.Playbook) {
+			pb.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{"ReplicationController"}
+		},
 	}
 	for name, edit := range cases {
 		pb := teamPlaybook(ns, "refused", noDebugRule("no-debug"))
@@ -321,6 +331,11 @@ func TestDriftRuleAdmission(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 			_ = k8sClient.Delete(ctx, pb)
 		}
+	}
+	pods := teamPlaybook(ns, "pods-only", noDebugRule("no-debug"))
+	pods.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{riposte.PodControllerNone}
+	if err := k8sClient.Create(ctx, pods); err != nil {
+		t.Errorf("podControllers [None] refused: %v", err)
 	}
 }
 
