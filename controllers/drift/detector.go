@@ -28,6 +28,7 @@ import (
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports;clusterpolicyreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=openreports.io,resources=reports;clusterreports,verbs=get;list;watch
 
 // Detector is the drift detector. It runs on the leader only, so replicas
 // never race to open the same incident (names are deterministic anyway).

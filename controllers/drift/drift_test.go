@@ -463,6 +463,97 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 	}
 }
 
+// OpenReports (openreports.io, the successor format Kyverno writes when
+// asked) are read like PolicyReports, once their CRDs (the real ones, from
+// openreports/reports-api) are installed; until then the playbook's
+// condition does not claim them.
+func TestOpenReportsBecomeIncidents(t *testing.T) {
+	ctx := context.Background()
+	ns := teamNamespace(t)
+	pb := &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "from-openreports", Namespace: ns},
+		Spec: riposte.PlaybookSpec{
+			Triggers:           riposte.Triggers{PolicyReports: []riposte.PolicyReportTrigger{{Policies: []string{"disallow-privileged-containers"}}}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+			ServiceAccountName: testenv.RemediatorAccount,
+		},
+	}
+	mustCreate(t, pb)
+	reports := func(ok func(*metav1.Condition) bool) {
+		t.Helper()
+		testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+			got := &riposte.Playbook{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(got.Status.Conditions, riposte.PlaybookPolicyReports); c == nil || !ok(c) {
+				return fmt.Errorf("conditions %s", conditions(got.Status.Conditions))
+			}
+			return nil
+		})
+	}
+	const openReports = "OpenReports (openreports.io)"
+	// Not installed: NotInstalled, or (when the PolicyReport API is) True
+	// for that format only.
+	reports(func(c *metav1.Condition) bool {
+		return c.Reason == riposte.ReasonNotInstalled || strings.Contains(c.Message, openReports+" is not installed")
+	})
+	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "test", "testdata", "openreports")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion("openreports.io/v1alpha1")
+		list.SetKind("ReportList")
+		return k8sClient.List(ctx, list, client.InNamespace(ns))
+	})
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &riposte.Playbook{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
+			return err
+		}
+		got.Spec.Priority = 1
+		return k8sClient.Update(ctx, got)
+	})
+	reports(func(c *metav1.Condition) bool {
+		return c.Status == metav1.ConditionTrue && strings.Contains(c.Message, openReports) && !strings.Contains(c.Message, openReports+" is not installed")
+	})
+
+	priv := pod(ns, "priv", nil)
+	mustCreate(t, priv)
+	// A Report as Kyverno writes one per resource: the scope is the pod,
+	// each result names it too (field names from the OpenReports CRD).
+	report := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "openreports.io/v1alpha1", "kind": "Report",
+		"metadata": map[string]any{"name": string(priv.UID), "namespace": ns,
+			"labels": map[string]any{"app.kubernetes.io/managed-by": "kyverno"}},
+		"source":  "kyverno",
+		"scope":   map[string]any{"apiVersion": "v1", "kind": "Pod", "name": "priv", "namespace": ns, "uid": string(priv.UID)},
+		"summary": map[string]any{"pass": int64(0), "fail": int64(1), "warn": int64(0), "error": int64(0), "skip": int64(0)},
+		"results": []any{map[string]any{
+			"category": "Pod Security Standards (Baseline)", "policy": "disallow-privileged-containers", "rule": "privileged-containers",
+			"result": "fail", "scored": true, "severity": "medium", "source": "kyverno",
+			"message":   "validation error: Privileged mode is disallowed. The fields spec.containers[*].securityContext.privileged must be unset or set to `false`.",
+			"timestamp": map[string]any{"seconds": int64(1679565894), "nanos": int64(0)},
+			"resources": []any{map[string]any{"apiVersion": "v1", "kind": "Pod", "name": "priv", "namespace": ns, "uid": string(priv.UID)}},
+		}},
+	}}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error { return k8sClient.Create(ctx, report.DeepCopy()) })
+	const rule = "disallow-privileged-containers/privileged-containers"
+	inc := waitForIncident(t, ns, rule, "Pod", "priv", riposte.PhaseRemediated)
+	if inc.Spec.Drift.Source.Kind != "Report" || inc.Spec.Drift.Source.APIVersion != "openreports.io/v1alpha1" || inc.Spec.Severity != "medium" ||
+		!strings.HasPrefix(inc.Spec.Annotations["summary"], "validation error: Privileged mode is disallowed") {
+		t.Errorf("incident %s: source %+v, severity %q, summary %q", inc.Name, inc.Spec.Drift.Source, inc.Spec.Severity, inc.Spec.Annotations["summary"])
+	}
+	if err := k8sClient.Delete(ctx, report); err != nil {
+		t.Fatal(err)
+	}
+	if removed := waitForIncident(t, ns, rule, "Pod", "priv", riposte.PhaseResolved); removed.Spec.Drift.Resolution != riposte.DriftReportRemoved {
+		t.Errorf("resolution %q, want ReportRemoved", removed.Spec.Drift.Resolution)
+	}
+}
+
 // watched reports whether the detector's gauge says it watches kind.
 func watched(t *testing.T, kind string) bool {
 	t.Helper()

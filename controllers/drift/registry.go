@@ -144,7 +144,7 @@ func (r *registry) covers(inc *riposte.Incident) bool {
 
 func fromReport(inc *riposte.Incident) bool {
 	gk := schema.FromAPIVersionAndKind(inc.Spec.Drift.Source.APIVersion, inc.Spec.Drift.Source.Kind).GroupKind()
-	return gk == drift.PolicyReportKind || gk == drift.ClusterPolicyReportKind
+	return drift.IsReportKind(gk)
 }
 
 // refresh reads the playbooks again: compiles and resolves their rules,
@@ -184,17 +184,17 @@ func (d *Detector) refresh(ctx context.Context) error {
 		}
 		next.add(e)
 	}
-	if len(next.reportPlaybooks) > 0 && len(old.reportKinds) > 0 {
+	if len(next.reportPlaybooks) > 0 && len(old.reportKinds) == 2*len(drift.ReportAPIs) {
 		for gvk := range old.reportKinds {
 			next.reportKinds[gvk], next.namespaced[gvk] = true, old.namespaced[gvk]
 		}
 	} else if len(next.reportPlaybooks) > 0 {
-		// Asked again on every refresh until the API is installed (the
-		// periodic re-evaluation refreshes too).
-		if kinds, problem := d.Resolver.PolicyReportKinds(ctx); problem == nil {
-			for _, gvk := range kinds {
+		// Asked again on every refresh until every report API is installed
+		// (the periodic re-evaluation refreshes too).
+		if kinds, _, problem := d.Resolver.ReportKinds(ctx); problem == nil {
+			for gvk, namespaced := range kinds {
 				next.reportKinds[gvk] = true
-				next.namespaced[gvk] = gvk.Kind == drift.PolicyReportKind.Kind
+				next.namespaced[gvk] = namespaced
 			}
 		}
 	}

@@ -83,7 +83,7 @@ var clusterScoped = map[string]bool{
 	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true, "ClusterRoleBinding": true,
 	"StorageClass": true, "CustomResourceDefinition": true, "PriorityClass": true, "IngressClass": true,
 	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true, "ValidatingWebhookConfiguration": true,
-	"MutatingWebhookConfiguration": true, "ClusterPolicyReport": true, "RuntimeClass": true, "CSIDriver": true,
+	"MutatingWebhookConfiguration": true, "ClusterPolicyReport": true, "ClusterReport": true, "RuntimeClass": true, "CSIDriver": true,
 }
 
 // RunOffline checks the files.

@@ -176,3 +176,45 @@ func readManifest(t *testing.T, path string) map[string]any {
 	}
 	return m
 }
+
+// An OpenReports Report in the files is read like a PolicyReport.
+func TestOfflineCheckReadsOpenReports(t *testing.T) {
+	dir := t.TempDir()
+	// Field names from the OpenReports CRD (openreports/reports-api,
+	// config/crd/openreports.io_reports.yaml); Kyverno's message.
+	report := `apiVersion: openreports.io/v1alpha1
+kind: Report
+metadata: {name: 3407b31a-b0bb-4716-a443-f4aa15662ef2, namespace: shop}
+source: kyverno
+scope: {apiVersion: v1, kind: Pod, name: debug, namespace: shop, uid: 3407b31a-b0bb-4716-a443-f4aa15662ef2}
+summary: {pass: 0, fail: 1, warn: 0, error: 0, skip: 0}
+results:
+  - policy: disallow-privileged-containers
+    rule: privileged-containers
+    result: fail
+    severity: medium
+    source: kyverno
+    scored: true
+    category: Pod Security Standards (Baseline)
+    message: "validation error: Privileged mode is disallowed."
+    timestamp: {seconds: 1679565894, nanos: 0}
+---
+apiVersion: riposte.dev/v1alpha1
+kind: Playbook
+metadata: {name: from-reports, namespace: riposte-system}
+spec:
+  triggers:
+    policyReports: [{policies: [disallow-privileged-containers]}]
+  steps: [{name: isolate, action: IsolatePod}]
+`
+	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{dir}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Problems) > 0 || len(got.Findings) != 1 || got.Findings[0].Target.Name != "debug" || got.Findings[0].Source.Kind != "Report" || got.Judged != 1 {
+		t.Errorf("problems %v, findings %+v, judged %d", got.Problems, got.Findings, got.Judged)
+	}
+}
