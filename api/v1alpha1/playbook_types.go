@@ -73,7 +73,8 @@ type Triggers struct {
 	Drift []DriftRule `json:"drift,omitempty"`
 	// policyReports select failed results from PolicyReports
 	// (wgpolicyk8s.io, written by Kyverno, Kubewarden and other policy
-	// engines) as drift, when that API is installed.
+	// engines) and OpenReports (openreports.io) as drift, when those APIs
+	// are installed.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	PolicyReports []PolicyReportTrigger `json:"policyReports,omitempty"`
@@ -601,8 +602,9 @@ const ManagerServiceAccountName = "riposte-controller-manager"
 
 // Playbook condition types besides Ready and Stalled.
 const (
-	// PlaybookPolicyReports says whether the PolicyReport API the playbook's
-	// policyReports triggers read is installed and watched.
+	// PlaybookPolicyReports says whether a report API the playbook's
+	// policyReports triggers read (PolicyReport, OpenReports) is installed
+	// and watched; its message names the formats read.
 	PlaybookPolicyReports = "PolicyReportsWatched"
 )
 
