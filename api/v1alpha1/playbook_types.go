@@ -73,7 +73,8 @@ type Triggers struct {
 	Drift []DriftRule `json:"drift,omitempty"`
 	// policyReports select failed results from PolicyReports
 	// (wgpolicyk8s.io, written by Kyverno, Kubewarden and other policy
-	// engines) as drift, when that API is installed.
+	// engines) and OpenReports (openreports.io) as drift, when those APIs
+	// are installed.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	PolicyReports []PolicyReportTrigger `json:"policyReports,omitempty"`
@@ -107,7 +108,24 @@ type DriftLookup struct {
 	Resource ResourceKind `json:"resource"`
 }
 
+// PodController is a kind of workload whose pod template a Pod rule judges.
+// +kubebuilder:validation:Enum=Deployment;DaemonSet;StatefulSet;ReplicaSet;Job;CronJob;None
+type PodController string
+
+const (
+	PodControllerDeployment  PodController = "Deployment"
+	PodControllerDaemonSet   PodController = "DaemonSet"
+	PodControllerStatefulSet PodController = "StatefulSet"
+	PodControllerReplicaSet  PodController = "ReplicaSet"
+	PodControllerJob         PodController = "Job"
+	PodControllerCronJob     PodController = "CronJob"
+	// PodControllerNone judges pods only.
+	PodControllerNone PodController = "None"
+)
+
 // DriftRule is a condition that every selected object must meet.
+// +kubebuilder:validation:XValidation:rule="!has(self.podControllers) || (self.resource.apiVersion == 'v1' && self.resource.kind == 'Pod')",message="podControllers is only for rules whose resource is v1 Pod"
+// +kubebuilder:validation:XValidation:rule="!has(self.podControllers) || !('None' in self.podControllers) || size(self.podControllers) == 1",message="podControllers None stands alone"
 type DriftRule struct {
 	// name of the rule, unique in the playbook; incidents carry it.
 	// +required
@@ -155,6 +173,17 @@ type DriftRule struct {
 	// +kubebuilder:default=warning
 	// +kubebuilder:validation:MaxLength=63
 	Severity string `json:"severity,omitempty"`
+	// podControllers, for a rule whose resource is v1 Pod, are the workload
+	// kinds whose pod templates the rule also judges, so a Deployment that
+	// would create breaking pods is drift before they exist (as Kyverno's
+	// autogen does). The rule sees the template as a Pod; objectSelector
+	// matches the template's labels. Empty means all of them; [None] judges
+	// pods only, for a rule that reads what only a running pod has (status,
+	// nodeName).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=7
+	PodControllers []PodController `json:"podControllers,omitempty"`
 }
 
 // PolicyReportResult is a PolicyReport result's verdict.
@@ -573,8 +602,9 @@ const ManagerServiceAccountName = "riposte-controller-manager"
 
 // Playbook condition types besides Ready and Stalled.
 const (
-	// PlaybookPolicyReports says whether the PolicyReport API the playbook's
-	// policyReports triggers read is installed and watched.
+	// PlaybookPolicyReports says whether a report API the playbook's
+	// policyReports triggers read (PolicyReport, OpenReports) is installed
+	// and watched; its message names the formats read.
 	PlaybookPolicyReports = "PolicyReportsWatched"
 )
 

@@ -28,6 +28,7 @@ import (
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports;clusterpolicyreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=openreports.io,resources=reports;clusterreports,verbs=get;list;watch
 
 // Detector is the drift detector. It runs on the leader only, so replicas
 // never race to open the same incident (names are deterministic anyway).
@@ -178,11 +179,13 @@ func (d *Detector) onEvent(gvk schema.GroupVersionKind, obj any) {
 		if reg.namespaced[gvk] {
 			scope = ns
 		}
-		switch {
-		case r.GVK == namespaceKind && scope != "":
-			d.queue.Add(item{gvk: namespaceKind, name: scope})
-		default:
-			d.queue.Add(item{gvk: r.GVK, namespace: scope, all: true})
+		for _, kind := range r.Kinds() {
+			switch {
+			case kind == namespaceKind && scope != "":
+				d.queue.Add(item{gvk: namespaceKind, name: scope})
+			default:
+				d.queue.Add(item{gvk: kind, namespace: scope, all: true})
+			}
 		}
 	}
 	if gvk == namespaceKind {
@@ -300,7 +303,8 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 				return err
 			}
 		}
-		judged := drift.Judge(reg.byKind[it.gvk], obj, nsObj, func(gvk schema.GroupVersionKind) bool { return reg.namespaced[gvk] }, d.lookup(ctx, memo))
+		judged := drift.Judge(reg.byKind[it.gvk], obj, nsObj, func(gvk schema.GroupVersionKind) bool { return reg.namespaced[gvk] },
+			d.lookup(ctx, memo), d.owner(ctx, reg))
 		for _, e := range judged.Errors {
 			d.log.V(1).Info("a drift rule could not be evaluated", "kind", it.gvk.Kind, "namespace", it.namespace, "name", it.name, "error", e.Error())
 		}
@@ -315,6 +319,8 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 				return "" // unknown, not fixed: the incident stays open
 			case judged.Unselected[key]:
 				return riposte.DriftNotSelected
+			case judged.ByWorkload[key]:
+				return riposte.DriftByWorkload
 			}
 			return riposte.DriftComplies
 		}
@@ -334,6 +340,26 @@ func (d *Detector) namespace(ctx context.Context, name string, memo *reads) (map
 		memo.namespaces[name] = ns
 	}
 	return ns, err
+}
+
+// owner reads a pod's owners from the cache, only of the kinds the
+// detector watches: reading another kind would start a watch nobody asked
+// for. A pod whose owner cannot be read stands for itself.
+func (d *Detector) owner(ctx context.Context, reg *registry) drift.Getter {
+	return func(ref riposte.ObjectReference) (map[string]any, error) {
+		gvk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)
+		if !reg.judges(gvk) && !reg.owners[gvk] {
+			return nil, nil
+		}
+		obj, err := d.get(ctx, gvk, ref.Namespace, ref.Name)
+		if err != nil || obj == nil {
+			return nil, err
+		}
+		if ref.UID != "" && drift.RefOf(obj).UID != ref.UID {
+			return nil, nil // a namesake, not the owner
+		}
+		return obj, nil
+	}
 }
 
 // lookup lists the objects a rule looks up, once per pass with memo.

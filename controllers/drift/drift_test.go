@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -111,7 +111,7 @@ func TestDriftLifecycle(t *testing.T) {
 	}
 
 	// The playbook sums it up for kubectl get playbooks.
-	summary(t, ns, "no-debug", 1, "Pod")
+	summary(t, ns, "no-debug", 1, "CronJob.batch", "DaemonSet.apps", "Deployment.apps", "Job.batch", "Pod", "ReplicaSet.apps", "StatefulSet.apps")
 
 	// A storm of updates to the violating object keeps one incident.
 	for i := range 30 {
@@ -134,7 +134,7 @@ func TestDriftLifecycle(t *testing.T) {
 	if c := meta.FindStatusCondition(fixed.Status.Conditions, riposte.ConditionReady); c == nil {
 		t.Errorf("no Ready condition: %s", conditions(fixed.Status.Conditions))
 	}
-	summary(t, ns, "no-debug", 0, "Pod")
+	summary(t, ns, "no-debug", 0, "CronJob.batch", "DaemonSet.apps", "Deployment.apps", "Job.batch", "Pod", "ReplicaSet.apps", "StatefulSet.apps")
 
 	// Broken again: a second occurrence, named after the first.
 	setLabels(t, ns, "web", map[string]string{"app": "web", "debug": "again"})
@@ -313,6 +313,16 @@ func TestDriftRuleAdmission(t *testing.T) {
 		"a PolicyReport result that does not exist": func(pb *riposte.Playbook) {
 			pb.Spec.Triggers.PolicyReports = []riposte.PolicyReportTrigger{{Results: []riposte.PolicyReportResult{"broken"}}}
 		},
+		"podControllers on a rule about another kind": func(pb *riposte.Playbook) {
+			pb.Spec.Triggers.Drift[0].Resource = riposte.ResourceKind{APIVersion: "v1", Kind: "Service"}
+			pb.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{riposte.PodControllerDeployment}
+		},
+		"podControllers None with a kind": func(pb *riposte.Playbook) {
+			pb.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{riposte.PodControllerNone, riposte.PodControllerJob}
+		},
+		"a podController that is no workload kind": func(pb *riposte.Playbook) {
+			pb.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{"ReplicationController"}
+		},
 	}
 	for name, edit := range cases {
 		pb := teamPlaybook(ns, "refused", noDebugRule("no-debug"))
@@ -321,6 +331,11 @@ func TestDriftRuleAdmission(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 			_ = k8sClient.Delete(ctx, pb)
 		}
+	}
+	pods := teamPlaybook(ns, "pods-only", noDebugRule("no-debug"))
+	pods.Spec.Triggers.Drift[0].PodControllers = []riposte.PodController{riposte.PodControllerNone}
+	if err := k8sClient.Create(ctx, pods); err != nil {
+		t.Errorf("podControllers [None] refused: %v", err)
 	}
 }
 
@@ -448,6 +463,97 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 	}
 }
 
+// OpenReports (openreports.io, the successor format Kyverno writes when
+// asked) are read like PolicyReports, once their CRDs (the real ones, from
+// openreports/reports-api) are installed; until then the playbook's
+// condition does not claim them.
+func TestOpenReportsBecomeIncidents(t *testing.T) {
+	ctx := context.Background()
+	ns := teamNamespace(t)
+	pb := &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "from-openreports", Namespace: ns},
+		Spec: riposte.PlaybookSpec{
+			Triggers:           riposte.Triggers{PolicyReports: []riposte.PolicyReportTrigger{{Policies: []string{"disallow-privileged-containers"}}}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+			ServiceAccountName: testenv.RemediatorAccount,
+		},
+	}
+	mustCreate(t, pb)
+	reports := func(ok func(*metav1.Condition) bool) {
+		t.Helper()
+		testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+			got := &riposte.Playbook{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(got.Status.Conditions, riposte.PlaybookPolicyReports); c == nil || !ok(c) {
+				return fmt.Errorf("conditions %s", conditions(got.Status.Conditions))
+			}
+			return nil
+		})
+	}
+	const openReports = "OpenReports (openreports.io)"
+	// Not installed: NotInstalled, or (when the PolicyReport API is) True
+	// for that format only.
+	reports(func(c *metav1.Condition) bool {
+		return c.Reason == riposte.ReasonNotInstalled || strings.Contains(c.Message, openReports+" is not installed")
+	})
+	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "test", "testdata", "openreports")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion("openreports.io/v1alpha1")
+		list.SetKind("ReportList")
+		return k8sClient.List(ctx, list, client.InNamespace(ns))
+	})
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &riposte.Playbook{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
+			return err
+		}
+		got.Spec.Priority = 1
+		return k8sClient.Update(ctx, got)
+	})
+	reports(func(c *metav1.Condition) bool {
+		return c.Status == metav1.ConditionTrue && strings.Contains(c.Message, openReports) && !strings.Contains(c.Message, openReports+" is not installed")
+	})
+
+	priv := pod(ns, "priv", nil)
+	mustCreate(t, priv)
+	// A Report as Kyverno writes one per resource: the scope is the pod,
+	// each result names it too (field names from the OpenReports CRD).
+	report := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "openreports.io/v1alpha1", "kind": "Report",
+		"metadata": map[string]any{"name": string(priv.UID), "namespace": ns,
+			"labels": map[string]any{"app.kubernetes.io/managed-by": "kyverno"}},
+		"source":  "kyverno",
+		"scope":   map[string]any{"apiVersion": "v1", "kind": "Pod", "name": "priv", "namespace": ns, "uid": string(priv.UID)},
+		"summary": map[string]any{"pass": int64(0), "fail": int64(1), "warn": int64(0), "error": int64(0), "skip": int64(0)},
+		"results": []any{map[string]any{
+			"category": "Pod Security Standards (Baseline)", "policy": "disallow-privileged-containers", "rule": "privileged-containers",
+			"result": "fail", "scored": true, "severity": "medium", "source": "kyverno",
+			"message":   "validation error: Privileged mode is disallowed. The fields spec.containers[*].securityContext.privileged must be unset or set to `false`.",
+			"timestamp": map[string]any{"seconds": int64(1679565894), "nanos": int64(0)},
+			"resources": []any{map[string]any{"apiVersion": "v1", "kind": "Pod", "name": "priv", "namespace": ns, "uid": string(priv.UID)}},
+		}},
+	}}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error { return k8sClient.Create(ctx, report.DeepCopy()) })
+	const rule = "disallow-privileged-containers/privileged-containers"
+	inc := waitForIncident(t, ns, rule, "Pod", "priv", riposte.PhaseRemediated)
+	if inc.Spec.Drift.Source.Kind != "Report" || inc.Spec.Drift.Source.APIVersion != "openreports.io/v1alpha1" || inc.Spec.Severity != "medium" ||
+		!strings.HasPrefix(inc.Spec.Annotations["summary"], "validation error: Privileged mode is disallowed") {
+		t.Errorf("incident %s: source %+v, severity %q, summary %q", inc.Name, inc.Spec.Drift.Source, inc.Spec.Severity, inc.Spec.Annotations["summary"])
+	}
+	if err := k8sClient.Delete(ctx, report); err != nil {
+		t.Fatal(err)
+	}
+	if removed := waitForIncident(t, ns, rule, "Pod", "priv", riposte.PhaseResolved); removed.Spec.Drift.Resolution != riposte.DriftReportRemoved {
+		t.Errorf("resolution %q, want ReportRemoved", removed.Spec.Drift.Resolution)
+	}
+}
+
 // watched reports whether the detector's gauge says it watches kind.
 func watched(t *testing.T, kind string) bool {
 	t.Helper()
@@ -486,36 +592,34 @@ func metricValue(t *testing.T, name, label, value string) (float64, bool) {
 func TestDriftWatchesFollowPlaybooks(t *testing.T) {
 	ctx := context.Background()
 	ns := teamNamespace(t)
-	if err := env.Remediator(ctx, ns, "riposte-action-workloads"); err != nil {
-		t.Fatal(err)
+	// Ingresses: a kind no other test's rule judges (Pod rules judge the
+	// workload kinds too).
+	const ingresses = "networking.k8s.io/v1, Kind=Ingress"
+	if watched(t, ingresses) {
+		t.Fatal("Ingresses are watched before any rule names them")
 	}
-	const cronJobs = "batch/v1, Kind=CronJob"
-	if watched(t, cronJobs) {
-		t.Fatal("CronJobs are watched before any rule names them")
+	tls := func(name string) riposte.DriftRule {
+		return riposte.DriftRule{Name: name, Resource: riposte.ResourceKind{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+			Rule: "has(object.spec.tls) && size(object.spec.tls) > 0", Message: "ingresses here serve TLS"}
 	}
-	suspended := func(name string) riposte.DriftRule {
-		return riposte.DriftRule{Name: name, Resource: riposte.ResourceKind{APIVersion: "batch/v1", Kind: "CronJob"},
-			Rule: "has(object.spec.suspend) && object.spec.suspend", Message: "cron jobs here stay suspended"}
-	}
-	first := teamPlaybook(ns, "cron-a", suspended("cron-suspended-a"))
-	first.Spec.Steps = []riposte.Step{{Name: "suspend", Action: riposte.ActionSuspendCronJob}}
+	first := teamPlaybook(ns, "tls-a", tls("ingress-tls-a"))
 	first.Spec.Approval = riposte.ApprovalPolicy{}
 	second := first.DeepCopy()
-	second.Name, second.Spec.Triggers.Drift = "cron-b", []riposte.DriftRule{suspended("cron-suspended-b")}
+	second.Name, second.Spec.Triggers.Drift = "tls-b", []riposte.DriftRule{tls("ingress-tls-b")}
 	mustCreate(t, first)
 	mustCreate(t, second)
 	testenv.Eventually(t, waitFor, func(context.Context) error {
-		if !watched(t, cronJobs) {
-			return fmt.Errorf("CronJobs are not watched")
+		if !watched(t, ingresses) {
+			return fmt.Errorf("Ingresses are not watched")
 		}
 		return nil
 	})
-	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: ns},
-		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
-			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "r", Image: "registry.example.com/r:1"}}}}}}}}
-	mustCreate(t, cron)
-	waitForIncident(t, ns, "cron-suspended-a", "CronJob", "report", riposte.PhaseAwaitingApproval)
-	waitForIncident(t, ns, "cron-suspended-b", "CronJob", "report", riposte.PhaseAwaitingApproval)
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
+		Spec: networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{
+			Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}
+	mustCreate(t, ing)
+	opened(t, ns, "ingress-tls-a", "Ingress", "shop")
+	opened(t, ns, "ingress-tls-b", "Ingress", "shop")
 
 	must := func(err error) {
 		t.Helper()
@@ -525,23 +629,39 @@ func TestDriftWatchesFollowPlaybooks(t *testing.T) {
 	}
 	must(k8sClient.Delete(ctx, first))
 	testenv.Consistently(t, time.Second, func(context.Context) error {
-		if !watched(t, cronJobs) {
-			return fmt.Errorf("CronJobs are no longer watched while a rule still needs them")
+		if !watched(t, ingresses) {
+			return fmt.Errorf("Ingresses are no longer watched while a rule still needs them")
 		}
 		return nil
 	})
 	must(k8sClient.Delete(ctx, second))
 	testenv.Eventually(t, waitFor, func(context.Context) error {
-		if watched(t, cronJobs) {
-			return fmt.Errorf("CronJobs are still watched after the last rule on them went")
+		if watched(t, ingresses) {
+			return fmt.Errorf("Ingresses are still watched after the last rule on them went")
 		}
 		return nil
 	})
-	// Changes are no longer judged: nothing opens for a new CronJob.
-	late := cron.DeepCopy()
+	// Changes are no longer judged: nothing opens for a new Ingress.
+	late := ing.DeepCopy()
 	late.ResourceVersion, late.Name = "", "late"
 	mustCreate(t, late)
-	noIncident(t, ns, "cron-suspended-a", "CronJob", "late")
+	noIncident(t, ns, "ingress-tls-a", "Ingress", "late")
+}
+
+// opened waits until the rule has an incident about the object, whatever
+// its phase.
+func opened(t *testing.T, ns, rule, kind, name string) {
+	t.Helper()
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		list, err := incidentsFor(ctx, ns, rule, kind, name)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return fmt.Errorf("no %s incident about %s %s/%s", rule, kind, ns, name)
+		}
+		return nil
+	})
 }
 
 // A rule that cannot be evaluated on an object (a field read without has())

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -255,5 +257,95 @@ func TestPolicyPackServices(t *testing.T) {
 	}
 	if got.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("the Service is %s after remediation", got.Spec.Type)
+	}
+}
+
+// The pack's pod rules judge workloads by their pod templates: a Deployment
+// that would create privileged pods is drift before any pod exists (envtest
+// runs no controller-manager, so none ever does), with the Deployment as the
+// incident's target; a pod it made is reported through it, not on its own;
+// fixing the template resolves the incident. A CronJob is judged by its
+// jobTemplate.
+func TestPolicyPackWorkloads(t *testing.T) {
+	installPack(t)
+	ctx := context.Background()
+	ns := namespace(t, nil)
+	const rule = "no-privileged-containers"
+	labels := map[string]string{"app": "web"}
+	template := compliantPod(ns, "web", func(p *corev1.Pod) {
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	})
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: template.Spec},
+		},
+	}
+	mustCreate(t, deploy)
+	inc := waitForIncident(t, ns, rule, "Deployment", "web", riposte.PhaseFailed)
+	if inc.Spec.Target.APIVersion != "apps/v1" || inc.Spec.Target.UID != string(deploy.UID) || inc.Spec.Drift.Source.Kind != "Deployment" ||
+		!strings.Contains(inc.Spec.Annotations["summary"], "privileged containers: app") {
+		t.Errorf("incident %s: target %+v, source %+v, summary %q", inc.Name, inc.Spec.Target, inc.Spec.Drift.Source, inc.Spec.Annotations["summary"])
+	}
+	// IsolatePod isolates the pods a workload runs; this one runs none yet.
+	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentPlanned); c == nil || !strings.Contains(c.Message, "no pod a NetworkPolicy can isolate") {
+		t.Errorf("planned: %s", conditions(inc.Status.Conditions))
+	}
+
+	// The pods a ReplicaSet of the Deployment makes: one incident, the
+	// Deployment's, stands for them.
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-7d4b9c", Namespace: ns, Labels: labels, OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: deploy.UID, Controller: ptr.To(true)}}},
+		Spec: appsv1.ReplicaSetSpec{Selector: deploy.Spec.Selector, Template: deploy.Spec.Template},
+	}
+	mustCreate(t, rs)
+	replica := compliantPod(ns, "web-7d4b9c-x2x9p", nil)
+	replica.Labels = labels
+	replica.Spec = template.Spec
+	replica.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)}}
+	mustCreate(t, replica)
+	noIncident(t, ns, rule, "Pod", replica.Name)
+	noIncident(t, ns, rule, "ReplicaSet", rs.Name)
+
+	// Fixed: the Deployment complies. The replica left from before the fix
+	// is privileged on its own now (a rollout would replace it).
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &appsv1.Deployment{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(deploy), got); err != nil {
+			return err
+		}
+		got.Spec.Template.Spec.Containers[0].SecurityContext = nil
+		return k8sClient.Update(ctx, got)
+	})
+	fixed := waitForIncident(t, ns, rule, "Deployment", "web", riposte.PhaseResolved)
+	if fixed.Name != inc.Name || fixed.Spec.Drift.Resolution != riposte.DriftComplies {
+		t.Errorf("incident %s resolution %q, want %s Complies", fixed.Name, fixed.Spec.Drift.Resolution, inc.Name)
+	}
+	left := waitForIncident(t, ns, rule, "Pod", replica.Name, riposte.PhaseAwaitingApproval)
+	if left.Spec.Target.UID != string(replica.UID) {
+		t.Errorf("the replica's own incident targets %+v", left.Spec.Target)
+	}
+	if err := k8sClient.Delete(ctx, replica); err != nil {
+		t.Fatal(err)
+	}
+	if gone := waitForIncident(t, ns, rule, "Pod", replica.Name, riposte.PhaseResolved); gone.Spec.Drift.Resolution != riposte.DriftObjectDeleted {
+		t.Errorf("resolution %q, want ObjectDeleted", gone.Spec.Drift.Resolution)
+	}
+
+	// A CronJob's pods come from its jobTemplate.
+	cron := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: ns},
+		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+			Template: corev1.PodTemplateSpec{Spec: compliantPod(ns, "backup", func(p *corev1.Pod) {
+				p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+				p.Spec.Volumes = []corev1.Volume{{Name: "etcd", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/etcd"}}}}
+			}).Spec}}}},
+	}
+	mustCreate(t, cron)
+	backup := waitForIncident(t, ns, "no-hostpath", "CronJob", "backup", riposte.PhaseFailed)
+	if !strings.Contains(backup.Spec.Annotations["summary"], "etcd (/var/lib/etcd)") {
+		t.Errorf("summary %q", backup.Spec.Annotations["summary"])
 	}
 }

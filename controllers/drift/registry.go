@@ -18,7 +18,11 @@ import (
 	"github.com/riposte-dev/riposte/internal/drift"
 )
 
-var namespaceKind = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
+var (
+	namespaceKind  = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
+	replicaSetKind = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "ReplicaSet"}
+	jobKind        = schema.GroupVersionKind{Group: "batch", Version: "v1", Kind: "Job"}
+)
 
 // registry is the rules in force, indexed the ways events need them. It is
 // replaced whole when playbooks change, never edited in place.
@@ -34,6 +38,8 @@ type registry struct {
 	namespaceDependent map[schema.GroupVersionKind]bool
 	reportKinds        map[schema.GroupVersionKind]bool
 	reportPlaybooks    []*riposte.Playbook
+	// owners are the kinds read to follow a pod to its workload.
+	owners map[schema.GroupVersionKind]bool
 }
 
 type entry struct {
@@ -51,6 +57,7 @@ func newRegistry() *registry {
 		namespaced:         map[schema.GroupVersionKind]bool{},
 		namespaceDependent: map[schema.GroupVersionKind]bool{},
 		reportKinds:        map[schema.GroupVersionKind]bool{},
+		owners:             map[schema.GroupVersionKind]bool{},
 	}
 }
 
@@ -60,13 +67,24 @@ func (r *registry) add(e *entry) {
 		r.namespaced[gvk] = ns
 	}
 	for _, rule := range e.rules {
-		r.byKind[rule.GVK] = append(r.byKind[rule.GVK], rule)
+		readsNamespace := rule.UsesNamespaces() || strings.Contains(rule.Spec.Rule, "namespaceObject") ||
+			strings.Contains(rule.Spec.MessageExpression, "namespaceObject")
+		for _, gvk := range rule.Kinds() {
+			r.byKind[gvk] = append(r.byKind[gvk], rule)
+			if r.namespaced[gvk] && readsNamespace {
+				r.namespaceDependent[gvk] = true
+			}
+		}
 		for _, gvk := range rule.Lookups {
 			r.lookedUpBy[gvk] = append(r.lookedUpBy[gvk], rule)
 		}
-		if r.namespaced[rule.GVK] && (rule.UsesNamespaces() || strings.Contains(rule.Spec.Rule, "namespaceObject") ||
-			strings.Contains(rule.Spec.MessageExpression, "namespaceObject")) {
-			r.namespaceDependent[rule.GVK] = true
+		if len(rule.Controllers) > 0 {
+			// A breaking pod is followed up its owners to its workload: the
+			// links between (a Deployment's ReplicaSets, a CronJob's Jobs)
+			// are read from the cache even when no rule judges them.
+			for _, gvk := range []schema.GroupVersionKind{replicaSetKind, jobKind} {
+				r.owners[gvk] = true
+			}
 		}
 	}
 	if len(e.playbook.Spec.Triggers.PolicyReports) > 0 {
@@ -91,11 +109,15 @@ func (r *registry) judgedKinds() map[schema.GroupVersionKind]bool {
 	return out
 }
 
-// watchedKinds are the judged kinds, the kinds rules look up, and
-// Namespaces whenever a rule reads one.
+// watchedKinds are the judged kinds, the kinds rules look up, the owner
+// kinds between a pod and its workload, and Namespaces whenever a rule
+// reads one.
 func (r *registry) watchedKinds() map[schema.GroupVersionKind]bool {
 	out := r.judgedKinds()
 	for gvk := range r.lookedUpBy {
+		out[gvk] = true
+	}
+	for gvk := range r.owners {
 		out[gvk] = true
 	}
 	for gvk := range r.byKind {
@@ -122,7 +144,7 @@ func (r *registry) covers(inc *riposte.Incident) bool {
 
 func fromReport(inc *riposte.Incident) bool {
 	gk := schema.FromAPIVersionAndKind(inc.Spec.Drift.Source.APIVersion, inc.Spec.Drift.Source.Kind).GroupKind()
-	return gk == drift.PolicyReportKind || gk == drift.ClusterPolicyReportKind
+	return drift.IsReportKind(gk)
 }
 
 // refresh reads the playbooks again: compiles and resolves their rules,
@@ -162,17 +184,17 @@ func (d *Detector) refresh(ctx context.Context) error {
 		}
 		next.add(e)
 	}
-	if len(next.reportPlaybooks) > 0 && len(old.reportKinds) > 0 {
+	if len(next.reportPlaybooks) > 0 && len(old.reportKinds) == 2*len(drift.ReportAPIs) {
 		for gvk := range old.reportKinds {
 			next.reportKinds[gvk], next.namespaced[gvk] = true, old.namespaced[gvk]
 		}
 	} else if len(next.reportPlaybooks) > 0 {
-		// Asked again on every refresh until the API is installed (the
-		// periodic re-evaluation refreshes too).
-		if kinds, problem := d.Resolver.PolicyReportKinds(ctx); problem == nil {
-			for _, gvk := range kinds {
+		// Asked again on every refresh until every report API is installed
+		// (the periodic re-evaluation refreshes too).
+		if kinds, _, problem := d.Resolver.ReportKinds(ctx); problem == nil {
+			for gvk, namespaced := range kinds {
 				next.reportKinds[gvk] = true
-				next.namespaced[gvk] = gvk.Kind == drift.PolicyReportKind.Kind
+				next.namespaced[gvk] = namespaced
 			}
 		}
 	}
@@ -222,11 +244,13 @@ func (d *Detector) rejudgeChanged(old, next *registry) {
 			if before != nil && before.rules[name] != nil && reflect.DeepEqual(before.rules[name].Spec, rule.Spec) {
 				continue
 			}
-			scope := ""
-			if !rule.ClusterWide && next.namespaced[rule.GVK] {
-				scope = rule.Playbook.Namespace
+			for _, gvk := range rule.Kinds() {
+				scope := ""
+				if !rule.ClusterWide && next.namespaced[gvk] {
+					scope = rule.Playbook.Namespace
+				}
+				d.queue.Add(item{gvk: gvk, namespace: scope, all: true})
 			}
-			d.queue.Add(item{gvk: rule.GVK, namespace: scope, all: true})
 		}
 		if before == nil || !reflect.DeepEqual(before.playbook.Spec.Triggers.PolicyReports, e.playbook.Spec.Triggers.PolicyReports) {
 			for gvk := range next.reportKinds {

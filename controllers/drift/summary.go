@@ -60,7 +60,9 @@ func watching(e *entry, reg *registry) []string {
 	kinds := map[string]bool{}
 	add := func(gvk schema.GroupVersionKind) { kinds[gvk.GroupKind().String()] = true }
 	for _, r := range e.rules {
-		add(r.GVK)
+		for _, gvk := range r.Kinds() {
+			add(gvk)
+		}
 		for _, gvk := range r.Lookups {
 			add(gvk)
 		}

@@ -103,12 +103,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if len(pb.Spec.Triggers.PolicyReports) == 0 || r.Drift == nil {
 		meta.RemoveStatusCondition(&pb.Status.Conditions, riposte.PlaybookPolicyReports)
-	} else if _, problem := r.Drift.PolicyReportKinds(ctx); problem != nil {
+	} else if kinds, says, problem := r.Drift.ReportKinds(ctx); problem != nil {
 		// Not an error the author must fix: the playbook's other triggers work.
 		set(pb, riposte.PlaybookPolicyReports, metav1.ConditionFalse, problem.Reason, problem.Message)
 		requeue = notInstalledRecheck
 	} else {
-		set(pb, riposte.PlaybookPolicyReports, metav1.ConditionTrue, riposte.ReasonWatching, "failed PolicyReport results are read as drift")
+		// The condition names the formats read, so it is never True about
+		// one that is not.
+		set(pb, riposte.PlaybookPolicyReports, metav1.ConditionTrue, riposte.ReasonWatching, says)
+		if len(kinds) < 2*len(drift.ReportAPIs) && (requeue == 0 || requeue > notInstalledRecheck) {
+			requeue = notInstalledRecheck // to say so once the other format is installed
+		}
 	}
 	if reason == "" {
 		set(pb, riposte.ConditionReady, metav1.ConditionTrue, riposte.ReasonValid, "playbook is valid and in use ("+pb.Status.Scope+" scope)")

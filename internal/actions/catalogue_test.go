@@ -77,6 +77,12 @@ func TestCatalogue(t *testing.T) {
 	}{
 		{name: "IsolateWorkload labels every pod of the Deployment, not others", step: riposte.Step{Action: riposte.ActionIsolateWorkload},
 			want: []string{"Apply NetworkPolicy/shop/riposte-quarantine-deny-all", "MergePatch Pod/shop/web-1 uid=p1", "MergePatch Pod/shop/web-2 uid=p2"}},
+		// A drift finding about a Deployment's pod template targets the Deployment.
+		{name: "IsolatePod of a Deployment isolates the pods it runs", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
+			target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web"},
+			want:   []string{"Apply NetworkPolicy/shop/riposte-quarantine-deny-all", "MergePatch Pod/shop/web-1 uid=p1", "MergePatch Pod/shop/web-2 uid=p2"}},
+		{name: "IsolatePod of a CronJob says what it cannot do", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
+			target: &riposte.ObjectReference{APIVersion: "batch/v1", Kind: "CronJob", Namespace: "shop", Name: "nightly"}, wantErr: "needs a Pod target"},
 		{name: "DeletePod carries the pod's UID", step: riposte.Step{Action: riposte.ActionDeletePod}, want: []string{"Delete Pod/shop/web-1 uid=p1 irreversible"}},
 		{name: "EvictPod", step: riposte.Step{Action: riposte.ActionEvictPod}, want: []string{"Evict Pod/shop/web-1 uid=p1 irreversible"}},
 		{name: "ScaleWorkload scales the top owner", step: riposte.Step{Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}},

@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,7 +38,14 @@ func QuarantinePolicyName(variant string) string { return "riposte-quarantine-" 
 // applying twice changes nothing and other labels are never touched; undo
 // removes the label and leaves the policy, which other quarantined pods may
 // rely on.
+//
+// A workload target (a drift finding about a Deployment's pod template, say)
+// isolates the pods the workload runs, as IsolateWorkload does: those are
+// the pods the finding is about.
 func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
+	if t := in.Target; t != nil && slices.Contains(isolatableWorkloads, t.Kind) {
+		return isolateWorkload(ctx, in)
+	}
 	pod, err := targetPod(ctx, in)
 	if err != nil {
 		return nil, err
@@ -56,7 +64,7 @@ func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
 // Taking the whole workload out is its purpose, so the workload budget does
 // not apply to it.
 func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
-	ref, err := owningWorkload(in, "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+	ref, err := owningWorkload(in, isolatableWorkloads...)
 	if err != nil {
 		return nil, err
 	}
@@ -95,13 +103,16 @@ func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
 		changes = append(changes, quarantineLabel(in, p, variant))
 	}
 	if len(changes) == 1 {
-		return nil, userErrorf("%s has no pod a NetworkPolicy can isolate", ref)
+		return nil, userErrorf("%s has no pod a NetworkPolicy can isolate (none runs yet, or all use the host network)", ref)
 	}
 	if len(changes) > MaxChangesPerStep {
 		return nil, tooMany("isolating every pod of "+ref.String(), len(changes))
 	}
 	return changes, nil
 }
+
+// isolatableWorkloads are the kinds whose pods their selector finds.
+var isolatableWorkloads = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 func isolationVariant(step riposte.Step) string {
 	if step.IsolatePod != nil && step.IsolatePod.AllowDNS {

@@ -60,8 +60,13 @@ const ExpectAnnotation = "riposte.dev/expect-violations"
 
 // Offline is the outcome of a check.
 type Offline struct {
-	Playbooks  int
-	Objects    int
+	Playbooks int
+	Objects   int
+	// Judged counts the objects at least one rule looked at (ran on, or
+	// failed to), and the PolicyReports a playbook reads; Unjudged are the
+	// others, so a summary never counts an object no rule selected.
+	Judged     int
+	Unjudged   []riposte.ObjectReference
 	Problems   []string // invalid playbooks, rules that cannot be evaluated, failed expectations
 	Findings   []drift.Finding
 	AlertLines [][]string
@@ -84,7 +89,7 @@ var clusterScoped = map[string]bool{
 	"Namespace": true, "Node": true, "PersistentVolume": true, "ClusterRole": true, "ClusterRoleBinding": true,
 	"StorageClass": true, "CustomResourceDefinition": true, "PriorityClass": true, "IngressClass": true,
 	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true, "ValidatingWebhookConfiguration": true,
-	"MutatingWebhookConfiguration": true, "ClusterPolicyReport": true, "RuntimeClass": true, "CSIDriver": true,
+	"MutatingWebhookConfiguration": true, "ClusterPolicyReport": true, "ClusterReport": true, "RuntimeClass": true, "CSIDriver": true,
 }
 
 // RunOffline checks the files.
@@ -171,13 +176,28 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 		}
 		return items, nil
 	}
+	// A pod in the files is followed to its workload when that is in the
+	// files too.
+	get := func(owner riposte.ObjectReference) (map[string]any, error) {
+		gk := schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()
+		for _, o := range objects {
+			ref := drift.RefOf(o)
+			if schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind).GroupKind() == gk && ref.Namespace == owner.Namespace && ref.Name == owner.Name {
+				return o, nil
+			}
+		}
+		return nil, nil
+	}
+	readsReports := slices.ContainsFunc(playbooks, func(pb riposte.Playbook) bool { return len(pb.Spec.Triggers.PolicyReports) > 0 })
 	for _, o := range objects {
 		ref := drift.RefOf(o)
 		var found []drift.Finding
-		if gk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind).GroupKind(); gk == drift.PolicyReportKind || gk == drift.ClusterPolicyReportKind {
+		judged := false
+		if gk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind).GroupKind(); drift.IsReportKind(gk) {
 			for i := range playbooks {
 				found = append(found, drift.ReportFindings(&playbooks[i], operatorNamespace, ref, o)...)
 			}
+			judged = readsReports
 		} else {
 			var nsObj map[string]any
 			if scope := drift.ScopeNamespace(o); scope != "" {
@@ -191,11 +211,17 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 						"name": scope, "labels": map[string]any{"kubernetes.io/metadata.name": scope}}}
 				}
 			}
-			judged := drift.Judge(rules, o, nsObj, isNamespaced, list)
-			found = judged.Findings
-			for _, e := range judged.Errors {
+			j := drift.Judge(rules, o, nsObj, isNamespaced, list, get)
+			found = j.Findings
+			for _, e := range j.Errors {
 				out.Problems = append(out.Problems, fmt.Sprintf("%s: %v", describeRef(ref), e))
 			}
+			judged = j.Evaluated > 0 || len(j.Errors) > 0
+		}
+		if judged {
+			out.Judged++
+		} else {
+			out.Unjudged = append(out.Unjudged, ref)
 		}
 		out.Findings = append(out.Findings, found...)
 		checkExpectation(out, o, ref, found)
@@ -285,9 +311,24 @@ func (o *Offline) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t-\t%s\t-\t%s\n", a[0], a[1], a[3])
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\n%d playbooks, %d objects judged, %d violations, %d alerts, %d problems\n",
-		o.Playbooks, o.Objects, len(o.Findings), len(o.AlertLines), len(o.Problems))
+	if len(o.Unjudged) > 0 {
+		names := make([]string, 0, maxUnjudgedNamed)
+		for _, ref := range o.Unjudged[:min(len(o.Unjudged), maxUnjudgedNamed)] {
+			names = append(names, describeRef(ref))
+		}
+		more := ""
+		if n := len(o.Unjudged) - len(names); n > 0 {
+			more = fmt.Sprintf(" and %d more", n)
+		}
+		fmt.Fprintf(w, "\nNot judged by any rule: %s%s\n", strings.Join(names, ", "), more)
+	}
+	fmt.Fprintf(w, "\n%d playbooks, %d objects (%d judged by at least one rule, %d not selected by any), %d violations, %d alerts, %d problems\n",
+		o.Playbooks, o.Objects, o.Judged, len(o.Unjudged), len(o.Findings), len(o.AlertLines), len(o.Problems))
 }
+
+// maxUnjudgedNamed bounds the objects the summary names as not judged: a
+// chart's output holds many ServiceAccounts and ConfigMaps.
+const maxUnjudgedNamed = 10
 
 func jsonOf(v any) ([]byte, error) { return json.Marshal(v) }
 

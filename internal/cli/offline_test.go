@@ -2,10 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 func repo(parts ...string) string { return filepath.Join(append([]string{"..", ".."}, parts...)...) }
@@ -30,7 +34,7 @@ func TestOfflineCheckOnFiles(t *testing.T) {
 		"no-serviceaccount-cluster-admin  ClusterRoleBinding ci-admin",
 		"ContainerShellSpawned (firing)",
 		"answered by demo/isolate-on-shell",
-		"7 violations, 1 alerts, 0 problems",
+		"11 objects (8 judged by at least one rule, 3 not selected by any), 7 violations, 1 alerts, 0 problems",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
@@ -107,3 +111,124 @@ func TestOfflineCheckRefusesBadFiles(t *testing.T) {
 }
 
 func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o600) }
+
+// Workloads rendered from charts are judged by their pod templates, exactly
+// as the same template saved as a Pod is, and the summary counts as judged
+// only the objects some rule looked at.
+func TestOfflineCheckJudgesWorkloads(t *testing.T) {
+	charts := repo("test", "testdata", "charts")
+	got, err := RunOffline([]string{repo("config", "samples", "policies"), charts}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Problems) > 0 {
+		t.Fatalf("problems: %v", got.Problems)
+	}
+	broken := map[string][]string{}
+	for _, f := range got.Findings {
+		broken[describeRef(f.Target)] = append(broken[describeRef(f.Target)], f.Rule)
+	}
+	want := map[string][]string{
+		"ClusterRoleBinding riposte-policy-isolate": nil,
+		"DaemonSet monitoring/node-exporter":        {"allowed-registries", "no-host-namespaces", "no-hostpath"},
+		"Deployment monitoring/kube-state-metrics":  {"allowed-registries"},
+		"StatefulSet logging/elasticsearch-master":  {"allowed-registries", "no-privileged-containers", "run-as-non-root"},
+	}
+	for obj, rules := range want {
+		got := broken[obj]
+		slices.Sort(got)
+		if !slices.Equal(got, rules) {
+			t.Errorf("%s breaks %v, want %v", obj, got, rules)
+		}
+	}
+	// The pack's 5 objects (a ServiceAccount, a ClusterRole, 3 bindings) and
+	// the charts' 4: the ServiceAccounts and the ClusterRole no rule judges.
+	var out bytes.Buffer
+	got.Print(&out)
+	for _, s := range []string{
+		"9 objects (6 judged by at least one rule, 3 not selected by any)",
+		"Not judged by any rule: ",
+		"ServiceAccount monitoring/node-exporter",
+	} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("output lacks %q:\n%s", s, out.String())
+		}
+	}
+
+	// The DaemonSet's template saved as a Pod breaks the same rules.
+	ds := readManifest(t, filepath.Join(charts, "node-exporter-daemonset.yaml"))
+	tmpl := ds["spec"].(map[string]any)["template"].(map[string]any)
+	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "node-exporter-x7k2p", "namespace": "monitoring"}, "spec": tmpl["spec"]}
+	dir := t.TempDir()
+	js, _ := json.Marshal(pod)
+	if err := writeFile(filepath.Join(dir, "pod.json"), string(js)); err != nil {
+		t.Fatal(err)
+	}
+	asPod, err := RunOffline([]string{repo("config", "samples", "policies"), dir}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var podRules []string
+	for _, f := range asPod.Findings {
+		podRules = append(podRules, f.Rule)
+	}
+	slices.Sort(podRules)
+	if !slices.Equal(podRules, want["DaemonSet monitoring/node-exporter"]) {
+		t.Errorf("as a Pod it breaks %v, as a DaemonSet %v", podRules, want["DaemonSet monitoring/node-exporter"])
+	}
+}
+
+func readManifest(t *testing.T, path string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// An OpenReports Report in the files is read like a PolicyReport.
+func TestOfflineCheckReadsOpenReports(t *testing.T) {
+	dir := t.TempDir()
+	// Field names from the OpenReports CRD (openreports/reports-api,
+	// config/crd/openreports.io_reports.yaml); Kyverno's message.
+	report := `apiVersion: openreports.io/v1alpha1
+kind: Report
+metadata: {name: 3407b31a-b0bb-4716-a443-f4aa15662ef2, namespace: shop}
+source: kyverno
+scope: {apiVersion: v1, kind: Pod, name: debug, namespace: shop, uid: 3407b31a-b0bb-4716-a443-f4aa15662ef2}
+summary: {pass: 0, fail: 1, warn: 0, error: 0, skip: 0}
+results:
+  - policy: disallow-privileged-containers
+    rule: privileged-containers
+    result: fail
+    severity: medium
+    source: kyverno
+    scored: true
+    category: Pod Security Standards (Baseline)
+    message: "validation error: Privileged mode is disallowed."
+    timestamp: {seconds: 1679565894, nanos: 0}
+---
+apiVersion: riposte.dev/v1alpha1
+kind: Playbook
+metadata: {name: from-reports, namespace: riposte-system}
+spec:
+  triggers:
+    policyReports: [{policies: [disallow-privileged-containers]}]
+  steps: [{name: isolate, action: IsolatePod}]
+`
+	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{dir}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Problems) > 0 || len(got.Findings) != 1 || got.Findings[0].Target.Name != "debug" || got.Findings[0].Source.Kind != "Report" || got.Judged != 1 {
+		t.Errorf("problems %v, findings %+v, judged %d", got.Problems, got.Findings, got.Judged)
+	}
+}

@@ -41,6 +41,10 @@ func ScopeNamespace(obj map[string]any) string {
 	return ref.Namespace
 }
 
+// Getter reads one object (nil when it does not exist), for following a
+// pod to the workload that made it.
+type Getter func(ref riposte.ObjectReference) (map[string]any, error)
+
 // Judgement is what judging one object found.
 type Judgement struct {
 	Findings []Finding
@@ -53,6 +57,10 @@ type Judgement struct {
 	// that did not select it, and those that could not be evaluated: an
 	// incident of either is not one the object fixed.
 	Unselected, Failed map[string]bool
+	// ByWorkload holds, by RuleKey, the rules a pod breaks only as the
+	// workload that made it does: the workload's finding stands for the pod,
+	// so one Deployment of three replicas is one incident, not four.
+	ByWorkload map[string]bool
 }
 
 // RuleKey names one rule of one playbook.
@@ -60,29 +68,52 @@ func RuleKey(playbook types.NamespacedName, rule string) string {
 	return playbook.String() + "\x00" + rule
 }
 
-// Judge evaluates every rule of the object's kind against it. namespace is
-// the object's Namespace (for a Namespace, itself), nil when there is none.
-// Namespaced lookups are listed in the object's scope namespace;
-// namespaced(gvk) says which kinds are namespaced.
-func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.GroupVersionKind) bool, list Lister) Judgement {
+// maxOwnerDepth bounds the walk from a pod to its topmost workload (a pod,
+// its Job, the Job's CronJob is the deepest chain of the built-in kinds).
+const maxOwnerDepth = 4
+
+// Judge evaluates every rule that judges the object's kind against it: a
+// Pod rule judges pods, and the pod templates of the workload kinds it
+// covers as the Pod they would create. namespace is the object's Namespace
+// (for a Namespace, itself), nil when there is none. Namespaced lookups are
+// listed in the object's scope namespace; namespaced(gvk) says which kinds
+// are namespaced. get follows a breaking pod to its workload; nil reads
+// nothing, and every pod stands for itself.
+func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.GroupVersionKind) bool, list Lister, get Getter) Judgement {
 	ref := RefOf(obj)
+	gk := schema.GroupKind{Group: groupOf(ref.APIVersion), Kind: ref.Kind}
 	scope := ScopeNamespace(obj)
 	var nsLabels map[string]string
 	if namespace != nil {
 		nsLabels = LabelsOf(namespace)
 	}
-	objLabels := LabelsOf(obj)
-	out := Judgement{Unselected: map[string]bool{}, Failed: map[string]bool{}}
+	out := Judgement{Unselected: map[string]bool{}, Failed: map[string]bool{}, ByWorkload: map[string]bool{}}
 	for _, r := range rules {
-		if r.GVK.GroupKind() != (schema.GroupKind{Group: groupOf(ref.APIVersion), Kind: ref.Kind}) {
+		if !r.Judges(gk) {
 			continue
 		}
 		key := RuleKey(r.Playbook, r.Name)
-		if !r.Selects(scope, objLabels, nsLabels) {
+		subject := obj
+		if gk != r.GVK.GroupKind() {
+			// A workload another workload controls (a Deployment's
+			// ReplicaSet, a CronJob's Job) is judged through its owner: its
+			// template is a copy, and the copies of old revisions are history.
+			if owner, ok := ControllerOf(obj); ok && r.Controllers[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()] {
+				out.Unselected[key] = true
+				continue
+			}
+			pod, ok := PodFromTemplate(obj)
+			if !ok {
+				out.Unselected[key] = true
+				continue
+			}
+			subject = pod
+		}
+		if !r.Selects(scope, LabelsOf(subject), nsLabels) {
 			out.Unselected[key] = true
 			continue
 		}
-		in := Input{Object: obj, Lookups: map[string][]any{}}
+		in := Input{Object: subject, Lookups: map[string][]any{}}
 		if ref.Namespace != "" {
 			in.Namespace = namespace
 		}
@@ -111,12 +142,51 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 			continue
 		}
 		out.Evaluated++
-		if v.Violates {
-			out.Findings = append(out.Findings, Finding{Playbook: r.Playbook, Rule: r.Name, Target: ref, Source: ref,
-				Message: v.Message, Severity: r.Severity})
+		if !v.Violates {
+			continue
 		}
+		if gk == PodKind.GroupKind() && get != nil && r.brokenByWorkload(obj, scope, nsLabels, in, get) {
+			out.ByWorkload[key] = true
+			continue
+		}
+		out.Findings = append(out.Findings, Finding{Playbook: r.Playbook, Rule: r.Name, Target: ref, Source: ref,
+			Message: v.Message, Severity: r.Severity})
 	}
 	return out
+}
+
+// brokenByWorkload reports whether the topmost workload the rule judges in
+// the pod's chain of controllers breaks the rule too. A pod that breaks a
+// rule its workload does not (a privileged debug container, a sidecar a
+// webhook injected, a pod left from before its workload was fixed) stands
+// for itself.
+func (r *Rule) brokenByWorkload(pod map[string]any, scope string, nsLabels map[string]string, in Input, get Getter) bool {
+	var top map[string]any
+	cur := pod
+	for range maxOwnerDepth {
+		owner, ok := ControllerOf(cur)
+		if !ok {
+			break
+		}
+		next, err := get(owner)
+		if err != nil || next == nil {
+			break
+		}
+		if r.Controllers[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()] {
+			top = next
+		}
+		cur = next
+	}
+	if top == nil {
+		return false
+	}
+	tmpl, ok := PodFromTemplate(top)
+	if !ok || !r.Selects(scope, LabelsOf(tmpl), nsLabels) {
+		return false
+	}
+	in.Object = tmpl
+	v, err := r.Evaluate(in)
+	return err == nil && v.Violates
 }
 
 func groupOf(apiVersion string) string {

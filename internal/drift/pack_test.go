@@ -99,7 +99,14 @@ func TestPolicyPack(t *testing.T) {
 			want: []string{"no-privileged-containers"}, message: "privileged containers: app"},
 		{name: "privileged: false is fine", object: pod("      securityContext: {privileged: false}\n"), namespace: team},
 		{name: "privileged init container", object: pod("  initContainers: [{name: init, image: registry.example.com/x:1, securityContext: {privileged: true}}]\n"), namespace: team,
-			want: []string{"no-privileged-containers"}},
+			want: []string{"no-privileged-containers"}, message: "privileged containers: init"},
+		// kubectl debug --profile=sysadmin adds a privileged ephemeral container.
+		{name: "privileged debug container", object: pod("  ephemeralContainers: [{name: debugger-x7k2p, image: registry.example.com/x:1, securityContext: {privileged: true}}]\n"), namespace: team,
+			want: []string{"no-privileged-containers"}, message: "privileged containers: debugger-x7k2p"},
+		{name: "init container from a registry not allowed", object: pod("  initContainers: [{name: init, image: docker.io/library/busybox:1.36}]\n"), namespace: team,
+			want: []string{"allowed-registries"}, message: "docker.io/library/busybox:1.36"},
+		{name: "init container that may run as root", object: pod("  initContainers: [{name: init, image: registry.example.com/x:1, securityContext: {runAsUser: 0}}]\n"), namespace: team,
+			want: []string{"run-as-non-root"}, message: "init"},
 		{name: "host network", object: pod("  hostNetwork: true\n"), namespace: team, want: []string{"no-host-namespaces"}},
 		{name: "host PID", object: pod("  hostPID: true\n"), namespace: team, want: []string{"no-host-namespaces"}},
 		{name: "system namespaces are not judged", object: strings.Replace(pod("  hostNetwork: true\n"), "team", "kube-system", 1), namespace: system},
@@ -158,7 +165,7 @@ func TestPolicyPack(t *testing.T) {
 				}
 				return out, nil
 			}
-			judged := Judge(rules, o, ns, namespaced, list)
+			judged := Judge(rules, o, ns, namespaced, list, nil)
 			findings := judged.Findings
 			for _, err := range judged.Errors {
 				t.Errorf("evaluation error: %v", err)

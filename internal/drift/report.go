@@ -9,13 +9,43 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
-// The PolicyReport API of the Kubernetes Policy working group.
+// The PolicyReport API of the Kubernetes Policy working group, and its
+// successor OpenReports (openreports.io, which Kyverno writes when asked):
+// the same report shape (scope, results with policy, rule, result,
+// severity, message and resources) under new names.
 var (
 	PolicyReportGroup        = "wgpolicyk8s.io"
 	PolicyReportKind         = schema.GroupKind{Group: PolicyReportGroup, Kind: "PolicyReport"}
 	ClusterPolicyReportKind  = schema.GroupKind{Group: PolicyReportGroup, Kind: "ClusterPolicyReport"}
+	OpenReportsGroup         = "openreports.io"
+	OpenReportKind           = schema.GroupKind{Group: OpenReportsGroup, Kind: "Report"}
+	ClusterOpenReportKind    = schema.GroupKind{Group: OpenReportsGroup, Kind: "ClusterReport"}
 	defaultPolicyReportMatch = []riposte.PolicyReportResult{"fail"}
 )
+
+// ReportAPI is one report format Riposte reads: its namespaced and its
+// cluster-scoped kind.
+type ReportAPI struct {
+	Name                string
+	Namespaced, Cluster schema.GroupKind
+}
+
+// ReportAPIs are the report formats read, in the order they are named.
+var ReportAPIs = []ReportAPI{
+	{Name: "PolicyReport (" + PolicyReportGroup + ")", Namespaced: PolicyReportKind, Cluster: ClusterPolicyReportKind},
+	{Name: "OpenReports (" + OpenReportsGroup + ")", Namespaced: OpenReportKind, Cluster: ClusterOpenReportKind},
+}
+
+// IsReportKind reports whether a kind is one of the report kinds Riposte
+// reads as drift.
+func IsReportKind(gk schema.GroupKind) bool {
+	for _, api := range ReportAPIs {
+		if gk == api.Namespaced || gk == api.Cluster {
+			return true
+		}
+	}
+	return false
+}
 
 // ReportResult is one result of a PolicyReport, with the objects it is about.
 type ReportResult struct {

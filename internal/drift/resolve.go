@@ -3,6 +3,7 @@ package drift
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -44,6 +45,9 @@ func (r *Resolver) Resolve(ctx context.Context, pb *riposte.Playbook) (*Resolved
 	for i, rule := range rules {
 		field := fmt.Sprintf("spec.triggers.drift[%d]", i)
 		kinds := map[string]schema.GroupVersionKind{field + ".resource": rule.GVK}
+		for _, gvk := range rule.Kinds()[1:] {
+			kinds[field+".podControllers["+gvk.Kind+"]"] = gvk
+		}
 		for name, gvk := range rule.Lookups {
 			kinds[field+".lookups["+name+"]"] = gvk
 		}
@@ -80,22 +84,43 @@ func (r *Resolver) check(ctx context.Context, gvk schema.GroupVersionKind) (bool
 	return mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
-// PolicyReportKinds are the PolicyReport kinds the API server serves, at
-// their preferred version; none when the API is not installed.
-func (r *Resolver) PolicyReportKinds(ctx context.Context) ([]schema.GroupVersionKind, *Problem) {
-	var out []schema.GroupVersionKind
-	for _, gk := range []schema.GroupKind{PolicyReportKind, ClusterPolicyReportKind} {
-		mapping, err := r.Mapper.RESTMapping(gk)
-		if err != nil {
-			return nil, &Problem{Reason: riposte.ReasonNotInstalled, Message: fmt.Sprintf(
-				"the PolicyReport API (%s) is not installed; Riposte watches for it and reads reports once it is", PolicyReportGroup)}
-		}
-		if r.CanWatch != nil {
-			if err := r.CanWatch(ctx, mapping.Resource); err != nil {
-				return nil, &Problem{Reason: riposte.ReasonWatchForbidden, Message: err.Error()}
+// ReportKinds are the report kinds the API server serves, at their
+// preferred version, with whether each is namespaced, and says which
+// formats that is; a problem when none is installed (or one may not be
+// watched).
+func (r *Resolver) ReportKinds(ctx context.Context) (map[schema.GroupVersionKind]bool, string, *Problem) {
+	kinds := map[schema.GroupVersionKind]bool{}
+	var read, missing []string
+	for _, api := range ReportAPIs {
+		found := map[schema.GroupVersionKind]bool{}
+		for _, gk := range []schema.GroupKind{api.Namespaced, api.Cluster} {
+			mapping, err := r.Mapper.RESTMapping(gk)
+			if err != nil {
+				break
 			}
+			if r.CanWatch != nil {
+				if err := r.CanWatch(ctx, mapping.Resource); err != nil {
+					return nil, "", &Problem{Reason: riposte.ReasonWatchForbidden, Message: err.Error()}
+				}
+			}
+			found[mapping.GroupVersionKind] = gk == api.Namespaced
 		}
-		out = append(out, mapping.GroupVersionKind)
+		if len(found) < 2 {
+			missing = append(missing, api.Name)
+			continue
+		}
+		read = append(read, api.Name)
+		for gvk, ns := range found {
+			kinds[gvk] = ns
+		}
 	}
-	return out, nil
+	if len(read) == 0 {
+		return nil, "", &Problem{Reason: riposte.ReasonNotInstalled, Message: fmt.Sprintf(
+			"no report API is installed (%s); Riposte watches for them and reads reports once one is", strings.Join(missing, ", "))}
+	}
+	says := "failed results of " + strings.Join(read, " and ") + " reports are read as drift"
+	if len(missing) > 0 {
+		says += "; " + strings.Join(missing, ", ") + " is not installed"
+	}
+	return kinds, says, nil
 }

@@ -7,6 +7,8 @@ package drift
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
@@ -37,6 +39,7 @@ func environment() (*cel.Env, error) {
 			cel.Variable("lookups", cel.MapType(cel.StringType, cel.ListType(cel.DynType))),
 			ext.Strings(ext.StringsVersion(2)),
 			ext.Sets(),
+			ext.Bindings(),
 			library.Lists(),
 			library.Regex(),
 			library.URLs(),
@@ -59,6 +62,9 @@ type Rule struct {
 	// ClusterWide is true for a playbook in Riposte's namespace; any other
 	// playbook judges objects in its own namespace only.
 	ClusterWide bool
+	// Controllers are the workload kinds whose pod templates a Pod rule also
+	// judges; empty for other rules.
+	Controllers map[schema.GroupKind]bool
 
 	namespaces labels.Selector
 	objects    labels.Selector
@@ -100,6 +106,9 @@ func Compile(pb *riposte.Playbook, operatorNamespace string) ([]*Rule, error) {
 		}
 		if r.Severity == "" {
 			r.Severity = "warning"
+		}
+		if gvk.GroupKind() == PodKind.GroupKind() {
+			r.Controllers = controllerKinds(spec.PodControllers)
 		}
 		for j, l := range spec.Lookups {
 			if r.Lookups[l.Name], err = kindOf(l.Resource); err != nil {
@@ -162,6 +171,25 @@ func (r *Rule) Selects(ns string, objectLabels, namespaceLabels map[string]strin
 		return false
 	}
 	return r.namespaces.Matches(labels.Set(namespaceLabels))
+}
+
+// Judges reports whether the rule judges objects of a kind: its own, or a
+// workload's pod template.
+func (r *Rule) Judges(gk schema.GroupKind) bool {
+	return r.GVK.GroupKind() == gk || r.Controllers[gk]
+}
+
+// Kinds are the kinds whose objects the rule judges, at the versions
+// Riposte reads them.
+func (r *Rule) Kinds() []schema.GroupVersionKind {
+	var workloads []schema.GroupVersionKind
+	for gvk := range PodControllers {
+		if r.Controllers[gvk.GroupKind()] {
+			workloads = append(workloads, gvk)
+		}
+	}
+	slices.SortFunc(workloads, func(a, b schema.GroupVersionKind) int { return strings.Compare(a.Kind, b.Kind) })
+	return append([]schema.GroupVersionKind{r.GVK}, workloads...)
 }
 
 // UsesNamespaces says whether the rule must be judged again when a

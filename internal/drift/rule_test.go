@@ -229,7 +229,7 @@ func TestJudgeSaysWhatWasNotJudged(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "db", "namespace": "team", "labels": map[string]any{"app": "db"}}}
-	got := Judge(rules, pod, nil, func(schema.GroupVersionKind) bool { return true }, nil)
+	got := Judge(rules, pod, nil, func(schema.GroupVersionKind) bool { return true }, nil, nil)
 	key := func(rule string) string { return RuleKey(types.NamespacedName{Namespace: "team", Name: "pb"}, rule) }
 	if !got.Unselected[key("web-only")] || !got.Failed[key("strict")] || got.Failed[key("always-broken")] || got.Unselected[key("always-broken")] {
 		t.Errorf("unselected %v, failed %v", got.Unselected, got.Failed)

@@ -102,7 +102,7 @@ func TestReadmeDriftWalkthrough(t *testing.T) {
 	check.Dir = testenv.RepoRoot()
 	check.Env = append(check.Environ(), "KUBECONFIG=/nonexistent")
 	out, err = check.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "9 playbooks, 11 objects judged, 7 violations, 1 alerts, 0 problems") {
+	if err != nil || !strings.Contains(string(out), "9 playbooks, 11 objects (8 judged by at least one rule, 3 not selected by any), 7 violations, 1 alerts, 0 problems") {
 		t.Fatalf("kubectl riposte test: %v\n%s", err, out)
 	}
 	failing := exec.Command(plugin, "test", "-f", "config/samples/policies", "-f", "test/testdata/offline", "--fail-on-violation")
