@@ -35,7 +35,7 @@ func TestOfflineCheckReadsAlertLists(t *testing.T) {
 	for _, want := range [][2]string{
 		{"KubePodCrashLooping (firing)", "answered by shop/restart-on-crashloop"},
 		{"NodeFilesystemSpaceFillingUp (resolved)", "no playbook answers it"},
-		{"1 playbooks, 0 objects judged, 0 violations, 2 alerts, 0 problems", ""},
+		{"1 playbooks, 0 objects, 0 violations, 2 alerts, 0 problems", ""},
 	} {
 		if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, want[0]) && strings.Contains(l, want[1]) }) {
 			t.Errorf("no line with %q and %q:\n%s", want[0], want[1], out.String())

@@ -322,8 +322,12 @@ func (o *Offline) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\nNot judged by any rule: %s%s\n", strings.Join(names, ", "), more)
 	}
-	fmt.Fprintf(w, "\n%d playbooks, %d objects (%d judged by at least one rule, %d not selected by any), %d violations, %d alerts, %d problems\n",
-		o.Playbooks, o.Objects, o.Judged, len(o.Unjudged), len(o.Findings), len(o.AlertLines), len(o.Problems))
+	objects := "0 objects"
+	if o.Objects > 0 {
+		objects = fmt.Sprintf("%d objects (%d judged by at least one rule, %d not selected by any)", o.Objects, o.Judged, len(o.Unjudged))
+	}
+	fmt.Fprintf(w, "\n%d playbooks, %s, %d violations, %d alerts, %d problems\n",
+		o.Playbooks, objects, len(o.Findings), len(o.AlertLines), len(o.Problems))
 }
 
 // maxUnjudgedNamed bounds the objects the summary names as not judged: a
