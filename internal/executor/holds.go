@@ -48,12 +48,14 @@ func holdOf(c *riposte.ChangeRecord) (*actions.Hold, error) {
 }
 
 // rewriteHolds changes a pod's hold set without losing another holder's
-// write: it reads the pod directly (never from the cache, which may lag a
-// write it must build on), computes the patch from what it read, and sends
-// it with the resourceVersion read, so the API server refuses it (409) if
-// anyone wrote the pod in between; then it reads and computes again. It
-// returns the patch written (nil when the pod already was so), or gone when
-// the pod no longer exists or is not the one the change was planned for.
+// write: it computes the patch from the pod as read and sends it with the
+// resourceVersion read, so the API server refuses it (409) if anyone wrote
+// the pod since; then it reads the pod directly and computes again. The
+// first read is the informer cache's, which is current in the common case
+// and costs no request; a cache that lags only costs the refused patch, and
+// only a direct read decides that the pod is gone. It returns the patch
+// written (nil when the pod already was so), or gone when the pod no longer
+// exists or is not the one the change was planned for.
 func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference,
 	next func(labels, annotations map[string]string) (map[string]any, bool)) (written map[string]any, gone bool, err error) {
 	ref := &unstructured.Unstructured{}
@@ -61,20 +63,36 @@ func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference
 	ref.SetKind(obj.Kind)
 	ref.SetNamespace(obj.Namespace)
 	ref.SetName(obj.Name)
+	cached := e.Cached != nil && e.Cached(ref.GroupVersionKind())
 	for attempt := 1; ; attempt++ {
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(ref.GroupVersionKind())
-		if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
-			if apierrors.IsNotFound(err) {
+		fromCache := cached && attempt == 1
+		if fromCache {
+			if err := e.Reader.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil ||
+				(obj.UID != "" && string(live.GetUID()) != obj.UID) {
+				// Not what the plan saw, or not there yet: ask the API server.
+				fromCache = false
+			}
+		}
+		if !fromCache {
+			live = &unstructured.Unstructured{}
+			live.SetGroupVersionKind(ref.GroupVersionKind())
+			if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil, true, nil
+				}
+				return nil, false, classify(fmt.Errorf("reading %s: %w", obj, err))
+			}
+			if obj.UID != "" && string(live.GetUID()) != obj.UID {
 				return nil, true, nil
 			}
-			return nil, false, classify(fmt.Errorf("reading %s: %w", obj, err))
-		}
-		if obj.UID != "" && string(live.GetUID()) != obj.UID {
-			return nil, true, nil
 		}
 		patch, inPlace := next(live.GetLabels(), live.GetAnnotations())
-		if inPlace {
+		switch {
+		case inPlace && fromCache:
+			continue // a cache may show what has since gone: confirm it
+		case inPlace:
 			return nil, false, nil
 		}
 		guarded := maps.Clone(patch)
@@ -89,9 +107,9 @@ func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference
 		switch {
 		case err == nil:
 			return patch, false, nil
-		case apierrors.IsNotFound(err):
+		case apierrors.IsNotFound(err) && !fromCache:
 			return nil, true, nil
-		case apierrors.IsConflict(err) && attempt < maxGuardedAttempts:
+		case (apierrors.IsConflict(err) || apierrors.IsNotFound(err)) && attempt < maxGuardedAttempts:
 			continue
 		}
 		return nil, false, classify(fmt.Errorf("writing the quarantine holders of %s: %w", obj, err))
