@@ -26,6 +26,9 @@ const (
 	timelineWindow = time.Hour
 	// relatedWindow is how far back related incidents are looked for.
 	relatedWindow = 24 * time.Hour
+	// maxUnenrichedPlaced bounds the incidents not yet enriched whose
+	// targets one enrichment reads to find related ones.
+	maxUnenrichedPlaced = 32
 )
 
 // Enrichment only reads what it lists, so lists come straight from the cache
@@ -173,11 +176,29 @@ func (e *Enricher) relatedNames(ctx context.Context, inc *riposte.Incident, now 
 		return nil, fmt.Errorf("listing incidents: %w", err)
 	}
 	var names []string
+	var unenriched []*riposte.Incident
 	for i := range incidents.Items {
 		other := &incidents.Items[i]
 		if other.Name == inc.Name || other.CreationTimestamp.Time.Before(now.Add(-relatedWindow)) {
 			continue
 		}
+		if other.Status.Context == nil {
+			unenriched = append(unenriched, other)
+			continue
+		}
+		if here.near(placeIn(other.Status.Context)) {
+			names = append(names, other.Name)
+		}
+	}
+	// Incidents not enriched yet are placed by reading their targets, a few
+	// cache reads each: only the ones that arrived nearest in time, so a
+	// storm of thousands does not cost millions of reads. Those left out
+	// list this one, and wake it to list them, once they are enriched.
+	born := inc.CreationTimestamp.Time
+	sort.Slice(unenriched, func(i, j int) bool {
+		return absDuration(unenriched[i].CreationTimestamp.Sub(born)) < absDuration(unenriched[j].CreationTimestamp.Sub(born))
+	})
+	for _, other := range unenriched[:min(len(unenriched), maxUnenrichedPlaced)] {
 		there, err := e.placeOf(ctx, other)
 		if err != nil {
 			return nil, err
@@ -188,6 +209,13 @@ func (e *Enricher) relatedNames(ctx context.Context, inc *riposte.Incident, now 
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }
 
 // placeOf is where another incident is about. One not enriched yet (alerts
