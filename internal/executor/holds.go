@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -63,12 +64,17 @@ func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference
 	ref.SetKind(obj.Kind)
 	ref.SetNamespace(obj.Namespace)
 	ref.SetName(obj.Name)
-	cached := e.Cached != nil && e.Cached(ref.GroupVersionKind())
+	gvk := ref.GroupVersionKind()
+	cached := e.Cached != nil && e.Scheme != nil && e.Cached(gvk)
 	for attempt := 1; ; attempt++ {
-		live := &unstructured.Unstructured{}
-		live.SetGroupVersionKind(ref.GroupVersionKind())
+		var live client.Object
 		fromCache := cached && attempt == 1
 		if fromCache {
+			// Typed, as the manager's informers hold it: an unstructured
+			// read of the cache would start a second informer of every pod.
+			if live, err = e.typed(gvk); err != nil {
+				return nil, false, err
+			}
 			if err := e.Reader.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil ||
 				(obj.UID != "" && string(live.GetUID()) != obj.UID) {
 				// Not what the plan saw, or not there yet: ask the API server.
@@ -76,17 +82,18 @@ func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference
 			}
 		}
 		if !fromCache {
-			live = &unstructured.Unstructured{}
-			live.SetGroupVersionKind(ref.GroupVersionKind())
-			if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), live); err != nil {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(gvk)
+			if err := e.Writer.Get(ctx, client.ObjectKeyFromObject(ref), u); err != nil {
 				if apierrors.IsNotFound(err) {
 					return nil, true, nil
 				}
 				return nil, false, classify(fmt.Errorf("reading %s: %w", obj, err))
 			}
-			if obj.UID != "" && string(live.GetUID()) != obj.UID {
+			if obj.UID != "" && string(u.GetUID()) != obj.UID {
 				return nil, true, nil
 			}
+			live = u
 		}
 		patch, inPlace := next(live.GetLabels(), live.GetAnnotations())
 		switch {
@@ -114,6 +121,19 @@ func (e *Executor) rewriteHolds(ctx context.Context, obj riposte.ObjectReference
 		}
 		return nil, false, classify(fmt.Errorf("writing the quarantine holders of %s: %w", obj, err))
 	}
+}
+
+// typed is an empty object of the scheme's type for gvk.
+func (e *Executor) typed(gvk schema.GroupVersionKind) (client.Object, error) {
+	o, err := e.Scheme.New(gvk)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", gvk, err)
+	}
+	obj, ok := o.(client.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an object", gvk)
+	}
+	return obj, nil
 }
 
 // hold adds the change's hold to the pod as the pod is now, and records the
