@@ -32,7 +32,7 @@ type token string
 // and recording Events as Riposte's own account, with the bearer token t0ken.
 func intakeServer(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(&intake.Handler{
-		Store:            &intake.ApplyStore{Client: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
+		Store:            &intake.ApplyStore{Client: intakeClient, Seen: intakeClient, FieldOwner: "riposte-intake", DefaultNamespace: operatorNamespace},
 		Token:            token("t0ken"),
 		DefaultNamespace: operatorNamespace,
 		Log:              logr.Discard(),
@@ -390,6 +390,14 @@ func TestIntakeIgnoresAStaleNotification(t *testing.T) {
 		return nil
 	})
 
+	// Nor does a firing notification that gives no startsAt at all.
+	if answer := send("firing", time.Time{}, time.Time{}); !strings.Contains(answer, `"stale":true`) {
+		t.Errorf("answer %s, want a firing without startsAt reported stale", answer)
+	}
+	if inc := stored(); inc.Spec.Status != riposte.AlertResolved || inc.Spec.StartsAt == nil || !inc.Spec.EndsAt.Time.Equal(ends) {
+		t.Errorf("a firing without startsAt rewrote the resolved incident: %s startsAt %v endsAt %v", inc.Spec.Status, inc.Spec.StartsAt, inc.Spec.EndsAt)
+	}
+
 	// A new episode, starting after the stored end, is a new incident: the
 	// first keeps its record, and the playbook answers the new one.
 	again := ends.Add(time.Minute)
@@ -416,6 +424,22 @@ func TestIntakeIgnoresAStaleNotification(t *testing.T) {
 	}
 	if inc, err := getIncident(ctx, ns, intake.EpisodeName(fp, again)); err != nil || inc.Spec.Status != riposte.AlertFiring {
 		t.Errorf("an earlier episode's resolution closed the new one: %v %v", inc.Spec.Status, err)
+	}
+
+	// With the first episode's incident deleted (an admin's clean-up), the
+	// episode's notifications still land on its own incident, which is not
+	// remediated twice.
+	first := stored()
+	if err := k8sClient.Delete(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	waitForGone(t, ns, name)
+	send("firing", again, time.Time{})
+	if _, err := getIncident(ctx, ns, name); !apierrors.IsNotFound(err) {
+		t.Errorf("the episode's notification re-created the first episode's incident %s: %v", name, err)
+	}
+	if inc, err := getIncident(ctx, ns, intake.EpisodeName(fp, again)); err != nil || len(inc.Status.Steps) != 1 {
+		t.Errorf("the episode's incident after another notification: %v (want one step, applied once)", err)
 	}
 }
 
@@ -449,4 +473,26 @@ func TestIntakeNeverRemediatesAnAlertThatHadEnded(t *testing.T) {
 	if _, isolated := live.Labels[actions.QuarantineLabel]; isolated {
 		t.Errorf("the pod was isolated for an alert that had ended")
 	}
+}
+
+// The rules on an alert's times compare a change with what was stored, never
+// the stored incident with itself: one stored with odd times (before intake
+// refused them) still takes an admin's edit and Riposte's own writes.
+func TestOddStoredTimesNeverFreezeAnIncident(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	starts := metav1.NewTime(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	ends := metav1.NewTime(starts.Add(-time.Hour))
+	inc := &riposte.Incident{
+		ObjectMeta: metav1.ObjectMeta{Name: "am-0dd71e5", Namespace: ns},
+		Spec: riposte.IncidentSpec{Source: riposte.SourceAlertmanager, AlertName: "Odd", Fingerprint: "0dd71e5",
+			Status: riposte.AlertResolved, StartsAt: &starts, EndsAt: &ends},
+	}
+	mustCreate(t, inc)
+	if err := updateAs(ctx, k8sClient, &riposte.Incident{}, client.ObjectKeyFromObject(inc), func(o client.Object) {
+		o.SetLabels(map[string]string{"team": "web"})
+	}); err != nil {
+		t.Errorf("an admin's label edit of an incident stored with odd times: %v", err)
+	}
+	waitForPhase(t, ns, inc.Name, riposte.PhaseResolved)
 }

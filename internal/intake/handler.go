@@ -298,6 +298,11 @@ func permanent(err error) bool {
 	if errors.As(err, &taken) {
 		return false
 	}
+	var again *NewEpisodeError
+	if errors.As(err, &again) {
+		// Refused under its episode's name too: its times cannot be ordered.
+		return true
+	}
 	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
 

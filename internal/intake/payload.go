@@ -118,6 +118,9 @@ const (
 	RefusedFingerprint = "fingerprint"
 	RefusedLabels      = "labels"
 	RefusedAnnotations = "annotations"
+	// RefusedTimes: a resolved alert that ends before it starts, which
+	// Alertmanager itself refuses and no episode can be ordered by.
+	RefusedTimes = "times"
 	// RefusedByAPIServer: the API server found the incident invalid.
 	RefusedByAPIServer = "invalid"
 )
@@ -155,6 +158,8 @@ func (p *Payload) CheckAlert(i int) *AlertError {
 		return refuse(RefusedLabels, "labels", fmt.Sprintf("%d labels, at most %d", len(a.Labels), maxLabels))
 	case len(a.Annotations) > maxAnnotations:
 		return refuse(RefusedAnnotations, "annotations", fmt.Sprintf("%d annotations, at most %d", len(a.Annotations), maxAnnotations))
+	case a.Status == "resolved" && !a.EndsAt.IsZero() && !a.StartsAt.IsZero() && a.EndsAt.Before(a.StartsAt):
+		return refuse(RefusedTimes, "endsAt", fmt.Sprintf("the alert ends (%s) before it starts (%s)", a.EndsAt.Format(time.RFC3339), a.StartsAt.Format(time.RFC3339)))
 	}
 	return nil
 }

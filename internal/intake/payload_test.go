@@ -303,6 +303,12 @@ func TestCheckAlert(t *testing.T) {
 			alert:      `{"status":"firing","fingerprint":"ab","labels":` + jsonMap(65, "l", map[string]string{"alertname": "A"}) + `}`,
 			wantReason: RefusedLabels, wantField: "alerts[1].labels", wantMsg: "alerts[1].labels: 65 labels, at most 64",
 		},
+		{
+			reason:     "a resolved alert that ends before it starts",
+			alert:      `{"status":"resolved","fingerprint":"ab","labels":{"alertname":"A"},"startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T09:00:00Z"}`,
+			wantReason: RefusedTimes, wantField: "alerts[1].endsAt", wantMsg: "alerts[1].endsAt: the alert ends (2026-12-01T09:00:00Z) before it starts (2026-12-01T10:00:00Z)",
+		},
+		{reason: "a firing alert whose endsAt (Alertmanager's resolve timeout) is not a fact", alert: `{"status":"firing","fingerprint":"ab","labels":{"alertname":"A"},"startsAt":"2026-12-01T10:00:00Z","endsAt":"2026-12-01T09:00:00Z"}`},
 		{reason: "exactly as many labels as the CRD allows", alert: `{"status":"firing","fingerprint":"ab","labels":` + jsonMap(64, "l", map[string]string{"alertname": "A"}) + `}`},
 		{
 			reason:     "more annotations than the CRD allows",

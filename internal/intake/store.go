@@ -52,6 +52,13 @@ var _ Store = (*ApplyStore)(nil)
 // and remediated as a new incident. Inc.Name is set to the name it was
 // stored under.
 func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
+	if s.episodeStored(ctx, inc) {
+		// The notification of a later episode goes straight to its own
+		// incident: no refused write first, and no second incident for it
+		// if the first episode's was deleted since.
+		inc.Name = EpisodeName(inc.Spec.Fingerprint, inc.Spec.StartsAt.Time)
+		return s.upsert(ctx, inc)
+	}
 	err := s.upsert(ctx, inc)
 	var again *NewEpisodeError
 	if errors.As(err, &again) && inc.Spec.StartsAt != nil {
@@ -134,15 +141,26 @@ func timeRefusal(inc *riposte.Incident, err error) error {
 		return nil
 	}
 	for _, c := range status.Status().Details.Causes {
-		if i := strings.Index(c.Message, riposte.StaleNotification); i >= 0 {
-			return &StaleError{Namespace: inc.Namespace, Name: inc.Name, Detail: c.Message[i:]}
+		// Only the rules on spec as a whole, as the API server words them,
+		// so that no value echoed in another field's refusal is taken for one.
+		msg, onSpec := strings.CutPrefix(c.Message, specRuleRefusal)
+		if c.Field != "spec" || !onSpec {
+			continue
 		}
-		if i := strings.Index(c.Message, riposte.NewEpisode); i >= 0 {
-			return &NewEpisodeError{Namespace: inc.Namespace, Name: inc.Name, Detail: c.Message[i:]}
+		switch {
+		case strings.HasPrefix(msg, riposte.StaleNotification):
+			return &StaleError{Namespace: inc.Namespace, Name: inc.Name, Detail: msg}
+		case strings.HasPrefix(msg, riposte.NewEpisode):
+			return &NewEpisodeError{Namespace: inc.Namespace, Name: inc.Name, Detail: msg}
 		}
 	}
 	return nil
 }
+
+// specRuleRefusal starts the API server's message for a failed rule on an
+// object (x-kubernetes-validations on spec): the value is left out, so the
+// rule's message follows; an echoed value would follow quoted.
+const specRuleRefusal = "Invalid value: "
 
 // NameTakenError says that the alert's incident name is held by an object
 // that is not this alert's: another source, or another fingerprint. Intake
@@ -177,6 +195,16 @@ func (s *ApplyStore) nameTaken(ctx context.Context, inc *riposte.Incident, err e
 		return nil
 	}
 	return &NameTakenError{Namespace: inc.Namespace, Name: inc.Name, Source: existing.Spec.Source, Fingerprint: existing.Spec.Fingerprint}
+}
+
+// episodeStored reports whether the cache holds an incident for the
+// alert's episode: it fired again after its first incident resolved.
+func (s *ApplyStore) episodeStored(ctx context.Context, inc *riposte.Incident) bool {
+	if s.Seen == nil || inc.Spec.StartsAt == nil {
+		return false
+	}
+	key := client.ObjectKey{Namespace: inc.Namespace, Name: EpisodeName(inc.Spec.Fingerprint, inc.Spec.StartsAt.Time)}
+	return s.Seen.Get(ctx, key, &riposte.Incident{}, client.DisableReadYourWritesConsistency) == nil
 }
 
 // known reports whether the cache already holds the incident: a repeated

@@ -232,13 +232,13 @@ func TestTimeRefusal(t *testing.T) {
 	inc := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-ab", Namespace: "shop"}}
 	// As kube-apiserver words a failed x-kubernetes-validations rule on spec.
 	staleMsg := riposte.StaleNotification + ": the alert fired at startsAt and was already stored as resolved at a later endsAt"
-	stale := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec"), "object", staleMsg)})
+	stale := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec"), field.OmitValueType{}, staleMsg)})
 	both := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{
 		field.TooLong(field.NewPath("spec", "severity"), "", 63),
-		field.Invalid(field.NewPath("spec"), "object", staleMsg),
+		field.Invalid(field.NewPath("spec"), field.OmitValueType{}, staleMsg),
 	})
 	episodeMsg := riposte.NewEpisode + ": the alert started again after its stored resolution"
-	episode := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec"), "object", episodeMsg)})
+	episode := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec"), field.OmitValueType{}, episodeMsg)})
 	other := apierrors.NewInvalid(gk, "am-ab", field.ErrorList{field.Invalid(field.NewPath("spec", "fingerprint"), "x", "fingerprint is immutable")})
 	cases := []struct {
 		reason string
@@ -249,6 +249,10 @@ func TestTimeRefusal(t *testing.T) {
 		{reason: "the stale rule", err: stale, want: &StaleError{Namespace: "shop", Name: "am-ab", Detail: staleMsg}},
 		{reason: "the stale rule beside another: kept as it was all the same", err: both, want: &StaleError{Namespace: "shop", Name: "am-ab", Detail: staleMsg}},
 		{reason: "another rule", err: other},
+		{reason: "the words echoed in another field's refusal", err: apierrors.NewInvalid(gk, "am-ab", field.ErrorList{
+			field.Invalid(field.NewPath("spec", "labels", "x"), riposte.StaleNotification+": x", "must be no more than 63 characters")})},
+		{reason: "the words echoed as a value of spec", err: apierrors.NewInvalid(gk, "am-ab", field.ErrorList{
+			field.Invalid(field.NewPath("spec"), riposte.StaleNotification, "something else")})},
 		{reason: "a refusal that is not Invalid", err: apierrors.NewForbidden(schema.GroupResource{Resource: "incidents"}, "am-ab", errors.New(staleMsg))},
 		{reason: "no answer at all", err: errors.New("connection reset")},
 	}
