@@ -245,6 +245,13 @@ func (e *Enricher) placeOf(ctx context.Context, other *riposte.Incident) (place,
 		}
 	case "Node":
 		ic.Node = ref.Name
+		if subject(&other.Spec).ByAddress {
+			// node-exporter's instance: a node's name, or one of its addresses.
+			var node corev1.Node
+			if e.Reader.Get(ctx, client.ObjectKey{Name: ref.Name}, &node) != nil && e.nodeAt(ctx, ref.Name, &node) == nil {
+				ic.Node = node.Name
+			}
+		}
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return place{}, fmt.Errorf("reading the target of incident %s: %w", other.Name, err)

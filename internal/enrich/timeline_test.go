@@ -47,10 +47,16 @@ func TestRelatedNamesPlacesIncidentsNotEnrichedYet(t *testing.T) {
 		about("elsewhere", pod("db-0"), nil),
 		about("gone-pod", pod("web-5d4f-zzz"), nil),
 		about("no-target", map[string]string{"alertname": "Watchdog"}, nil),
+		// node-exporter's series as kube-prometheus scrapes it, instance
+		// being the node's address (TestTargetFromRealLabelSets).
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.5"}}}},
+		about("node-exporter-by-address", map[string]string{"job": "node-exporter", "container": "node-exporter", "namespace": "monitoring",
+			"pod": "node-exporter-x7k2p", "instance": "10.0.0.5:9100", "service": "node-exporter", "endpoint": "https"}, nil),
 		about("enriched-same-node", nil, &riposte.IncidentContext{Target: &riposte.ObjectReference{Kind: "Pod", Name: "x"}, Node: "node-a"}),
 		about("enriched-elsewhere", nil, &riposte.IncidentContext{Target: &riposte.ObjectReference{Kind: "Pod", Name: "y"}, Node: "node-z"}),
 	}
-	e := &Enricher{Reader: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).Build()}
+	e := &Enricher{Reader: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).
+		WithIndex(&corev1.Node{}, NodeAddressIndex, func(o client.Object) []string { return NodeAddresses(o.(*corev1.Node)) }).Build()}
 	self := about("self", pod("web-5d4f-a"), nil)
 	ic := &riposte.IncidentContext{Target: &riposte.ObjectReference{Kind: "Pod", Name: "web-5d4f-a"}, Node: "node-a",
 		OwnerChain: []riposte.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d4f"}}}
@@ -59,7 +65,7 @@ func TestRelatedNamesPlacesIncidentsNotEnrichedYet(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The ReplicaSet is the top: no Deployment exists in the fake reader.
-	want := []string{"enriched-same-node", "same-node", "same-pod", "same-replicaset"}
+	want := []string{"enriched-same-node", "node-exporter-by-address", "same-node", "same-pod", "same-replicaset"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("related (-want +got):\n%s", diff)
 	}
