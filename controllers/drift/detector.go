@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -301,7 +302,7 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 		for _, pb := range reg.reportPlaybooks {
 			found, refused := drift.ReportFindings(pb, d.Resolver.OperatorNamespace, source, scope, obj)
 			findings = append(findings, found...)
-			d.refused(pb, source, refused)
+			d.refused(pb, source, obj, refused)
 		}
 	default:
 		var nsObj map[string]any
@@ -349,7 +350,7 @@ func (d *Detector) namespaced(gvk schema.GroupVersionKind) (namespaced, known bo
 
 // refused counts the resources a report named out of its scope, and tells
 // the playbook that would have answered them, with why.
-func (d *Detector) refused(pb *riposte.Playbook, source riposte.ObjectReference, refused []drift.Refusal) {
+func (d *Detector) refused(pb *riposte.Playbook, source riposte.ObjectReference, report map[string]any, refused []drift.Refusal) {
 	if len(refused) == 0 {
 		return
 	}
@@ -367,7 +368,9 @@ func (d *Detector) refused(pb *riposte.Playbook, source riposte.ObjectReference,
 	d.log.Info("report results refused: a namespaced report may name only namespaced objects in its own namespace",
 		"report", source.String(), "playbook", klog.KObj(pb), "refused", len(refused))
 	if d.Recorder != nil {
-		d.Recorder.Eventf(pb, nil, corev1.EventTypeWarning, riposte.ReasonReportOutOfScope, "ReadReport",
+		// The report is the Event's related object: Events about one
+		// playbook are a series per related object, so each report has its own.
+		d.Recorder.Eventf(pb, &unstructured.Unstructured{Object: report}, corev1.EventTypeWarning, riposte.ReasonReportOutOfScope, "ReadReport",
 			"%d result resource(s) of %s %s/%s refused: a namespaced report may name only namespaced objects in its own namespace %s: %s",
 			len(refused), source.Kind, source.Namespace, source.Name, source.Namespace, strings.Join(named, "; "))
 	}

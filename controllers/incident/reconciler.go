@@ -476,10 +476,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	if !automatic {
 		// A person has to act: say so where kubectl describe shows it.
 		note := "plan " + plan.Hash + " waits for approval in gate " + gate.Name
-		if pb.Spec.Approval.AutoApprove != nil && reportWriterDecides(inc, pb, r.OperatorNamespace) {
-			src := inc.Spec.Drift.Source
-			why := fmt.Sprintf("not approved automatically: the finding comes from %s %s/%s, which anyone who may create reports in %s could have written (playbook %s/%s, spec.approval.namespacedReports: RequirePerson)",
-				src.Kind, src.Namespace, src.Name, src.Namespace, pb.Namespace, pb.Name)
+		if why := r.notAutomatic(inc, pb); why != "" {
 			setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened; "+why)
 			note += "; " + why
 		}
@@ -538,6 +535,17 @@ func (r *Reconciler) gatePolicy(ctx context.Context, inc *riposte.Incident, pb *
 func reportWriterDecides(inc *riposte.Incident, pb *riposte.Playbook, operatorNamespace string) bool {
 	return inc.Spec.Drift != nil && drift.IsNamespacedReport(inc.Spec.Drift.Source) &&
 		match.NamespacedReportsOf(pb, operatorNamespace) == riposte.NamespacedReportsRequirePerson
+}
+
+// notAutomatic says why autoApprove, which the playbook sets, does not
+// decide the incident's gate; "" when nothing keeps it from deciding.
+func (r *Reconciler) notAutomatic(inc *riposte.Incident, pb *riposte.Playbook) string {
+	if pb == nil || pb.Spec.Approval.AutoApprove == nil || !reportWriterDecides(inc, pb, r.OperatorNamespace) {
+		return ""
+	}
+	src := inc.Spec.Drift.Source
+	return fmt.Sprintf("not approved automatically: the finding comes from %s %s/%s, which anyone who may create reports in %s could have written (playbook %s/%s, spec.approval.namespacedReports: RequirePerson)",
+		src.Kind, src.Namespace, src.Name, src.Namespace, pb.Namespace, pb.Name)
 }
 
 // decideNow records the verdict of a gate the policy approves, on the gate
@@ -654,8 +662,11 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		return r.askAgain(ctx, p)
 	}
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
-		fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+	msg := fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message)
+	if why := r.notAutomatic(inc, p.pb); why != "" && !gate.Spec.Policy.Automatic {
+		msg += "; " + why
+	}
+	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, msg)
 	return nil
 }
 

@@ -199,6 +199,9 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 			scope := drift.ReportScope{Namespace: ref.Namespace, Namespaced: func(gvk schema.GroupVersionKind) (bool, bool) {
 				return isNamespaced(gvk), true
 			}}
+			if !isNamespaced(schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)) {
+				scope.Namespace = "" // a cluster-scoped report, whatever namespace a file wrote on it
+			}
 			for i := range playbooks {
 				f, refused := drift.ReportFindings(&playbooks[i], operatorNamespace, ref, scope, o)
 				found = append(found, f...)
