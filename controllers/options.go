@@ -201,6 +201,7 @@ func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver) e
 		Resync:   opts.DriftResync,
 		Workers:  max(opts.MaxConcurrentReconciles, 1),
 		Keep:     keep,
+		Recorder: mgr.GetEventRecorder("riposte-drift"),
 	})
 }
 

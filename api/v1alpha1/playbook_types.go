@@ -469,6 +469,22 @@ const (
 	ManualRefuse ManualRequests = "Refuse"
 )
 
+// NamespacedReports says whether a finding read from a namespaced report
+// (a PolicyReport or an openreports.io Report) may be approved automatically.
+// +kubebuilder:validation:Enum=RequirePerson;Automatic
+type NamespacedReports string
+
+const (
+	// NamespacedReportsRequirePerson has people decide: whoever may create
+	// reports in the namespace wrote the finding, so autoApprove does not
+	// apply and an expiry rejects.
+	NamespacedReportsRequirePerson NamespacedReports = "RequirePerson"
+	// NamespacedReportsAutomatic lets autoApprove decide, as for a
+	// cluster-scoped report or a drift rule: for when only the policy
+	// engine may write reports in the namespaces the playbook answers.
+	NamespacedReportsAutomatic NamespacedReports = "Automatic"
+)
+
 // ApprovalPolicy says who or what must approve a playbook's plan.
 // +kubebuilder:validation:XValidation:rule="!has(self.onExpiry) || self.onExpiry != 'Approve' || has(self.timeout)",message="onExpiry Approve needs a timeout"
 type ApprovalPolicy struct {
@@ -501,6 +517,16 @@ type ApprovalPolicy struct {
 	// is never approved automatically: autoApprove does not apply to it.
 	// +optional
 	ManualRequests ManualRequests `json:"manualRequests,omitempty"`
+	// namespacedReports says whether autoApprove may approve a finding read
+	// from a namespaced report (PolicyReport, openreports.io Report), which
+	// anyone who may create reports in its namespace could have written:
+	// RequirePerson (the default for cluster-wide playbooks, in Riposte's
+	// namespace) has people decide; Automatic (the default in a team's
+	// namespace, where the report and the objects it names are the team's
+	// own) lets autoApprove decide. Cluster-scoped reports and drift rules
+	// are not concerned.
+	// +optional
+	NamespacedReports NamespacedReports `json:"namespacedReports,omitempty"`
 	// requiredRejections is how many distinct people must reject to close the
 	// gate; the default 1 means any reject vetoes.
 	// +optional
@@ -594,6 +620,10 @@ const (
 	// ReasonServiceAccountForbidden: the playbook names an account no
 	// playbook may run as (Riposte's own).
 	ReasonServiceAccountForbidden = "ServiceAccountForbidden"
+	// ReasonReportOutOfScope (an Event on a playbook): results of a
+	// namespaced report named objects outside its namespace, or
+	// cluster-scoped ones, and were refused.
+	ReasonReportOutOfScope = "ReportOutOfScope"
 )
 
 // ManagerServiceAccountName is the account Riposte's manager runs as, in

@@ -8,19 +8,24 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/drift"
@@ -45,6 +50,8 @@ type Detector struct {
 	// Keep are kinds the rest of the manager reads from the cache: their
 	// informers are never stopped, only the detector's handler on them.
 	Keep map[schema.GroupVersionKind]bool
+	// Recorder records Events on playbooks (report results refused).
+	Recorder recorder.EventRecorder
 
 	queue   workqueue.TypedRateLimitingInterface[item]
 	mu      sync.RWMutex
@@ -291,8 +298,11 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 	case obj == nil:
 		resolution = func(*riposte.Incident) string { return riposte.DriftObjectDeleted }
 	case reg.reportKinds[it.gvk]:
+		scope := drift.ReportScope{Namespace: it.namespace, Namespaced: d.namespaced}
 		for _, pb := range reg.reportPlaybooks {
-			findings = append(findings, drift.ReportFindings(pb, d.Resolver.OperatorNamespace, source, obj)...)
+			found, refused := drift.ReportFindings(pb, d.Resolver.OperatorNamespace, source, scope, obj)
+			findings = append(findings, found...)
+			d.refused(pb, source, obj, refused)
 		}
 	default:
 		var nsObj map[string]any
@@ -326,6 +336,44 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 		}
 	}
 	return d.sync(ctx, reg, source, findings, resolution)
+}
+
+// namespaced says whether the API server serves a kind namespaced; a kind
+// it does not serve (or that cannot be looked up now) is not known.
+func (d *Detector) namespaced(gvk schema.GroupVersionKind) (namespaced, known bool) {
+	m, err := d.Resolver.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return false, false
+	}
+	return m.Scope.Name() == meta.RESTScopeNameNamespace, true
+}
+
+// refused counts the resources a report named out of its scope, and tells
+// the playbook that would have answered them, with why.
+func (d *Detector) refused(pb *riposte.Playbook, source riposte.ObjectReference, report map[string]any, refused []drift.Refusal) {
+	if len(refused) == 0 {
+		return
+	}
+	const shown = 3
+	var named []string
+	for i, r := range refused {
+		reportRefused.WithLabelValues(r.Reason).Inc()
+		if i < shown {
+			named = append(named, fmt.Sprintf("%s (%s, %s)", r.Target.String(), r.Rule, r.Reason))
+		}
+	}
+	if len(refused) > shown {
+		named = append(named, fmt.Sprintf("and %d more", len(refused)-shown))
+	}
+	d.log.Info("report results refused: a namespaced report may name only namespaced objects in its own namespace",
+		"report", source.String(), "playbook", klog.KObj(pb), "refused", len(refused))
+	if d.Recorder != nil {
+		// The report is the Event's related object: Events about one
+		// playbook are a series per related object, so each report has its own.
+		d.Recorder.Eventf(pb, &unstructured.Unstructured{Object: report}, corev1.EventTypeWarning, riposte.ReasonReportOutOfScope, "ReadReport",
+			"%d result resource(s) of %s %s/%s refused: a namespaced report may name only namespaced objects in its own namespace %s: %s",
+			len(refused), source.Kind, source.Namespace, source.Name, source.Namespace, strings.Join(named, "; "))
+	}
 }
 
 // namespace reads an object's Namespace, once per pass with memo.

@@ -17,6 +17,10 @@ var (
 		Name: "riposte_drift_incidents_resolved_total",
 		Help: "Drift incidents resolved by the detector, by resolution (Complies, ObjectDeleted, RuleRemoved, PlaybookRemoved).",
 	}, []string{"resolution"})
+	reportRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riposte_drift_report_resources_refused_total",
+		Help: "Resources of answered report results refused because a namespaced report may name only namespaced objects in its own namespace, by reason (OtherNamespace, ClusterScoped, UnknownKind); counted each time the report is read.",
+	}, []string{"reason"})
 	watchedKinds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "riposte_drift_watched_kinds",
 		Help: "Kinds the drift detector watches (1 per kind, by group/version/kind).",
@@ -34,5 +38,5 @@ var (
 
 // Collectors are the detector's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{evaluations, incidentsOpened, incidentsResolved, watchedKinds, resyncSeconds, resyncObjects}
+	return []prometheus.Collector{evaluations, incidentsOpened, reportRefused, incidentsResolved, watchedKinds, resyncSeconds, resyncObjects}
 }

@@ -25,6 +25,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/approval"
+	"github.com/riposte-dev/riposte/internal/drift"
 	"github.com/riposte-dev/riposte/internal/enrich"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/expr"
@@ -474,7 +475,12 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
 	if !automatic {
 		// A person has to act: say so where kubectl describe shows it.
-		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", "plan "+plan.Hash+" waits for approval in gate "+gate.Name)
+		note := "plan " + plan.Hash + " waits for approval in gate " + gate.Name
+		if why := r.notAutomatic(inc, pb); why != "" {
+			setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened; "+why)
+			note += "; " + why
+		}
+		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", note)
 	}
 	return false, nil
 }
@@ -505,7 +511,7 @@ func (r *Reconciler) gatePolicy(ctx context.Context, inc *riposte.Incident, pb *
 		AllowRequester:     a.AllowRequester,
 		Requester:          asker,
 	}
-	if asker != "" {
+	if asker != "" || reportWriterDecides(inc, pb, r.OperatorNamespace) {
 		policy.OnExpiry = riposte.ExpiryReject
 	} else {
 		automatic, rule, err := r.autoApproves(inc, pb)
@@ -521,6 +527,25 @@ func (r *Reconciler) gatePolicy(ctx context.Context, inc *riposte.Incident, pb *
 	id, _, err := approval.Enforcement(ctx, r.APIReader, r.OperatorNamespace)
 	policy.DecisionPolicy = id
 	return policy, err
+}
+
+// reportWriterDecides reports whether automatic approval would rest on a
+// namespaced report, which anyone who may create reports in its namespace
+// wrote, and the playbook does not accept that (namespacedReports).
+func reportWriterDecides(inc *riposte.Incident, pb *riposte.Playbook, operatorNamespace string) bool {
+	return inc.Spec.Drift != nil && drift.IsNamespacedReport(inc.Spec.Drift.Source) &&
+		match.NamespacedReportsOf(pb, operatorNamespace) == riposte.NamespacedReportsRequirePerson
+}
+
+// notAutomatic says why autoApprove, which the playbook sets, does not
+// decide the incident's gate; "" when nothing keeps it from deciding.
+func (r *Reconciler) notAutomatic(inc *riposte.Incident, pb *riposte.Playbook) string {
+	if pb == nil || pb.Spec.Approval.AutoApprove == nil || !reportWriterDecides(inc, pb, r.OperatorNamespace) {
+		return ""
+	}
+	src := inc.Spec.Drift.Source
+	return fmt.Sprintf("not approved automatically: the finding comes from %s %s/%s, which anyone who may create reports in %s could have written (playbook %s/%s, spec.approval.namespacedReports: RequirePerson)",
+		src.Kind, src.Namespace, src.Name, src.Namespace, pb.Namespace, pb.Name)
 }
 
 // decideNow records the verdict of a gate the policy approves, on the gate
@@ -637,8 +662,11 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		return r.askAgain(ctx, p)
 	}
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval,
-		fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message))
+	msg := fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message)
+	if why := r.notAutomatic(inc, p.pb); why != "" && !gate.Spec.Policy.Automatic {
+		msg += "; " + why
+	}
+	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, msg)
 	return nil
 }
 

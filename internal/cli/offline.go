@@ -194,8 +194,21 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 		var found []drift.Finding
 		judged := false
 		if gk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind).GroupKind(); drift.IsReportKind(gk) {
+			// What the cluster would refuse is refused here too: a
+			// namespaced report names only its own namespace's objects.
+			scope := drift.ReportScope{Namespace: ref.Namespace, Namespaced: func(gvk schema.GroupVersionKind) (bool, bool) {
+				return isNamespaced(gvk), true
+			}}
+			if !isNamespaced(schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)) {
+				scope.Namespace = "" // a cluster-scoped report, whatever namespace a file wrote on it
+			}
 			for i := range playbooks {
-				found = append(found, drift.ReportFindings(&playbooks[i], operatorNamespace, ref, o)...)
+				f, refused := drift.ReportFindings(&playbooks[i], operatorNamespace, ref, scope, o)
+				found = append(found, f...)
+				for _, r := range refused {
+					out.Problems = append(out.Problems, fmt.Sprintf("%s: result %s names %s, refused (%s): a namespaced report may name only namespaced objects in its own namespace",
+						describeRef(ref), r.Rule, r.Target.String(), r.Reason))
+				}
 			}
 			judged = readsReports
 		} else {

@@ -232,3 +232,41 @@ spec:
 		t.Errorf("problems %v, findings %+v, judged %d", got.Problems, got.Findings, got.Judged)
 	}
 }
+
+// A namespaced report in the files naming another namespace's pod is
+// refused as the cluster refuses it, and said to be.
+func TestOfflineCheckRefusesAReportOutOfItsNamespace(t *testing.T) {
+	dir := t.TempDir()
+	// The Report above, written in namespace attacker about shop's pod.
+	report := `apiVersion: openreports.io/v1alpha1
+kind: Report
+metadata: {name: 3407b31a-b0bb-4716-a443-f4aa15662ef2, namespace: attacker}
+source: kyverno
+scope: {apiVersion: v1, kind: Pod, name: debug, namespace: shop, uid: 3407b31a-b0bb-4716-a443-f4aa15662ef2}
+results:
+  - policy: disallow-privileged-containers
+    rule: privileged-containers
+    result: fail
+    severity: medium
+    source: kyverno
+    message: "validation error: Privileged mode is disallowed."
+---
+apiVersion: riposte.dev/v1alpha1
+kind: Playbook
+metadata: {name: from-reports, namespace: riposte-system}
+spec:
+  triggers:
+    policyReports: [{policies: [disallow-privileged-containers]}]
+  steps: [{name: isolate, action: IsolatePod}]
+`
+	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{dir}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Findings) != 0 || len(got.Problems) != 1 || !strings.Contains(got.Problems[0], "Pod/shop/debug") || !strings.Contains(got.Problems[0], "OtherNamespace") {
+		t.Errorf("problems %q, findings %+v", got.Problems, got.Findings)
+	}
+}

@@ -111,13 +111,76 @@ func ReportTriggerMatches(t riposte.PolicyReportTrigger, r ReportResult) bool {
 		(len(t.Severities) == 0 || slices.Contains(t.Severities, r.Severity))
 }
 
+// Why a report's resource is refused: a namespaced report is written by
+// whoever may create reports in its namespace, so it may speak only for
+// that namespace.
+const (
+	// RefusedOtherNamespace: a namespaced report names an object in
+	// another namespace.
+	RefusedOtherNamespace = "OtherNamespace"
+	// RefusedClusterScoped: a namespaced report names a cluster-scoped
+	// object (a Node, a Namespace).
+	RefusedClusterScoped = "ClusterScoped"
+	// RefusedUnknownKind: a namespaced report names a kind the API server
+	// does not serve, so its scope cannot be known.
+	RefusedUnknownKind = "UnknownKind"
+)
+
+// ReportScope is what one report may name.
+type ReportScope struct {
+	// Namespace is a namespaced report's own namespace; "" for a
+	// cluster-scoped report, which only cluster-level writers can create
+	// and which may name any object.
+	Namespace string
+	// Namespaced says whether the API server serves a kind namespaced;
+	// known is false when it serves no such kind.
+	Namespaced func(gvk schema.GroupVersionKind) (namespaced, known bool)
+}
+
+// Admit is the object a report's resource stands for, or why it is
+// refused. A namespaced report names only namespaced objects in its own
+// namespace (an object without a namespace is taken to be there). The UID
+// a report writes is dropped either way: the incident's target UID comes
+// from the live object when it is enriched, never from the report.
+func (s ReportScope) Admit(ref riposte.ObjectReference) (riposte.ObjectReference, string) {
+	ref.UID = ""
+	if s.Namespace == "" {
+		return ref, ""
+	}
+	namespaced, known := s.Namespaced(schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind))
+	switch {
+	case !known:
+		return ref, RefusedUnknownKind
+	case !namespaced:
+		return ref, RefusedClusterScoped
+	case ref.Namespace == "":
+		ref.Namespace = s.Namespace
+	case ref.Namespace != s.Namespace:
+		return ref, RefusedOtherNamespace
+	}
+	return ref, ""
+}
+
+// Refusal is a resource of an answered result that its report may not name.
+type Refusal struct {
+	Rule   string
+	Target riposte.ObjectReference
+	Reason string
+}
+
 // ReportFindings are the findings a report gives one playbook: each
-// resource of each result its triggers answer, within its scope.
-func ReportFindings(pb *riposte.Playbook, operatorNamespace string, source riposte.ObjectReference, report map[string]any) []Finding {
-	if len(pb.Spec.Triggers.PolicyReports) == 0 {
-		return nil
+// resource of each result its triggers answer, within the report's scope
+// and the playbook's; the resources of answered results the report may not
+// name are returned as refusals.
+func ReportFindings(pb *riposte.Playbook, operatorNamespace string, source riposte.ObjectReference, scope ReportScope, report map[string]any) ([]Finding, []Refusal) {
+	team := pb.Namespace != operatorNamespace
+	if len(pb.Spec.Triggers.PolicyReports) == 0 || (team && scope.Namespace != "" && scope.Namespace != pb.Namespace) {
+		// Another team's report concerns a team's playbook in no way, not
+		// even by what it was refused.
+		return nil, nil
 	}
 	var out []Finding
+	var refused []Refusal
 	for _, r := range ReportResults(report) {
 		answered := slices.ContainsFunc(pb.Spec.Triggers.PolicyReports, func(t riposte.PolicyReportTrigger) bool {
 			return ReportTriggerMatches(t, r)
@@ -126,7 +189,12 @@ func ReportFindings(pb *riposte.Playbook, operatorNamespace string, source ripos
 			continue
 		}
 		for _, res := range r.Resources {
-			if pb.Namespace != operatorNamespace && res.Namespace != pb.Namespace {
+			res, why := scope.Admit(res)
+			if why != "" {
+				refused = append(refused, Refusal{Rule: r.Policy + "/" + r.Rule, Target: res, Reason: why})
+				continue
+			}
+			if team && res.Namespace != pb.Namespace {
 				continue
 			}
 			msg := r.Message
@@ -143,5 +211,18 @@ func ReportFindings(pb *riposte.Playbook, operatorNamespace string, source ripos
 			})
 		}
 	}
-	return out
+	return out, refused
+}
+
+// IsNamespacedReport reports whether an incident's drift source is a
+// namespaced report (PolicyReport, Report): one anybody who may create
+// reports in its namespace could have written.
+func IsNamespacedReport(source riposte.ObjectReference) bool {
+	gk := schema.FromAPIVersionAndKind(source.APIVersion, source.Kind).GroupKind()
+	for _, api := range ReportAPIs {
+		if gk == api.Namespaced {
+			return true
+		}
+	}
+	return false
 }

@@ -162,7 +162,8 @@ func TestIncidentNames(t *testing.T) {
 }
 
 // PolicyReport results: resources or the report's scope, filtered by the
-// playbook's triggers and scope.
+// playbook's triggers and scope. A ClusterPolicyReport, which may name any
+// namespace (report_test.go has what a namespaced one may name).
 func TestReportFindings(t *testing.T) {
 	report := map[string]any{
 		"scope": map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": "team", "name": "scoped"},
@@ -177,7 +178,8 @@ func TestReportFindings(t *testing.T) {
 			"not a result",
 		},
 	}
-	src := riposte.ObjectReference{APIVersion: "wgpolicyk8s.io/v1alpha2", Kind: "PolicyReport", Namespace: "team", Name: "rep"}
+	src := riposte.ObjectReference{APIVersion: "wgpolicyk8s.io/v1alpha2", Kind: "ClusterPolicyReport", Name: "rep"}
+	cluster := ReportScope{}
 	pb := func(ns string, t ...riposte.PolicyReportTrigger) *riposte.Playbook {
 		p := playbookWith(ns)
 		p.Spec.Triggers.PolicyReports = t
@@ -203,11 +205,12 @@ func TestReportFindings(t *testing.T) {
 		{"no trigger", pb("riposte-system"), ""},
 	}
 	for _, tc := range cases {
-		if got := names(ReportFindings(tc.pb, "riposte-system", src, report)); got != tc.want {
+		found, refused := ReportFindings(tc.pb, "riposte-system", src, cluster, report)
+		if got := names(found); got != tc.want || len(refused) > 0 {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	fs := ReportFindings(pb("riposte-system", riposte.PolicyReportTrigger{}), "riposte-system", src, report)
+	fs, _ := ReportFindings(pb("riposte-system", riposte.PolicyReportTrigger{}), "riposte-system", src, cluster, report)
 	if fs[0].Message != "bad" || fs[0].Severity != "high" || fs[0].Source != src || fs[1].Message == "" {
 		t.Errorf("finding %+v / %+v", fs[0], fs[1])
 	}

@@ -278,3 +278,18 @@ func ManualRequestsOf(pb *riposte.Playbook, operatorNamespace string) riposte.Ma
 	}
 	return riposte.ManualRequireAccess
 }
+
+// NamespacedReportsOf is whether autoApprove may approve a finding read from
+// a namespaced report: as the playbook's spec says, else Automatic in a
+// team's namespace and RequirePerson for a cluster-wide playbook, whose
+// automatic approval would otherwise rest on what anyone who may create a
+// report in some namespace wrote.
+func NamespacedReportsOf(pb *riposte.Playbook, operatorNamespace string) riposte.NamespacedReports {
+	if m := pb.Spec.Approval.NamespacedReports; m != "" {
+		return m
+	}
+	if pb.Namespace == operatorNamespace {
+		return riposte.NamespacedReportsRequirePerson
+	}
+	return riposte.NamespacedReportsAutomatic
+}

@@ -166,3 +166,27 @@ func TestSelectDrift(t *testing.T) {
 		}
 	}
 }
+
+// A cluster-wide playbook does not let autoApprove rest on a namespaced
+// report unless it says so; a team's playbook does, its reports being the
+// team's own.
+func TestNamespacedReportsOf(t *testing.T) {
+	cases := []struct {
+		reason    string
+		namespace string
+		set       riposte.NamespacedReports
+		want      riposte.NamespacedReports
+	}{
+		{"cluster-wide, unset", "riposte-system", "", riposte.NamespacedReportsRequirePerson},
+		{"cluster-wide, opted in", "riposte-system", riposte.NamespacedReportsAutomatic, riposte.NamespacedReportsAutomatic},
+		{"team, unset", "shop", "", riposte.NamespacedReportsAutomatic},
+		{"team, people decide", "shop", riposte.NamespacedReportsRequirePerson, riposte.NamespacedReportsRequirePerson},
+	}
+	for _, tc := range cases {
+		pb := &riposte.Playbook{ObjectMeta: metav1.ObjectMeta{Namespace: tc.namespace, Name: "pb"},
+			Spec: riposte.PlaybookSpec{Approval: riposte.ApprovalPolicy{NamespacedReports: tc.set}}}
+		if got := NamespacedReportsOf(pb, "riposte-system"); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.reason, got, tc.want)
+		}
+	}
+}
