@@ -61,11 +61,11 @@ helm-lint: testbins ## Lint the Helm chart and render it with every option on.
 
 # The attacks on the trust model (TestAttack...) and the tests of the
 # defences that already held; docs/security.md maps each to its guarantee.
-SECURITY_TESTS ?= TestAttack|TestDecisionsAreBoundToTheCaller|TestRequesterCannotApproveTheirOwnIncident|TestApproveVerbIsScopedByRoleBinding|TestGatePlanIsImmutableAndDecisionsAppendOnly|TestIncidentIdentityIsImmutable|TestNothingRunsWithoutTheApprovedPlan|TestUndoRequestsCannotBeForged|TestIncidentsThatMustNotBeRemediated|TestEnrichmentNeverCopiesSecrets|TestPlaybookAccountBoundsWhatChanges|TestManagerPermissionsAreDocumented|TestIntakeNeverTakesOverAnIncidentItDidNotStore|TestNotifyToAnUnlistedHost|TestHandlerNeverLogsTheToken|TestDecodeRefusesDuplicateKeys|TestDecodeBoundsAlerts|TestIncidentName|TestDestinations|TestPostClassifiesAnswers|TestTrustedWebhookFollowsNoRedirect|TestNamespaceComesOnlyFromNamespaceLabels|TestIncidentNamespaceFromRealLabelSets|TestKubeStateMetricsAlertLandsWithItsTarget|TestIntakeIgnoresAStaleNotification|TestStaleRefusal
+SECURITY_TESTS ?= TestAttack|TestDecisionsAreBoundToTheCaller|TestRequesterCannotApproveTheirOwnIncident|TestApproveVerbIsScopedByRoleBinding|TestGatePlanIsImmutableAndDecisionsAppendOnly|TestIncidentIdentityIsImmutable|TestNothingRunsWithoutTheApprovedPlan|TestUndoRequestsCannotBeForged|TestIncidentsThatMustNotBeRemediated|TestEnrichmentNeverCopiesSecrets|TestPlaybookAccountBoundsWhatChanges|TestManagerPermissionsAreDocumented|TestIntakeNeverTakesOverAnIncidentItDidNotStore|TestNotifyToAnUnlistedHost|TestHandlerNeverLogsTheToken|TestDecodeRefusesDuplicateKeys|TestDecodeBoundsAlerts|TestIncidentName|TestDestinations|TestPostClassifiesAnswers|TestTrustedWebhookFollowsNoRedirect|TestNamespaceComesOnlyFromNamespaceLabels|TestIncidentNamespaceFromRealLabelSets|TestKubeStateMetricsAlertLandsWithItsTarget|TestIntakeIgnoresAStaleNotification|TestStaleRefusal|TestPolicyPackWorkloadIsolationTakesOnlyItsPods
 
 .PHONY: test-security
 test-security: testbins ## Only the attack suite (TestAttack...): each attack on the trust model, on a real API server with the shipped RBAC and admission policies.
-	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) go test $(GO_TEST_FLAGS) ./controllers ./internal/intake ./internal/notify ./internal/alertlabels -run '$(SECURITY_TESTS)'
+	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) go test $(GO_TEST_FLAGS) ./controllers ./controllers/drift ./internal/intake ./internal/notify ./internal/alertlabels -run '$(SECURITY_TESTS)'
 
 .PHONY: test-e2e
 test-e2e: testbins ## Only the end-to-end tests.
