@@ -216,8 +216,14 @@ func TestWorkloadActionsAndTheirUndo(t *testing.T) {
 	t.Run("IsolateWorkload isolates every pod of the owner", func(t *testing.T) {
 		ns := newNamespace(t)
 		pod := deployedPod(t, ns, "web")
-		sibling := barePod(t, ns, "web-5d4f-b8n3q", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web"} })
+		sibling := barePod(t, ns, "web-5d4f-b8n3q", func(p *corev1.Pod) {
+			p.Labels = map[string]string{"app": "web"}
+			p.OwnerReferences = pod.OwnerReferences // another replica of the same ReplicaSet
+		})
 		other := barePod(t, ns, "db-0", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "db"} })
+		// The Deployment's selector matches it, but the Deployment does not
+		// run it: a pod someone started by hand with the same labels.
+		stray := barePod(t, ns, "web-debug", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web"} })
 		inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseRemediated,
 			riposte.Step{Name: "isolate-all", Action: riposte.ActionIsolateWorkload})
 		for _, name := range []string{pod.Name, sibling.Name} {
@@ -226,9 +232,11 @@ func TestWorkloadActionsAndTheirUndo(t *testing.T) {
 				t.Errorf("pod %s labels = %v, want it quarantined", name, p.Labels)
 			}
 		}
-		var o corev1.Pod
-		if get(t, &o, ns, other.Name); o.Labels[actions.QuarantineLabel] != "" {
-			t.Errorf("pod %s of another workload was quarantined", other.Name)
+		for _, name := range []string{other.Name, stray.Name} {
+			var o corev1.Pod
+			if get(t, &o, ns, name); o.Labels[actions.QuarantineLabel] != "" {
+				t.Errorf("pod %s, not the workload's, was quarantined", name)
+			}
 		}
 		undoAs(t, "alice", inc)
 		for _, name := range []string{pod.Name, sibling.Name} {

@@ -150,8 +150,7 @@ type DriftFinding struct {
 	// +required
 	Source ObjectReference `json:"source"`
 	// resolution says why the finding ended: Complies, NotSelected,
-	// ByWorkload, ObjectDeleted, ReportRemoved, RuleRemoved or
-	// PlaybookRemoved.
+	// ObjectDeleted, ReportRemoved, RuleRemoved or PlaybookRemoved.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Resolution string `json:"resolution,omitempty"`
@@ -159,11 +158,8 @@ type DriftFinding struct {
 
 // Drift resolutions.
 const (
-	DriftComplies    = "Complies"
-	DriftNotSelected = "NotSelected"
-	// DriftByWorkload ends a pod's own finding once its workload breaks the
-	// same rule: the workload's incident stands for its pods.
-	DriftByWorkload      = "ByWorkload"
+	DriftComplies        = "Complies"
+	DriftNotSelected     = "NotSelected"
 	DriftObjectDeleted   = "ObjectDeleted"
 	DriftReportRemoved   = "ReportRemoved"
 	DriftRuleRemoved     = "RuleRemoved"

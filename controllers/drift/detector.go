@@ -329,8 +329,6 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 				return "" // unknown, not fixed: the incident stays open
 			case judged.Unselected[key]:
 				return riposte.DriftNotSelected
-			case judged.ByWorkload[key]:
-				return riposte.DriftByWorkload
 			}
 			return riposte.DriftComplies
 		}
@@ -390,13 +388,15 @@ func (d *Detector) namespace(ctx context.Context, name string, memo *reads) (map
 	return ns, err
 }
 
-// owner reads a pod's owners from the cache, only of the kinds the
-// detector watches: reading another kind would start a watch nobody asked
-// for. A pod whose owner cannot be read stands for itself.
+// owner reads the controller a workload names from the cache, only of the
+// kinds the detector judges (a rule judges a workload through its owner
+// only when it judges the owner's kind): reading another kind would start a
+// watch nobody asked for. A workload whose owner cannot be read is judged
+// on its own.
 func (d *Detector) owner(ctx context.Context, reg *registry) drift.Getter {
 	return func(ref riposte.ObjectReference) (map[string]any, error) {
 		gvk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)
-		if !reg.judges(gvk) && !reg.owners[gvk] {
+		if !reg.judges(gvk) {
 			return nil, nil
 		}
 		obj, err := d.get(ctx, gvk, ref.Namespace, ref.Name)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,6 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/drift"
+	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -260,81 +263,149 @@ func TestPolicyPackServices(t *testing.T) {
 	}
 }
 
-// The pack's pod rules judge workloads by their pod templates: a Deployment
-// that would create privileged pods is drift before any pod exists (envtest
-// runs no controller-manager, so none ever does), with the Deployment as the
-// incident's target; a pod it made is reported through it, not on its own;
-// fixing the template resolves the incident. A CronJob is judged by its
-// jobTemplate.
+// privileged makes a pod (or a template) break no-privileged-containers.
+func privileged(p *corev1.Pod) {
+	p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+}
+
+// deployment is a Deployment whose template is compliantPod's, edited.
+func deployment(ns, name string, edit func(*corev1.Pod)) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	tmpl := compliantPod(ns, name, edit)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: tmpl.Spec},
+		},
+	}
+}
+
+// replicaSetOf is the ReplicaSet the Deployment controller makes for the
+// Deployment's template as it is now: named and labelled with the
+// template's pod-template-hash, which its selector adds to the
+// Deployment's, and controlled by the Deployment's uid (as
+// kubernetes/kubernetes' pkg/controller/deployment/sync.go writes it).
+func replicaSetOf(t *testing.T, d *appsv1.Deployment, hash string) *appsv1.ReplicaSet {
+	t.Helper()
+	withHash := func(m map[string]string) map[string]string {
+		out := map[string]string{"pod-template-hash": hash}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
+	tmpl := *d.Spec.Template.DeepCopy()
+	tmpl.Labels = withHash(tmpl.Labels)
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: d.Name + "-" + hash, Namespace: d.Namespace, Labels: tmpl.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))}},
+		Spec: appsv1.ReplicaSetSpec{Replicas: d.Spec.Replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: withHash(d.Spec.Selector.MatchLabels)}, Template: tmpl},
+	}
+	mustCreate(t, rs)
+	return rs
+}
+
+// replicaOf is a pod the ReplicaSet controller makes: named after the
+// ReplicaSet with a random suffix, the template's labels and spec,
+// controlled by the ReplicaSet's uid (pkg/controller/controller_utils.go).
+func replicaOf(t *testing.T, rs *appsv1.ReplicaSet, suffix string) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: rs.Name + "-" + suffix, Namespace: rs.Namespace, Labels: rs.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec: *rs.Spec.Template.Spec.DeepCopy(),
+	}
+	mustCreate(t, pod)
+	return pod
+}
+
+// editDeployment changes a Deployment's template, retrying on conflicts.
+func editDeployment(t *testing.T, d *appsv1.Deployment, edit func(*corev1.PodSpec)) {
+	t.Helper()
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &appsv1.Deployment{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(d), got); err != nil {
+			return err
+		}
+		edit(&got.Spec.Template.Spec)
+		return k8sClient.Update(ctx, got)
+	})
+}
+
+func quarantined(t *testing.T, pod *corev1.Pod) bool {
+	t.Helper()
+	got := &corev1.Pod{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Labels["riposte.dev/quarantine"] != ""
+}
+
+// The pack's pod rules judge workloads by their pod templates, and every
+// pod on its own: a Deployment that would create privileged pods is drift
+// before any pod exists (envtest runs no controller-manager, so the test
+// makes the ReplicaSet and pods as it would), with the Deployment as the
+// incident's target; each privileged replica has its own incident and is
+// isolated once approved, and so is its replacement; fixing the template
+// resolves the Deployment's incident. A CronJob is judged by its
+// jobTemplate, the pods of its Jobs on their own.
 func TestPolicyPackWorkloads(t *testing.T) {
 	installPack(t)
 	ctx := context.Background()
 	ns := namespace(t, nil)
 	const rule = "no-privileged-containers"
-	labels := map[string]string{"app": "web"}
-	template := compliantPod(ns, "web", func(p *corev1.Pod) {
-		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
-	})
-	deploy := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: template.Spec},
-		},
-	}
+	deploy := deployment(ns, "web", privileged)
 	mustCreate(t, deploy)
 	inc := waitForIncident(t, ns, rule, "Deployment", "web", riposte.PhaseFailed)
 	if inc.Spec.Target.APIVersion != "apps/v1" || inc.Spec.Target.UID != string(deploy.UID) || inc.Spec.Drift.Source.Kind != "Deployment" ||
 		!strings.Contains(inc.Spec.Annotations["summary"], "privileged containers: app") {
 		t.Errorf("incident %s: target %+v, source %+v, summary %q", inc.Name, inc.Spec.Target, inc.Spec.Drift.Source, inc.Spec.Annotations["summary"])
 	}
-	// IsolatePod isolates the pods a workload runs; this one runs none yet.
-	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentPlanned); c == nil || !strings.Contains(c.Message, "no pod a NetworkPolicy can isolate") {
+	// IsolatePod isolates the pods a workload runs; this one runs none yet,
+	// and the plan says what covers them.
+	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentPlanned); c == nil || !strings.Contains(c.Message, "judged on their own as they run") {
 		t.Errorf("planned: %s", conditions(inc.Status.Conditions))
 	}
 
-	// The pods a ReplicaSet of the Deployment makes: one incident, the
-	// Deployment's, stands for them.
-	rs := &appsv1.ReplicaSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-7d4b9c", Namespace: ns, Labels: labels, OwnerReferences: []metav1.OwnerReference{
-			{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: deploy.UID, Controller: ptr.To(true)}}},
-		Spec: appsv1.ReplicaSetSpec{Selector: deploy.Spec.Selector, Template: deploy.Spec.Template},
+	// Its ReplicaSet is judged through it; its privileged replica on its own.
+	rs := replicaSetOf(t, deploy, "7d4b9c")
+	replica := replicaOf(t, rs, "x2x9p")
+	own := waitForIncident(t, ns, rule, "Pod", replica.Name, riposte.PhaseAwaitingApproval)
+	if own.Spec.Target.UID != string(replica.UID) {
+		t.Errorf("the replica's incident targets %+v", own.Spec.Target)
 	}
-	mustCreate(t, rs)
-	replica := compliantPod(ns, "web-7d4b9c-x2x9p", nil)
-	replica.Labels = labels
-	replica.Spec = template.Spec
-	replica.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)}}
-	mustCreate(t, replica)
-	noIncident(t, ns, rule, "Pod", replica.Name)
 	noIncident(t, ns, rule, "ReplicaSet", rs.Name)
+	approve(t, own)
+	waitForIncident(t, ns, rule, "Pod", replica.Name, riposte.PhaseRemediated)
+	if !quarantined(t, replica) {
+		t.Errorf("the approved replica %s is not isolated", replica.Name)
+	}
 
-	// Fixed: the Deployment complies. The replica left from before the fix
-	// is privileged on its own now (a rollout would replace it).
-	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		got := &appsv1.Deployment{}
-		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(deploy), got); err != nil {
-			return err
-		}
-		got.Spec.Template.Spec.Containers[0].SecurityContext = nil
-		return k8sClient.Update(ctx, got)
-	})
+	// The isolated replica deleted, its replacement runs privileged too:
+	// an incident of its own.
+	if err := k8sClient.Delete(ctx, replica); err != nil {
+		t.Fatal(err)
+	}
+	replacement := replicaOf(t, rs, "k4m7n")
+	next := waitForIncident(t, ns, rule, "Pod", replacement.Name, riposte.PhaseAwaitingApproval)
+	approve(t, next)
+	waitForIncident(t, ns, rule, "Pod", replacement.Name, riposte.PhaseRemediated)
+
+	// Fixed: the Deployment complies. Its replica stays privileged on its
+	// own (a rollout would replace it).
+	editDeployment(t, deploy, func(s *corev1.PodSpec) { s.Containers[0].SecurityContext = nil })
 	fixed := waitForIncident(t, ns, rule, "Deployment", "web", riposte.PhaseResolved)
 	if fixed.Name != inc.Name || fixed.Spec.Drift.Resolution != riposte.DriftComplies {
 		t.Errorf("incident %s resolution %q, want %s Complies", fixed.Name, fixed.Spec.Drift.Resolution, inc.Name)
 	}
-	left := waitForIncident(t, ns, rule, "Pod", replica.Name, riposte.PhaseAwaitingApproval)
-	if left.Spec.Target.UID != string(replica.UID) {
-		t.Errorf("the replica's own incident targets %+v", left.Spec.Target)
-	}
-	if err := k8sClient.Delete(ctx, replica); err != nil {
-		t.Fatal(err)
-	}
-	if gone := waitForIncident(t, ns, rule, "Pod", replica.Name, riposte.PhaseResolved); gone.Spec.Drift.Resolution != riposte.DriftObjectDeleted {
-		t.Errorf("resolution %q, want ObjectDeleted", gone.Spec.Drift.Resolution)
+	if left := waitForIncident(t, ns, rule, "Pod", replacement.Name, riposte.PhaseRemediated); left.Name != next.Name {
+		t.Errorf("the replacement's incident is %s, want %s still", left.Name, next.Name)
 	}
 
-	// A CronJob's pods come from its jobTemplate.
+	// A CronJob's pods come from its jobTemplate; the pods its Jobs run are
+	// judged on their own.
 	cron := &batchv1.CronJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: ns},
 		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
@@ -348,4 +419,137 @@ func TestPolicyPackWorkloads(t *testing.T) {
 	if !strings.Contains(backup.Spec.Annotations["summary"], "etcd (/var/lib/etcd)") {
 		t.Errorf("summary %q", backup.Spec.Annotations["summary"])
 	}
+	if c := meta.FindStatusCondition(backup.Status.Conditions, riposte.IncidentPlanned); c == nil || !strings.Contains(c.Message, "judged on their own as they run") {
+		t.Errorf("planned: %s", conditions(backup.Status.Conditions))
+	}
+	// The Job as the CronJob controller makes it (named after the scheduled
+	// minute, controlled by the CronJob's uid); the API server gives it its
+	// selector and its template the labels naming its uid.
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "backup-28950240", Namespace: ns,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cron, batchv1.SchemeGroupVersion.WithKind("CronJob"))}},
+		Spec: *cron.Spec.JobTemplate.Spec.DeepCopy(),
+	}
+	mustCreate(t, job)
+	run := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-q8x2z", Namespace: ns, Labels: job.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))}},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	mustCreate(t, run)
+	waitForIncident(t, ns, "no-hostpath", "Pod", run.Name, riposte.PhaseAwaitingApproval)
+	noIncident(t, ns, "no-hostpath", "Job", job.Name)
+}
+
+// IsolatePod of a Deployment isolates the pods the Deployment runs, found
+// through its ReplicaSets by uid, not every pod its selector matches: a
+// pod someone started by hand with app=payments is left alone.
+func TestPolicyPackWorkloadIsolationTakesOnlyItsPods(t *testing.T) {
+	installPack(t)
+	ns := namespace(t, nil)
+	const rule = "no-privileged-containers"
+	deploy := deployment(ns, "payments", nil)
+	mustCreate(t, deploy)
+	replica := replicaOf(t, replicaSetOf(t, deploy, "6f8d5b"), "w9zq4")
+	stray := compliantPod(ns, "payments-debug", nil)
+	stray.Labels = map[string]string{"app": "payments"}
+	mustCreate(t, stray)
+	// The template turns privileged; the replica still runs the old one.
+	editDeployment(t, deploy, func(s *corev1.PodSpec) {
+		s.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	})
+	inc := waitForIncident(t, ns, rule, "Deployment", deploy.Name, riposte.PhaseAwaitingApproval)
+	approve(t, inc)
+	waitForIncident(t, ns, rule, "Deployment", deploy.Name, riposte.PhaseRemediated)
+	if !quarantined(t, replica) {
+		t.Errorf("the Deployment's replica %s is not isolated", replica.Name)
+	}
+	if quarantined(t, stray) {
+		t.Errorf("%s, which the Deployment does not run, was isolated", stray.Name)
+	}
+}
+
+// With --budget-max-workload-fraction, IsolatePod of a Deployment counts
+// each pod it isolates: isolating both replicas of two, over half, waits.
+func TestPolicyPackWorkloadIsolationIsBudgeted(t *testing.T) {
+	installPack(t)
+	restartManagerWith(t, guard.Budget{MaxWorkloadFraction: 0.5})
+	ns := namespace(t, nil)
+	const rule = "no-privileged-containers"
+	deploy := deployment(ns, "web", nil)
+	deploy.Spec.Replicas = ptr.To[int32](2)
+	mustCreate(t, deploy)
+	rs := replicaSetOf(t, deploy, "5d4f8c")
+	replicas := []*corev1.Pod{replicaOf(t, rs, "b8n3q"), replicaOf(t, rs, "x7k2p")}
+	editDeployment(t, deploy, func(s *corev1.PodSpec) {
+		s.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	})
+	inc := waitForIncident(t, ns, rule, "Deployment", deploy.Name, riposte.PhaseAwaitingApproval)
+	approve(t, inc)
+	held := waitForIncident(t, ns, rule, "Deployment", deploy.Name, riposte.PhaseHeld)
+	if c := meta.FindStatusCondition(held.Status.Conditions, riposte.IncidentHeld); c == nil || c.Reason != riposte.ReasonBudgetExhausted ||
+		!strings.Contains(c.Message, "2 of the 2 pods of ReplicaSet/"+ns+"/"+rs.Name) {
+		t.Errorf("held: %s", conditions(held.Status.Conditions))
+	}
+	for _, p := range replicas {
+		if quarantined(t, p) {
+			t.Errorf("%s was isolated over the budget", p.Name)
+		}
+	}
+}
+
+// A namespace editor cannot hide a privileged pod behind a forged
+// controller reference: a decoy privileged Deployment with no replicas,
+// then a privileged pod naming the decoy's uid as its controller. The pod
+// has its own incident, and adding the reference to a pod already flagged
+// leaves its incident open.
+func TestAttackForgedOwnerReferenceHidesAPrivilegedPod(t *testing.T) {
+	installPack(t)
+	ctx := context.Background()
+	ns := namespace(t, nil)
+	const rule = "no-privileged-containers"
+	mallory := namespaceEditor(t, "mallory-drift", ns)
+	decoy := deployment(ns, "decoy", privileged)
+	decoy.Spec.Replicas = ptr.To[int32](0)
+	if err := mallory.Create(ctx, decoy); err != nil {
+		t.Fatal(err)
+	}
+	waitForIncident(t, ns, rule, "Deployment", decoy.Name, riposte.PhaseFailed)
+	// controller: true is all it takes; blockOwnerDeletion would need
+	// rights on the decoy's finalizers.
+	forgedRef := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: decoy.Name, UID: decoy.UID, Controller: ptr.To(true)}}
+
+	hidden := compliantPod(ns, "miner", privileged)
+	hidden.OwnerReferences = forgedRef
+	if err := mallory.Create(ctx, hidden); err != nil {
+		t.Fatal(err)
+	}
+	if inc := waitForIncident(t, ns, rule, "Pod", hidden.Name, riposte.PhaseAwaitingApproval); inc.Spec.Target.UID != string(hidden.UID) {
+		t.Errorf("the forged pod's incident targets %+v", inc.Spec.Target)
+	}
+
+	flagged := compliantPod(ns, "miner-2", privileged)
+	if err := mallory.Create(ctx, flagged); err != nil {
+		t.Fatal(err)
+	}
+	open := waitForIncident(t, ns, rule, "Pod", flagged.Name, riposte.PhaseAwaitingApproval)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &corev1.Pod{}
+		if err := mallory.Get(ctx, client.ObjectKeyFromObject(flagged), got); err != nil {
+			return err
+		}
+		got.OwnerReferences = forgedRef
+		return mallory.Update(ctx, got)
+	})
+	// Two full re-evaluations later, the incident is still the open one.
+	testenv.Consistently(t, 2*resync+time.Second, func(ctx context.Context) error {
+		list, err := incidentsFor(ctx, ns, rule, "Pod", flagged.Name)
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 || list[0].Name != open.Name || !drift.Open(&list[0]) {
+			return fmt.Errorf("incidents about %s: %d, last %s resolution %q", flagged.Name, len(list), list[len(list)-1].Name, list[len(list)-1].Spec.Drift.Resolution)
+		}
+		return nil
+	})
 }

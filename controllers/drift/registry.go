@@ -18,11 +18,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/drift"
 )
 
-var (
-	namespaceKind  = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
-	replicaSetKind = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "ReplicaSet"}
-	jobKind        = schema.GroupVersionKind{Group: "batch", Version: "v1", Kind: "Job"}
-)
+var namespaceKind = schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
 
 // registry is the rules in force, indexed the ways events need them. It is
 // replaced whole when playbooks change, never edited in place.
@@ -38,8 +34,6 @@ type registry struct {
 	namespaceDependent map[schema.GroupVersionKind]bool
 	reportKinds        map[schema.GroupVersionKind]bool
 	reportPlaybooks    []*riposte.Playbook
-	// owners are the kinds read to follow a pod to its workload.
-	owners map[schema.GroupVersionKind]bool
 }
 
 type entry struct {
@@ -57,7 +51,6 @@ func newRegistry() *registry {
 		namespaced:         map[schema.GroupVersionKind]bool{},
 		namespaceDependent: map[schema.GroupVersionKind]bool{},
 		reportKinds:        map[schema.GroupVersionKind]bool{},
-		owners:             map[schema.GroupVersionKind]bool{},
 	}
 }
 
@@ -77,14 +70,6 @@ func (r *registry) add(e *entry) {
 		}
 		for _, gvk := range rule.Lookups {
 			r.lookedUpBy[gvk] = append(r.lookedUpBy[gvk], rule)
-		}
-		if len(rule.Controllers) > 0 {
-			// A breaking pod is followed up its owners to its workload: the
-			// links between (a Deployment's ReplicaSets, a CronJob's Jobs)
-			// are read from the cache even when no rule judges them.
-			for _, gvk := range []schema.GroupVersionKind{replicaSetKind, jobKind} {
-				r.owners[gvk] = true
-			}
 		}
 	}
 	if len(e.playbook.Spec.Triggers.PolicyReports) > 0 {
@@ -109,15 +94,11 @@ func (r *registry) judgedKinds() map[schema.GroupVersionKind]bool {
 	return out
 }
 
-// watchedKinds are the judged kinds, the kinds rules look up, the owner
-// kinds between a pod and its workload, and Namespaces whenever a rule
-// reads one.
+// watchedKinds are the judged kinds, the kinds rules look up, and
+// Namespaces whenever a rule reads one.
 func (r *registry) watchedKinds() map[schema.GroupVersionKind]bool {
 	out := r.judgedKinds()
 	for gvk := range r.lookedUpBy {
-		out[gvk] = true
-	}
-	for gvk := range r.owners {
 		out[gvk] = true
 	}
 	for gvk := range r.byKind {

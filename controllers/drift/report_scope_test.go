@@ -110,7 +110,7 @@ func reportsWatched(t *testing.T, pb *riposte.Playbook) {
 }
 
 // quarantined is the isolation label on a pod, "" when it has none.
-func quarantined(t *testing.T, p *corev1.Pod) string {
+func quarantineOf(t *testing.T, p *corev1.Pod) string {
 	t.Helper()
 	got := &corev1.Pod{}
 	if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(p), got); err != nil {
@@ -221,7 +221,7 @@ func TestAttackNamespacedReportNamesAnotherNamespace(t *testing.T) {
 	})
 	noIncident(t, victim, pssRule, "Pod", "db")
 	noIncident(t, operatorNamespace, pssRule, "Node", "worker-1")
-	if q := quarantined(t, db); q != "" {
+	if q := quarantineOf(t, db); q != "" {
 		t.Fatalf("the victim's pod was isolated (riposte.dev/quarantine=%s)", q)
 	}
 
@@ -249,7 +249,7 @@ func TestAttackNamespacedReportNamesAnotherNamespace(t *testing.T) {
 	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentApproved); c == nil || !strings.Contains(c.Message, "namespacedReports: RequirePerson") {
 		t.Errorf("the incident does not say why it was not approved automatically: %s", conditions(inc.Status.Conditions))
 	}
-	if q := quarantined(t, own); q != "" {
+	if q := quarantineOf(t, own); q != "" {
 		t.Errorf("pod %s isolated without a person's approval (riposte.dev/quarantine=%s)", own.Name, q)
 	}
 
@@ -267,7 +267,7 @@ func TestAttackNamespacedReportNamesAnotherNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForIncident(t, attacker, pssRule, "Pod", "mine", riposte.PhaseRemediated)
-	if q := quarantined(t, mine); q == "" {
+	if q := quarantineOf(t, mine); q == "" {
 		t.Errorf("pod %s not isolated once the playbook opted in", mine.Name)
 	}
 
@@ -282,7 +282,7 @@ func TestAttackNamespacedReportNamesAnotherNamespace(t *testing.T) {
 	if answered.Spec.Target.UID != "" || answered.Status.Context == nil || answered.Status.Context.Target.UID != string(db.UID) {
 		t.Errorf("target UID in spec %q, in context %+v; want none and the live pod's %s", answered.Spec.Target.UID, answered.Status.Context, db.UID)
 	}
-	if q := quarantined(t, db); q == "" {
+	if q := quarantineOf(t, db); q == "" {
 		t.Error("a ClusterPolicyReport's finding was not remediated")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +23,7 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/drift"
+	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -93,12 +95,16 @@ var managerRunning atomic.Pointer[func()]
 
 // startManager runs Riposte's manager in this process until the returned
 // function is called.
-func startManager() (func(), error) {
+func startManager() (func(), error) { return startManagerWith(guard.Budget{}) }
+
+// startManagerWith is startManager with a cluster-wide budget.
+func startManagerWith(budget guard.Budget) (func(), error) {
 	stop, err := env.RunManager(controllers.Options{
 		OperatorNamespace:       operatorNamespace,
 		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
 		MaxConcurrentReconciles: 4,
 		DriftResync:             resync,
+		Budget:                  budget,
 	})
 	if err != nil {
 		return nil, err
@@ -109,12 +115,54 @@ func startManager() (func(), error) {
 
 // restartManager stops the running manager and starts a new one, as a
 // rollout or a crash would.
-func restartManager(t *testing.T) {
+func restartManager(t *testing.T) { restartManagerWith(t, guard.Budget{}) }
+
+// restartManagerWith restarts the manager with a budget; the test's
+// cleanup restarts it without one.
+func restartManagerWith(t *testing.T, budget guard.Budget) {
 	t.Helper()
 	(*managerRunning.Load())()
-	if _, err := startManager(); err != nil {
+	if _, err := startManagerWith(budget); err != nil {
 		t.Fatal(err)
 	}
+	if budget != (guard.Budget{}) {
+		t.Cleanup(func() { restartManager(t) })
+	}
+}
+
+// kubeEdit is the part of Kubernetes' aggregated edit ClusterRole (as
+// kubernetes/kubernetes' bootstrap policy grants it) the attacks here use.
+// The test control plane runs no controller-manager, so nothing aggregates
+// ClusterRoles: the test binds what aggregation would.
+var kubeEdit = &rbacv1.ClusterRole{
+	ObjectMeta: metav1.ObjectMeta{Name: "test-kube-edit"},
+	Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "services", "configmaps", "serviceaccounts", "persistentvolumeclaims"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "replicasets", "statefulsets", "daemonsets"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+	},
+}
+
+// namespaceEditor is a new user holding the edit role in ns, as a
+// RoleBinding to edit gives on a real cluster.
+func namespaceEditor(t *testing.T, user, ns string) client.Client {
+	t.Helper()
+	if err := k8sClient.Create(context.Background(), kubeEdit.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	mustCreate(t, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user + "-edit", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: kubeEdit.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	})
+	c, err := env.UserClient(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 var nsCounter atomic.Int32

@@ -15,6 +15,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -32,16 +33,40 @@ func TestCatalogue(t *testing.T) {
 		return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, Controller: ptr.To(true)}}
 	}
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	// The ReplicaSet and pods as the Deployment and ReplicaSet controllers
+	// write them: each a controller reference with its owner's uid, the
+	// pods labelled pod-template-hash (kubernetes/kubernetes,
+	// pkg/controller/deployment/sync.go).
+	owned := func(apiVersion, kind, name, uid string) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: types.UID(uid), Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+	}
+	replica := map[string]string{"app": "web", "pod-template-hash": "5d4f"}
+	// A CronJob's Job and its pod as the CronJob and Job controllers write
+	// them: the Job's selector and its pod's labels name the Job's uid
+	// (kubernetes/kubernetes, pkg/apis/batch/v1 defaults and the Job docs,
+	// "batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name").
+	jobPod := map[string]string{"batch.kubernetes.io/controller-uid": "j1", "batch.kubernetes.io/job-name": "nightly-28950240",
+		"controller-uid": "j1", "job-name": "nightly-28950240"}
 	objects := []runtimeObject{
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: "p1", Labels: map[string]string{"app": "web"}}, Spec: corev1.PodSpec{NodeName: "n1", ServiceAccountName: "web"}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-2", Namespace: "shop", UID: "p2", Labels: map[string]string{"app": "web"}}, Spec: corev1.PodSpec{NodeName: "n1"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: "p1", Labels: replica, OwnerReferences: owned("apps/v1", "ReplicaSet", "web-5d4f", "r1")}, Spec: corev1.PodSpec{NodeName: "n1", ServiceAccountName: "web"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-2", Namespace: "shop", UID: "p2", Labels: replica, OwnerReferences: owned("apps/v1", "ReplicaSet", "web-5d4f", "r1")}, Spec: corev1.PodSpec{NodeName: "n1"}},
+		// app=web, but no pod of the Deployment: one a person ran by hand,
+		// and one claiming a controller of the same name that is not it.
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-debug", Namespace: "shop", UID: "p7", Labels: map[string]string{"app": "web"}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-forged", Namespace: "shop", UID: "p8", Labels: replica, OwnerReferences: owned("apps/v1", "ReplicaSet", "web-5d4f", "forged")}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nightly-28950240-q8x2z", Namespace: "shop", UID: "p9", Labels: jobPod, OwnerReferences: owned("batch/v1", "Job", "nightly-28950240", "j1")}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "shop", UID: "p3", Labels: map[string]string{"app": "db"}}, Spec: corev1.PodSpec{NodeName: "n2"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "kube-system", UID: "p4", OwnerReferences: ctrl("DaemonSet", "agent")}, Spec: corev1.PodSpec{NodeName: "n1"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "static", Namespace: "kube-system", UID: "p5", Annotations: map[string]string{mirrorPodAnnotation: "x"}}, Spec: corev1.PodSpec{NodeName: "n1"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "done", Namespace: "shop", UID: "p6"}, Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodSucceeded}},
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}, {Key: "riposte.dev/compromised", Effect: corev1.TaintEffectNoSchedule, Value: "old"}}}},
-		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: appsv1.DeploymentSpec{Selector: sel}},
-		&batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "shop"}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "d1"}, Spec: appsv1.DeploymentSpec{Selector: sel}},
+		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-5d4f", Namespace: "shop", UID: "r1", Labels: replica, OwnerReferences: owned("apps/v1", "Deployment", "web", "d1")},
+			Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: replica}}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "shop", UID: "s1"}, Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}},
+		&batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "shop", UID: "c1"}},
+		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "nightly-28950240", Namespace: "shop", UID: "j1", OwnerReferences: owned("batch/v1", "CronJob", "nightly", "c1")},
+			Spec: batchv1.JobSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"batch.kubernetes.io/controller-uid": "j1"}}}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "web-edit", Namespace: "shop", UID: "b1"},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "web", Namespace: "shop"}, {Kind: "ServiceAccount", Name: "web", Namespace: "other"}, {Kind: "User", Name: "bob"}}},
 	}
@@ -75,16 +100,23 @@ func TestCatalogue(t *testing.T) {
 		want    []string // op object: patch or summary
 		wantErr string
 	}{
-		{name: "IsolateWorkload labels every pod of the Deployment, not others", step: riposte.Step{Action: riposte.ActionIsolateWorkload},
+		{name: "IsolateWorkload labels the pods the Deployment controls, not others its selector matches", step: riposte.Step{Action: riposte.ActionIsolateWorkload},
 			want: []string{"Apply NetworkPolicy/shop/riposte-quarantine-deny-all", "MergePatch Pod/shop/web-1 uid=p1", "MergePatch Pod/shop/web-2 uid=p2"}},
-		// A drift finding about a Deployment's pod template targets the Deployment.
-		{name: "IsolatePod of a Deployment isolates the pods it runs", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
-			target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web"},
-			want:   []string{"Apply NetworkPolicy/shop/riposte-quarantine-deny-all", "MergePatch Pod/shop/web-1 uid=p1", "MergePatch Pod/shop/web-2 uid=p2"}},
-		{name: "IsolatePod of a CronJob says what it cannot do", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
-			target: &riposte.ObjectReference{APIVersion: "batch/v1", Kind: "CronJob", Namespace: "shop", Name: "nightly"}, wantErr: "needs a Pod target"},
-		{name: "DeletePod carries the pod's UID", step: riposte.Step{Action: riposte.ActionDeletePod}, want: []string{"Delete Pod/shop/web-1 uid=p1 irreversible"}},
-		{name: "EvictPod", step: riposte.Step{Action: riposte.ActionEvictPod}, want: []string{"Evict Pod/shop/web-1 uid=p1 irreversible"}},
+		// A drift finding about a Deployment's pod template targets the
+		// Deployment: the pods it controls, each under the workload budget.
+		{name: "IsolatePod of a Deployment isolates the pods it controls, each taken out", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
+			target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web", UID: "d1"},
+			want:   []string{"Apply NetworkPolicy/shop/riposte-quarantine-deny-all", "MergePatch Pod/shop/web-1 uid=p1 out", "MergePatch Pod/shop/web-2 uid=p2 out"}},
+		{name: "IsolatePod of a Deployment replaced since the finding", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
+			target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web", UID: "d0"}, wantErr: "was replaced"},
+		{name: "IsolatePod of a CronJob isolates the pods of its Jobs", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
+			target: &riposte.ObjectReference{APIVersion: "batch/v1", Kind: "CronJob", Namespace: "shop", Name: "nightly"},
+			want:   []string{"Apply NetworkPolicy/shop/riposte-quarantine-deny-all", "MergePatch Pod/shop/nightly-28950240-q8x2z uid=p9 out"}},
+		// db-0 has the labels the StatefulSet selects, and no controller.
+		{name: "IsolatePod of a workload running no pod says its pods are judged as they run", step: riposte.Step{Action: riposte.ActionIsolatePod}, inc: &riposte.Incident{ObjectMeta: inc.ObjectMeta},
+			target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "StatefulSet", Namespace: "shop", Name: "db", UID: "s1"}, wantErr: "judged on their own as they run"},
+		{name: "DeletePod carries the pod's UID", step: riposte.Step{Action: riposte.ActionDeletePod}, want: []string{"Delete Pod/shop/web-1 uid=p1 irreversible out"}},
+		{name: "EvictPod", step: riposte.Step{Action: riposte.ActionEvictPod}, want: []string{"Evict Pod/shop/web-1 uid=p1 irreversible out"}},
 		{name: "ScaleWorkload scales the top owner", step: riposte.Step{Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}},
 			want: []string{`MergePatch Deployment/shop/web {"spec":{"replicas":0}}`}},
 		{name: "RolloutRestart names the incident once", step: riposte.Step{Action: riposte.ActionRolloutRestart},
@@ -95,7 +127,7 @@ func TestCatalogue(t *testing.T) {
 		{name: "CordonNode uses the pod's node", step: riposte.Step{Action: riposte.ActionCordonNode},
 			want: []string{`MergePatch Node/n1 {"spec":{"unschedulable":true}}`}},
 		{name: "DrainNode skips DaemonSet, mirror and finished pods", step: riposte.Step{Action: riposte.ActionDrainNode},
-			want: []string{`MergePatch Node/n1 {"spec":{"unschedulable":true}}`, "Evict Pod/shop/web-1 uid=p1 irreversible", "Evict Pod/shop/web-2 uid=p2 irreversible"}},
+			want: []string{`MergePatch Node/n1 {"spec":{"unschedulable":true}}`, "Evict Pod/shop/web-1 uid=p1 irreversible out", "Evict Pod/shop/web-2 uid=p2 irreversible out"}},
 		{name: "Taint replaces its own key and keeps the others", step: riposte.Step{Action: riposte.ActionTaint, Taint: &riposte.TaintParams{Value: "{{ incident.spec.alertName }}"}},
 			want: []string{`MergePatch Node/n1 {"spec":{"taints":[{"effect":"NoSchedule","key":"gpu"},{"effect":"NoSchedule","key":"riposte.dev/compromised","value":"Miner"}]}}`}},
 		{name: "RevokeBinding removes only the subject in the target's namespace",
@@ -188,6 +220,9 @@ func describeChange(c Change) string {
 	}
 	if c.Irreversible {
 		s += " irreversible"
+	}
+	if c.TakesPodOut {
+		s += " out" // counted by the workload budget
 	}
 	return s
 }

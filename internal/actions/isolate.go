@@ -2,15 +2,13 @@ package actions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
@@ -40,11 +38,15 @@ func QuarantinePolicyName(variant string) string { return "riposte-quarantine-" 
 // rely on.
 //
 // A workload target (a drift finding about a Deployment's pod template, say)
-// isolates the pods the workload runs, as IsolateWorkload does: those are
-// the pods the finding is about.
+// isolates the pods the workload runs now (see workloadPods), each counted
+// by the workload budget as isolating one pod is.
 func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
-	if t := in.Target; t != nil && slices.Contains(isolatableWorkloads, t.Kind) {
-		return isolateWorkload(ctx, in)
+	if t := in.Target; t != nil && slices.Contains(templateWorkloads, t.Kind) {
+		changes, err := isolatePodsOf(ctx, in, t, true)
+		if errors.Is(err, errNoPod) {
+			return nil, userErrorf("%s runs no pod a NetworkPolicy can isolate (none it controls runs yet, or all use the host network); its pods are judged on their own as they run", t)
+		}
+		return changes, err
 	}
 	pod, err := targetPod(ctx, in)
 	if err != nil {
@@ -59,51 +61,44 @@ func isolatePod(ctx context.Context, in *Input) ([]Change, error) {
 	return []Change{quarantinePolicy(pod.Namespace, variant), label}, nil
 }
 
-// isolateWorkload isolates every pod of the target's owning workload, found
-// by the workload's own selector, with the same policy and label as isolatePod.
-// Taking the whole workload out is its purpose, so the workload budget does
-// not apply to it.
+// isolateWorkload isolates every pod of the target's owning workload, with
+// the same policy and label as isolatePod. Taking the whole workload out is
+// its purpose, so the workload budget does not apply to it.
 func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
 	ref, err := owningWorkload(in, isolatableWorkloads...)
 	if err != nil {
 		return nil, err
 	}
-	obj, err := read(ctx, in, ref)
+	changes, err := isolatePodsOf(ctx, in, ref, false)
+	if errors.Is(err, errNoPod) {
+		return nil, userErrorf("%s runs no pod a NetworkPolicy can isolate (none it controls runs, or all use the host network)", ref)
+	}
+	return changes, err
+}
+
+// errNoPod says a workload runs no pod to isolate; each caller says what
+// that means for its action.
+var errNoPod = errors.New("no pod to isolate")
+
+// isolatePodsOf is the policy and one label per pod the workload runs;
+// takesPodOut makes each label count against the workload budget.
+func isolatePodsOf(ctx context.Context, in *Input, ref *riposte.ObjectReference, takesPodOut bool) ([]Change, error) {
+	pods, err := workloadPods(ctx, in, ref)
 	if err != nil {
 		return nil, err
 	}
-	u, err := toMap(obj)
-	if err != nil {
-		return nil, err
-	}
-	sel, _, _ := unstructured.NestedMap(u, "spec", "selector")
-	if sel == nil {
-		return nil, userErrorf("%s has no pod selector", ref)
-	}
-	var ls metav1.LabelSelector
-	if err := fromMap(sel, &ls); err != nil {
-		return nil, err
-	}
-	selector, err := metav1.LabelSelectorAsSelector(&ls)
-	if err != nil {
-		return nil, userErrorf("%s has an invalid selector: %v", ref, err)
-	}
-	var pods corev1.PodList
-	if err := in.Reader.List(ctx, &pods, client.InNamespace(ref.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return nil, fmt.Errorf("listing pods of %s: %w", ref, err)
-	}
-	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
 	variant := isolationVariant(in.Step)
 	changes := []Change{quarantinePolicy(ref.Namespace, variant)}
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for _, p := range pods {
 		if p.Spec.HostNetwork || p.DeletionTimestamp != nil {
 			continue
 		}
-		changes = append(changes, quarantineLabel(in, p, variant))
+		label := quarantineLabel(in, p, variant)
+		label.TakesPodOut = takesPodOut
+		changes = append(changes, label)
 	}
 	if len(changes) == 1 {
-		return nil, userErrorf("%s has no pod a NetworkPolicy can isolate (none runs yet, or all use the host network)", ref)
+		return nil, errNoPod
 	}
 	if len(changes) > MaxChangesPerStep {
 		return nil, tooMany("isolating every pod of "+ref.String(), len(changes))
@@ -111,8 +106,12 @@ func isolateWorkload(ctx context.Context, in *Input) ([]Change, error) {
 	return changes, nil
 }
 
-// isolatableWorkloads are the kinds whose pods their selector finds.
+// isolatableWorkloads are the kinds IsolateWorkload finds above a pod.
 var isolatableWorkloads = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+// templateWorkloads are the workload kinds a drift finding about a pod
+// template targets, whose pods IsolatePod isolates.
+var templateWorkloads = append(slices.Clone(isolatableWorkloads), "CronJob")
 
 func isolationVariant(step riposte.Step) string {
 	if step.IsolatePod != nil && step.IsolatePod.AllowDNS {

@@ -176,8 +176,8 @@ func RunOffline(paths []string, defaultNamespace, operatorNamespace string) (*Of
 		}
 		return items, nil
 	}
-	// A pod in the files is followed to its workload when that is in the
-	// files too.
+	// A ReplicaSet or Job in the files is judged through its controller
+	// when that is in the files too, with the UID its reference names.
 	get := func(owner riposte.ObjectReference) (map[string]any, error) {
 		gk := schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()
 		for _, o := range objects {

@@ -41,8 +41,8 @@ func ScopeNamespace(obj map[string]any) string {
 	return ref.Namespace
 }
 
-// Getter reads one object (nil when it does not exist), for following a
-// pod to the workload that made it.
+// Getter reads one object (nil when it does not exist), for checking that
+// a workload another workload controls is really controlled by it.
 type Getter func(ref riposte.ObjectReference) (map[string]any, error)
 
 // Judgement is what judging one object found.
@@ -57,10 +57,6 @@ type Judgement struct {
 	// that did not select it, and those that could not be evaluated: an
 	// incident of either is not one the object fixed.
 	Unselected, Failed map[string]bool
-	// ByWorkload holds, by RuleKey, the rules a pod breaks only as the
-	// workload that made it does: the workload's finding stands for the pod,
-	// so one Deployment of three replicas is one incident, not four.
-	ByWorkload map[string]bool
 }
 
 // RuleKey names one rule of one playbook.
@@ -68,17 +64,19 @@ func RuleKey(playbook types.NamespacedName, rule string) string {
 	return playbook.String() + "\x00" + rule
 }
 
-// maxOwnerDepth bounds the walk from a pod to its topmost workload (a pod,
-// its Job, the Job's CronJob is the deepest chain of the built-in kinds).
-const maxOwnerDepth = 4
-
 // Judge evaluates every rule that judges the object's kind against it: a
 // Pod rule judges pods, and the pod templates of the workload kinds it
 // covers as the Pod they would create. namespace is the object's Namespace
 // (for a Namespace, itself), nil when there is none. Namespaced lookups are
 // listed in the object's scope namespace; namespaced(gvk) says which kinds
-// are namespaced. get follows a breaking pod to its workload; nil reads
-// nothing, and every pod stands for itself.
+// are namespaced.
+//
+// A pod is always judged on its own, whatever its ownerReferences say: they
+// are written by whoever creates the pod, so a finding is never dropped
+// because of them. get reads the owner a workload names (a Deployment's
+// ReplicaSet, a CronJob's Job), so that such a workload is judged through
+// its owner only when the owner exists with that UID; nil reads nothing,
+// and every workload is judged on its own.
 func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.GroupVersionKind) bool, list Lister, get Getter) Judgement {
 	ref := RefOf(obj)
 	gk := schema.GroupKind{Group: groupOf(ref.APIVersion), Kind: ref.Kind}
@@ -87,7 +85,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 	if namespace != nil {
 		nsLabels = LabelsOf(namespace)
 	}
-	out := Judgement{Unselected: map[string]bool{}, Failed: map[string]bool{}, ByWorkload: map[string]bool{}}
+	out := Judgement{Unselected: map[string]bool{}, Failed: map[string]bool{}}
 	for _, r := range rules {
 		if !r.Judges(gk) {
 			continue
@@ -98,7 +96,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 			// A workload another workload controls (a Deployment's
 			// ReplicaSet, a CronJob's Job) is judged through its owner: its
 			// template is a copy, and the copies of old revisions are history.
-			if owner, ok := ControllerOf(obj); ok && r.Controllers[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()] {
+			if r.judgedThroughOwner(obj, get) {
 				out.Unselected[key] = true
 				continue
 			}
@@ -145,48 +143,28 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 		if !v.Violates {
 			continue
 		}
-		if gk == PodKind.GroupKind() && get != nil && r.brokenByWorkload(obj, scope, nsLabels, in, get) {
-			out.ByWorkload[key] = true
-			continue
-		}
 		out.Findings = append(out.Findings, Finding{Playbook: r.Playbook, Rule: r.Name, Target: ref, Source: ref,
 			Message: v.Message, Severity: r.Severity})
 	}
 	return out
 }
 
-// brokenByWorkload reports whether the topmost workload the rule judges in
-// the pod's chain of controllers breaks the rule too. A pod that breaks a
-// rule its workload does not (a privileged debug container, a sidecar a
-// webhook injected, a pod left from before its workload was fixed) stands
-// for itself.
-func (r *Rule) brokenByWorkload(pod map[string]any, scope string, nsLabels map[string]string, in Input, get Getter) bool {
-	var top map[string]any
-	cur := pod
-	for range maxOwnerDepth {
-		owner, ok := ControllerOf(cur)
-		if !ok {
-			break
-		}
-		next, err := get(owner)
-		if err != nil || next == nil {
-			break
-		}
-		if r.Controllers[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()] {
-			top = next
-		}
-		cur = next
-	}
-	if top == nil {
+// judgedThroughOwner reports whether the rule judges the workload's
+// controller in its place: the controller is of a kind the rule judges, and
+// reading it finds it with the UID the reference names. A reference anyone
+// could have written to an owner that is not there (or is a namesake) is
+// not trusted: the workload is judged on its own.
+func (r *Rule) judgedThroughOwner(obj map[string]any, get Getter) bool {
+	owner, ok := ControllerOf(obj)
+	if !ok || get == nil || owner.UID == "" || !r.Controllers[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()] {
 		return false
 	}
-	tmpl, ok := PodFromTemplate(top)
-	if !ok || !r.Selects(scope, LabelsOf(tmpl), nsLabels) {
+	got, err := get(owner)
+	if err != nil || got == nil {
 		return false
 	}
-	in.Object = tmpl
-	v, err := r.Evaluate(in)
-	return err == nil && v.Violates
+	ref := RefOf(got)
+	return ref.UID == owner.UID && ref.Kind == owner.Kind && groupOf(ref.APIVersion) == groupOf(owner.APIVersion)
 }
 
 func groupOf(apiVersion string) string {

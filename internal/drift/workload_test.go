@@ -136,9 +136,12 @@ func TestPackOnChartWorkloads(t *testing.T) {
 	}
 }
 
-// A pod made by a workload that breaks the rule too is reported through the
-// workload; a pod that breaks a rule its workload does not stands for
-// itself; a workload another workload controls is judged through its owner.
+// A pod is always judged on its own: its ownerReferences are written by
+// whoever creates it, so no finding is dropped because of them (a forged
+// reference to a privileged Deployment once hid a privileged pod). A
+// workload another workload controls is judged through its owner only when
+// the owner is there with the UID the reference names and the rule judges
+// its kind.
 func TestJudgeWorkloadsAndTheirPods(t *testing.T) {
 	rules, err := Compile(playbookWith("shop", podRule(func(r *riposte.DriftRule) {
 		r.Name = "no-privileged"
@@ -149,18 +152,29 @@ func TestJudgeWorkloadsAndTheirPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	privileged := `{containers: [{name: app, image: x:1, securityContext: {privileged: true}}]}`
-	deployment := func(spec string) map[string]any {
-		return obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: d1}, spec: {template: {metadata: {labels: {app: web}}, spec: `+spec+`}}}`)
+	deployment := func(uid, spec string) map[string]any {
+		return obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: `+uid+`}, spec: {template: {metadata: {labels: {app: web}}, spec: `+spec+`}}}`)
 	}
-	rs := func(spec string) map[string]any {
+	// The ReplicaSet and pod as the Deployment and ReplicaSet controllers
+	// write them: a controller reference with the owner's uid.
+	rsOwnedBy := func(apiVersion, kind, uid, spec string) map[string]any {
 		return obj(t, `{apiVersion: apps/v1, kind: ReplicaSet, metadata: {name: web-7d4b9c, namespace: shop, uid: r1,
-			ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: web, uid: d1, controller: true}]},
+			ownerReferences: [{apiVersion: `+apiVersion+`, kind: `+kind+`, name: web, uid: `+uid+`, controller: true, blockOwnerDeletion: true}]},
 			spec: {template: {metadata: {labels: {app: web}}, spec: `+spec+`}}}`)
 	}
-	pod := func(spec string) map[string]any {
+	rs := func(spec string) map[string]any { return rsOwnedBy("apps/v1", "Deployment", "d1", spec) }
+	podOwnedBy := func(kind, name, uid, spec string) map[string]any {
 		return obj(t, `{apiVersion: v1, kind: Pod, metadata: {name: web-7d4b9c-x2x9p, namespace: shop, uid: p1, labels: {app: web},
-			ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d4b9c, uid: r1, controller: true}]}, spec: `+spec+`}`)
+			ownerReferences: [{apiVersion: apps/v1, kind: `+kind+`, name: `+name+`, uid: `+uid+`, controller: true, blockOwnerDeletion: true}]}, spec: `+spec+`}`)
 	}
+	pod := func(spec string) map[string]any { return podOwnedBy("ReplicaSet", "web-7d4b9c", "r1", spec) }
+	job := func(ownerUID string) map[string]any {
+		return obj(t, `{apiVersion: batch/v1, kind: Job, metadata: {name: backup-28950240, namespace: shop, uid: j1,
+			ownerReferences: [{apiVersion: batch/v1, kind: CronJob, name: backup, uid: `+ownerUID+`, controller: true, blockOwnerDeletion: true}]},
+			spec: {template: {spec: `+privileged+`}}}`)
+	}
+	cron := obj(t, `{apiVersion: batch/v1, kind: CronJob, metadata: {name: backup, namespace: shop, uid: c1},
+		spec: {schedule: "@daily", jobTemplate: {spec: {template: {spec: `+privileged+`}}}}}`)
 	debugged := `{containers: [{name: app, image: x:1}], ephemeralContainers: [{name: debugger, image: x:1, securityContext: {privileged: true}}]}`
 	key := RuleKey(rules[0].Playbook, "no-privileged")
 	cases := []struct {
@@ -168,20 +182,29 @@ func TestJudgeWorkloadsAndTheirPods(t *testing.T) {
 		object  map[string]any
 		cluster []map[string]any
 		// want is the finding's target kind, "" for none; how is how the
-		// rule saw the object: judged, byWorkload or unselected.
+		// rule saw the object: judged or unselected.
 		want, how string
 	}{
-		{"a privileged Deployment", deployment(privileged), nil, "Deployment", "judged"},
-		{"a compliant Deployment", deployment(podSpec), nil, "", "judged"},
-		{"its ReplicaSet is judged through it", rs(privileged), []map[string]any{deployment(privileged)}, "", "unselected"},
-		{"its pod is reported through it", pod(privileged), []map[string]any{rs(privileged), deployment(privileged)}, "", "byWorkload"},
-		{"a pod debugged with a privileged container", pod(debugged), []map[string]any{rs(podSpec), deployment(podSpec)}, "Pod", "judged"},
-		{"a pod left from before its Deployment was fixed", pod(privileged), []map[string]any{rs(privileged), deployment(podSpec)}, "Pod", "judged"},
+		{"a privileged Deployment", deployment("d1", privileged), nil, "Deployment", "judged"},
+		{"a compliant Deployment", deployment("d1", podSpec), nil, "", "judged"},
+		{"its ReplicaSet is judged through it", rs(privileged), []map[string]any{deployment("d1", privileged)}, "", "unselected"},
+		{"a ReplicaSet naming a Deployment that is not there", rs(privileged), nil, "ReplicaSet", "judged"},
+		{"a ReplicaSet naming a namesake of its owner", rs(privileged), []map[string]any{deployment("d2", privileged)}, "ReplicaSet", "judged"},
+		{"a ReplicaSet an Argo Rollout controls, a kind the rule does not judge", rsOwnedBy("argoproj.io/v1alpha1", "Rollout", "d1", privileged),
+			[]map[string]any{deployment("d1", privileged)}, "ReplicaSet", "judged"},
+		{"a CronJob's Job is judged through it", job("c1"), []map[string]any{cron}, "", "unselected"},
+		{"a Job naming a CronJob that is not there", job("c9"), []map[string]any{cron}, "Job", "judged"},
+		{"a privileged replica of a privileged Deployment", pod(privileged), []map[string]any{rs(privileged), deployment("d1", privileged)}, "Pod", "judged"},
+		{"a pod forging a controller reference to the Deployment", podOwnedBy("Deployment", "web", "d1", privileged),
+			[]map[string]any{deployment("d1", privileged)}, "Pod", "judged"},
+		{"a pod debugged with a privileged container", pod(debugged), []map[string]any{rs(podSpec), deployment("d1", podSpec)}, "Pod", "judged"},
+		{"a pod left from before its Deployment was fixed", pod(privileged), []map[string]any{rs(privileged), deployment("d1", podSpec)}, "Pod", "judged"},
 		{"a pod whose owners are not known", pod(privileged), nil, "Pod", "judged"},
-		{"a compliant pod", pod(podSpec), []map[string]any{rs(podSpec), deployment(podSpec)}, "", "judged"},
+		{"a compliant pod", pod(podSpec), []map[string]any{rs(podSpec), deployment("d1", podSpec)}, "", "judged"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
+			// get finds by name, as a cache does; Judge checks the UID.
 			get := func(ref riposte.ObjectReference) (map[string]any, error) {
 				for _, c := range tc.cluster {
 					if r := RefOf(c); r.Kind == ref.Kind && r.Namespace == ref.Namespace && r.Name == ref.Name {
@@ -204,11 +227,8 @@ func TestJudgeWorkloadsAndTheirPods(t *testing.T) {
 				t.Fatalf("findings %+v", got.Findings)
 			}
 			how := "judged"
-			switch {
-			case got.Unselected[key]:
+			if got.Unselected[key] {
 				how = "unselected"
-			case got.ByWorkload[key]:
-				how = "byWorkload"
 			}
 			if kind != tc.want || how != tc.how {
 				t.Errorf("finding about %q, %s; want %q, %s", kind, how, tc.want, tc.how)
