@@ -27,15 +27,8 @@ func postAlert(t *testing.T, fingerprint string, labels map[string]string) strin
 	}
 	body := fmt.Sprintf(`{"version":"4","status":"firing","alerts":[{"status":"firing","fingerprint":%q,"labels":{%s},"startsAt":"2026-11-26T10:00:00Z"}]}`,
 		fingerprint, strings.Join(pairs, ","))
-	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer t0ken")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("intake answered %d", resp.StatusCode)
+	if code, answer := postBody(t, srv, body); code != http.StatusOK {
+		t.Fatalf("intake answered %d: %s", code, answer)
 	}
 	return intake.IncidentName(fingerprint)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -167,20 +168,13 @@ func kubePodAlert(alertname, fingerprint, namespace string, pod *corev1.Pod, con
 
 // postNotification posts one Alertmanager webhook notification holding the
 // alerts, as Alertmanager groups alerts of one receiver together.
-func postNotification(t *testing.T, url string, alerts ...string) {
+func postNotification(t *testing.T, srv *httptest.Server, alerts ...string) {
 	t.Helper()
 	body := `{"version":"4","groupKey":"{}:{namespace=\"shop\"}","truncatedAlerts":0,"status":"firing","receiver":"riposte",
 		"groupLabels":{},"commonLabels":{"severity":"warning"},"commonAnnotations":{},"externalURL":"http://alertmanager-main-0:9093",
 		"alerts":[` + strings.Join(alerts, ",") + `]}`
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer t0ken")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("intake answered %d", resp.StatusCode)
+	if code, answer := postBody(t, srv, body); code != http.StatusOK {
+		t.Fatalf("intake answered %d: %s", code, answer)
 	}
 }
 
@@ -211,7 +205,7 @@ func TestConcurrentIsolationsOfOnePodKeepEveryHold(t *testing.T) {
 			for i := range n {
 				names = append(names, intake.IncidentName(fmt.Sprintf("a1b2c3d4e5f6%04d", i+1)))
 			}
-			postNotification(t, intakeServer(t).URL, alerts...)
+			postNotification(t, intakeServer(t), alerts...)
 			incidents := make([]*riposte.Incident, n)
 			for i, name := range names {
 				incidents[i] = waitForPhase(t, ns, name, riposte.PhaseRemediated)

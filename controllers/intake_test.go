@@ -86,14 +86,8 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 	ns := newNamespace(t)
 	srv := intakeServer(t)
 	send := func(body string) int {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer t0ken")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode
+		code, _ := postBody(t, srv, body)
+		return code
 	}
 	notification := func(status, namespace, fingerprint, extra string) string {
 		return fmt.Sprintf(`{"version":"4","status":%q,"alerts":[{"status":%q,"fingerprint":%q,
