@@ -87,6 +87,9 @@ type pass struct {
 	// spec.target), so it is learned again; a waiting plan is re-planned
 	// before it runs and superseded if it no longer matches.
 	specChanged bool
+	// relatedRefreshed: the related incidents were listed again, for
+	// relatedStale; the flag goes once the list is stored.
+	relatedRefreshed bool
 }
 
 // Reconcile loads the incident, runs the phases in order and patches the
@@ -107,6 +110,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		releaseHold(inc)
 		setReady(inc)
 		patchErr := r.persist(ctx, p)
+		if patchErr == nil && p.relatedRefreshed {
+			r.relatedStale.Delete(client.ObjectKeyFromObject(inc))
+		}
 		if apierrors.IsConflict(patchErr) {
 			ctrl.LoggerFrom(ctx).V(1).Info("status write conflicted; requeued", "resourceVersion", p.before.ResourceVersion, "phase", inc.Status.Phase)
 			res, patchErr = reconcile.Result{Requeue: true}, nil
@@ -278,11 +284,17 @@ func (r *Reconciler) enrich(ctx context.Context, p *pass) (bool, error) {
 // refreshRelated lists the related incidents again when a newer one found
 // this one related: alerts that arrive together are enriched at the same
 // time, and the first enriched may not have seen the others yet.
+// The flag is dropped only once the refreshed list is stored (see
+// Reconcile), so a conflicting write or an error refreshes again.
 func (r *Reconciler) refreshRelated(ctx context.Context, p *pass) error {
-	if _, stale := r.relatedStale.LoadAndDelete(client.ObjectKeyFromObject(p.inc)); !stale || p.inc.Status.EnrichedAt == nil {
+	if _, stale := r.relatedStale.Load(client.ObjectKeyFromObject(p.inc)); !stale || p.inc.Status.EnrichedAt == nil {
 		return nil
 	}
-	return r.enricher().RefreshRelated(ctx, p.inc)
+	if err := r.enricher().RefreshRelated(ctx, p.inc); err != nil {
+		return err
+	}
+	p.relatedRefreshed = true
+	return nil
 }
 
 // cacheLagRetry is how soon an incident whose target the cache has not seen

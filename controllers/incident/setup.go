@@ -99,9 +99,12 @@ func (r *Reconciler) unlistedRelated(ctx context.Context, obj client.Object) []r
 		if err := r.Get(ctx, key, other); err != nil {
 			continue // gone: nothing to tell
 		}
-		if c := other.Status.Context; c == nil || slices.Contains(c.RelatedIncidents, inc.Name) {
-			continue // not enriched yet (it will see this one), or already lists it
+		if c := other.Status.Context; c != nil && slices.Contains(c.RelatedIncidents, inc.Name) {
+			continue // already lists it
 		}
+		// Not listing it, or not enriched as the cache sees it: its
+		// enrichment may have run before this one was cached, so it
+		// lists its related ones again once it is enriched.
 		r.relatedStale.Store(key, struct{}{})
 		reqs = append(reqs, reconcile.Request{NamespacedName: key})
 	}

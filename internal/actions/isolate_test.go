@@ -43,7 +43,7 @@ func TestIsolatePodPlan(t *testing.T) {
 			wantObjects: []string{"NetworkPolicy/shop/riposte-quarantine-allow-dns", "Pod/shop/web"}, wantEgress: true},
 		{reason: "no target", wantErr: "needs a Pod target; the incident's target is not resolved"},
 		{reason: "a Service is not a pod", target: &riposte.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: "shop", Name: "web"}, wantErr: "needs a Pod target"},
-		{reason: "a Deployment's pods are isolated, when it exists", target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web"},
+		{reason: "a Deployment target that does not exist (its pods: TestCatalogue)", target: &riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web"},
 			wantErr: "Deployment/shop/web does not exist"},
 		{reason: "a pod that is gone", target: podRef("ghost", ""), wantErr: "pod shop/ghost does not exist"},
 		{reason: "a pod replaced since the incident saw it", target: podRef("web", "old-uid"), wantErr: "was replaced"},

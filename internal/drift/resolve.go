@@ -86,13 +86,16 @@ func (r *Resolver) check(ctx context.Context, gvk schema.GroupVersionKind) (bool
 
 // ReportKinds are the report kinds the API server serves, at their
 // preferred version, with whether each is namespaced, and says which
-// formats that is; a problem when none is installed (or one may not be
-// watched).
+// formats that is; a problem when none can be read: none installed, or
+// none Riposte may watch. A format Riposte may not watch (a role from
+// before it was read) is said, and the others are still read.
 func (r *Resolver) ReportKinds(ctx context.Context) (map[schema.GroupVersionKind]bool, string, *Problem) {
 	kinds := map[schema.GroupVersionKind]bool{}
-	var read, missing []string
+	var read, missing, forbidden []string
+	var lastForbidden error
 	for _, api := range ReportAPIs {
 		found := map[schema.GroupVersionKind]bool{}
+		denied := false
 		for _, gk := range []schema.GroupKind{api.Namespaced, api.Cluster} {
 			mapping, err := r.Mapper.RESTMapping(gk)
 			if err != nil {
@@ -100,10 +103,15 @@ func (r *Resolver) ReportKinds(ctx context.Context) (map[schema.GroupVersionKind
 			}
 			if r.CanWatch != nil {
 				if err := r.CanWatch(ctx, mapping.Resource); err != nil {
-					return nil, "", &Problem{Reason: riposte.ReasonWatchForbidden, Message: err.Error()}
+					denied, lastForbidden = true, err
+					break
 				}
 			}
 			found[mapping.GroupVersionKind] = gk == api.Namespaced
+		}
+		if denied {
+			forbidden = append(forbidden, api.Name)
+			continue
 		}
 		if len(found) < 2 {
 			missing = append(missing, api.Name)
@@ -114,13 +122,19 @@ func (r *Resolver) ReportKinds(ctx context.Context) (map[schema.GroupVersionKind
 			kinds[gvk] = ns
 		}
 	}
-	if len(read) == 0 {
+	switch {
+	case len(read) == 0 && len(forbidden) > 0:
+		return nil, "", &Problem{Reason: riposte.ReasonWatchForbidden, Message: lastForbidden.Error()}
+	case len(read) == 0:
 		return nil, "", &Problem{Reason: riposte.ReasonNotInstalled, Message: fmt.Sprintf(
 			"no report API is installed (%s); Riposte watches for them and reads reports once one is", strings.Join(missing, ", "))}
 	}
 	says := "failed results of " + strings.Join(read, " and ") + " reports are read as drift"
 	if len(missing) > 0 {
 		says += "; " + strings.Join(missing, ", ") + " is not installed"
+	}
+	if len(forbidden) > 0 {
+		says += "; Riposte may not watch " + strings.Join(forbidden, ", ") + " (its role predates them: apply config/rbac/role.yaml)"
 	}
 	return kinds, says, nil
 }

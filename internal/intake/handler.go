@@ -359,7 +359,7 @@ func (h *Handler) recordEvents(p *Payload, results []result) {
 					"the alert has none of the labels %s; it is named %s", strings.Join(nameLabels, ", "), FallbackAlertName)
 			}
 		}
-		if p.TruncatedAlerts > 0 {
+		if p.TruncatedAlerts > 0 && !r.stale {
 			h.Recorder.Eventf(r.inc, nil, corev1.EventTypeWarning, ReasonAlertsTruncated, "Store",
 				"Alertmanager left %d alerts of this notification's group out (the receiver's max_alerts); "+
 					"they are not stored until a notification carries them", p.TruncatedAlerts)

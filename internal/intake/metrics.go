@@ -45,7 +45,7 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riposte_intake_alerts_refused_total",
-			Help: "Alerts that can never be stored (the notification's others are), by reason: status, fingerprint, labels, annotations, invalid (the API server's).",
+			Help: "Alerts that can never be stored (the notification's others are), by reason: status, fingerprint, labels, annotations, times (a resolved alert ending before it starts), invalid (the API server's).",
 		}, []string{"reason"}),
 		derived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riposte_intake_alert_names_derived_total",

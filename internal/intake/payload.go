@@ -11,6 +11,8 @@ import (
 	"io"
 	"regexp"
 	"time"
+
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // Limits mirror the Incident CRD's, so a payload the API server would refuse
@@ -150,8 +152,9 @@ func (p *Payload) CheckAlert(i int) *AlertError {
 	case a.Status != "firing" && a.Status != "resolved":
 		return refuse(RefusedStatus, "status", fmt.Sprintf("must be firing or resolved, got %q", a.Status))
 	case !fingerprintPattern.MatchString(a.Fingerprint):
-		// Not echoed back: it is not a fingerprint, and may be anything.
-		e := refuse(RefusedFingerprint, "fingerprint", fmt.Sprintf("must be 1 to 64 letters or digits, got %q", a.Fingerprint))
+		// Not echoed back whole: it is not a fingerprint, and may be
+		// anything, of any length.
+		e := refuse(RefusedFingerprint, "fingerprint", fmt.Sprintf("must be 1 to 64 letters or digits, got %q", text.Elide(a.Fingerprint, 80)))
 		e.Fingerprint = ""
 		return e
 	case len(a.Labels) > maxLabels:
