@@ -359,17 +359,8 @@ func TestPolicyReportResultBecomesIncident(t *testing.T) {
 	mustCreate(t, pb)
 	reportsCondition := func(want metav1.ConditionStatus, reason string) {
 		t.Helper()
-		testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-			got := &riposte.Playbook{}
-			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
-				return err
-			}
-			c := meta.FindStatusCondition(got.Status.Conditions, riposte.PlaybookPolicyReports)
-			ready := meta.FindStatusCondition(got.Status.Conditions, riposte.ConditionReady)
-			if c == nil || c.Status != want || c.Reason != reason || ready == nil || ready.Status != metav1.ConditionTrue {
-				return fmt.Errorf("conditions %s, want %s=%s/%s and Ready", conditions(got.Status.Conditions), riposte.PlaybookPolicyReports, want, reason)
-			}
-			return nil
+		waitForReportsCondition(t, pb, func(c, ready *metav1.Condition) bool {
+			return c.Status == want && c.Reason == reason && ready != nil && ready.Status == metav1.ConditionTrue
 		})
 	}
 	// Not installed yet: said on the playbook, which stays usable.
@@ -482,16 +473,7 @@ func TestOpenReportsBecomeIncidents(t *testing.T) {
 	mustCreate(t, pb)
 	reports := func(ok func(*metav1.Condition) bool) {
 		t.Helper()
-		testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-			got := &riposte.Playbook{}
-			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
-				return err
-			}
-			if c := meta.FindStatusCondition(got.Status.Conditions, riposte.PlaybookPolicyReports); c == nil || !ok(c) {
-				return fmt.Errorf("conditions %s", conditions(got.Status.Conditions))
-			}
-			return nil
-		})
+		waitForReportsCondition(t, pb, func(c, _ *metav1.Condition) bool { return ok(c) })
 	}
 	const openReports = "OpenReports (openreports.io)"
 	// Not installed: NotInstalled, or (when the PolicyReport API is) True
@@ -719,6 +701,23 @@ func summary(t *testing.T, ns, name string, open int32, kinds ...string) {
 		d := pb.Status.Drift
 		if d == nil || d.OpenIncidents != open || strings.Join(d.Watching, ",") != strings.Join(kinds, ",") {
 			return fmt.Errorf("status.drift %+v, want %d open, watching %v", d, open, kinds)
+		}
+		return nil
+	})
+}
+
+// waitForReportsCondition waits until the playbook's PolicyReportsWatched
+// condition, with its Ready condition (nil when it has none), satisfies ok.
+func waitForReportsCondition(t *testing.T, pb *riposte.Playbook, ok func(reports, ready *metav1.Condition) bool) {
+	t.Helper()
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		got := &riposte.Playbook{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pb), got); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, riposte.PlaybookPolicyReports)
+		if c == nil || !ok(c, meta.FindStatusCondition(got.Status.Conditions, riposte.ConditionReady)) {
+			return fmt.Errorf("playbook %s: %s", pb.Name, conditions(got.Status.Conditions))
 		}
 		return nil
 	})

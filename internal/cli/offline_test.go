@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,13 +195,48 @@ func readManifest(t *testing.T, path string) map[string]any {
 // An OpenReports Report in the files is read like a PolicyReport.
 func TestOfflineCheckReadsOpenReports(t *testing.T) {
 	dir := t.TempDir()
-	// Field names from the OpenReports CRD (openreports/reports-api,
-	// config/crd/openreports.io_reports.yaml); Kyverno's message.
-	report := `apiVersion: openreports.io/v1alpha1
+	report := kyvernoReport("shop", "shop")
+	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{dir}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Problems) > 0 || len(got.Findings) != 1 || got.Findings[0].Target.Name != "debug" || got.Findings[0].Source.Kind != "Report" || got.Judged != 1 {
+		t.Errorf("problems %v, findings %+v, judged %d", got.Problems, got.Findings, got.Judged)
+	}
+}
+
+// A namespaced report in the files naming another namespace's pod is
+// refused as the cluster refuses it, and said to be.
+func TestOfflineCheckRefusesAReportOutOfItsNamespace(t *testing.T) {
+	dir := t.TempDir()
+	// The Report above, written in namespace attacker about shop's pod.
+	report := kyvernoReport("attacker", "shop")
+	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunOffline([]string{dir}, "default", "riposte-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Findings) != 0 || len(got.Problems) != 1 || !strings.Contains(got.Problems[0], "Pod/shop/debug") || !strings.Contains(got.Problems[0], "OtherNamespace") {
+		t.Errorf("problems %q, findings %+v", got.Problems, got.Findings)
+	}
+}
+
+// kyvernoReport is an OpenReports Report as Kyverno writes it, in namespace
+// reportNamespace, failing privileged-containers for pod debug in
+// podNamespace, with a cluster-wide playbook answering it. Field names are
+// the OpenReports CRD's (openreports/reports-api,
+// config/crd/openreports.io_reports.yaml); the message is Kyverno's.
+func kyvernoReport(reportNamespace, podNamespace string) string {
+	return fmt.Sprintf(`apiVersion: openreports.io/v1alpha1
 kind: Report
-metadata: {name: 3407b31a-b0bb-4716-a443-f4aa15662ef2, namespace: shop}
+metadata: {name: 3407b31a-b0bb-4716-a443-f4aa15662ef2, namespace: %s}
 source: kyverno
-scope: {apiVersion: v1, kind: Pod, name: debug, namespace: shop, uid: 3407b31a-b0bb-4716-a443-f4aa15662ef2}
+scope: {apiVersion: v1, kind: Pod, name: debug, namespace: %s, uid: 3407b31a-b0bb-4716-a443-f4aa15662ef2}
 summary: {pass: 0, fail: 1, warn: 0, error: 0, skip: 0}
 results:
   - policy: disallow-privileged-containers
@@ -220,53 +256,5 @@ spec:
   triggers:
     policyReports: [{policies: [disallow-privileged-containers]}]
   steps: [{name: isolate, action: IsolatePod}]
-`
-	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
-		t.Fatal(err)
-	}
-	got, err := RunOffline([]string{dir}, "default", "riposte-system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got.Problems) > 0 || len(got.Findings) != 1 || got.Findings[0].Target.Name != "debug" || got.Findings[0].Source.Kind != "Report" || got.Judged != 1 {
-		t.Errorf("problems %v, findings %+v, judged %d", got.Problems, got.Findings, got.Judged)
-	}
-}
-
-// A namespaced report in the files naming another namespace's pod is
-// refused as the cluster refuses it, and said to be.
-func TestOfflineCheckRefusesAReportOutOfItsNamespace(t *testing.T) {
-	dir := t.TempDir()
-	// The Report above, written in namespace attacker about shop's pod.
-	report := `apiVersion: openreports.io/v1alpha1
-kind: Report
-metadata: {name: 3407b31a-b0bb-4716-a443-f4aa15662ef2, namespace: attacker}
-source: kyverno
-scope: {apiVersion: v1, kind: Pod, name: debug, namespace: shop, uid: 3407b31a-b0bb-4716-a443-f4aa15662ef2}
-results:
-  - policy: disallow-privileged-containers
-    rule: privileged-containers
-    result: fail
-    severity: medium
-    source: kyverno
-    message: "validation error: Privileged mode is disallowed."
----
-apiVersion: riposte.dev/v1alpha1
-kind: Playbook
-metadata: {name: from-reports, namespace: riposte-system}
-spec:
-  triggers:
-    policyReports: [{policies: [disallow-privileged-containers]}]
-  steps: [{name: isolate, action: IsolatePod}]
-`
-	if err := writeFile(filepath.Join(dir, "report.yaml"), report); err != nil {
-		t.Fatal(err)
-	}
-	got, err := RunOffline([]string{dir}, "default", "riposte-system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got.Findings) != 0 || len(got.Problems) != 1 || !strings.Contains(got.Problems[0], "Pod/shop/debug") || !strings.Contains(got.Problems[0], "OtherNamespace") {
-		t.Errorf("problems %q, findings %+v", got.Problems, got.Findings)
-	}
+`, reportNamespace, podNamespace)
 }
