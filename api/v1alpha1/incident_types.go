@@ -622,6 +622,11 @@ type IncidentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	ApprovalGateUID string `json:"approvalGateUID,omitempty"`
+	// autoApproval is the automatic verdict of a plan no person had to
+	// decide, recorded with the plan it approved instead of in an
+	// ApprovalGate: plans people decide always have a gate.
+	// +optional
+	AutoApproval *AutoApproval `json:"autoApproval,omitempty"`
 	// planHash is the hash of the plan that was approved and applied.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
@@ -650,6 +655,26 @@ type IncidentStatus struct {
 	// resolvedAt is when the alert resolved after remediation.
 	// +optional
 	ResolvedAt *metav1.Time `json:"resolvedAt,omitempty"`
+}
+
+// AutoApproval is the playbook rule that approved a plan without a person.
+type AutoApproval struct {
+	// playbookGeneration is the generation of the playbook whose
+	// approval.autoApprove decided.
+	// +required
+	PlaybookGeneration int64 `json:"playbookGeneration"`
+	// rule is the autoApprove.when expression that held; empty when the
+	// playbook approves every plan it makes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Rule string `json:"rule,omitempty"`
+	// planHash is the hash of the plan the rule approved.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	PlanHash string `json:"planHash"`
+	// decidedAt is when the rule was evaluated.
+	// +required
+	DecidedAt metav1.Time `json:"decidedAt"`
 }
 
 // Incident is one security alert, drift finding or reported problem, and

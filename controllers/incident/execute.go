@@ -2,7 +2,9 @@ package incident
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +51,9 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 		return true, nil
 	}
 	plan := p.plan
+	if plan == nil && gate == nil {
+		return true, errors.New("no verdict to commit: neither a gate nor an automatic approval in this pass")
+	}
 	if plan == nil {
 		target, gone, err := r.currentTarget(ctx, inc)
 		if err != nil {
@@ -105,6 +110,11 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 	inc.Status.Steps = records
 	inc.Status.Phase = riposte.PhaseRemediating
 	setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonProgressing, fmt.Sprintf("plan %s committed; applying %d step(s) as %s", plan.Hash, len(records), inc.Status.RunAs))
+	if !r.needsWriteAhead(pb, records) {
+		// Stored with the outcome: a crash before that plans again and
+		// finds every change with its own record.
+		return false, nil
+	}
 	// The records must be stored before the first write: a crash after it
 	// resumes from them. A conflict means another pass or replica moved first.
 	if err := r.persist(ctx, p); err != nil {
@@ -118,6 +128,16 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 		return true, err
 	}
 	return false, nil
+}
+
+// needsWriteAhead reports whether the records must be stored before the
+// first write. Not when every change carries its own record
+// (executor.SelfRecording) and no guardrail counts stored remediations
+// (a playbook's limits, the steps-per-minute budget), which must see this
+// one before the next is let through.
+func (r *Reconciler) needsWriteAhead(pb *riposte.Playbook, records []riposte.StepRecord) bool {
+	counted := r.Budget.StepsPerMinute > 0 || (pb.Spec.Limits != nil && (pb.Spec.Limits.MaxPerHour != nil || pb.Spec.Limits.MaxConcurrent != nil))
+	return counted || !executor.SelfRecording(records)
 }
 
 // hold checks the guardrails that delay rather than refuse: the global
@@ -235,8 +255,6 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 		}
 		metrics.ActionsTotal.WithLabelValues(string(rec.Action), string(riposte.StepApplied)).Inc()
 		metrics.ActionSeconds.WithLabelValues(string(rec.Action)).Observe(done.Sub(rec.StartedAt.Time).Seconds())
-		r.event(inc, corev1.EventTypeNormal, "StepApplied", "Remediate",
-			fmt.Sprintf("step %s (%s) applied to %s as %s", rec.Name, rec.Action, describe(rec.Target), inc.Status.RunAs))
 		// Record each finished step before the next one writes, so a restart
 		// never runs it again; the last is recorded with the outcome.
 		if i < len(inc.Status.Steps)-1 {
@@ -254,12 +272,28 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 	inc.Status.Phase = riposte.PhaseRemediated
 	setCondition(inc, riposte.IncidentRemediated, true, riposte.ReasonStepsApplied,
 		fmt.Sprintf("%d step(s) of plan %s applied as %s", len(inc.Status.Steps), inc.Status.PlanHash, inc.Status.RunAs))
-	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", "remediated by playbook "+inc.Status.Playbook.String())
-	if p.gate != nil {
-		metrics.ObserveRemediated(inc, p.gate.Spec.Policy.Automatic)
-	}
+	// One Event tells the whole remediation: a person reads what was done,
+	// not each internal step (a failed step has its own Warning).
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonStepsApplied, "Remediate", text.Elide(remediatedBy(inc), 1000))
+	metrics.ObserveRemediated(inc, inc.Status.AutoApproval != nil || (p.gate != nil && p.gate.Spec.Policy.Automatic))
 	p.requeueAfter = untilNextUndo(inc, now.Time)
 	return nil
+}
+
+// remediatedBy says what the remediation did and who decided it.
+func remediatedBy(inc *riposte.Incident) string {
+	steps := make([]string, 0, len(inc.Status.Steps))
+	for _, s := range inc.Status.Steps {
+		steps = append(steps, fmt.Sprintf("%s (%s) %s to %s", s.Name, s.Action, strings.ToLower(string(s.Phase)), describe(s.Target)))
+	}
+	by := "approved in gate " + inc.Status.ApprovalGate
+	if a := inc.Status.AutoApproval; a != nil {
+		by = "approved by policy"
+		if a.Rule != "" {
+			by += " (" + a.Rule + ")"
+		}
+	}
+	return fmt.Sprintf("remediated by playbook %s as %s, %s: %s", inc.Status.Playbook.String(), inc.Status.RunAs, by, strings.Join(steps, "; "))
 }
 
 func anyFailed(inc *riposte.Incident) bool {

@@ -78,6 +78,9 @@ type pass struct {
 	gate   *riposte.ApprovalGate
 	// plan was built and approved in this very pass.
 	plan *executor.Plan
+	// automatic: the playbook's autoApprove rule approved plan in this
+	// pass; there is no gate to wait on.
+	automatic bool
 	// requeueAfter asks for another pass later (a hold, timed containment).
 	requeueAfter time.Duration
 	// gone: the incident's finalizer was released; it is being deleted and
@@ -358,14 +361,17 @@ func (r *Reconciler) loadPlaybook(ctx context.Context, p *pass) (bool, error) {
 	return false, nil
 }
 
-// openGate builds the plan, has it dry-run, and creates the gate that holds
-// it. The gate's name is the incident's, so a retry after a crash finds the
-// gate it already made. A gate the policy approves is decided here, in the
-// same pass, rather than one watch hop later.
+// openGate builds the plan and asks for its verdict. A plan the playbook's
+// autoApprove rule approves is approved here and runs in the same pass: it
+// is not dry-run (its writes are checked by the same API server, as the
+// same account, when they are made) and no gate object is written; the
+// verdict is recorded with the plan (status.autoApproval). A plan people
+// decide is dry-run and held in a gate, whose name is the incident's, so a
+// retry after a crash finds the gate it already made.
 func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	inc, pb := p.inc, p.pb
-	if inc.Status.ApprovalGate != "" {
-		return false, nil
+	if inc.Status.ApprovalGate != "" || inc.Status.PlanHash != "" {
+		return false, nil // asked already, or committed
 	}
 	if inc.Spec.Status == riposte.AlertResolved {
 		// Over before anything was asked for (the resolution arrived
@@ -389,7 +395,20 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonNoServiceAccount, err.Error())
 		return true, nil
 	}
-	plan, err := exe.Build(ctx, inc, pb, target, executor.WithDryRun)
+	policy, err := r.gatePolicy(ctx, inc, pb, asker)
+	if err != nil {
+		if isUserError(err) {
+			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
+			return true, nil
+		}
+		return true, err
+	}
+	automatic := policy.Automatic
+	checks := executor.WithDryRun
+	if automatic && pb.Spec.Mode != riposte.ModeDryRun {
+		checks = executor.HashOnly
+	}
+	plan, err := exe.Build(ctx, inc, pb, target, checks)
 	if err != nil {
 		if r.impersonationRefused(inc, riposte.IncidentPlanned, pb, err) {
 			return true, nil
@@ -408,15 +427,10 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 			return true, err
 		}
 	}
-	policy, err := r.gatePolicy(ctx, inc, pb, asker)
-	if err != nil {
-		if isUserError(err) {
-			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanFailed, err.Error())
-			return true, nil
-		}
-		return true, err
+	if automatic {
+		r.approveByPolicy(p, plan, policy.AutoApproveRule, checks)
+		return false, nil
 	}
-	automatic := policy.Automatic
 	revision := inc.Status.GateRevision + 1
 	if revision > maxGateRevisions {
 		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonPlanChanged,
@@ -441,19 +455,10 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		finalizerAdded = r.keepRecordWhile(ctx, p)
 	}
 	err = r.Create(ctx, gate)
-	var decideErr error
-	if err == nil && automatic {
-		// Decided at once, before the gate controller's own look at it
-		// races the same verdict.
-		decideErr = r.decideNow(ctx, gate)
-	}
 	if finalizerAdded != nil {
 		if ferr := finalizerAdded(); ferr != nil {
 			return true, ferr // the gate, if made, is found again by the next pass
 		}
-	}
-	if decideErr != nil {
-		return true, decideErr
 	}
 	switch {
 	case err == nil:
@@ -485,16 +490,35 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened")
 	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
 		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
-	if !automatic {
-		// A person has to act: say so where kubectl describe shows it.
-		note := "plan " + plan.Hash + " waits for approval in gate " + gate.Name
-		if why := r.notAutomatic(inc, pb); why != "" {
-			setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened; "+why)
-			note += "; " + why
-		}
-		r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", note)
+	// A person has to act: say so where kubectl describe shows it.
+	note := "plan " + plan.Hash + " waits for approval in gate " + gate.Name
+	if why := r.notAutomatic(inc, pb); why != "" {
+		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened; "+why)
+		note += "; " + why
 	}
+	r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", note)
 	return false, nil
+}
+
+// approveByPolicy records the automatic verdict with the plan it approves.
+// It binds only once the plan is committed: a plan held back by a
+// guardrail is planned and decided again when the hold lifts, against the
+// playbook and the world as they are then.
+func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string, checks executor.BuildMode) {
+	inc, pb := p.inc, p.pb
+	now := metav1.Now()
+	inc.Status.AutoApproval = &riposte.AutoApproval{PlaybookGeneration: pb.Generation, Rule: rule, PlanHash: plan.Hash, DecidedAt: now}
+	inc.Status.ApprovedAt = &now
+	p.plan, p.automatic = plan, true
+	checked := "approved by policy, so checked by the API server as it is applied, as the playbook's account"
+	if checks == executor.WithDryRun {
+		checked = "accepted by the API server's dry run"
+	}
+	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
+		fmt.Sprintf("%d step(s) planned, %s; plan %s", len(plan.Steps), checked, plan.Hash))
+	setCondition(inc, riposte.IncidentApproved, true, riposte.ReasonAutoApproved,
+		fmt.Sprintf("%s (playbook %s/%s generation %d)", approval.AutoMessage(rule), pb.Namespace, pb.Name, pb.Generation))
+	metrics.DecisionSeconds.WithLabelValues(string(riposte.GateApproved), approval.PolicyActor).Observe(now.Sub(inc.CreationTimestamp.Time).Seconds())
 }
 
 // autoApproveError is an autoApprove expression that cannot be evaluated:
@@ -560,28 +584,13 @@ func (r *Reconciler) notAutomatic(inc *riposte.Incident, pb *riposte.Playbook) s
 		src.Kind, src.Namespace, src.Name, src.Namespace, pb.Namespace, pb.Name)
 }
 
-// decideNow records the verdict of a gate the policy approves, on the gate
-// just created, exactly as the ApprovalGate controller would. If that
-// controller got there first, its verdict stands.
-func (r *Reconciler) decideNow(ctx context.Context, gate *riposte.ApprovalGate) error {
-	now := time.Now()
-	v := approval.Decide(&gate.Spec, now, approval.Trust{})
-	approval.Record(gate, v, now)
-	err := r.Status().Update(ctx, gate)
-	if apierrors.IsConflict(err) {
-		return r.APIReader.Get(ctx, client.ObjectKeyFromObject(gate), gate)
-	}
-	if err != nil {
-		return fmt.Errorf("recording the automatic verdict on gate %s: %w", gate.Name, err)
-	}
-	metrics.ObserveDecision(gate)
-	return nil
-}
-
 // awaitVerdict reads the gate's verdict: approved goes on, anything else
 // stops here until the gate changes.
 func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (bool, error) {
 	inc := p.inc
+	if p.automatic || inc.Status.ApprovalGate == "" {
+		return false, nil // approved by policy in this pass, or committed under that verdict
+	}
 	if p.gate == nil {
 		gate, missing, err := r.incidentGate(ctx, inc)
 		switch {

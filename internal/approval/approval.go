@@ -49,7 +49,7 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 	p := spec.Policy
 	if p.Automatic {
 		return Verdict{Phase: riposte.GateApproved, Reason: riposte.ReasonAutoApproved,
-			Message: autoMessage(p.AutoApproveRule), DecidedBy: []string{PolicyActor}}
+			Message: AutoMessage(p.AutoApproveRule), DecidedBy: []string{PolicyActor}}
 	}
 	var approvers, rejecters, ignored []string
 	requiredRejections := max(p.RequiredRejections, 1)
@@ -95,7 +95,8 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 	return v
 }
 
-func autoMessage(rule string) string {
+// AutoMessage says which rule approved a plan without a person.
+func AutoMessage(rule string) string {
 	if rule == "" {
 		return "approved automatically: the playbook approves every plan"
 	}

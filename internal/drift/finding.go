@@ -126,6 +126,9 @@ func IncidentFor(f Finding, occurrence int, now metav1.Time) *riposte.Incident {
 			Namespace: IncidentNamespace(f),
 			Labels: map[string]string{LabelSource: SourceDrift, LabelRule: dnsLabel(f.Rule, 63),
 				LabelPlaybook: dnsLabel(f.Playbook.Name, 63)},
+			// Set at creation, so keeping the record of what is done about
+			// the finding costs no write of its own later.
+			Finalizers: []string{riposte.RecordFinalizer},
 		},
 		Spec: riposte.IncidentSpec{
 			Source:    riposte.SourceDrift,

@@ -100,6 +100,14 @@ func (e *Executor) record(ctx context.Context, c actions.Change) (riposte.Change
 			return cr, &PermanentError{Err: fmt.Errorf("%s does not exist", c.Ref())}
 		}
 		if patched(live, c) {
+			if c.Hold != nil {
+				// The pod lists this holder already: a pass that was cut
+				// off before storing its record wrote it (a hold is its
+				// own record, on the pod). It is this incident's to release.
+				cr.Undo, cr.Restore, cr.Done = riposte.UndoRelease, c.Hold.Holder, true
+				cr.Summary = "found in place (written before a restart): " + cr.Summary
+				return cr, nil
+			}
 			return unchanged(cr), nil
 		}
 		switch {
@@ -124,6 +132,28 @@ func (e *Executor) record(ctx context.Context, c actions.Change) (riposte.Change
 		}
 	}
 	return cr, err
+}
+
+// SelfRecording reports whether records need no write-ahead: a crash
+// after their writes and before they are stored loses nothing, because
+// planning again finds each change either in place with its own record (a
+// hold names its incident on the pod) or as one nothing undoes (a shared
+// object, a change already in place). Any other change is stored before it
+// is made: its prior state, or the fact of a deletion or a message, would
+// be lost.
+func SelfRecording(records []riposte.StepRecord) bool {
+	for _, rec := range records {
+		for _, c := range rec.Changes {
+			switch {
+			case c.Operation == riposte.OperationUnchanged:
+			case c.Undo == riposte.UndoRelease && c.Method == string(actions.MergePatch):
+			case c.Undo == riposte.UndoKeep && c.Method == string(actions.Apply):
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func unchanged(cr riposte.ChangeRecord) riposte.ChangeRecord {

@@ -73,7 +73,10 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 	}
 	inc := &riposte.Incident{
 		TypeMeta:   metav1.TypeMeta{APIVersion: riposte.GroupVersion.String(), Kind: "Incident"},
-		ObjectMeta: metav1.ObjectMeta{Name: IncidentName(a.Fingerprint), Namespace: ns, Labels: labels},
+		// The finalizer that keeps the record of a remediation is set at
+		// creation, so the remediation path costs no write of its own for it.
+		ObjectMeta: metav1.ObjectMeta{Name: IncidentName(a.Fingerprint), Namespace: ns, Labels: labels,
+			Finalizers: []string{riposte.RecordFinalizer}},
 		Spec: riposte.IncidentSpec{
 			Source:      riposte.SourceAlertmanager,
 			AlertName:   name,

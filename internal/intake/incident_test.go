@@ -28,7 +28,7 @@ func TestIncidentFor(t *testing.T) {
 			TypeMeta: metav1.TypeMeta{APIVersion: "riposte.dev/v1alpha1", Kind: "Incident"},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
 				"riposte.dev/source": "alertmanager", "riposte.dev/alertname": "A",
-			}},
+			}, Finalizers: []string{riposte.RecordFinalizer}},
 			Spec: riposte.IncidentSpec{
 				Source: riposte.SourceAlertmanager, AlertName: "A", Status: riposte.AlertFiring,
 				Fingerprint: strings.TrimPrefix(name, "am-"), Labels: labels,

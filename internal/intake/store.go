@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -73,11 +77,19 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 }
 
 func (s *ApplyStore) upsert(ctx context.Context, inc *riposte.Incident) error {
-	known := s.known(ctx, inc)
-	err := s.apply(ctx, inc)
-	if err == nil && known {
+	stored := s.cached(ctx, inc)
+	if stored != nil && s.Deduplicated != nil {
 		s.Deduplicated.Inc()
 	}
+	if stored != nil && sameAlert(stored, inc) {
+		// A resend of what is stored (Alertmanager repeats every group
+		// interval): nothing to write. A cache that lags can only hold an
+		// older notification, which the API server would refuse to go
+		// back to anyway (the CRD's rules on the alert's times).
+		inc.UID = stored.UID
+		return nil
+	}
+	err := s.apply(ctx, inc)
 	if err != nil && isMissingNamespace(err) && s.DefaultNamespace != "" && inc.Namespace != s.DefaultNamespace {
 		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
@@ -207,14 +219,47 @@ func (s *ApplyStore) episodeStored(ctx context.Context, inc *riposte.Incident) b
 	return s.Seen.Get(ctx, key, &riposte.Incident{}, client.DisableReadYourWritesConsistency) == nil
 }
 
-// known reports whether the cache already holds the incident: a repeated
-// notification. The cache may lag, so this is a count, not a decision.
-func (s *ApplyStore) known(ctx context.Context, inc *riposte.Incident) bool {
-	if s.Seen == nil || s.Deduplicated == nil {
-		return false
+// cached is the incident as the cache holds it, nil when it holds none.
+func (s *ApplyStore) cached(ctx context.Context, inc *riposte.Incident) *riposte.Incident {
+	if s.Seen == nil {
+		return nil
 	}
 	existing := &riposte.Incident{}
-	return s.Seen.Get(ctx, client.ObjectKeyFromObject(inc), existing, client.DisableReadYourWritesConsistency) == nil
+	if s.Seen.Get(ctx, client.ObjectKeyFromObject(inc), existing, client.DisableReadYourWritesConsistency) != nil {
+		return nil
+	}
+	return existing
+}
+
+// sameAlert reports whether applying inc would change nothing intake owns
+// in stored: the alert's fields, intake's labels and the record finalizer.
+func sameAlert(stored, inc *riposte.Incident) bool {
+	a, b := &stored.Spec, &inc.Spec
+	if a.Source != b.Source || a.AlertName != b.AlertName || a.Fingerprint != b.Fingerprint || a.Severity != b.Severity ||
+		a.Status != b.Status || a.GeneratorURL != b.GeneratorURL ||
+		!maps.Equal(a.Labels, b.Labels) || !maps.Equal(a.Annotations, b.Annotations) ||
+		!sameTime(a.StartsAt, b.StartsAt) || !sameTime(a.EndsAt, b.EndsAt) {
+		return false
+	}
+	for k, v := range inc.Labels {
+		if stored.Labels[k] != v {
+			return false
+		}
+	}
+	for _, f := range inc.Finalizers {
+		if !slices.Contains(stored.Finalizers, f) && stored.DeletionTimestamp == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// sameTime compares times as they are stored: to the second.
+func sameTime(a, b *metav1.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Truncate(time.Second).Equal(b.Truncate(time.Second))
 }
 
 func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
