@@ -272,11 +272,9 @@ func TestPodActions(t *testing.T) {
 		if c := stepRecord(t, inc, "delete").Changes[0]; c.Operation != riposte.OperationDelete || c.Undo != riposte.UndoNone || c.Object.UID != string(pod.UID) {
 			t.Errorf("change record = %+v, want a Delete of that pod's UID, not undoable", c)
 		}
-		// The approver was told before deciding.
-		gate := &riposte.ApprovalGate{}
-		get(t, gate, ns, inc.Status.ApprovalGate)
-		if u := gate.Spec.Plan.Steps[0].Changes[0].Undo; u != riposte.UndoNone {
-			t.Errorf("the gate's plan says undo %q for a deletion, want None", u)
+		// Approved by policy: the verdict is recorded with the plan it approved.
+		if a := inc.Status.AutoApproval; a == nil || a.PlanHash != inc.Status.PlanHash || inc.Status.ApprovalGate != "" {
+			t.Errorf("autoApproval %+v, gate %q, plan %s: want the automatic verdict on the applied plan, and no gate", a, inc.Status.ApprovalGate, inc.Status.PlanHash)
 		}
 	})
 
@@ -311,8 +309,10 @@ func TestPodActions(t *testing.T) {
 		}
 		inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": pod.Name}, riposte.PhaseFailed,
 			riposte.Step{Name: "evict", Action: riposte.ActionEvictPod})
-		if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); c.Reason != riposte.ReasonPlanFailed || !strings.Contains(c.Message, "PodDisruptionBudget") {
-			t.Errorf("Planned = %s: %s; want the budget's refusal", c.Reason, c.Message)
+		// One write, approved by policy: the eviction itself is the API
+		// server's check, and its refusal is the incident's answer.
+		if c := condition(t, inc.Status.Conditions, riposte.ConditionReady); c.Reason != riposte.ReasonStepFailed || !strings.Contains(c.Message, "PodDisruptionBudget") {
+			t.Errorf("Ready = %s: %s; want the budget's refusal", c.Reason, c.Message)
 		}
 		get(t, pod, ns, pod.Name)
 		if pod.DeletionTimestamp != nil {
@@ -538,8 +538,9 @@ func TestNotifyToAnUnlistedHostFailsTheStepAndContinues(t *testing.T) {
 	}
 }
 
-// The API server refuses, at plan time, what the playbook's account may not
-// do, whatever Riposte itself may do; nothing changes.
+// The API server refuses what the playbook's account may not do, whatever
+// Riposte itself may do; nothing changes. A plan of one write approved by
+// policy is checked by that write; one of several by a dry run first.
 func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {
 	ns := newNamespace(t)
 	dep := deployment(t, ns, "web", 2)
@@ -549,9 +550,9 @@ func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {
 	}
 	inc := remediateTarget(t, ns, riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: dep.Name}, riposte.PhaseFailed,
 		riposte.Step{Name: "stop", Action: riposte.ActionScaleWorkload, Scale: &riposte.ScaleParams{Replicas: 0}})
-	c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned)
+	c := condition(t, inc.Status.Conditions, riposte.ConditionReady)
 	if !strings.Contains(c.Message, "forbidden") || !strings.Contains(c.Message, "system:serviceaccount:"+ns+":"+remediatorAccount) {
-		t.Errorf("Planned = %s; want the API server's forbidden answer for the playbook's account", c.Message)
+		t.Errorf("Ready = %s; want the API server's forbidden answer for the playbook's account", c.Message)
 	}
 	get(t, dep, ns, dep.Name)
 	if *dep.Spec.Replicas != 2 {

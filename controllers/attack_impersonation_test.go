@@ -140,13 +140,14 @@ func TestAttackTeamWithoutGrantIsNotImpersonated(t *testing.T) {
 	kubeconfig := managerKubeconfig(t)
 	expectImpersonationRefused(t, kubeconfig, "system:serviceaccount:"+ns+":"+remediatorAccount, "patch", "pods", "-n", ns)
 
-	// An incident it answers fails: the API server refuses the dry run's
-	// impersonation, and the incident says what to grant.
+	// An incident it answers fails: the API server refuses the
+	// impersonation (of the dry run, or of a plan's only write), and the
+	// incident says what to grant.
 	pod := deployedPod(t, ns, "web")
 	mustCreate(t, alertIncident(ns, "am-no-grant", "ShellNoGrant", ns, pod.Name))
 	inc := waitForPhase(t, ns, "am-no-grant", riposte.PhaseFailed)
-	if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); c.Reason != riposte.ReasonImpersonationNotGranted || !strings.Contains(c.Message, fix) {
-		t.Errorf("Planned = %s: %s; want ImpersonationNotGranted with %q", c.Reason, c.Message, fix)
+	if c := condition(t, inc.Status.Conditions, riposte.ConditionReady); c.Reason != riposte.ReasonImpersonationNotGranted || !strings.Contains(c.Message, fix) {
+		t.Errorf("Ready = %s: %s; want ImpersonationNotGranted with %q", c.Reason, c.Message, fix)
 	}
 	expectQuarantined(t, pod, false)
 

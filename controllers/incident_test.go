@@ -84,25 +84,23 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 		t.Errorf("step changes (-want +got):\n%s", diff)
 	}
 
-	// The gate holds the plan and the automatic decision.
-	gate := &riposte.ApprovalGate{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: inc.Status.ApprovalGate}, gate); err != nil {
-		t.Fatalf("reading gate: %v", err)
+	// The automatic decision is recorded with the plan it approved: the
+	// rule, the playbook's generation, the plan's hash. No gate is opened
+	// for a plan no person decides.
+	pb := &riposte.Playbook{}
+	get(t, pb, ns, "isolate-shell")
+	want := &riposte.AutoApproval{PlaybookGeneration: pb.Generation, Rule: "incident.spec.severity == 'critical'", PlanHash: inc.Status.PlanHash}
+	if a := inc.Status.AutoApproval; a == nil || inc.Status.PlanHash == "" || a.DecidedAt.IsZero() {
+		t.Errorf("status.autoApproval = %+v for plan %q, want the verdict with its time", a, inc.Status.PlanHash)
+	} else if got := (riposte.AutoApproval{PlaybookGeneration: a.PlaybookGeneration, Rule: a.Rule, PlanHash: a.PlanHash}); !cmp.Equal(*want, got) {
+		t.Errorf("status.autoApproval (-want +got):\n%s", cmp.Diff(*want, got))
 	}
-	if gate.Status.Phase != riposte.GateApproved || !cmp.Equal(gate.Status.DecidedBy, []string{"policy"}) || gate.Status.DecidedAt == nil {
-		t.Errorf("gate status = %+v, want Approved by policy", gate.Status)
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonAutoApproved || !strings.Contains(c.Message, "incident.spec.severity == 'critical'") {
+		t.Errorf("Approved = %s: %q, want AutoApproved naming the rule that approved it", c.Reason, c.Message)
 	}
-	if !strings.Contains(gate.Status.Message, "incident.spec.severity == 'critical'") {
-		t.Errorf("gate message %q should name the rule that approved it", gate.Status.Message)
-	}
-	if gate.Spec.Plan.Hash == "" || gate.Spec.Plan.Hash != inc.Status.PlanHash {
-		t.Errorf("gate plan hash %q, incident applied %q: want the same, non-empty", gate.Spec.Plan.Hash, inc.Status.PlanHash)
-	}
-	if len(gate.OwnerReferences) != 1 || gate.OwnerReferences[0].UID != inc.UID {
-		t.Errorf("gate owners = %+v, want the incident", gate.OwnerReferences)
-	}
-	if got := len(gate.Spec.Plan.Steps); got != 1 || len(gate.Spec.Plan.Steps[0].Changes) != 2 {
-		t.Errorf("gate plan = %+v, want one step with two changes", gate.Spec.Plan.Steps)
+	var gates riposte.ApprovalGateList
+	if err := k8sClient.List(ctx, &gates, client.InNamespace(ns)); err != nil || len(gates.Items) != 0 || inc.Status.ApprovalGate != "" {
+		t.Errorf("gates %d (err %v), status.approvalGate %q: want none", len(gates.Items), err, inc.Status.ApprovalGate)
 	}
 
 	// The cluster: a deny-all NetworkPolicy selecting the now-labelled pod.
@@ -127,16 +125,26 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 		t.Errorf("pod annotation %s = %q, want the incident", actions.QuarantinedByAnnotation, got)
 	}
 
-	// Events leave the trail a person reads with kubectl describe.
+	// Events leave the trail a person reads with kubectl describe: one
+	// for the remediation, saying what was done, as whom, on whose verdict.
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		return expectEvent(ctx, ns, inc.Name, riposte.ReasonStepsApplied)
 	})
-	// Each action happened once, so each is told once.
 	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
-		for _, reason := range []string{"StepApplied", riposte.ReasonStepsApplied} {
-			if n, err := countEvents(ctx, ns, inc.Name, reason); err != nil || n != 1 {
-				return fmt.Errorf("%d %s events (err %v), want exactly 1", n, reason, err)
+		var events corev1.EventList
+		if err := k8sClient.List(ctx, &events, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var told []string
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == inc.Name {
+				told = append(told, e.Reason+": "+e.Message)
 			}
+		}
+		want := fmt.Sprintf("%s: remediated by playbook %s/isolate-shell as system:serviceaccount:%s:%s, approved by policy (incident.spec.severity == 'critical'): isolate (IsolatePod) applied to Pod/%s/%s",
+			riposte.ReasonStepsApplied, ns, ns, remediatorAccount, ns, pod.Name)
+		if len(told) != 1 || told[0] != want {
+			return fmt.Errorf("events %q, want exactly [%q]", told, want)
 		}
 		return nil
 	})

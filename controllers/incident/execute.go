@@ -19,6 +19,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/actions"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/guard"
+	"github.com/riposte-dev/riposte/internal/impersonation"
 	"github.com/riposte-dev/riposte/internal/metrics"
 	"github.com/riposte-dev/riposte/internal/text"
 )
@@ -209,6 +210,7 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 	}
 	log := ctrl.LoggerFrom(ctx)
 	failedStep := ""
+	var notImpersonated error
 	for i := range inc.Status.Steps {
 		rec := &inc.Status.Steps[i]
 		switch rec.Phase {
@@ -240,6 +242,9 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 		}
 		rec.CompletedAt = &done
 		if err != nil {
+			if impersonation.Refused(err) && notImpersonated == nil {
+				notImpersonated = err
+			}
 			rec.Phase, rec.Message = riposte.StepFailed, text.Elide(err.Error(), 1000)
 			metrics.ActionsTotal.WithLabelValues(string(rec.Action), string(riposte.StepFailed)).Inc()
 			metrics.ActionSeconds.WithLabelValues(string(rec.Action)).Observe(done.Sub(rec.StartedAt.Time).Seconds())
@@ -263,8 +268,13 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 			}
 		}
 	}
+	if notImpersonated != nil && r.impersonationRefused(inc, riposte.IncidentRemediated, p.pb, notImpersonated) {
+		// The API server would not let Riposte act as the account at all:
+		// the author is told the grant that is missing.
+		return nil
+	}
 	if failedStep != "" || anyFailed(inc) {
-		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "a step failed; see status.steps (what was applied can be undone: kubectl riposte undo)")
+		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, failedSteps(inc)+"; see status.steps (what was applied can be undone: kubectl riposte undo)")
 		return nil
 	}
 	now := metav1.Now()
@@ -294,6 +304,20 @@ func remediatedBy(inc *riposte.Incident) string {
 		}
 	}
 	return fmt.Sprintf("remediated by playbook %s as %s, %s: %s", inc.Status.Playbook.String(), inc.Status.RunAs, by, strings.Join(steps, "; "))
+}
+
+// failedSteps names each failed step and why it failed.
+func failedSteps(inc *riposte.Incident) string {
+	var failed []string
+	for _, s := range inc.Status.Steps {
+		if s.Phase == riposte.StepFailed {
+			failed = append(failed, "step "+s.Name+" failed: "+s.Message)
+		}
+	}
+	if len(failed) == 0 {
+		return "a step failed"
+	}
+	return text.Elide(strings.Join(failed, "; "), 4000)
 }
 
 func anyFailed(inc *riposte.Incident) bool {

@@ -406,7 +406,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 	automatic := policy.Automatic
 	checks := executor.WithDryRun
 	if automatic && pb.Spec.Mode != riposte.ModeDryRun {
-		checks = executor.HashOnly
+		checks = executor.DryRunIfSeveral
 	}
 	plan, err := exe.Build(ctx, inc, pb, target, checks)
 	if err != nil {
@@ -428,7 +428,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 		}
 	}
 	if automatic {
-		r.approveByPolicy(p, plan, policy.AutoApproveRule, checks)
+		r.approveByPolicy(p, plan, policy.AutoApproveRule)
 		return false, nil
 	}
 	revision := inc.Status.GateRevision + 1
@@ -504,15 +504,15 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass) (bool, error) {
 // It binds only once the plan is committed: a plan held back by a
 // guardrail is planned and decided again when the hold lifts, against the
 // playbook and the world as they are then.
-func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string, checks executor.BuildMode) {
+func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string) {
 	inc, pb := p.inc, p.pb
 	now := metav1.Now()
 	inc.Status.AutoApproval = &riposte.AutoApproval{PlaybookGeneration: pb.Generation, Rule: rule, PlanHash: plan.Hash, DecidedAt: now}
 	inc.Status.ApprovedAt = &now
 	p.plan, p.automatic = plan, true
-	checked := "approved by policy, so checked by the API server as it is applied, as the playbook's account"
-	if checks == executor.WithDryRun {
-		checked = "accepted by the API server's dry run"
+	checked := "accepted by the API server's dry run"
+	if !plan.DryRun {
+		checked = "one write, which the API server checks as it is made, as the playbook's account"
 	}
 	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
 		fmt.Sprintf("%d step(s) planned, %s; plan %s", len(plan.Steps), checked, plan.Hash))

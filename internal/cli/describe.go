@@ -45,7 +45,14 @@ func (c *CLI) describe(ctx context.Context, name string) error {
 		}
 	}
 	if pb := inc.Status.Playbook; pb != nil {
-		fmt.Fprintf(w, "Playbook:  %s, gate %s\n", pb.String(), orDash(inc.Status.ApprovalGate))
+		decided := "gate " + orDash(inc.Status.ApprovalGate)
+		if a := inc.Status.AutoApproval; a != nil && inc.Status.ApprovalGate == "" {
+			decided = "approved by policy"
+			if a.Rule != "" {
+				decided += " (" + a.Rule + ")"
+			}
+		}
+		fmt.Fprintf(w, "Playbook:  %s, %s\n", pb.String(), decided)
 	}
 	for _, line := range ContextLines(inc.Status.Context) {
 		fmt.Fprintln(w, line)

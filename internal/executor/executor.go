@@ -44,6 +44,8 @@ type StepPlan struct {
 type Plan struct {
 	Steps []StepPlan
 	Hash  string
+	// DryRun: the API server accepted every write of the plan in a dry run.
+	DryRun bool
 }
 
 // Executor plans, applies and undoes remediation steps.
@@ -84,6 +86,11 @@ const (
 	// HashOnly recomputes the plan to compare it with the approved hash just
 	// before committing it; the writes themselves are then the API server's check.
 	HashOnly
+	// DryRunIfSeveral is for a plan approved by policy, which runs at once:
+	// a plan of one write is checked by that write itself, as the same
+	// account, so it is not dry-run; a plan of several is, so that one the
+	// API server would refuse part of never runs in part.
+	DryRunIfSeveral
 )
 
 // Build plans every step. An *actions.UserError or a PermanentError means the
@@ -103,7 +110,11 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 		}
 		sp := StepPlan{Step: step, Target: target, Changes: changes}
 		for _, c := range changes {
-			existed, unchanged, err := e.check(ctx, c, mode)
+			checkMode := mode
+			if mode == DryRunIfSeveral {
+				checkMode = HashOnly
+			}
+			existed, unchanged, err := e.check(ctx, c, checkMode)
 			if err != nil {
 				return nil, fmt.Errorf("step %s: %w", step.Name, err)
 			}
@@ -112,12 +123,38 @@ func (e *Executor) Build(ctx context.Context, inc *riposte.Incident, pb *riposte
 		}
 		plan.Steps = append(plan.Steps, sp)
 	}
+	if mode == DryRunIfSeveral && plan.Writes() > 1 {
+		for _, sp := range plan.Steps {
+			for i, c := range sp.Changes {
+				if sp.unchanged[i] {
+					continue
+				}
+				if _, _, err := e.check(ctx, c, WithDryRun); err != nil {
+					return nil, fmt.Errorf("step %s: %w", sp.Step.Name, err)
+				}
+			}
+		}
+	}
+	plan.DryRun = mode == WithDryRun || (mode == DryRunIfSeveral && plan.Writes() > 1)
 	hash, err := hashOf(plan.Steps)
 	if err != nil {
 		return nil, err
 	}
 	plan.Hash = hash
 	return plan, nil
+}
+
+// Writes counts the changes the plan makes that are not in place already.
+func (p *Plan) Writes() int {
+	n := 0
+	for _, sp := range p.Steps {
+		for i := range sp.Changes {
+			if !sp.unchanged[i] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // check reads the changed object, reports whether it exists and whether it

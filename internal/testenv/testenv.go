@@ -61,6 +61,10 @@ func StartKeeping(dataDir string, extraCRDDirs ...string) (*Env, error) {
 	return start(options{dataDir: dataDir}, extraCRDDirs...)
 }
 
+// NoFsyncEnv, set to "true", starts etcd without fsync: the benchmarks
+// measure both ways, as storage speed sets the floor of every write.
+const NoFsyncEnv = "RIPOSTE_ETCD_UNSAFE_NO_FSYNC"
+
 type options struct {
 	auditLog, dataDir string
 }
@@ -102,6 +106,12 @@ func start(o options, extraCRDDirs ...string) (*Env, error) {
 			return nil, err
 		}
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: o.dataDir}
+	}
+	if os.Getenv(NoFsyncEnv) == "true" {
+		if env.ControlPlane.Etcd == nil {
+			env.ControlPlane.Etcd = &envtest.Etcd{}
+		}
+		env.ControlPlane.Etcd.Configure().Set("unsafe-no-fsync", "true")
 	}
 	if o.auditLog != "" {
 		auditLog := o.auditLog

@@ -62,9 +62,11 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	intake := manager.IntakeAddr
 
 	remediated := watchIncidents(t, env, func(inc *riposte.Incident) bool { return inc.Status.Phase == riposte.PhaseRemediated })
+	isolated := watchIsolatedPods(t, env)
 
 	// Sequential: one alert at a time, the latency a single alert sees.
 	seq := result{name: "sequential", count: sequential}
+	seqPod := result{name: "sequential, POST to pod isolated", count: sequential}
 	start := time.Now()
 	for i := 0; i < sequential; i++ {
 		fp := fingerprint(i)
@@ -76,8 +78,10 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("alert %d not remediated within 30s", i)
 		}
+		seqPod.lat = append(seqPod.lat, (<-isolated.wait(appNamespace+"/"+podName(i))).Sub(t0))
 	}
 	seq.elapsed = time.Since(start)
+	seqPod.elapsed = seq.elapsed
 
 	cpuBefore := cpuByProcess(manager.Pid)
 
@@ -123,7 +127,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	cpuAfter := cpuByProcess(manager.Pid)
 
 	rss := peakRSS(manager.Pid)
-	writeResults(t, []result{seq, br}, rss, cpuBefore, cpuAfter, br.elapsed)
+	writeResults(t, []result{seq, seqPod, br}, rss, cpuBefore, cpuAfter, br.elapsed)
 }
 
 // samplePlaybook is the sample playbook isolate-on-shell: IsolatePod,
@@ -204,6 +208,51 @@ func watchIncidents(t *testing.T, env *testenv.Env, reached func(*riposte.Incide
 	go func() { _ = c.Start(ctx) }()
 	if !c.WaitForCacheSync(ctx) {
 		t.Fatal("incident informer did not sync")
+	}
+	return r
+}
+
+// watchIsolatedPods records when each pod was first seen carrying the
+// quarantine label, in a watch of the driver's own: the effect itself.
+func watchIsolatedPods(t *testing.T, env *testenv.Env) *incidentWatch {
+	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	inf, err := c.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &incidentWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
+	observe := func(obj any) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok || pod.Labels["riposte.dev/quarantine"] == "" {
+			return
+		}
+		now := time.Now()
+		key := pod.Namespace + "/" + pod.Name
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.seen[key]; ok {
+			return
+		}
+		r.seen[key] = now
+		if ch, ok := r.waiters[key]; ok {
+			ch <- now
+			delete(r.waiters, key)
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, obj any) { observe(obj) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("pod informer did not sync")
 	}
 	return r
 }
@@ -369,7 +418,10 @@ func writeResults(t *testing.T, results []result, rss string, cpuBefore, cpuAfte
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Riposte benchmarks\n\nWritten by `make bench` on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
 	b.WriteString("## Webhook POST to Remediated Incident\n\n")
-	b.WriteString("From the moment the Alertmanager webhook request is sent to the moment a watch on the API server shows the Incident Remediated (its pod labelled and isolated by a NetworkPolicy, the gate approved by policy). The manager runs as its own process with default flags.\n\n")
+	if noFsync() {
+		b.WriteString("etcd runs with `--unsafe-no-fsync` here (" + testenv.NoFsyncEnv + "=true); [results.md](results.md) has the same run with fsync.\n\n")
+	}
+	b.WriteString("From the moment the Alertmanager webhook request is sent to the moment a watch on the API server shows the Incident Remediated (its pod labelled and isolated by a NetworkPolicy, the plan approved by policy); `POST to pod isolated` is the same alerts until a watch shows the pod's quarantine label, the effect itself. The manager runs as its own process with default flags.\n\n")
 	b.WriteString("| run | alerts | p50 | p95 | p99 | max | wall time | throughput |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
@@ -389,11 +441,16 @@ func writeResults(t *testing.T, results []result, rss string, cpuBefore, cpuAfte
 	}
 	fmt.Fprintf(&b, "\n`sequential` sends one alert and waits for its remediation before the next; `burst` sends all its alerts at once from 8 senders, 10 alerts a request.\n\nManager peak resident memory (VmHWM) over the whole run: %s.\n", rss)
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results.md")
+	if noFsync() {
+		out = filepath.Join(testenv.RepoRoot(), "test", "bench", "results-nofsync.md")
+	}
 	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", b.String())
 }
+
+func noFsync() bool { return os.Getenv(testenv.NoFsyncEnv) == "true" }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 

@@ -118,9 +118,8 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 	if live.Labels["riposte.dev/quarantine"] != "deny-all" {
 		t.Errorf("pod labels %v: want the quarantine label that the policy selects", live.Labels)
 	}
-	gate := &riposte.ApprovalGate{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: appNamespace, Name: inc.Status.ApprovalGate}, gate); err != nil || gate.Status.Phase != riposte.GateApproved {
-		t.Errorf("gate %s: phase %q err %v, want Approved", inc.Status.ApprovalGate, gate.Status.Phase, err)
+	if a := inc.Status.AutoApproval; a == nil || a.PlanHash != inc.Status.PlanHash || inc.Status.ApprovalGate != "" {
+		t.Errorf("autoApproval %+v, gate %q: want the plan %s approved by policy, with no gate", a, inc.Status.ApprovalGate, inc.Status.PlanHash)
 	}
 
 	// The alert is silenced in Alertmanager while Riposte handles it, for
@@ -300,8 +299,8 @@ func TestReadmeSamplesRemediate(t *testing.T) {
 	for _, e := range events.Items {
 		seen[e.Reason]++
 	}
-	if seen["StepApplied"] != 1 || seen[riposte.ReasonStepsApplied] != 1 {
-		t.Errorf("events by reason %v, want one StepApplied and one StepsApplied", seen)
+	if seen[riposte.ReasonStepsApplied] != 1 {
+		t.Errorf("events by reason %v, want one StepsApplied", seen)
 	}
 
 	// The README's approval walk-through: a warning alert waits for a person,
