@@ -141,7 +141,7 @@ func TestAlertIsRemediatedByAutomaticPlaybook(t *testing.T) {
 				told = append(told, e.Reason+": "+e.Message)
 			}
 		}
-		want := fmt.Sprintf("%s: remediated by playbook %s/isolate-shell as system:serviceaccount:%s:%s, approved by policy (incident.spec.severity == 'critical'): isolate (IsolatePod) applied to Pod/%s/%s",
+		want := fmt.Sprintf("%s: remediated by playbook %s/isolate-shell as system:serviceaccount:%s:%s, approved by policy (incident.spec.severity == 'critical'): isolate (IsolatePod) on Pod/%s/%s: Applied",
 			riposte.ReasonStepsApplied, ns, ns, remediatorAccount, ns, pod.Name)
 		if len(told) != 1 || told[0] != want {
 			return fmt.Errorf("events %q, want exactly [%q]", told, want)

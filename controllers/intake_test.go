@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,12 +107,16 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 		inc.Spec.StartsAt == nil || inc.Spec.EndsAt != nil || inc.Labels["riposte.dev/source"] != "alertmanager" {
 		t.Errorf("stored incident = %+v %v", inc.Spec, inc.Labels)
 	}
+	// Set at creation, so the remediation path writes no finalizer itself.
+	if !slices.Contains(inc.Finalizers, riposte.RecordFinalizer) {
+		t.Errorf("finalizers %v, want %s from the start", inc.Finalizers, riposte.RecordFinalizer)
+	}
 
 	if code := send(notification("firing", ns, "c0ffee01", "")); code != 200 {
 		t.Fatalf("repeat: %d", code)
 	}
 	again, _ := getIncident(ctx, ns, "am-c0ffee01")
-	if again.Generation != inc.Generation || again.UID != inc.UID {
+	if again.ResourceVersion != inc.ResourceVersion || again.UID != inc.UID {
 		t.Errorf("a repeated notification changed the incident: generation %d -> %d", inc.Generation, again.Generation)
 	}
 

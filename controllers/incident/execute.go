@@ -294,7 +294,7 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 func remediatedBy(inc *riposte.Incident) string {
 	steps := make([]string, 0, len(inc.Status.Steps))
 	for _, s := range inc.Status.Steps {
-		steps = append(steps, fmt.Sprintf("%s (%s) %s to %s", s.Name, s.Action, strings.ToLower(string(s.Phase)), describe(s.Target)))
+		steps = append(steps, fmt.Sprintf("%s (%s) on %s: %s", s.Name, s.Action, describe(s.Target), s.Phase))
 	}
 	by := "approved in gate " + inc.Status.ApprovalGate
 	if a := inc.Status.AutoApproval; a != nil {

@@ -72,7 +72,7 @@ func IncidentFor(a Alert, defaultNamespace string) *riposte.Incident {
 		labels[LabelAlertName] = v
 	}
 	inc := &riposte.Incident{
-		TypeMeta:   metav1.TypeMeta{APIVersion: riposte.GroupVersion.String(), Kind: "Incident"},
+		TypeMeta: metav1.TypeMeta{APIVersion: riposte.GroupVersion.String(), Kind: "Incident"},
 		// The finalizer that keeps the record of a remediation is set at
 		// creation, so the remediation path costs no write of its own for it.
 		ObjectMeta: metav1.ObjectMeta{Name: IncidentName(a.Fingerprint), Namespace: ns, Labels: labels,

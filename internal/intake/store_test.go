@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -260,6 +261,66 @@ func TestTimeRefusal(t *testing.T) {
 		t.Run(tc.reason, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, timeRefusal(inc, tc.err)); diff != "" {
 				t.Errorf("timeRefusal (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A resend of what the cache holds is not applied: Alertmanager repeats a
+// group's alerts every group interval, and each would cost a write. Any
+// difference in what intake owns is applied.
+func TestApplyStoreSkipsIdenticalResends(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := riposte.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	startsAt := metav1.NewTime(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	alert := func(mutate func(*riposte.Incident)) *riposte.Incident {
+		inc := IncidentFor(Alert{Status: "firing", Fingerprint: "ab", StartsAt: startsAt.Time,
+			Labels: map[string]string{"alertname": "A", "namespace": "shop", "pod": "web"}, Annotations: map[string]string{"summary": "s"}}, "riposte-system")
+		if mutate != nil {
+			mutate(inc)
+		}
+		return inc
+	}
+	cases := []struct {
+		reason    string
+		stored    func(*riposte.Incident)
+		sent      func(*riposte.Incident)
+		wantApply bool
+	}{
+		{reason: "the same alert again", wantApply: false},
+		{reason: "the same startsAt, sent with sub-second precision the API server does not keep",
+			sent: func(i *riposte.Incident) { t := metav1.NewTime(startsAt.Add(400 * time.Millisecond)); i.Spec.StartsAt = &t }, wantApply: false},
+		{reason: "a person's own fields (spec.target, escalated) are not intake's",
+			stored: func(i *riposte.Incident) { i.Spec.Escalated = true; i.Spec.TargetSetBy = "alice" }, wantApply: false},
+		{reason: "a changed annotation", sent: func(i *riposte.Incident) { i.Spec.Annotations["summary"] = "t" }, wantApply: true},
+		{reason: "a new label", sent: func(i *riposte.Incident) { i.Spec.Labels["container"] = "app" }, wantApply: true},
+		{reason: "resolved", sent: func(i *riposte.Incident) {
+			i.Spec.Status = riposte.AlertResolved
+			end := metav1.NewTime(startsAt.Add(time.Hour))
+			i.Spec.EndsAt = &end
+		}, wantApply: true},
+		{reason: "a stored incident without the record finalizer gets it",
+			stored: func(i *riposte.Incident) { i.Finalizers = nil }, wantApply: true},
+		{reason: "intake's labels differ", stored: func(i *riposte.Incident) { i.Labels[LabelAlertName] = "B" }, wantApply: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			seen := fake.NewClientBuilder().WithScheme(scheme).WithObjects(alert(tc.stored)).Build()
+			applies := 0
+			applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+				Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
+					applies++
+					return nil
+				},
+			}).Build()
+			s := &ApplyStore{Client: applier, Seen: seen}
+			if err := s.Upsert(context.Background(), alert(tc.sent)); err != nil {
+				t.Fatal(err)
+			}
+			if got := applies == 1; got != tc.wantApply || applies > 1 {
+				t.Errorf("%d applies, want apply %v", applies, tc.wantApply)
 			}
 		})
 	}

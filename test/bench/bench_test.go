@@ -78,7 +78,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("alert %d not remediated within 30s", i)
 		}
-		seqPod.lat = append(seqPod.lat, (<-isolated.wait(appNamespace+"/"+podName(i))).Sub(t0))
+		seqPod.lat = append(seqPod.lat, (<-isolated.wait(appNamespace + "/" + podName(i))).Sub(t0))
 	}
 	seq.elapsed = time.Since(start)
 	seqPod.elapsed = seq.elapsed

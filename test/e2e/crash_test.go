@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -174,4 +175,105 @@ runs:
 	}
 	b, _ := json.Marshal(inc.Status.Steps)
 	t.Logf("steps after %d crashes: %s", crashes, b)
+}
+
+// A plan whose changes carry their own record (a quarantine hold names its
+// incident on the pod) is not stored before its writes. The manager is
+// killed right after each of its writes, before anything is recorded; the
+// next run plans again, finds the hold in place, and records it as this
+// incident's, so undo releases it; nothing is written twice.
+func TestSelfRecordingRemediationSurvivesACrash(t *testing.T) {
+	ctx := context.Background()
+	env := testenv.StartForTest(t)
+	c := env.Client
+	const ns = "shop"
+	env.TeamNamespace(t, ns, "riposte-action-isolate")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: ns, Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1.27"}}}}
+	mustCreate(t, c, pod)
+	mustCreate(t, c, &riposte.Playbook{
+		ObjectMeta: metav1.ObjectMeta{Name: "isolate", Namespace: ns},
+		Spec: riposte.PlaybookSpec{
+			Triggers:           riposte.Triggers{Alerts: []riposte.AlertTrigger{{AlertNames: []string{"ContainerShell"}}}},
+			ServiceAccountName: testenv.RemediatorAccount,
+			Approval:           riposte.ApprovalPolicy{AutoApprove: &riposte.AutoApprove{}},
+			Steps:              []riposte.Step{{Name: "isolate", Action: riposte.ActionIsolatePod}},
+		},
+	})
+	intake, err := env.IntakeClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := &riposte.Incident{ObjectMeta: metav1.ObjectMeta{Name: "am-shell", Namespace: ns, Finalizers: []string{riposte.RecordFinalizer}},
+		Spec: riposte.IncidentSpec{Source: riposte.SourceAlertmanager, AlertName: "ContainerShell", Fingerprint: "5e11", Severity: "critical",
+			Labels: map[string]string{"alertname": "ContainerShell", "namespace": ns, "pod": pod.Name}}}
+	if err := intake.Create(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+
+	const writesInPlan = 2 // the quarantine policy, the pod's hold
+	crashLog := filepath.Join(t.TempDir(), "crashes")
+	crashes := 0
+runs:
+	for run := 1; run <= 2*writesInPlan; run++ {
+		m := env.LaunchManager(t, intakeToken, []string{executor.FailpointEnv + "=" + crashLog})
+		deadline := time.After(60 * time.Second)
+		for {
+			select {
+			case <-m.Exited:
+				crashes++
+				// Cut off before any record: the incident shows nothing done.
+				if err := c.Get(ctx, client.ObjectKeyFromObject(inc), inc); err != nil {
+					t.Fatal(err)
+				}
+				if len(inc.Status.Steps) != 0 || inc.Status.PlanHash != "" {
+					t.Errorf("after crash %d the incident holds steps %+v (plan %q): want nothing stored before the writes", crashes, inc.Status.Steps, inc.Status.PlanHash)
+				}
+				continue runs
+			case <-deadline:
+				t.Fatalf("run %d neither crashed nor finished", run)
+			case <-time.After(100 * time.Millisecond):
+				if c.Get(ctx, client.ObjectKeyFromObject(inc), inc) == nil && inc.Status.Phase == riposte.PhaseRemediated {
+					break runs
+				}
+			}
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(inc), inc); err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseRemediated {
+			return fmt.Errorf("phase %s; steps %+v", inc.Status.Phase, inc.Status.Steps)
+		}
+		return nil
+	})
+	if crashes != writesInPlan {
+		t.Errorf("the manager crashed %d times, want %d (once after each write)", crashes, writesInPlan)
+	}
+	if len(inc.Status.Steps) != 1 || len(inc.Status.Steps[0].Changes) != 2 {
+		t.Fatalf("steps %+v, want one step of two changes", inc.Status.Steps)
+	}
+	hold := inc.Status.Steps[0].Changes[1]
+	if !hold.Done || hold.Undo != riposte.UndoRelease || hold.Restore != ns+"/am-shell" || !strings.HasPrefix(hold.Summary, "found in place") {
+		t.Errorf("the pod's change is recorded as %+v: want it done, found in place, released by undo", hold)
+	}
+	if a := inc.Status.AutoApproval; a == nil || a.PlanHash != inc.Status.PlanHash {
+		t.Errorf("autoApproval %+v, plan %s: want the verdict on the plan that was applied", a, inc.Status.PlanHash)
+	}
+	live := &corev1.Pod{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pod), live); err != nil {
+		t.Fatal(err)
+	}
+	if got := live.Annotations["riposte.dev/quarantined-by"]; got != ns+"/am-shell=deny-all" || live.Labels["riposte.dev/quarantine"] != "deny-all" {
+		t.Errorf("pod labels %v, holders %q: want isolated, held once by the incident", live.Labels, got)
+	}
+	// Each write was made once: the run that finished found both in place.
+	if np := inc.Status.Steps[0].Changes[0]; np.Operation != riposte.OperationUnchanged || !np.Done {
+		t.Errorf("the quarantine policy is recorded as %+v: want found in place by the last run, not written again", np)
+	}
+	b, _ := os.ReadFile(crashLog)
+	if got := strings.Fields(string(b)); len(got) != writesInPlan {
+		t.Errorf("writes cut off: %q, want %d distinct", got, writesInPlan)
+	}
 }

@@ -1,0 +1,105 @@
+package incident
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/guard"
+)
+
+func TestSetReady(t *testing.T) {
+	cases := []struct {
+		reason                     string
+		phase                      riposte.IncidentPhase
+		conditions                 []metav1.Condition
+		ready, reconciling, stalls bool
+		wantReason                 string
+	}{
+		{reason: "remediated is done", phase: riposte.PhaseRemediated, ready: true, wantReason: "Remediated"},
+		{reason: "waiting for people is work in progress", phase: riposte.PhaseAwaitingApproval, reconciling: true, wantReason: "AwaitingApproval"},
+		{reason: "a failure stalls, saying why the first false condition does", phase: riposte.PhaseFailed, stalls: true,
+			conditions: []metav1.Condition{{Type: riposte.IncidentRemediated, Status: metav1.ConditionFalse, Reason: riposte.ReasonImpersonationNotGranted, Message: "grant it"}},
+			wantReason: riposte.ReasonImpersonationNotGranted},
+		{reason: "a hold says what holds it", phase: riposte.PhaseHeld, reconciling: true,
+			conditions: []metav1.Condition{{Type: riposte.IncidentHeld, Status: metav1.ConditionTrue, Reason: riposte.ReasonPaused, Message: "paused"}},
+			wantReason: riposte.ReasonPaused},
+		{reason: "a new incident is being processed", phase: "", reconciling: true, wantReason: riposte.ReasonProgressing},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			inc := &riposte.Incident{Status: riposte.IncidentStatus{Phase: tc.phase, Conditions: tc.conditions}}
+			inc.Generation = 3
+			setReady(inc)
+			ready := meta.FindStatusCondition(inc.Status.Conditions, riposte.ConditionReady)
+			if ready == nil || (ready.Status == metav1.ConditionTrue) != tc.ready || ready.Reason != tc.wantReason || ready.ObservedGeneration != 3 {
+				t.Errorf("Ready = %+v, want ready %v reason %s at generation 3", ready, tc.ready, tc.wantReason)
+			}
+			if got := meta.IsStatusConditionTrue(inc.Status.Conditions, riposte.ConditionReconciling); got != tc.reconciling {
+				t.Errorf("Reconciling = %v, want %v", got, tc.reconciling)
+			}
+			if got := meta.IsStatusConditionTrue(inc.Status.Conditions, riposte.ConditionStalled); got != tc.stalls {
+				t.Errorf("Stalled = %v, want %v", got, tc.stalls)
+			}
+		})
+	}
+}
+
+func TestRemediatedBy(t *testing.T) {
+	pod := &riposte.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web"}
+	base := riposte.IncidentStatus{Playbook: &riposte.NamespacedName{Namespace: "shop", Name: "isolate"}, RunAs: "system:serviceaccount:shop:remediator",
+		Steps: []riposte.StepRecord{{Name: "isolate", Action: riposte.ActionIsolatePod, Phase: riposte.StepApplied, Target: pod},
+			{Name: "tell", Action: riposte.ActionNotify, Phase: riposte.StepSkipped, Target: pod}}}
+	cases := []struct {
+		reason string
+		status func(*riposte.IncidentStatus)
+		want   string
+	}{
+		{"approved by policy, with its rule", func(s *riposte.IncidentStatus) {
+			s.AutoApproval = &riposte.AutoApproval{Rule: "incident.spec.severity == 'critical'"}
+		}, "remediated by playbook shop/isolate as system:serviceaccount:shop:remediator, approved by policy (incident.spec.severity == 'critical'): isolate (IsolatePod) on Pod/shop/web: Applied; tell (Notify) on Pod/shop/web: Skipped"},
+		{"approved by policy, every plan", func(s *riposte.IncidentStatus) { s.AutoApproval = &riposte.AutoApproval{} },
+			"remediated by playbook shop/isolate as system:serviceaccount:shop:remediator, approved by policy: isolate (IsolatePod) on Pod/shop/web: Applied; tell (Notify) on Pod/shop/web: Skipped"},
+		{"approved by people in a gate", func(s *riposte.IncidentStatus) { s.ApprovalGate = "am-1" },
+			"remediated by playbook shop/isolate as system:serviceaccount:shop:remediator, approved in gate am-1: isolate (IsolatePod) on Pod/shop/web: Applied; tell (Notify) on Pod/shop/web: Skipped"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			inc := &riposte.Incident{Status: *base.DeepCopy()}
+			tc.status(&inc.Status)
+			if got := remediatedBy(inc); got != tc.want {
+				t.Errorf("remediatedBy =\n %q\nwant\n %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNeedsWriteAhead(t *testing.T) {
+	hold := []riposte.StepRecord{{Changes: []riposte.ChangeRecord{{Method: "MergePatch", Operation: riposte.OperationPatch, Undo: riposte.UndoRelease}}}}
+	scale := []riposte.StepRecord{{Changes: []riposte.ChangeRecord{{Method: "MergePatch", Operation: riposte.OperationPatch, Undo: riposte.UndoRestore}}}}
+	one := int32(1)
+	cases := []struct {
+		reason  string
+		budget  guard.Budget
+		limits  *riposte.Limits
+		records []riposte.StepRecord
+		want    bool
+	}{
+		{reason: "a hold records itself", records: hold, want: false},
+		{reason: "a prior value exists only in the record", records: scale, want: true},
+		{reason: "the steps-per-minute budget counts stored steps", budget: guard.Budget{StepsPerMinute: 10}, records: hold, want: true},
+		{reason: "a playbook's concurrency limit counts stored remediations", limits: &riposte.Limits{MaxConcurrent: &one}, records: hold, want: true},
+		{reason: "the workload budget reads the pods themselves", budget: guard.Budget{MaxWorkloadFraction: 0.5}, records: hold, want: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			r := &Reconciler{Budget: tc.budget}
+			pb := &riposte.Playbook{Spec: riposte.PlaybookSpec{Limits: tc.limits}}
+			if got := r.needsWriteAhead(pb, tc.records); got != tc.want {
+				t.Errorf("needsWriteAhead = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
