@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,84 @@ type ApplyStore struct {
 	// notifications about alerts already stored, without a request.
 	Seen         client.Reader
 	Deduplicated prometheus.Counter
+
+	// applied remembers what this process applied lately, for resends that
+	// arrive before the cache shows the first one.
+	mu      sync.Mutex
+	applied map[client.ObjectKey]appliedAlert
+	// applying holds, per incident, the apply under way: a resend waits for
+	// it rather than applying the same alert beside it.
+	applying map[client.ObjectKey]chan struct{}
+}
+
+// appliedAlert is an incident as intake applied it, and when.
+type appliedAlert struct {
+	inc *riposte.Incident
+	at  time.Time
+}
+
+// recentlyApplied bounds how long an apply is remembered: long enough for
+// the cache to catch up under load. Intake alone writes the fields it
+// compares (an admission policy freezes them for everyone else), so what it
+// applied is what is stored, unless the incident was deleted since; a
+// resend in that window is then not stored again, as when the cache lags.
+const recentlyApplied = 10 * time.Second
+
+func (s *ApplyStore) remember(inc *riposte.Incident, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applied == nil {
+		s.applied = map[client.ObjectKey]appliedAlert{}
+	}
+	if len(s.applied) >= 1024 {
+		for k, a := range s.applied {
+			if now.Sub(a.at) > recentlyApplied {
+				delete(s.applied, k)
+			}
+		}
+	}
+	s.applied[client.ObjectKeyFromObject(inc)] = appliedAlert{inc: inc.DeepCopy(), at: now}
+}
+
+// turn waits until no other notification about the incident is being
+// stored by this process, then takes its turn; done ends it.
+func (s *ApplyStore) turn(ctx context.Context, key client.ObjectKey) (done func(), err error) {
+	for {
+		s.mu.Lock()
+		busy, ok := s.applying[key]
+		if !ok {
+			if s.applying == nil {
+				s.applying = map[client.ObjectKey]chan struct{}{}
+			}
+			mine := make(chan struct{})
+			s.applying[key] = mine
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.applying, key)
+				s.mu.Unlock()
+				close(mine)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// lastApplied is what this process applied under inc's name in the last
+// recentlyApplied, or nil.
+func (s *ApplyStore) lastApplied(inc *riposte.Incident, now time.Time) *riposte.Incident {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.applied[client.ObjectKeyFromObject(inc)]
+	if !ok || now.Sub(a.at) > recentlyApplied {
+		return nil
+	}
+	return a.inc
 }
 
 var _ Store = (*ApplyStore)(nil)
@@ -77,19 +156,30 @@ func (s *ApplyStore) Upsert(ctx context.Context, inc *riposte.Incident) error {
 }
 
 func (s *ApplyStore) upsert(ctx context.Context, inc *riposte.Incident) error {
-	stored := s.cached(ctx, inc)
-	if stored != nil && s.Deduplicated != nil {
+	done, err := s.turn(ctx, client.ObjectKeyFromObject(inc))
+	if err != nil {
+		return err
+	}
+	defer done()
+	now := time.Now()
+	stored, mine := s.cached(ctx, inc), s.lastApplied(inc, now)
+	if (stored != nil || mine != nil) && s.Deduplicated != nil {
 		s.Deduplicated.Inc()
 	}
-	if stored != nil && sameAlert(stored, inc) {
-		// A resend of what is stored (Alertmanager repeats every group
-		// interval): nothing to write. A cache that lags can only hold an
-		// older notification, which the API server would refuse to go
-		// back to anyway (the CRD's rules on the alert's times).
-		inc.UID = stored.UID
-		return nil
+	for _, known := range []*riposte.Incident{mine, stored} {
+		if known != nil && sameAlert(known, inc) {
+			// A resend of what is stored (Alertmanager repeats every group
+			// interval): nothing to write. A cache that lags can only hold
+			// an older notification, which the API server would refuse to
+			// go back to anyway (the CRD's rules on the alert's times).
+			inc.UID = known.UID
+			return nil
+		}
 	}
-	err := s.apply(ctx, inc)
+	err = s.apply(ctx, inc)
+	if err == nil {
+		s.remember(inc, now)
+	}
 	if err != nil && isMissingNamespace(err) && s.DefaultNamespace != "" && inc.Namespace != s.DefaultNamespace {
 		missing := inc.Namespace
 		inc.Namespace = s.DefaultNamespace
@@ -102,6 +192,7 @@ func (s *ApplyStore) upsert(ctx context.Context, inc *riposte.Incident) error {
 			}
 			return fmt.Errorf("storing incident %s/%s (namespace %s does not exist): %w", inc.Namespace, inc.Name, missing, err)
 		}
+		s.remember(inc, now)
 		return nil
 	}
 	if err != nil {

@@ -325,3 +325,39 @@ func TestApplyStoreSkipsIdenticalResends(t *testing.T) {
 		})
 	}
 }
+
+// A resend that arrives before the cache shows the first apply is not
+// applied again: intake remembers what it applied for a while.
+func TestApplyStoreRemembersWhatItApplied(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := riposte.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	empty := fake.NewClientBuilder().WithScheme(scheme).Build() // a cache that has seen nothing yet
+	applies := 0
+	applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
+			applies++
+			return nil
+		},
+	}).Build()
+	s := &ApplyStore{Client: applier, Seen: empty}
+	alert := func(status string) *riposte.Incident {
+		a := Alert{Status: status, Fingerprint: "ab", StartsAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), Labels: map[string]string{"alertname": "A", "namespace": "shop"}}
+		if status == "resolved" {
+			a.EndsAt = a.StartsAt.Add(time.Hour)
+		}
+		return IncidentFor(a, "riposte-system")
+	}
+	for i, step := range []struct {
+		status      string
+		wantApplies int
+	}{{"firing", 1}, {"firing", 1}, {"resolved", 2}, {"resolved", 2}, {"firing", 3}} {
+		if err := s.Upsert(context.Background(), alert(step.status)); err != nil {
+			t.Fatal(err)
+		}
+		if applies != step.wantApplies {
+			t.Errorf("after notification %d (%s): %d applies, want %d", i+1, step.status, applies, step.wantApplies)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -126,6 +127,23 @@ func runStorm(t *testing.T, kill bool) {
 		}
 	}
 
+	if dir := os.Getenv("BENCH_PROFILE"); dir != "" {
+		// The API server's CPU profile over most of the storm, for
+		// `go tool pprof`: where its time per remediation goes.
+		go func() {
+			cs, err := kubernetes.NewForConfig(env.Config)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "8").DoRaw(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = os.WriteFile(filepath.Join(dir, "kube-apiserver.pprof"), b, 0o644)
+		}()
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var wg sync.WaitGroup
 	inFlight := make(chan struct{}, 512)
