@@ -115,8 +115,10 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Node{}, enrich.NodeAddressIndex, enrich.NodeAddresses); err != nil {
-		return err
+	for _, ix := range enrich.Indexes() {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), ix.Object, ix.Field, ix.Extract); err != nil {
+			return err
+		}
 	}
 	if err := setupDrift(mgr, opts, resolver); err != nil {
 		return err

@@ -49,6 +49,7 @@ type options struct {
 	alertmanagerURL     string
 	maxWorkloadFraction float64
 	driftResync         time.Duration
+	pprofAddr           string
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", false, "Serve metrics over HTTPS, only to callers the API server authenticates and authorizes (get on /metrics).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's profiling endpoints (/debug/pprof), for measuring CPU and memory; empty (the default) serves none. Bind it to loopback: profiles show what the manager holds.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles; intake serves on every replica.")
 	flag.StringVar(&o.intakeAddr, "intake-bind-address", ":8090", "Address of the Alertmanager webhook endpoint (POST /webhook/alertmanager).")
 	flag.StringVar(&o.intakeTokenFile, "intake-token-file", "", "File holding the bearer token Alertmanager must send.")
@@ -124,6 +126,7 @@ func run(o options) error {
 		Client:                  controllers.ClientOptions(),
 		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "riposte.riposte.dev",
 		LeaderElectionNamespace: o.namespace,

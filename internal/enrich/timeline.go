@@ -46,22 +46,23 @@ type involved struct {
 func (e *Enricher) timeline(ctx context.Context, inc *riposte.Incident, objects []involved, now time.Time, ic *riposte.IncidentContext) error {
 	var entries []riposte.TimelineEntry
 	since := now.Add(-timelineWindow)
-	seenNamespaces := map[string]bool{}
+	seen := map[string]bool{}
 	for _, o := range objects {
 		ns := o.namespace
 		if ns == "" {
 			ns = metav1.NamespaceDefault // node Events are recorded there
 		}
-		if seenNamespaces[ns] {
+		key := objectKey(o.kind, o.name)
+		if seen[ns+"/"+key] {
 			continue
 		}
-		seenNamespaces[ns] = true
+		seen[ns+"/"+key] = true
 		var events corev1.EventList
-		if err := e.Reader.List(ctx, &events, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		if err := e.Reader.List(ctx, &events, client.InNamespace(ns), client.MatchingFields{EventObjectIndex: key}, client.UnsafeDisableDeepCopy); err != nil {
 			return fmt.Errorf("listing events in %s: %w", ns, err)
 		}
 		for _, ev := range events.Items {
-			if !slices.ContainsFunc(objects, func(o involved) bool { return about(&ev, o) }) {
+			if !about(&ev, o) {
 				continue
 			}
 			at := eventTime(&ev)
@@ -169,25 +170,31 @@ func (p place) near(o place) bool {
 
 func (e *Enricher) relatedNames(ctx context.Context, inc *riposte.Incident, now time.Time, ic *riposte.IncidentContext) ([]string, error) {
 	here := placeIn(ic)
-	var incidents riposte.IncidentList
-	if err := e.Reader.List(ctx, &incidents, client.InNamespace(inc.Namespace), client.UnsafeDisableDeepCopy,
-		// Related incidents need not wait for in-flight writes of every incident.
-		client.DisableReadYourWritesConsistency); err != nil {
-		return nil, fmt.Errorf("listing incidents: %w", err)
-	}
+	// Through the place index: the incidents about the same top owner or
+	// node, and those not placed yet, rather than every incident of the
+	// namespace.
 	var names []string
 	var unenriched []*riposte.Incident
-	for i := range incidents.Items {
-		other := &incidents.Items[i]
-		if other.Name == inc.Name || other.CreationTimestamp.Time.Before(now.Add(-relatedWindow)) {
-			continue
+	for _, key := range append(here.keys(), unenrichedPlace) {
+		var incidents riposte.IncidentList
+		if err := e.Reader.List(ctx, &incidents, client.InNamespace(inc.Namespace), client.MatchingFields{IncidentPlaceIndex: key},
+			client.UnsafeDisableDeepCopy,
+			// Related incidents need not wait for in-flight writes of every incident.
+			client.DisableReadYourWritesConsistency); err != nil {
+			return nil, fmt.Errorf("listing incidents: %w", err)
 		}
-		if other.Status.Context == nil {
-			unenriched = append(unenriched, other)
-			continue
-		}
-		if here.near(placeIn(other.Status.Context)) {
-			names = append(names, other.Name)
+		for i := range incidents.Items {
+			other := &incidents.Items[i]
+			if other.Name == inc.Name || other.CreationTimestamp.Time.Before(now.Add(-relatedWindow)) || slices.Contains(names, other.Name) {
+				continue
+			}
+			if other.Status.Context == nil {
+				unenriched = append(unenriched, other)
+				continue
+			}
+			if here.near(placeIn(other.Status.Context)) {
+				names = append(names, other.Name)
+			}
 		}
 	}
 	// Incidents not enriched yet are placed by reading their targets, a few

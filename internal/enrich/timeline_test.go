@@ -56,7 +56,8 @@ func TestRelatedNamesPlacesIncidentsNotEnrichedYet(t *testing.T) {
 		about("enriched-elsewhere", nil, &riposte.IncidentContext{Target: &riposte.ObjectReference{Kind: "Pod", Name: "y"}, Node: "node-z"}),
 	}
 	e := &Enricher{Reader: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).
-		WithIndex(&corev1.Node{}, NodeAddressIndex, func(o client.Object) []string { return NodeAddresses(o.(*corev1.Node)) }).Build()}
+		WithIndex(&corev1.Node{}, NodeAddressIndex, NodeAddresses).
+		WithIndex(&riposte.Incident{}, IncidentPlaceIndex, incidentPlaces).Build()}
 	self := about("self", pod("web-5d4f-a"), nil)
 	ic := &riposte.IncidentContext{Target: &riposte.ObjectReference{Kind: "Pod", Name: "web-5d4f-a"}, Node: "node-a",
 		OwnerChain: []riposte.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d4f"}}}

@@ -95,6 +95,11 @@ func TestBenchEnrichment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, ix := range enrich.Indexes() {
+		if err := cch.IndexField(ctx, ix.Object, ix.Field, ix.Extract); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = cch.Start(cctx) }()

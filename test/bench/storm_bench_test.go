@@ -80,7 +80,13 @@ func runStorm(t *testing.T, kill bool) {
 		t.Fatal(err)
 	}
 	createPods(t, env.Client, stormAlerts)
-	manager := env.StartManager(t, token)
+	var profiling []string
+	pprofAddr := ""
+	if os.Getenv("BENCH_PROFILE") != "" {
+		pprofAddr = testenv.FreeAddr(t)
+		profiling = []string{"--pprof-bind-address", pprofAddr}
+	}
+	manager := env.StartManager(t, token, profiling...)
 	var intake atomic.Value
 	intake.Store(manager.IntakeAddr)
 	remediated := watchIncidents(t, env, func(inc *riposte.Incident) bool { return inc.Status.Phase == riposte.PhaseRemediated })
@@ -142,6 +148,15 @@ func runStorm(t *testing.T, kill bool) {
 				return
 			}
 			_ = os.WriteFile(filepath.Join(dir, "kube-apiserver.pprof"), b, 0o644)
+			// And what the manager holds then, near the storm's peak.
+			resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			heap, _ := io.ReadAll(resp.Body)
+			_ = os.WriteFile(filepath.Join(dir, "riposte-heap.pprof"), heap, 0o644)
 		}()
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
