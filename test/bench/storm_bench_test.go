@@ -137,6 +137,16 @@ func runStorm(t *testing.T, kill bool) {
 		// The API server's CPU profile over most of the storm, for
 		// `go tool pprof`: where its time per remediation goes.
 		go func() {
+			resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/profile?seconds=8")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			_ = os.WriteFile(filepath.Join(dir, "riposte.pprof"), b, 0o644)
+		}()
+		go func() {
 			cs, err := kubernetes.NewForConfig(env.Config)
 			if err != nil {
 				t.Error(err)
