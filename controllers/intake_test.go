@@ -116,7 +116,7 @@ func TestIntakeStoresIncidentsOnTheAPIServer(t *testing.T) {
 		t.Fatalf("repeat: %d", code)
 	}
 	again, _ := getIncident(ctx, ns, "am-c0ffee01")
-	if again.ResourceVersion != inc.ResourceVersion || again.UID != inc.UID {
+	if again.Generation != inc.Generation || again.UID != inc.UID {
 		t.Errorf("a repeated notification changed the incident: generation %d -> %d", inc.Generation, again.Generation)
 	}
 

@@ -28,51 +28,46 @@ import (
 // (the pause switch) wakes it sooner.
 const holdRecheck = 5 * time.Second
 
-// execute applies the approved plan. Before the first write the plan is
-// committed: re-planned and compared with the approved hash (what runs is
-// what was approved), held back by any guardrail that says "not now", and
-// stored as step records holding every write and the prior state undo needs.
-// From then on it runs from those records alone, so a restart on any replica
-// completes it without repeating or losing a step.
-func (r *Reconciler) execute(ctx context.Context, p *pass) (bool, error) {
-	inc := p.inc
-	if inc.Status.PlanHash == "" {
-		if done, err := r.commit(ctx, p); err != nil || done {
-			return true, err
-		}
+// remediating is the work of a committed plan: apply its steps.
+func (r *Reconciler) remediating(ctx context.Context, p *pass) error {
+	if err := r.loadPlaybook(ctx, p); err != nil {
+		return err
 	}
-	return true, r.runSteps(ctx, p)
+	return r.runSteps(ctx, p)
 }
 
-func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
+// commit turns the approved plan into its step records, before the first
+// write: re-planned and compared with a gate's approved hash (what runs is
+// what was approved), held back by any guardrail that says "not now", and
+// recorded with every write and the prior state undo needs. From then on it
+// runs from those records alone (Remediating), so a restart on any replica
+// completes it without repeating or losing a step.
+func (r *Reconciler) commit(ctx context.Context, p *pass) error {
 	inc, pb, gate := p.inc, p.pb, p.gate
 	exe, err := r.executorFor(pb)
 	if err != nil {
-		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonNoServiceAccount, err.Error())
-		return true, nil
+		return stalled(riposte.IncidentRemediated, riposte.ReasonNoServiceAccount, err.Error())
 	}
 	plan := p.plan
 	if plan == nil && gate == nil {
-		return true, errors.New("no verdict to commit: neither a gate nor an automatic approval in this pass")
+		return errors.New("no verdict to commit: neither a gate nor an automatic approval in this pass")
 	}
 	if plan == nil {
 		target, gone, err := r.currentTarget(ctx, inc)
 		if err != nil {
-			return true, err
+			return err
 		}
 		if gone {
-			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonTargetGone, "the target "+describe(targetOf(inc))+" no longer exists; nothing was applied")
-			return true, nil
+			return stalled(riposte.IncidentRemediated, riposte.ReasonTargetGone, "the target "+describe(targetOf(inc))+" no longer exists; nothing was applied")
 		}
 		if plan, err = exe.Build(ctx, inc, pb, target, executor.HashOnly); err != nil {
-			if r.impersonationRefused(inc, riposte.IncidentRemediated, pb, err) {
-				return true, nil
+			if refusal := r.impersonationRefused(riposte.IncidentRemediated, pb, err); refusal != nil {
+				return refusal
 			}
 			if executor.IsPermanent(err) {
-				r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
-				return true, nil
+				return stalled(riposte.IncidentRemediated, riposte.ReasonStepFailed, "re-planning before apply: "+err.Error())
 			}
-			return true, err
+			return err
 		}
 		if plan.Hash != gate.Spec.Plan.Hash {
 			return r.supersede(ctx, p, target, plan)
@@ -87,24 +82,23 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 		}
 		inc.Status.Phase = riposte.PhaseDryRun
 		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
-		return true, nil
+		return nil
 	}
-	if r.refused(inc, pb, plan.Steps[0].Target, plan) {
-		return true, nil
+	if err := r.refused(pb, plan.Steps[0].Target, plan); err != nil {
+		return err
 	}
-	if held, err := r.hold(ctx, p, plan); err != nil || held {
-		return true, err
+	if err := r.hold(ctx, p, plan); err != nil {
+		return err
 	}
 	if err := r.keepRecord(ctx, p); err != nil {
-		return true, err
+		return err
 	}
 	records, err := exe.Commit(ctx, plan)
 	if err != nil {
 		if executor.IsPermanent(err) {
-			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "recording the plan: "+err.Error())
-			return true, nil
+			return stalled(riposte.IncidentRemediated, riposte.ReasonStepFailed, "recording the plan: "+err.Error())
 		}
-		return true, err
+		return err
 	}
 	inc.Status.PlanHash = plan.Hash
 	inc.Status.RunAs, _ = RunsAs(pb, r.OperatorNamespace)
@@ -114,7 +108,7 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 	if !r.needsWriteAhead(pb, records) {
 		// Stored with the outcome: a crash before that plans again and
 		// finds every change with its own record.
-		return false, nil
+		return nil
 	}
 	// The records must be stored before the first write: a crash after it
 	// resumes from them. A conflict means another pass or replica moved first.
@@ -123,12 +117,11 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) (bool, error) {
 			// The record does not fit the incident: nothing is written
 			// without it.
 			inc.Status.PlanHash, inc.Status.RunAs, inc.Status.Steps = "", "", nil
-			r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, "the plan's record does not fit in the incident, so nothing was applied: "+text.Elide(err.Error(), 500))
-			return true, nil
+			return stalled(riposte.IncidentRemediated, riposte.ReasonStepFailed, "the plan's record does not fit in the incident, so nothing was applied: "+text.Elide(err.Error(), 500))
 		}
-		return true, err
+		return err
 	}
-	return false, nil
+	return nil
 }
 
 // needsWriteAhead reports whether the records must be stored before the
@@ -143,7 +136,8 @@ func (r *Reconciler) needsWriteAhead(pb *riposte.Playbook, records []riposte.Ste
 
 // hold checks the guardrails that delay rather than refuse: the global
 // pause, the playbook's rate and concurrency limits and the cluster's budget.
-func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bool, error) {
+// A hold leaves the incident Held and asks to look again (holdRecheck).
+func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) error {
 	inc, pb := p.inc, p.pb
 	load := guard.Load{}
 	var pause corev1.ConfigMap
@@ -151,14 +145,14 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 	case err == nil:
 		load.Paused, load.PauseReason = true, pause.Data["reason"]
 	case !apierrors.IsNotFound(err):
-		return true, fmt.Errorf("reading the pause switch: %w", err)
+		return fmt.Errorf("reading the pause switch: %w", err)
 	}
 	limited := pb.Spec.Limits != nil && (pb.Spec.Limits.MaxPerHour != nil || pb.Spec.Limits.MaxConcurrent != nil)
 	if !load.Paused && (limited || r.Budget.StepsPerMinute > 0) {
 		// Read-only walk over the cache: no deep copy of every incident.
 		var incidents riposte.IncidentList
 		if err := r.List(ctx, &incidents, client.UnsafeDisableDeepCopy); err != nil {
-			return true, fmt.Errorf("listing incidents: %w", err)
+			return fmt.Errorf("listing incidents: %w", err)
 		}
 		measured := guard.Measure(incidents.Items, riposte.NamespacedName{Namespace: pb.Namespace, Name: pb.Name}, inc, time.Now())
 		measured.Paused = false
@@ -168,7 +162,7 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 	if !held && r.Budget.MaxWorkloadFraction > 0 {
 		workloads, err := r.workloadsTakenOut(ctx, plan)
 		if err != nil {
-			return true, err
+			return err
 		}
 		reason, msg, held = guard.WorkloadBudget(workloads, r.Budget.MaxWorkloadFraction)
 	}
@@ -176,7 +170,7 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 		if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentHeld); c != nil && c.Status == metav1.ConditionTrue {
 			setCondition(inc, riposte.IncidentHeld, false, riposte.ReasonNotHeld, "no guardrail holds the plan any more")
 		}
-		return false, nil
+		return nil
 	}
 	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentHeld); c == nil || c.Reason != reason {
 		metrics.GuardrailRefusals.WithLabelValues(reason).Inc()
@@ -184,8 +178,7 @@ func (r *Reconciler) hold(ctx context.Context, p *pass, plan *executor.Plan) (bo
 	}
 	setCondition(inc, riposte.IncidentHeld, true, reason, msg)
 	inc.Status.Phase = riposte.PhaseHeld
-	p.requeueAfter = holdRecheck
-	return true, nil
+	return waitFor(holdRecheck, msg)
 }
 
 // releaseHold ends a hold once its plan no longer waits: committed, undone,
@@ -268,14 +261,15 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 			}
 		}
 	}
-	if notImpersonated != nil && r.impersonationRefused(inc, riposte.IncidentRemediated, p.pb, notImpersonated) {
+	if notImpersonated != nil {
 		// The API server would not let Riposte act as the account at all:
 		// the author is told the grant that is missing.
-		return nil
+		if refusal := r.impersonationRefused(riposte.IncidentRemediated, p.pb, notImpersonated); refusal != nil {
+			return refusal
+		}
 	}
 	if failedStep != "" || anyFailed(inc) {
-		r.fail(inc, riposte.IncidentRemediated, riposte.ReasonStepFailed, failedSteps(inc)+"; see status.steps (what was applied can be undone: kubectl riposte undo)")
-		return nil
+		return stalled(riposte.IncidentRemediated, riposte.ReasonStepFailed, failedSteps(inc)+"; see status.steps (what was applied can be undone: kubectl riposte undo)")
 	}
 	now := metav1.Now()
 	inc.Status.RemediatedAt = &now

@@ -76,18 +76,17 @@ func RunsAs(pb *riposte.Playbook, operatorNamespace string) (string, error) {
 	return "system:serviceaccount:" + pb.Namespace + ":" + name, nil
 }
 
-// impersonationRefused fails the incident, under condition, when err is the
-// API server refusing to let Riposte act as the playbook's account: the
+// impersonationRefused stalls the incident, under condition, when err is
+// the API server refusing to let Riposte act as the playbook's account: the
 // author sees the grant that is missing and the command that gives it,
-// rather than a dry run's bare 403.
-func (r *Reconciler) impersonationRefused(inc *riposte.Incident, condition string, pb *riposte.Playbook, err error) bool {
+// rather than a bare 403. nil for any other error.
+func (r *Reconciler) impersonationRefused(condition string, pb *riposte.Playbook, err error) error {
 	if !impersonation.Refused(err) {
-		return false
+		return nil
 	}
 	account := impersonation.Account(pb.Namespace, pb.Spec.ServiceAccountName, r.OperatorNamespace)
-	r.fail(inc, condition, riposte.ReasonImpersonationNotGranted, impersonation.NotGrantedMessage(pb.Namespace, account, r.OperatorNamespace)+
+	return stalled(condition, riposte.ReasonImpersonationNotGranted, impersonation.NotGrantedMessage(pb.Namespace, account, r.OperatorNamespace)+
 		" (the API server answered: "+err.Error()+")")
-	return true
 }
 
 // executorFor is the executor that acts as the playbook's account.

@@ -25,55 +25,52 @@ func requester(inc *riposte.Incident) string {
 }
 
 // refusedAsker checks, before anything is planned, that the playbook acts
-// at people's request at all. A refusal fails the incident and says why.
-func (r *Reconciler) refusedAsker(inc *riposte.Incident, pb *riposte.Playbook, user string) bool {
+// at people's request at all. A refusal stalls the incident, saying why.
+func (r *Reconciler) refusedAsker(pb *riposte.Playbook, user string) error {
 	if match.ManualRequestsOf(pb, r.OperatorNamespace) == riposte.ManualRefuse {
-		r.fail(inc, riposte.IncidentPlanned, riposte.ReasonRequestRefused, fmt.Sprintf(
+		return stalled(riposte.IncidentPlanned, riposte.ReasonRequestRefused, fmt.Sprintf(
 			"playbook %s/%s acts on alerts and drift only (spec.approval.manualRequests: Refuse); %s asked for this plan", pb.Namespace, pb.Name, user))
-		return true
 	}
 	for _, s := range pb.Spec.Steps {
 		if s.Action == riposte.ActionSilence {
 			// A silence's matchers come from the incident's labels, which
 			// the requester wrote: it could mute any alert in the cluster.
-			r.fail(inc, riposte.IncidentPlanned, riposte.ReasonRequestRefused, fmt.Sprintf(
+			return stalled(riposte.IncidentPlanned, riposte.ReasonRequestRefused, fmt.Sprintf(
 				"playbook %s/%s silences alerts (step %s), which is never done at a person's request (%s asked for this plan)", pb.Namespace, pb.Name, s.Name, user))
-			return true
 		}
 	}
-	return false
+	return nil
 }
 
 // lacksAccess checks a person's request against their own rights once the
 // plan is built: Riposte never does for someone what neither their rights
-// nor the playbook allow (manualRequests: Anyone). A refusal fails the
+// nor the playbook allow (manualRequests: Anyone). A refusal stalls the
 // incident and names every write they may not make.
-func (r *Reconciler) lacksAccess(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, plan *executor.Plan, user string) (bool, error) {
+func (r *Reconciler) lacksAccess(ctx context.Context, inc *riposte.Incident, pb *riposte.Playbook, plan *executor.Plan, user string) error {
 	if match.ManualRequestsOf(pb, r.OperatorNamespace) == riposte.ManualAnyone {
-		return false, nil
+		return nil
 	}
 	access, err := plan.Access(r.Impersonation.Mapper)
 	if err != nil {
-		return true, err
+		return err
 	}
 	var denied []string
 	for _, attrs := range access {
 		review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: inc.Spec.RequesterGroups, ResourceAttributes: &attrs}}
 		if err := r.Create(ctx, review, client.DisableReadYourWritesConsistency); err != nil { // a review is answered, never stored or cached
-			return true, fmt.Errorf("asking whether %s may %s %s: %w", user, attrs.Verb, attrs.Resource, err)
+			return fmt.Errorf("asking whether %s may %s %s: %w", user, attrs.Verb, attrs.Resource, err)
 		}
 		if !review.Status.Allowed {
 			denied = append(denied, describeAccess(attrs))
 		}
 	}
 	if len(denied) == 0 {
-		return false, nil
+		return nil
 	}
-	r.fail(inc, riposte.IncidentPlanned, riposte.ReasonRequesterNoAccess, fmt.Sprintf(
+	return stalled(riposte.IncidentPlanned, riposte.ReasonRequesterNoAccess, fmt.Sprintf(
 		"%s asked for this plan but may not %s themselves; playbook %s/%s acts for people only within their own rights (spec.approval.manualRequests: RequireAccess)",
 		user, strings.Join(denied, ", "), pb.Namespace, pb.Name))
-	return true, nil
 }
 
 func describeAccess(a authorizationv1.ResourceAttributes) string {

@@ -291,7 +291,10 @@ func TestApplyStoreSkipsIdenticalResends(t *testing.T) {
 	}{
 		{reason: "the same alert again", wantApply: false},
 		{reason: "the same startsAt, sent with sub-second precision the API server does not keep",
-			sent: func(i *riposte.Incident) { t := metav1.NewTime(startsAt.Add(400 * time.Millisecond)); i.Spec.StartsAt = &t }, wantApply: false},
+			sent: func(i *riposte.Incident) {
+				t := metav1.NewTime(startsAt.Add(400 * time.Millisecond))
+				i.Spec.StartsAt = &t
+			}, wantApply: false},
 		{reason: "a person's own fields (spec.target, escalated) are not intake's",
 			stored: func(i *riposte.Incident) { i.Spec.Escalated = true; i.Spec.TargetSetBy = "alice" }, wantApply: false},
 		{reason: "a changed annotation", sent: func(i *riposte.Incident) { i.Spec.Annotations["summary"] = "t" }, wantApply: true},
