@@ -57,8 +57,8 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	cfg.QPS, cfg.Burst = -1, -1
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  newScheme(),
-		Client:                  ClientOptions(),
-		Cache:                   CacheOptions(opts.OperatorNamespace),
+		Client:                  clientOptions(),
+		Cache:                   cacheOptions(opts.OperatorNamespace),
 		Metrics:                 opts.Metrics,
 		HealthProbeBindAddress:  opts.HealthProbeBindAddress,
 		PprofBindAddress:        opts.PprofBindAddress,
@@ -70,7 +70,7 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Setup(mgr, opts.Options); err != nil {
+	if err := setup(mgr, opts.Options); err != nil {
 		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
