@@ -1,4 +1,5 @@
-// Package controllers wires Riposte's reconcilers into a manager.
+// Package controllers builds Riposte's manager (NewManager) and wires its
+// reconcilers into it.
 package controllers
 
 import (
@@ -64,10 +65,10 @@ type Options struct {
 
 var decisionPolicyOnly = fields.OneTermEqualSelector("metadata.name", approval.DecisionPolicyName)
 
-// CacheOptions configure the manager's cache: managed fields are never read,
+// cacheOptions configure the manager's cache: managed fields are never read,
 // so they are dropped to keep the cache small, and ConfigMaps (the pause
 // switch) are watched in Riposte's own namespace only.
-func CacheOptions(operatorNamespace string) cache.Options {
+func cacheOptions(operatorNamespace string) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
@@ -79,12 +80,12 @@ func CacheOptions(operatorNamespace string) cache.Options {
 	}
 }
 
-// ClientOptions configure the manager's client. Reads from the cache wait
+// clientOptions configure the manager's client. Reads from the cache wait
 // until the cache has seen this process's own writes, so a reconcile never
 // acts on a status older than the one it just wrote (which would repeat a
 // step and its Events). Writes of unstructured objects opt out, so they do
 // not start a second, unstructured cache of the same kinds.
-func ClientOptions() client.Options {
+func clientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{
 		EnableReadYourWritesConsistency: ptr.To(true),
 		// Optional APIs (the Gateway API's routes) are read as unstructured
@@ -93,9 +94,9 @@ func ClientOptions() client.Options {
 	}}
 }
 
-// Setup registers the Incident, ApprovalGate and Playbook reconcilers and
+// setup registers the Incident, ApprovalGate and Playbook reconcilers and
 // the drift detector.
-func Setup(mgr ctrl.Manager, opts Options) error {
+func setup(mgr ctrl.Manager, opts Options) error {
 	exprs := &expr.Cache{}
 	authorization, err := authorizationclient.NewForConfig(mgr.GetConfig())
 	if err != nil {

@@ -14,9 +14,11 @@ import (
 	"go.uber.org/zap/zapcore"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/notify"
@@ -73,14 +75,24 @@ func run(m *testing.M) int {
 	notifyServer := httptest.NewServer(notifications)
 	defer notifyServer.Close()
 
-	stop, err := env.RunManager(controllers.Options{
-		OperatorNamespace:       operatorNamespace,
-		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
-		MaxConcurrentReconciles: 4,
-		NotifyURL:               notifyServer.URL,
-		// The tests' webhooks are httptest servers on loopback, listed by
-		// number as an admin would list an in-cluster receiver.
-		NotifyAllowedDestinations: []string{"http://127.0.0.1"},
+	stop, err := env.RunManager(func(cfg *rest.Config) (ctrl.Manager, error) {
+		return controllers.NewManager(cfg, controllers.ManagerOptions{
+			Options: controllers.Options{
+				OperatorNamespace:       operatorNamespace,
+				ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
+				MaxConcurrentReconciles: 4,
+				NotifyURL:               notifyServer.URL,
+				// The tests' webhooks are httptest servers on loopback, listed by
+				// number as an admin would list an in-cluster receiver.
+				NotifyAllowedDestinations: []string{"http://127.0.0.1"},
+			},
+			// No listeners, whose ports would clash between test binaries
+			// running at once: the tests read metrics from the registry.
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+			// A test may build the manager again in this process.
+			SkipNameValidation: true,
+		})
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

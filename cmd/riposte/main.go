@@ -7,23 +7,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/intake"
@@ -110,50 +104,34 @@ func run(o options) error {
 	if o.intakeTokenFile == "" && o.intakeTokenSecret == "" {
 		return errors.New("the intake endpoint needs a bearer token: set --intake-token-file or --intake-token-secret")
 	}
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(riposte.AddToScheme(scheme))
-
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	// Riposte relies on the API server's priority and fairness, not on
-	// client-side throttling of its own writes.
-	cfg.QPS, cfg.Burst = -1, -1
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Client:                  controllers.ClientOptions(),
-		Metrics:                 metricsOptions(o),
-		HealthProbeBindAddress:  o.probeAddr,
-		PprofBindAddress:        o.pprofAddr,
-		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "riposte.riposte.dev",
-		LeaderElectionNamespace: o.namespace,
-		// Managed fields are never read; dropping them keeps the cache small.
-		Cache: controllers.CacheOptions(o.namespace),
-	})
-	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-
 	protected := []string{o.namespace}
 	for _, ns := range strings.Split(o.protectedNamespaces, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
 			protected = append(protected, ns)
 		}
 	}
-	if err := controllers.Setup(mgr, controllers.Options{
-		OperatorNamespace:         o.namespace,
-		ProtectedNamespaces:       protected,
-		MaxConcurrentReconciles:   o.concurrency,
-		NotifyURL:                 o.notifyURL,
-		NotifyAllowedDestinations: strings.Split(o.notifyDestinations, ","),
-		Budget:                    guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
-		AlertmanagerURL:           o.alertmanagerURL,
-		DriftResync:               o.driftResync,
-	}); err != nil {
-		return fmt.Errorf("setting up controllers: %w", err)
+	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
+		Options: controllers.Options{
+			OperatorNamespace:         o.namespace,
+			ProtectedNamespaces:       protected,
+			MaxConcurrentReconciles:   o.concurrency,
+			NotifyURL:                 o.notifyURL,
+			NotifyAllowedDestinations: strings.Split(o.notifyDestinations, ","),
+			Budget:                    guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
+			AlertmanagerURL:           o.alertmanagerURL,
+			DriftResync:               o.driftResync,
+		},
+		Metrics:                metricsOptions(o),
+		HealthProbeBindAddress: o.probeAddr,
+		PprofBindAddress:       o.pprofAddr,
+		LeaderElection:         o.leaderElect,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
 	}
 
 	var token intake.TokenSource = &intake.FileToken{Path: o.intakeTokenFile}
@@ -189,19 +167,6 @@ func run(o options) error {
 		return fmt.Errorf("adding intake endpoint: %w", err)
 	}
 
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	// Ready once the informer caches have synced: before that an incident
-	// would wait on them, so a Service should not send traffic yet.
-	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return errors.New("informer caches have not synced yet")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	ctrl.Log.Info("starting riposte", "namespace", o.namespace, "intake", o.intakeAddr, "protectedNamespaces", protected)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -16,9 +16,11 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers"
@@ -99,12 +101,22 @@ func startManager() (func(), error) { return startManagerWith(guard.Budget{}) }
 
 // startManagerWith is startManager with a cluster-wide budget.
 func startManagerWith(budget guard.Budget) (func(), error) {
-	stop, err := env.RunManager(controllers.Options{
-		OperatorNamespace:       operatorNamespace,
-		ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
-		MaxConcurrentReconciles: 4,
-		DriftResync:             resync,
-		Budget:                  budget,
+	stop, err := env.RunManager(func(cfg *rest.Config) (ctrl.Manager, error) {
+		return controllers.NewManager(cfg, controllers.ManagerOptions{
+			Options: controllers.Options{
+				OperatorNamespace:       operatorNamespace,
+				ProtectedNamespaces:     []string{operatorNamespace, "kube-system", "kube-public"},
+				MaxConcurrentReconciles: 4,
+				DriftResync:             resync,
+				Budget:                  budget,
+			},
+			// No listeners, whose ports would clash between test binaries
+			// running at once.
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+			// restartManager builds it again in this process.
+			SkipNameValidation: true,
+		})
 	})
 	if err != nil {
 		return nil, err

@@ -5,37 +5,23 @@ import (
 	"fmt"
 	"os"
 
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-
-	"github.com/riposte-dev/riposte/controllers"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
-// RunManager runs Riposte's manager in this process, as its service account
-// with the shipped RBAC (ManagerConfig) and the given options, until stop is
-// called. It may run more than once in a process (a restart).
-func (e *Env) RunManager(opts controllers.Options) (stop func(), err error) {
+// RunManager runs the manager newManager builds in this process, as Riposte's
+// service account with the shipped RBAC (ManagerConfig), until stop is
+// called. It may run more than once in a process (a restart), if newManager
+// lets controller names repeat. Tests pass a newManager calling
+// controllers.NewManager, the constructor main uses, so what they run is
+// what ships and testenv does not depend on the controllers.
+func (e *Env) RunManager(newManager func(cfg *rest.Config) (manager.Manager, error)) (stop func(), err error) {
 	cfg, err := e.ManagerConfig(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 e.Scheme,
-		Client:                 controllers.ClientOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(OperatorNamespace),
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	mgr, err := newManager(cfg)
 	if err != nil {
-		return nil, err
-	}
-	if opts.OperatorNamespace == "" {
-		opts.OperatorNamespace = OperatorNamespace
-	}
-	if err := controllers.Setup(mgr, opts); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
