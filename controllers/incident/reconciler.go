@@ -195,30 +195,48 @@ func (r *Reconciler) advance(ctx context.Context, p *pass) error {
 	return fmt.Errorf("incident %s/%s went through %d phases in one pass; looking again", p.inc.Namespace, p.inc.Name, maxTransitions)
 }
 
-// handlerOf is the work of the incident's phase; nil when it has none.
-func (r *Reconciler) handlerOf(inc *riposte.Incident) func(context.Context, *pass) error {
+// work names what a phase's handler does.
+type work int
+
+const (
+	noWork     work = iota // closed, or waiting on nothing Riposte does
+	detect                 // learn, match, plan and ask (detected.go)
+	await                  // read the gate's verdict, commit once approved (awaiting.go)
+	rehold                 // look again at a plan a guardrail holds (awaiting.go)
+	applySteps             // apply the committed steps (execute.go)
+)
+
+// workOf is the work an incident's phase calls for.
+func workOf(inc *riposte.Incident) work {
 	switch inc.Status.Phase {
 	case "", riposte.PhaseDetected, riposte.PhaseUnmatched:
-		return r.detected
+		return detect
 	case riposte.PhaseAwaitingApproval:
-		return r.awaitingApproval
+		return await
 	case riposte.PhaseHeld:
-		return r.held
+		return rehold
 	case riposte.PhaseRemediating:
-		return r.remediating
+		return applySteps
 	case riposte.PhaseFailed:
 		// Failed before anything was applied: planned again, so a playbook
 		// or grant fixed since is taken. Failed while applying is final.
 		switch {
 		case inc.Status.PlanHash != "":
-			return nil
+			return noWork
 		case inc.Status.ApprovalGate != "":
-			return r.awaitingApproval
+			return await
 		default:
-			return r.detected
+			return detect
 		}
 	}
-	return nil
+	return noWork
+}
+
+// handlerOf is the handler of the incident's phase; nil when it has none.
+func (r *Reconciler) handlerOf(inc *riposte.Incident) func(context.Context, *pass) error {
+	return map[work]func(context.Context, *pass) error{
+		detect: r.detected, await: r.awaitingApproval, rehold: r.held, applySteps: r.remediating,
+	}[workOf(inc)]
 }
 
 // handsOn reports whether a phase reached within a pass has work to do in

@@ -103,3 +103,44 @@ func TestNeedsWriteAhead(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkOf(t *testing.T) {
+	cases := []struct {
+		phase          riposte.IncidentPhase
+		gate, planHash string
+		want           work
+	}{
+		{phase: "", want: detect},
+		{phase: riposte.PhaseDetected, want: detect},
+		{phase: riposte.PhaseUnmatched, want: detect}, // matched again when it changes
+		{phase: riposte.PhaseAwaitingApproval, gate: "am-1", want: await},
+		{phase: riposte.PhaseHeld, want: rehold},
+		{phase: riposte.PhaseRemediating, planHash: "sha256:1", want: applySteps},
+		{phase: riposte.PhaseFailed, want: detect},                                     // failed planning: planned again
+		{phase: riposte.PhaseFailed, gate: "am-1", want: await},                        // failed committing a gate's plan
+		{phase: riposte.PhaseFailed, gate: "am-1", planHash: "sha256:1", want: noWork}, // failed applying: final
+		{phase: riposte.PhaseRemediated, planHash: "sha256:1", want: noWork},
+		{phase: riposte.PhaseDryRun, want: noWork},
+		{phase: riposte.PhaseRejected, gate: "am-1", want: noWork},
+		{phase: riposte.PhaseCancelled, want: noWork},
+		{phase: riposte.PhaseResolved, want: noWork},
+		{phase: riposte.PhaseUndone, want: noWork},
+	}
+	for _, tc := range cases {
+		inc := &riposte.Incident{Status: riposte.IncidentStatus{Phase: tc.phase, ApprovalGate: tc.gate, PlanHash: tc.planHash}}
+		if got := workOf(inc); got != tc.want {
+			t.Errorf("workOf(%q, gate %q, plan %q) = %d, want %d", tc.phase, tc.gate, tc.planHash, got, tc.want)
+		}
+	}
+}
+
+func TestHandsOn(t *testing.T) {
+	for phase, want := range map[riposte.IncidentPhase]bool{
+		riposte.PhaseDetected: true, riposte.PhaseAwaitingApproval: true, riposte.PhaseRemediating: true,
+		riposte.PhaseHeld: false, riposte.PhaseUnmatched: false, riposte.PhaseFailed: false, riposte.PhaseRemediated: false, riposte.PhaseDryRun: false,
+	} {
+		if got := handsOn(phase); got != want {
+			t.Errorf("handsOn(%s) = %v, want %v", phase, got, want)
+		}
+	}
+}
