@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,7 +289,6 @@ func TestChangedTargetAfterApprovalAsksAgain(t *testing.T) {
 // A waiting gate is announced on the incident and on the gate; an alert that
 // resolves before anyone decides withdraws it.
 func TestResolvedAlertCancelsAWaitingGate(t *testing.T) {
-	ctx := context.Background()
 	ns, pod, gate := pendingGate(t, nil)
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		if err := expectEvent(ctx, ns, "am-gate", riposte.ReasonAwaitingApproval); err != nil {
@@ -312,10 +312,21 @@ func TestResolvedAlertCancelsAWaitingGate(t *testing.T) {
 	if c := condition(t, inc.Status.Conditions, riposte.IncidentApproved); c.Reason != riposte.ReasonAlertResolved {
 		t.Errorf("Approved condition = %s %q, want AlertResolved", c.Reason, c.Message)
 	}
-	g := &riposte.ApprovalGate{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil || g.Status.Phase != riposte.GateCancelled {
-		t.Errorf("gate phase %q (err %v), want Cancelled", g.Status.Phase, err)
+	// The incident records that it withdrew, and why; the gate controller,
+	// the only writer of gates' status, then closes the gate so.
+	if w := inc.Status.WithdrawnGates; len(w) != 1 || w[0].Name != gate || w[0].Phase != riposte.GateCancelled || w[0].Reason != riposte.ReasonAlertResolved {
+		t.Errorf("withdrawn gates %+v, want %s Cancelled for AlertResolved", w, gate)
 	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		g := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, g); err != nil || g.Status.Phase != riposte.GateCancelled {
+			return fmt.Errorf("gate phase %q (err %v), want Cancelled", g.Status.Phase, err)
+		}
+		if !slices.Equal(g.Status.DecidedBy, []string{"riposte"}) || g.Status.Message != inc.Status.WithdrawnGates[0].Message {
+			return fmt.Errorf("gate closed by %v saying %q, want riposte saying %q", g.Status.DecidedBy, g.Status.Message, inc.Status.WithdrawnGates[0].Message)
+		}
+		return nil
+	})
 	// A cancelled gate takes no more decisions, and changes nothing.
 	if err := decideAs("alice", "alice", ns, gate, riposte.DecisionApprove); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "is Cancelled: it takes no more decisions") {
 		t.Errorf("deciding a cancelled gate: %v, want Forbidden", err)

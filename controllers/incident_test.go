@@ -412,10 +412,13 @@ func TestNothingRunsWithoutTheApprovedPlan(t *testing.T) {
 	again := replaced.DeepCopy()
 	again.ResourceVersion, again.UID = "", ""
 	mustCreate(t, again)
-	gate := &riposte.ApprovalGate{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-replaced"}, gate); err != nil || gate.Status.Phase != riposte.GateCancelled {
-		t.Errorf("gate phase %q (err %v), want Cancelled", gate.Status.Phase, err)
-	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		gate := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-replaced"}, gate); err != nil || gate.Status.Phase != riposte.GateCancelled {
+			return fmt.Errorf("gate phase %q (err %v), want Cancelled", gate.Status.Phase, err)
+		}
+		return nil
+	})
 	if err := decideAs("alice", "alice", ns, "am-replaced", riposte.DecisionApprove); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "it takes no more decisions") {
 		t.Fatalf("a late approval of a cancelled gate: %v, want Forbidden", err)
 	}

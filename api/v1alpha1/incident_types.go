@@ -627,6 +627,15 @@ type IncidentStatus struct {
 	// ApprovalGate: plans people decide always have a gate.
 	// +optional
 	AutoApproval *AutoApproval `json:"autoApproval,omitempty"`
+	// withdrawnGates are the gates this incident no longer waits on, and
+	// why: its alert resolved or its target went before a decision, an undo,
+	// a plan that changed after approval, decisions that could not be
+	// verified. The ApprovalGate controller, the only writer of a gate's
+	// status, closes each so.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	WithdrawnGates []WithdrawnGate `json:"withdrawnGates,omitempty"`
 	// planHash is the hash of the plan that was approved and applied.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
@@ -655,6 +664,29 @@ type IncidentStatus struct {
 	// resolvedAt is when the alert resolved after remediation.
 	// +optional
 	ResolvedAt *metav1.Time `json:"resolvedAt,omitempty"`
+}
+
+// WithdrawnGate is a gate an incident no longer waits on.
+type WithdrawnGate struct {
+	// name of the gate, in the incident's namespace.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// uid of the gate: only that gate is closed.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid"`
+	// phase the gate is closed with.
+	// +required
+	// +kubebuilder:validation:Enum=Cancelled;Superseded
+	Phase GatePhase `json:"phase"`
+	// reason, a CamelCase word, and message say why.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Message string `json:"message,omitempty"`
 }
 
 // AutoApproval is the playbook rule that approved a plan without a person.

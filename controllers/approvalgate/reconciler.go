@@ -14,9 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -25,10 +28,6 @@ import (
 	"github.com/riposte-dev/riposte/internal/metrics"
 	"github.com/riposte-dev/riposte/internal/notify"
 )
-
-// automaticGrace is how long a gate approved by policy is left to the
-// incident controller that opened it to record its verdict.
-const automaticGrace = 2 * time.Second
 
 // Reconciler decides ApprovalGates.
 type Reconciler struct {
@@ -53,10 +52,12 @@ type Reconciler struct {
 
 // SetupWithManager registers the reconciler. A change to the decision policy
 // or its binding wakes every gate people decide, so each notes which policy
-// is in force before the next decision arrives.
+// is in force before the next decision arrives; an incident that withdraws
+// its plan from a gate wakes that gate, which this controller then closes.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&riposte.ApprovalGate{}).
+		Watches(&riposte.Incident{}, handler.EnqueueRequestsFromMapFunc(withdrawnGates), builder.WithPredicates(withdrawing)).
 		Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.gatesPeopleDecide)).
 		Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.gatesPeopleDecide)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
@@ -71,14 +72,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, gate); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if final(gate.Status.Phase) {
+	if closed(gate.Status.Phase) {
 		return ctrl.Result{}, nil
 	}
-	if wait := automaticGrace - time.Since(gate.CreationTimestamp.Time); gate.Spec.Policy.Automatic && gate.Status.Phase == "" && wait > 0 {
-		// The incident controller that opened it records its verdict in the
-		// same pass; deciding it here too would only race that write. Step
-		// in if it did not (it crashed in between).
-		return ctrl.Result{RequeueAfter: wait}, nil
+	if w, err := r.withdrawal(ctx, gate); err != nil || w != nil {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, r.close(ctx, gate, w)
+	}
+	if final(gate.Status.Phase) {
+		return ctrl.Result{}, nil
 	}
 	base := gate.DeepCopy() // the status patch is computed from what was read
 	if !gate.Spec.Policy.Automatic {
@@ -142,6 +146,62 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
+// withdrawal is the incident's withdrawal of its plan from the gate, or nil.
+// Only the incident that owns the gate (by UID) withdraws from it.
+func (r *Reconciler) withdrawal(ctx context.Context, gate *riposte.ApprovalGate) (*riposte.WithdrawnGate, error) {
+	owner := metav1.GetControllerOf(gate)
+	if owner == nil {
+		return nil, nil
+	}
+	inc := &riposte.Incident{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: gate.Namespace, Name: gate.Spec.Incident}, inc); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if inc.UID != owner.UID {
+		return nil, nil
+	}
+	for i, w := range inc.Status.WithdrawnGates {
+		if w.UID == string(gate.UID) {
+			return &inc.Status.WithdrawnGates[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// close records that Riposte closed the gate, as its incident asked: a
+// pending gate takes no more decisions, an approved one's approval no
+// longer stands for anything.
+func (r *Reconciler) close(ctx context.Context, gate *riposte.ApprovalGate, w *riposte.WithdrawnGate) error {
+	base := gate.DeepCopy()
+	v := approval.Verdict{Phase: w.Phase, Reason: w.Reason, Message: w.Message, DecidedBy: []string{"riposte"}, Approvals: gate.Status.Approvals}
+	approval.Record(gate, v, time.Now())
+	if err := r.Status().Patch(ctx, gate, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.observe(gate, base, v)
+	return nil
+}
+
+// withdrawing selects incidents that withdrew from a gate since last seen.
+var withdrawing = predicate.Funcs{
+	CreateFunc:  func(e event.CreateEvent) bool { return len(e.Object.(*riposte.Incident).Status.WithdrawnGates) > 0 },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return !equality.Semantic.DeepEqual(e.ObjectOld.(*riposte.Incident).Status.WithdrawnGates, e.ObjectNew.(*riposte.Incident).Status.WithdrawnGates)
+	},
+}
+
+// withdrawnGates are the gates an incident withdrew from.
+func withdrawnGates(_ context.Context, obj client.Object) []reconcile.Request {
+	inc := obj.(*riposte.Incident)
+	reqs := make([]reconcile.Request, 0, len(inc.Status.WithdrawnGates))
+	for _, w := range inc.Status.WithdrawnGates {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: inc.Namespace, Name: w.Name}})
+	}
+	return reqs
+}
+
 // observe emits the Event and metric of a verdict just recorded.
 func (r *Reconciler) observe(gate, before *riposte.ApprovalGate, v approval.Verdict) {
 	switch {
@@ -187,4 +247,10 @@ func (r *Reconciler) gatesPeopleDecide(ctx context.Context, _ client.Object) []r
 
 func final(p riposte.GatePhase) bool {
 	return p != "" && p != riposte.GatePending
+}
+
+// closed: no decision and no withdrawal changes the gate any more. An
+// approved gate is final but can still be withdrawn from (superseded).
+func closed(p riposte.GatePhase) bool {
+	return final(p) && p != riposte.GateApproved
 }

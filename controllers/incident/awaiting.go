@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
-	"github.com/riposte-dev/riposte/internal/approval"
 	"github.com/riposte-dev/riposte/internal/executor"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // awaitingApproval is the work of a plan in a gate: read the gate's
@@ -105,9 +104,7 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 	inc, gate := p.inc, p.gate
 	if inc.Spec.Status == riposte.AlertResolved {
 		reason, why := resolvedBecause(inc)
-		if err := r.closeGate(ctx, gate, riposte.GateCancelled, reason, why+" before a decision"); err != nil {
-			return err
-		}
+		r.closeGate(inc, gate, riposte.GateCancelled, reason, why+" before a decision")
 		at := metav1.Now()
 		if inc.Spec.EndsAt != nil {
 			at = *inc.Spec.EndsAt
@@ -133,9 +130,7 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		// person): a new gate lets them.
 		msg := fmt.Sprintf("gate %s holds decisions in the names of %s recorded while the decision policy was not in force; they never count",
 			gate.Name, strings.Join(unverifiable, ", "))
-		if err := r.closeGate(ctx, gate, riposte.GateSuperseded, riposte.ReasonDecisionsUnverifiable, msg); err != nil {
-			return err
-		}
+		r.closeGate(inc, gate, riposte.GateSuperseded, riposte.ReasonDecisionsUnverifiable, msg)
 		r.event(inc, corev1.EventTypeWarning, riposte.ReasonDecisionsUnverifiable, "Replan", msg+"; a new gate asks again")
 		r.askAgain(p)
 		return nil
@@ -151,26 +146,34 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 
 func (r *Reconciler) cancelForGoneTarget(ctx context.Context, inc *riposte.Incident, gate *riposte.ApprovalGate) error {
 	msg := "the target " + describe(targetOf(inc)) + " no longer exists"
-	if err := r.closeGate(ctx, gate, riposte.GateCancelled, riposte.ReasonTargetGone, msg); err != nil {
-		return err
-	}
+	r.closeGate(inc, gate, riposte.GateCancelled, riposte.ReasonTargetGone, msg)
 	inc.Status.Phase = riposte.PhaseCancelled
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonTargetGone, "gate "+gate.Name+" was cancelled: "+msg)
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonTargetGone, "Cancel", msg+"; gate "+gate.Name+" was cancelled")
 	return nil
 }
 
-// closeGate records that Riposte itself closed a gate, and why.
-func (r *Reconciler) closeGate(ctx context.Context, gate *riposte.ApprovalGate, phase riposte.GatePhase, reason, msg string) error {
-	before := gate.DeepCopy()
-	now := time.Now()
-	approval.Record(gate, approval.Verdict{Phase: phase, Reason: reason, Message: msg, DecidedBy: []string{"riposte"},
-		Approvals: gate.Status.Approvals}, now)
-	if err := r.Status().Patch(ctx, gate, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("closing gate %s: %w", gate.Name, err)
+// closeGate withdraws the incident's plan from a gate, and says why, in the
+// incident's status. The ApprovalGate controller, the only writer of gates'
+// status, closes the gate once the incident is stored: a gate is never
+// closed for an incident whose write was lost.
+func (r *Reconciler) closeGate(inc *riposte.Incident, gate *riposte.ApprovalGate, phase riposte.GatePhase, reason, msg string) {
+	for _, w := range inc.Status.WithdrawnGates {
+		if w.UID == string(gate.UID) {
+			return
+		}
 	}
-	return nil
+	inc.Status.WithdrawnGates = append(inc.Status.WithdrawnGates, riposte.WithdrawnGate{
+		Name: gate.Name, UID: string(gate.UID), Phase: phase, Reason: reason, Message: text.Elide(msg, 4096)})
+	if n := len(inc.Status.WithdrawnGates); n > maxWithdrawnGates {
+		// The oldest are closed long since.
+		inc.Status.WithdrawnGates = inc.Status.WithdrawnGates[n-maxWithdrawnGates:]
+	}
 }
+
+// maxWithdrawnGates bounds status.withdrawnGates (the CRD's maxItems): one
+// per gate an incident may open, and one more.
+const maxWithdrawnGates = maxGateRevisions + 1
 
 // currentTarget re-reads the target by name: the object the plan would act
 // on now, with its current UID. gone is true when it no longer exists.
@@ -203,9 +206,7 @@ func (r *Reconciler) currentTarget(ctx context.Context, inc *riposte.Incident) (
 func (r *Reconciler) supersede(ctx context.Context, p *pass, target *riposte.ObjectReference, plan *executor.Plan) error {
 	inc, old := p.inc, p.gate
 	msg := fmt.Sprintf("the world changed since approval: the plan is now %s, not the approved %s", plan.Hash, old.Spec.Plan.Hash)
-	if err := r.closeGate(ctx, old, riposte.GateSuperseded, riposte.ReasonPlanChanged, msg); err != nil {
-		return err
-	}
+	r.closeGate(inc, old, riposte.GateSuperseded, riposte.ReasonPlanChanged, msg)
 	r.event(inc, corev1.EventTypeWarning, riposte.ReasonPlanChanged, "Replan", msg+"; gate "+old.Name+" is superseded")
 	inc.Status.Context.Target = target
 	r.askAgain(p)

@@ -20,7 +20,6 @@ import (
 // +kubebuilder:rbac:groups=riposte.dev,resources=incidents,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=riposte.dev,resources=incidents/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=riposte.dev,resources=approvalgates/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=riposte.dev,resources=playbooks,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch

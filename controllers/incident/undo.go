@@ -138,7 +138,8 @@ func (r *Reconciler) cancelPendingGate(ctx context.Context, inc *riposte.Inciden
 	if gate.Status.Phase != "" && gate.Status.Phase != riposte.GatePending {
 		return nil
 	}
-	return r.closeGate(ctx, gate, riposte.GateCancelled, riposte.ReasonUndone, why)
+	r.closeGate(inc, gate, riposte.GateCancelled, riposte.ReasonUndone, why)
+	return nil
 }
 
 // endSilences expires the silences of a resolved incident: the alert is
