@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,16 +42,35 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// BuildRiposte builds the manager binary into dir.
-func BuildRiposte(t testing.TB, dir string) string {
+// BuildRiposte builds the manager binary, once per test process, and
+// returns its path.
+func BuildRiposte(t testing.TB) string {
 	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if built.path != "" {
+		return built.path
+	}
+	// Once per test process: a restart in a test (a crash, a kill) then
+	// costs the manager's own start, not a build.
+	dir, err := os.MkdirTemp("", "riposte-build-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(dir, "riposte")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/riposte")
 	cmd.Dir = RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building riposte: %v\n%s", err, out)
 	}
+	built.path = bin
 	return bin
+}
+
+// built is the riposte binary this process built.
+var built struct {
+	sync.Mutex
+	path string
 }
 
 // AlertmanagerBinary is the Alertmanager hack/build-testbins.sh built.

@@ -27,6 +27,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/testenv"
+	"github.com/riposte-dev/riposte/internal/text"
 )
 
 // The storm: for stormSeconds, stormRate POSTs a second, one alert each;
@@ -65,6 +66,8 @@ type stormResult struct {
 	requests []requestCount
 	twice    int
 	size     int
+	// reconcileErrors counts the manager's failed reconciles (its log)
+	reconcileErrors int
 }
 
 func runStorm(t *testing.T, kill bool) {
@@ -236,6 +239,16 @@ func runStorm(t *testing.T, kill bool) {
 		t.Fatal(err)
 	}
 	res.size = incidentSize(t, env, appNamespace+"/am-"+stormFingerprint(0))
+	if log, err := os.ReadFile(filepath.Join(manager.Dir, "riposte.log")); err == nil {
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "Reconciler error") {
+				res.reconcileErrors++
+				if res.reconcileErrors <= 3 {
+					t.Logf("manager: %s", text.Elide(line, 600))
+				}
+			}
+		}
+	}
 	writeStormResults(t, res)
 	if res.lost > 0 {
 		t.Errorf("%d alerts never remediated", res.lost)
@@ -355,6 +368,7 @@ func writeStormResults(t *testing.T, r *stormResult) {
 	fmt.Fprintf(&b, "| all %d remediated, after the first POST | %s (%.0f/s) |\n", stormAlerts, r.allDone.Round(time.Millisecond), float64(stormAlerts-r.lost)/r.allDone.Seconds())
 	fmt.Fprintf(&b, "| lost (never remediated) | %d |\n", r.lost)
 	fmt.Fprintf(&b, "| pods isolated twice (audit log) | %d |\n", r.twice)
+	fmt.Fprintf(&b, "| failed reconciles (retried), in the log of the manager that finished | %d |\n", r.reconcileErrors)
 	fmt.Fprintf(&b, "| manager peak resident memory (VmHWM) | %s |\n", r.peakRSS)
 	fmt.Fprintf(&b, "| size of a remediated Incident (JSON, without managedFields) | %d bytes |\n", r.size)
 	b.WriteString("\nCPU from the first POST until every alert was remediated, by process:\n\n| process | CPU seconds | per remediation |\n|---|---|---|\n")
