@@ -607,3 +607,49 @@ func TestAttackSquattingAnAlertsName(t *testing.T) {
 		expectForbidden(t, "creating "+name, err, "incident names starting with am- or drift- are kept")
 	}
 }
+
+// A plan approved by policy has no gate: its verdict is status.autoApproval,
+// and an incident's withdrawal from a gate is status.withdrawnGates, which the
+// gate controller acts on. Only Riposte writes an incident's status: a
+// namespace editor can neither forge an automatic verdict for a plan people
+// must decide nor get a gate that waits for them closed.
+func TestAttackForgedAutomaticVerdict(t *testing.T) {
+	ctx := context.Background()
+	ns, pod, gate := pendingGate(t, nil)
+	mallory := namespaceEditor(t, "mallory-auto", ns)
+	key := client.ObjectKey{Namespace: ns, Name: "am-gate"}
+	writeStatus := func(mutate func(*riposte.Incident)) error {
+		inc := &riposte.Incident{}
+		if err := mallory.Get(ctx, key, inc); err != nil {
+			return err
+		}
+		mutate(inc)
+		return mallory.Status().Update(ctx, inc)
+	}
+	g := &riposte.ApprovalGate{}
+	get(t, g, ns, gate)
+	expectForbidden(t, "forging an automatic verdict", writeStatus(func(i *riposte.Incident) {
+		now := metav1.Now()
+		i.Status.AutoApproval = &riposte.AutoApproval{PlaybookGeneration: 1, PlanHash: g.Spec.Plan.Hash, DecidedAt: now}
+		i.Status.ApprovalGate, i.Status.ApprovalGateUID = "", ""
+	}), `cannot update resource "incidents/status"`)
+	expectForbidden(t, "withdrawing the incident from its gate", writeStatus(func(i *riposte.Incident) {
+		i.Status.WithdrawnGates = []riposte.WithdrawnGate{{Name: gate, UID: string(g.UID), Phase: riposte.GateCancelled, Reason: "Forged"}}
+	}), `cannot update resource "incidents/status"`)
+	// Nothing ran, and the gate still waits for people.
+	testenv.Consistently(t, time.Second, func(ctx context.Context) error {
+		inc, err := getIncident(ctx, ns, "am-gate")
+		if err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseAwaitingApproval || inc.Status.AutoApproval != nil || len(inc.Status.Steps) != 0 {
+			return fmt.Errorf("incident %s, autoApproval %+v, %d steps: want it waiting for people", inc.Status.Phase, inc.Status.AutoApproval, len(inc.Status.Steps))
+		}
+		live := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: gate}, live); err != nil || live.Status.Phase != riposte.GatePending {
+			return fmt.Errorf("gate %s (err %v), want Pending", live.Status.Phase, err)
+		}
+		return nil
+	})
+	expectUnisolated(t, pod)
+}
