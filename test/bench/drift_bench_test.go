@@ -20,6 +20,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -67,8 +68,8 @@ func TestBenchDrift(t *testing.T) {
 	t.Logf("created %d pods and %d role bindings in %s", pods, bindings, time.Since(createStart).Round(time.Second))
 
 	// BENCH_PROFILE=dir writes the manager's heap after the first
-	// re-evaluation and at the end, and its CPU profile over the
-	// violations, for `go tool pprof`.
+	// re-evaluation and at the end, and its CPU profile and the API server's over
+	// the violations, for `go tool pprof`.
 	profile := os.Getenv("BENCH_PROFILE")
 	args := []string{"--drift-resync-interval", resync.String()}
 	pprofAddr := ""
@@ -90,7 +91,21 @@ func TestBenchDrift(t *testing.T) {
 		cpuDone = make(chan struct{})
 		go func() {
 			defer close(cpuDone)
-			saveProfile(t, pprofAddr, "profile?seconds=15", filepath.Join(profile, "drift-cpu.pprof"))
+			saveProfile(t, pprofAddr, "profile?seconds=10", filepath.Join(profile, "drift-cpu.pprof"))
+		}()
+		go func() {
+			// The API server's over the same window: what each Create waits behind.
+			cs, err := kubernetes.NewForConfig(env.Config)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			must(t, os.WriteFile(filepath.Join(profile, "drift-kube-apiserver.pprof"), b, 0o644))
 		}()
 	}
 
