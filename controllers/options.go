@@ -196,8 +196,22 @@ func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver) e
 		}
 		keep[gvk] = true
 	}
+	// The detector writes and reads its incidents through a client of its
+	// own. Its reads still wait until the cache shows its own writes (so it
+	// never opens or resolves an incident twice), but not for the status
+	// writes of the incident reconciler: through the manager's client, every
+	// judgment's List of incidents waited for whatever incident was being
+	// remediated at the time (a median 11 ms and a p99 of 100 ms in the
+	// drift bench), and nothing the detector decides reads those writes.
+	copts := ClientOptions()
+	copts.Scheme, copts.Mapper, copts.HTTPClient = mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetHTTPClient()
+	copts.Cache.Reader = mgr.GetCache()
+	own, err := client.New(mgr.GetConfig(), copts)
+	if err != nil {
+		return err
+	}
 	return mgr.Add(&drift.Detector{
-		Client:   mgr.GetClient(),
+		Client:   own,
 		Cache:    mgr.GetCache(),
 		Scheme:   mgr.GetScheme(),
 		Resolver: resolver,

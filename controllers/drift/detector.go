@@ -58,7 +58,9 @@ type Detector struct {
 	current *registry
 	watches map[schema.GroupVersionKind]*watch
 	locks   [64]sync.Mutex
-	log     logr.Logger
+	// views are the Namespaces and looked-up lists, as rules read them.
+	views drift.Views
+	log   logr.Logger
 }
 
 // item is one unit of work. Items are deduplicated by the queue: a storm of
@@ -94,8 +96,14 @@ func (d *Detector) Start(ctx context.Context) error {
 		return err
 	}
 	if _, err := playbooks.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { d.queue.Add(item{playbooks: true}) },
-		UpdateFunc: func(any, any) { d.queue.Add(item{playbooks: true}) },
+		AddFunc: func(any) { d.queue.Add(item{playbooks: true}) },
+		UpdateFunc: func(before, after any) {
+			a, ok1 := before.(*riposte.Playbook)
+			b, ok2 := after.(*riposte.Playbook)
+			if !ok1 || !ok2 || !drift.SummaryOnly(a, b) {
+				d.queue.Add(item{playbooks: true})
+			}
+		},
 		DeleteFunc: func(any) { d.queue.Add(item{playbooks: true}) },
 	}); err != nil {
 		return err
@@ -123,6 +131,11 @@ func (d *Detector) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// summaryDelay gathers the status.drift writes of a burst of incidents
+// into one per playbook: the counts are for people, and each write is one
+// more request on the API server the next judgment's Create waits behind.
+const summaryDelay = 500 * time.Millisecond
 
 func (d *Detector) processNext(ctx context.Context) bool {
 	it, shutdown := d.queue.Get()
@@ -178,6 +191,8 @@ func (d *Detector) onEvent(gvk schema.GroupVersionKind, obj any) {
 	}
 	reg := d.registry()
 	ns, name := m.GetNamespace(), m.GetName()
+	// Before any judgment this event asks for reads around the object.
+	d.views.Forget(gvk, ns, name)
 	if reg.judges(gvk) {
 		d.queue.Add(item{gvk: gvk, namespace: ns, name: name})
 	}
@@ -223,19 +238,18 @@ func (d *Detector) resyncAll(ctx context.Context) {
 	start := time.Now()
 	reg := d.registry()
 	count := 0
-	memo := &reads{lists: map[listKey][]any{}, namespaces: map[string]map[string]any{}}
 	for gvk := range reg.judgedKinds() {
-		objs, err := d.list(ctx, gvk, "")
+		keys, err := d.keys(ctx, gvk)
 		if err != nil {
 			d.log.Error(err, "resync: listing", "kind", gvk.Kind)
 			continue
 		}
-		for _, o := range objs {
+		for _, key := range keys {
 			if ctx.Err() != nil {
 				return // shutting down
 			}
-			it := item{gvk: gvk, namespace: o.GetNamespace(), name: o.GetName()}
-			if err := d.judgeWith(ctx, it, memo); err != nil {
+			it := item{gvk: gvk, namespace: key.Namespace, name: key.Name}
+			if err := d.judge(ctx, it); err != nil {
 				d.log.Error(err, "resync: judging", "kind", gvk.Kind, "namespace", it.namespace, "name", it.name)
 				d.queue.AddRateLimited(it)
 			}
@@ -256,26 +270,37 @@ func (d *Detector) resyncAll(ctx context.Context) {
 	resyncObjects.Set(float64(count))
 }
 
-// reads remembers, for one full re-evaluation, what judging reads around
-// each object (its namespace, its rules' lookups), so 10,000 pods in 20
-// namespaces read and convert 20 namespaces, not 10,000. It is a snapshot:
-// a change during the pass is judged by its own event.
-type reads struct {
-	lists      map[listKey][]any
-	namespaces map[string]map[string]any
-}
-
-type listKey struct {
-	gvk       schema.GroupVersionKind
-	namespace string
+// keys names every cached object of a kind, read from its informer's store
+// without copying the objects: listing 10,000 pods into a PodList held a
+// 12 MB copy of them for the whole pass, on top of what judging allocates.
+// Each object is read again when it is judged (one being deleted is judged
+// as gone, as its own event has it judged).
+func (d *Detector) keys(ctx context.Context, gvk schema.GroupVersionKind) ([]types.NamespacedName, error) {
+	inf, err := d.Cache.GetInformer(ctx, d.newObject(gvk), cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, err
+	}
+	var out []types.NamespacedName
+	if s, ok := inf.(interface{ GetStore() toolscache.Store }); ok {
+		for _, k := range s.GetStore().ListKeys() {
+			ns, name, err := toolscache.SplitMetaNamespaceKey(k)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, types.NamespacedName{Namespace: ns, Name: name})
+		}
+		return out, nil
+	}
+	objs, err := d.list(ctx, gvk, "") // an informer that does not show its store
+	for _, o := range objs {
+		out = append(out, types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()})
+	}
+	return out, err
 }
 
 // judge evaluates one object (or one PolicyReport) and brings its incidents
 // in line with what it breaks now.
-func (d *Detector) judge(ctx context.Context, it item) error { return d.judgeWith(ctx, it, nil) }
-
-// judgeWith is judge reading around the object through memo, when given.
-func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
+func (d *Detector) judge(ctx context.Context, it item) error {
 	defer d.lock(it)()
 	reg := d.registry()
 	if !reg.judges(it.gvk) {
@@ -309,12 +334,12 @@ func (d *Detector) judgeWith(ctx context.Context, it item, memo *reads) error {
 		if scope := drift.ScopeNamespace(obj); scope != "" {
 			if it.gvk == namespaceKind {
 				nsObj = obj
-			} else if nsObj, err = d.namespace(ctx, scope, memo); err != nil {
+			} else if nsObj, err = d.namespace(ctx, scope); err != nil {
 				return err
 			}
 		}
 		judged := drift.Judge(reg.byKind[it.gvk], obj, nsObj, func(gvk schema.GroupVersionKind) bool { return reg.namespaced[gvk] },
-			d.lookup(ctx, memo), d.owner(ctx, reg))
+			d.lookup(ctx), d.owner(ctx, reg))
 		for _, e := range judged.Errors {
 			d.log.V(1).Info("a drift rule could not be evaluated", "kind", it.gvk.Kind, "namespace", it.namespace, "name", it.name, "error", e.Error())
 		}
@@ -374,18 +399,11 @@ func (d *Detector) refused(pb *riposte.Playbook, source riposte.ObjectReference,
 	}
 }
 
-// namespace reads an object's Namespace, once per pass with memo.
-func (d *Detector) namespace(ctx context.Context, name string, memo *reads) (map[string]any, error) {
-	if memo != nil {
-		if ns, ok := memo.namespaces[name]; ok {
-			return ns, nil
-		}
-	}
-	ns, err := d.get(ctx, namespaceKind, "", name)
-	if err == nil && memo != nil {
-		memo.namespaces[name] = ns
-	}
-	return ns, err
+// namespace reads an object's Namespace, through the views.
+func (d *Detector) namespace(ctx context.Context, name string) (map[string]any, error) {
+	return d.views.Object(namespaceKind, "", name, func() (map[string]any, error) {
+		return d.get(ctx, namespaceKind, "", name)
+	})
 }
 
 // owner reads the controller a workload names from the cache, only of the
@@ -410,19 +428,10 @@ func (d *Detector) owner(ctx context.Context, reg *registry) drift.Getter {
 	}
 }
 
-// lookup lists the objects a rule looks up, once per pass with memo.
-func (d *Detector) lookup(ctx context.Context, memo *reads) drift.Lister {
+// lookup lists the objects a rule looks up, through the views.
+func (d *Detector) lookup(ctx context.Context) drift.Lister {
 	return func(gvk schema.GroupVersionKind, namespace string) ([]any, error) {
-		if memo != nil {
-			if items, ok := memo.lists[listKey{gvk, namespace}]; ok {
-				return items, nil
-			}
-		}
-		items, err := d.listMaps(ctx, gvk, namespace)
-		if err == nil && memo != nil {
-			memo.lists[listKey{gvk, namespace}] = items
-		}
-		return items, err
+		return d.views.List(gvk, namespace, func() ([]any, error) { return d.listMaps(ctx, gvk, namespace) })
 	}
 }
 

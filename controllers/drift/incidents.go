@@ -41,7 +41,9 @@ const maxOccurrences = 100
 // that reason).
 func (d *Detector) sync(ctx context.Context, reg *registry, source riposte.ObjectReference, findings []drift.Finding, resolution func(*riposte.Incident) string) error {
 	var open riposte.IncidentList
-	if err := d.Client.List(ctx, &open, client.MatchingFields{drift.IndexSource: drift.SourceKey(source)}); err != nil {
+	// Not copied: an Incident carries its whole context and timeline, and
+	// only the one resolved is changed (resolve copies it).
+	if err := d.Client.List(ctx, &open, client.MatchingFields{drift.IndexSource: drift.SourceKey(source)}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	want := map[string]drift.Finding{}
@@ -101,7 +103,7 @@ func (d *Detector) open(ctx context.Context, f drift.Finding) error {
 				return fmt.Errorf("opening drift incident %s: %w", key, err)
 			}
 			incidentsOpened.Inc()
-			d.queue.Add(item{summary: true})
+			d.queue.AddAfter(item{summary: true}, summaryDelay)
 			d.log.Info("drift incident opened", "incident", key.String(), "rule", f.Rule, "target", f.Target.String())
 			return nil
 		case err != nil:
@@ -114,9 +116,11 @@ func (d *Detector) open(ctx context.Context, f drift.Finding) error {
 	return nil
 }
 
-// resolve ends a drift incident by the detector's word, with why.
-func (d *Detector) resolve(ctx context.Context, inc *riposte.Incident, resolution string) error {
-	before := inc.DeepCopy()
+// resolve ends a drift incident by the detector's word, with why. inc may
+// be the cache's own object: it is copied, never changed.
+func (d *Detector) resolve(ctx context.Context, cached *riposte.Incident, resolution string) error {
+	before := cached.DeepCopy()
+	inc := before.DeepCopy()
 	now := metav1.Now()
 	inc.Spec.Status = riposte.AlertResolved
 	inc.Spec.EndsAt = &now
@@ -125,7 +129,7 @@ func (d *Detector) resolve(ctx context.Context, inc *riposte.Incident, resolutio
 		return client.IgnoreNotFound(err)
 	}
 	incidentsResolved.WithLabelValues(resolution).Inc()
-	d.queue.Add(item{summary: true})
+	d.queue.AddAfter(item{summary: true}, summaryDelay)
 	d.log.Info("drift incident resolved", "incident", client.ObjectKeyFromObject(inc).String(), "resolution", resolution)
 	return nil
 }
@@ -134,7 +138,8 @@ func (d *Detector) resolve(ctx context.Context, inc *riposte.Incident, resolutio
 // or is being deleted.
 func (d *Detector) get(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) (map[string]any, error) {
 	obj := d.newObject(gvk)
-	if err := d.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+	// Not copied: it is only read, and toMap makes the map rules see.
+	if err := d.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}

@@ -188,7 +188,7 @@ func (d *Detector) refresh(ctx context.Context) error {
 		return err
 	}
 	d.rejudgeChanged(old, next)
-	d.queue.Add(item{summary: true})
+	d.queue.AddAfter(item{summary: true}, summaryDelay)
 	return d.reconcileWatches(ctx, next)
 }
 
@@ -250,7 +250,8 @@ func (d *Detector) rejudgeChanged(old, next *registry) {
 // that reason. It also covers what was removed while Riposte was down.
 func (d *Detector) sweep(ctx context.Context, next *registry, exists map[types.NamespacedName]bool) error {
 	var incidents riposte.IncidentList
-	if err := d.Client.List(ctx, &incidents, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}); err != nil {
+	// Not copied: only those resolved are changed, and resolve copies them.
+	if err := d.Client.List(ctx, &incidents, client.MatchingLabels{drift.LabelSource: drift.SourceDrift}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	for i := range incidents.Items {
@@ -298,6 +299,8 @@ func (d *Detector) reconcileWatches(ctx context.Context, reg *registry) error {
 		if err != nil {
 			return err
 		}
+		// Only now do events keep the kind's views fresh.
+		d.views.ForgetKind(gvk)
 		d.watches[gvk] = &watch{informer: inf, registration: reg, object: obj}
 		watchedKinds.WithLabelValues(gvk.String()).Set(1)
 		d.log.Info("watching for drift", "kind", gvk.String())
@@ -315,6 +318,7 @@ func (d *Detector) reconcileWatches(ctx context.Context, reg *registry) error {
 			}
 		}
 		delete(d.watches, gvk)
+		d.views.ForgetKind(gvk) // no event will keep them fresh any more
 		watchedKinds.DeleteLabelValues(gvk.String())
 		d.log.Info("stopped watching for drift", "kind", gvk.String())
 	}

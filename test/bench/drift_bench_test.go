@@ -5,6 +5,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +20,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -64,7 +67,17 @@ func TestBenchDrift(t *testing.T) {
 	})
 	t.Logf("created %d pods and %d role bindings in %s", pods, bindings, time.Since(createStart).Round(time.Second))
 
-	manager := env.StartManager(t, token, "--drift-resync-interval", resync.String())
+	// BENCH_PROFILE=dir writes the manager's heap after the first
+	// re-evaluation and at the end, and its CPU profile and the API server's over
+	// the violations, for `go tool pprof`.
+	profile := os.Getenv("BENCH_PROFILE")
+	args := []string{"--drift-resync-interval", resync.String()}
+	pprofAddr := ""
+	if profile != "" {
+		pprofAddr = testenv.FreeAddr(t)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
+	manager := env.StartManager(t, token, args...)
 	time.Sleep(5 * time.Second) // settled: every informer enrichment uses is synced
 	withoutRules := memoryOf(t, manager)
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "policies")); err != nil {
@@ -72,6 +85,29 @@ func TestBenchDrift(t *testing.T) {
 	}
 	first := waitResyncs(t, manager.MetricsAddr, 1, pods)
 	afterFirst := memoryOf(t, manager)
+	var cpuDone chan struct{}
+	if profile != "" {
+		saveProfile(t, pprofAddr, "heap", filepath.Join(profile, "drift-heap-first.pprof"))
+		cpuDone = make(chan struct{})
+		go func() {
+			defer close(cpuDone)
+			saveProfile(t, pprofAddr, "profile?seconds=10", filepath.Join(profile, "drift-cpu.pprof"))
+		}()
+		go func() {
+			// The API server's over the same window: what each Create waits behind.
+			cs, err := kubernetes.NewForConfig(env.Config)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			must(t, os.WriteFile(filepath.Join(profile, "drift-kube-apiserver.pprof"), b, 0o644))
+		}()
+	}
 
 	// Violations, one at a time, between full re-evaluations.
 	seen := watchIncidents(t, env, func(*riposte.Incident) bool { return true }) // any incident, once created
@@ -96,7 +132,27 @@ func TestBenchDrift(t *testing.T) {
 		}
 	}
 	second := waitResyncs(t, manager.MetricsAddr, first.count+1, pods)
+	if profile != "" {
+		<-cpuDone
+		saveProfile(t, pprofAddr, "heap", filepath.Join(profile, "drift-heap-end.pprof"))
+	}
 	writeDriftResults(t, pods, bindings, lat, first, second, withoutRules, afterFirst, memoryOf(t, manager), peakRSS(manager.Pid))
+}
+
+// saveProfile writes one of the manager's /debug/pprof profiles to a file.
+func saveProfile(t *testing.T, addr, name, file string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + name)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	must(t, os.WriteFile(file, b, 0o644))
 }
 
 func compliantBenchPod(ns, name string) *corev1.Pod {
