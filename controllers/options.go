@@ -203,7 +203,7 @@ func setupDrift(mgr ctrl.Manager, opts Options, resolver *driftrules.Resolver) e
 	// judgment's List of incidents waited for whatever incident was being
 	// remediated at the time (a median 11 ms and a p99 of 100 ms in the
 	// drift bench), and nothing the detector decides reads those writes.
-	copts := ClientOptions()
+	copts := clientOptions()
 	copts.Scheme, copts.Mapper, copts.HTTPClient = mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetHTTPClient()
 	copts.Cache.Reader = mgr.GetCache()
 	own, err := client.New(mgr.GetConfig(), copts)
