@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -545,7 +546,9 @@ func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {
 	ns := newNamespace(t)
 	dep := deployment(t, ns, "web", 2)
 	// Scaling needs riposte-action-workloads; take it away.
-	if err := k8sClient.Delete(context.Background(), &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount + "-workloads", Namespace: ns}}); err != nil {
+	grant := &rbacv1.RoleBinding{}
+	get(t, grant, ns, remediatorAccount+"-workloads")
+	if err := k8sClient.Delete(context.Background(), grant); err != nil {
 		t.Fatal(err)
 	}
 	inc := remediateTarget(t, ns, riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: dep.Name}, riposte.PhaseFailed,
@@ -557,6 +560,24 @@ func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {
 	get(t, dep, ns, dep.Name)
 	if *dep.Spec.Replicas != 2 {
 		t.Errorf("replicas = %d, want 2: nothing may change", *dep.Spec.Replicas)
+	}
+	// Nothing was applied, so nothing is committed: once the grant is back,
+	// the next look at the incident plans it again and it runs.
+	if inc.Status.PlanHash != "" || len(inc.Status.Steps) != 0 || inc.Status.AutoApproval != nil {
+		t.Errorf("plan %q, %d steps, autoApproval %+v: want nothing committed", inc.Status.PlanHash, len(inc.Status.Steps), inc.Status.AutoApproval)
+	}
+	grant.ResourceVersion, grant.UID = "", ""
+	mustCreate(t, grant)
+	time.Sleep(300 * time.Millisecond) // the grant reaches the API server's authorizer cache
+	if err := updateAs(context.Background(), k8sClient, &riposte.Incident{}, client.ObjectKeyFromObject(inc), func(o client.Object) {
+		o.SetAnnotations(map[string]string{"example.com/retry": "1"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ns, inc.Name, riposte.PhaseRemediated)
+	get(t, dep, ns, dep.Name)
+	if *dep.Spec.Replicas != 0 {
+		t.Errorf("replicas = %d after the grant came back, want 0", *dep.Spec.Replicas)
 	}
 }
 

@@ -580,3 +580,38 @@ func TestCancelledGateMovesItsIncidentOn(t *testing.T) {
 	}
 	expectUnisolated(t, pod)
 }
+
+// A playbook in DryRun mode approved by policy opens no gate and applies
+// nothing: the record shows each change the API server's dry run accepted,
+// where a person reviews it.
+func TestDryRunModeRecordsThePlanItWouldApply(t *testing.T) {
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	pb := isolatePlaybook(ns, "isolate-dry", "ContainerShell", &riposte.AutoApprove{})
+	pb.Spec.Mode = riposte.ModeDryRun
+	mustCreate(t, pb)
+	mustCreate(t, alertIncident(ns, "am-dry", "ContainerShell", ns, pod.Name))
+	inc := waitForPhase(t, ns, "am-dry", riposte.PhaseDryRun)
+	if len(inc.Status.Steps) != 1 {
+		t.Fatalf("steps %+v, want the one step of the plan", inc.Status.Steps)
+	}
+	var got []string
+	for _, c := range inc.Status.Steps[0].Changes {
+		got = append(got, fmt.Sprintf("%s %s undo %s done=%v", c.Operation, c.Object, c.Undo, c.Done))
+	}
+	want := []string{
+		fmt.Sprintf("Create NetworkPolicy/%s/riposte-quarantine-deny-all undo Keep done=false", ns),
+		fmt.Sprintf("Patch Pod/%s/%s undo Release done=false", ns, pod.Name),
+	}
+	if diff := cmp.Diff(want, got); diff != "" || inc.Status.Steps[0].Phase != riposte.StepSkipped {
+		t.Errorf("step %s, changes (-want +got):\n%s", inc.Status.Steps[0].Phase, diff)
+	}
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); !strings.Contains(c.Message, "dry run") {
+		t.Errorf("Planned = %q, want the dry run that accepted it", c.Message)
+	}
+	expectQuarantined(t, pod, false)
+	np := &networkingv1.NetworkPolicy{}
+	if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "riposte-quarantine-deny-all"}, np); !apierrors.IsNotFound(err) {
+		t.Errorf("the quarantine policy exists (err %v): a DryRun playbook wrote it", err)
+	}
+}

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,12 +13,14 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/intake"
@@ -147,14 +150,24 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("registering intake metrics: %w", err)
 	}
+	store := &intake.ApplyStore{Client: mgr.GetClient(), FieldOwner: "riposte-intake", DefaultNamespace: o.namespace,
+		Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()}
+	// A deleted incident is stored again by the next notification, even
+	// one that repeats what intake applied moments before.
+	incidents, err := mgr.GetCache().GetInformer(context.Background(), &riposte.Incident{})
+	if err != nil {
+		return fmt.Errorf("watching incidents for intake: %w", err)
+	}
+	if _, err := incidents.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: store.ForgetDeleted}); err != nil {
+		return err
+	}
 	if err := mgr.Add(&intake.Server{
 		Addr:     o.intakeAddr,
 		CertFile: o.intakeTLSCert,
 		KeyFile:  o.intakeTLSKey,
 		Log:      ctrl.Log.WithName("intake"),
 		Handler: &intake.Handler{
-			Store: &intake.ApplyStore{Client: mgr.GetClient(), FieldOwner: "riposte-intake", DefaultNamespace: o.namespace,
-				Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()},
+			Store:            store,
 			Token:            token,
 			DefaultNamespace: o.namespace,
 			MaxAlerts:        o.intakeMaxAlerts,

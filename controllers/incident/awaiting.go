@@ -136,7 +136,10 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		return nil
 	}
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	msg := fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message)
+	msg := "gate " + gate.Name + " was opened"
+	if gate.Status.Message != "" { // decided by the gate controller, which has not looked at a new gate yet
+		msg = fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message)
+	}
 	if why := r.notAutomatic(inc, p.pb); why != "" && !gate.Spec.Policy.Automatic {
 		msg += "; " + why
 	}
@@ -228,7 +231,7 @@ func (r *Reconciler) reopenGate(ctx context.Context, p *pass, why string) error 
 func (r *Reconciler) askAgain(p *pass) {
 	inc := p.inc
 	inc.Status.ApprovalGate, inc.Status.ApprovalGateUID = "", ""
-	inc.Status.ApprovedAt = nil
+	inc.Status.ApprovedAt, inc.Status.AutoApproval = nil, nil
 	inc.Status.Phase = riposte.PhaseDetected
 	p.gate, p.plan = nil, nil
 }

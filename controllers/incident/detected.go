@@ -164,6 +164,13 @@ func (r *Reconciler) loadPlaybook(ctx context.Context, p *pass) error {
 // retry after a crash finds the gate it already made.
 func (r *Reconciler) ask(ctx context.Context, p *pass) error {
 	inc, pb := p.inc, p.pb
+	// An automatic verdict binds only the plan it committed: one not
+	// committed (held, or failed before anything was applied) is decided
+	// again here, and a plan people now decide carries no trace of it.
+	prior := inc.Status.AutoApproval
+	if prior != nil {
+		inc.Status.AutoApproval, inc.Status.ApprovedAt = nil, nil
+	}
 	if inc.Spec.Status == riposte.AlertResolved {
 		// Over before anything was asked for (the resolution arrived
 		// first, or before a playbook answered): a remediation now would
@@ -199,7 +206,7 @@ func (r *Reconciler) ask(ctx context.Context, p *pass) error {
 	if automatic && pb.Spec.Mode != riposte.ModeDryRun {
 		checks = executor.DryRunIfSeveral
 	}
-	plan, err := exe.Build(ctx, inc, pb, target, checks)
+	plan, err := r.build(ctx, exe, p, target, checks, prior, policy.AutoApproveRule)
 	if err != nil {
 		if refusal := r.impersonationRefused(riposte.IncidentPlanned, pb, err); refusal != nil {
 			return refusal
@@ -218,7 +225,7 @@ func (r *Reconciler) ask(ctx context.Context, p *pass) error {
 		}
 	}
 	if automatic {
-		r.approveByPolicy(p, plan, policy.AutoApproveRule)
+		r.approveByPolicy(p, plan, policy.AutoApproveRule, prior)
 		return r.commit(ctx, p)
 	}
 	return r.openGate(ctx, p, plan, policy)
@@ -299,12 +306,19 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass, plan *executor.Plan,
 // It binds only once the plan is committed: a plan held back by a
 // guardrail is planned and decided again when the hold lifts, against the
 // playbook and the world as they are then.
-func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string) {
+func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string, prior *riposte.AutoApproval) {
 	inc, pb := p.inc, p.pb
+	p.plan = plan
+	if sameVerdict(prior, pb, rule, plan.Hash) {
+		// The same verdict on the same plan, decided again after a hold:
+		// it keeps its time, and is counted once.
+		at := prior.DecidedAt
+		inc.Status.AutoApproval, inc.Status.ApprovedAt = prior, &at
+		return
+	}
 	now := metav1.Now()
 	inc.Status.AutoApproval = &riposte.AutoApproval{PlaybookGeneration: pb.Generation, Rule: rule, PlanHash: plan.Hash, DecidedAt: now}
 	inc.Status.ApprovedAt = &now
-	p.plan = plan
 	checked := "accepted by the API server's dry run"
 	if !plan.DryRun {
 		checked = "one write, which the API server checks as it is made, as the playbook's account"
@@ -314,6 +328,28 @@ func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string) 
 	setCondition(inc, riposte.IncidentApproved, true, riposte.ReasonAutoApproved,
 		fmt.Sprintf("%s (playbook %s/%s generation %d)", approval.AutoMessage(rule), pb.Namespace, pb.Name, pb.Generation))
 	metrics.DecisionSeconds.WithLabelValues(string(riposte.GateApproved), approval.PolicyActor).Observe(now.Sub(inc.CreationTimestamp.Time).Seconds())
+}
+
+// sameVerdict reports whether an earlier automatic verdict was the same
+// rule of the same playbook generation on the same plan.
+func sameVerdict(prior *riposte.AutoApproval, pb *riposte.Playbook, rule, planHash string) bool {
+	return prior != nil && prior.PlaybookGeneration == pb.Generation && prior.Rule == rule && prior.PlanHash == planHash
+}
+
+// build plans the steps with the checks asked for. A plan approved by policy
+// before (and held since) is made without a dry run first: when it is still
+// the plan that was approved and checked then, it is not dry-run again on
+// every recheck of the hold.
+func (r *Reconciler) build(ctx context.Context, exe *executor.Executor, p *pass, target *riposte.ObjectReference, checks executor.BuildMode,
+	prior *riposte.AutoApproval, rule string) (*executor.Plan, error) {
+	if checks != executor.DryRunIfSeveral || prior == nil {
+		return exe.Build(ctx, p.inc, p.pb, target, checks)
+	}
+	plan, err := exe.Build(ctx, p.inc, p.pb, target, executor.HashOnly)
+	if err != nil || sameVerdict(prior, p.pb, rule, plan.Hash) {
+		return plan, err
+	}
+	return exe.Build(ctx, p.inc, p.pb, target, checks)
 }
 
 // autoApproveError is an autoApprove expression that cannot be evaluated:

@@ -75,10 +75,16 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) error {
 	}
 	if pb.Spec.Mode == riposte.ModeDryRun {
 		inc.Status.PlanHash = plan.Hash
-		for _, sp := range plan.Steps {
-			inc.Status.Steps = append(inc.Status.Steps, riposte.StepRecord{Name: sp.Step.Name, Action: sp.Step.Action, Phase: riposte.StepSkipped,
-				Target: sp.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"})
-			metrics.ActionsTotal.WithLabelValues(string(sp.Step.Action), string(riposte.StepSkipped)).Inc()
+		// What would have been written, as the dry run accepted it: with no
+		// gate (approved by policy), the record is where a person reviews it.
+		for _, ps := range plan.PlannedSteps() {
+			rec := riposte.StepRecord{Name: ps.Name, Action: ps.Action, Phase: riposte.StepSkipped,
+				Target: ps.Target, Message: "playbook is in DryRun mode: planned and approved, not applied"}
+			for _, c := range ps.Changes {
+				rec.Changes = append(rec.Changes, riposte.ChangeRecord{Operation: c.Operation, Object: c.Object, Summary: c.Summary, Undo: c.Undo})
+			}
+			inc.Status.Steps = append(inc.Status.Steps, rec)
+			metrics.ActionsTotal.WithLabelValues(string(ps.Action), string(riposte.StepSkipped)).Inc()
 		}
 		inc.Status.Phase = riposte.PhaseDryRun
 		setCondition(inc, riposte.IncidentRemediated, false, riposte.ReasonDryRun, "playbook is in DryRun mode; nothing was applied")
@@ -261,15 +267,20 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 			}
 		}
 	}
-	if notImpersonated != nil {
-		// The API server would not let Riposte act as the account at all:
-		// the author is told the grant that is missing.
-		if refusal := r.impersonationRefused(riposte.IncidentRemediated, p.pb, notImpersonated); refusal != nil {
-			return refusal
-		}
-	}
 	if failedStep != "" || anyFailed(inc) {
-		return stalled(riposte.IncidentRemediated, riposte.ReasonStepFailed, failedSteps(inc)+"; see status.steps (what was applied can be undone: kubectl riposte undo)")
+		failed := failedSteps(inc)
+		why := failed + "; see status.steps (what was applied can be undone: kubectl riposte undo)"
+		if uncommitted(inc) {
+			why = failed + "; nothing was applied, and the plan is made again when the incident is next looked at"
+		}
+		if notImpersonated != nil {
+			// The API server would not let Riposte act as the account at
+			// all: the author is told the grant that is missing.
+			if refusal := r.impersonationRefused(riposte.IncidentRemediated, p.pb, notImpersonated); refusal != nil {
+				return refusal
+			}
+		}
+		return stalled(riposte.IncidentRemediated, riposte.ReasonStepFailed, why)
 	}
 	now := metav1.Now()
 	inc.Status.RemediatedAt = &now
@@ -298,6 +309,27 @@ func remediatedBy(inc *riposte.Incident) string {
 		}
 	}
 	return fmt.Sprintf("remediated by playbook %s as %s, %s: %s", inc.Status.Playbook.String(), inc.Status.RunAs, by, strings.Join(steps, "; "))
+}
+
+// uncommitted forgets a plan approved by policy that failed with nothing
+// applied (its one write refused: a missing grant, a disruption budget), as
+// a refused dry run would have been: the incident then counts as failed
+// before anything was applied, and is planned again, so a grant fixed since
+// is taken. A gate's plan stays committed: people approved that plan.
+func uncommitted(inc *riposte.Incident) bool {
+	if inc.Status.AutoApproval == nil || inc.Status.ApprovalGate != "" {
+		return false
+	}
+	for _, s := range inc.Status.Steps {
+		for _, c := range s.Changes {
+			if c.Done && c.Operation != riposte.OperationUnchanged {
+				return false
+			}
+		}
+	}
+	inc.Status.PlanHash, inc.Status.RunAs, inc.Status.Steps = "", "", nil
+	inc.Status.AutoApproval, inc.Status.ApprovedAt = nil, nil
+	return true
 }
 
 // failedSteps names each failed step and why it failed.

@@ -13,6 +13,7 @@ package incident
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -110,7 +111,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		}
 		releaseHold(inc)
 		setReady(inc)
-		patchErr := r.persist(ctx, p)
+		patchErr := r.persistOutcome(ctx, p)
 		if patchErr == nil && p.relatedRefreshed {
 			r.relatedStale.Delete(client.ObjectKeyFromObject(inc))
 		}
@@ -282,6 +283,36 @@ func (r *Reconciler) persist(ctx context.Context, p *pass) error {
 	p.before = p.inc.DeepCopy()
 	return nil
 }
+
+// persistOutcome writes the status a pass ends with. When the write
+// conflicts because the spec or metadata changed meanwhile (intake stored
+// the alert's resolution, a person asked for an undo), the status is put on
+// the incident as it is now and written again: this reconciler is the only
+// writer of the status, and what the pass did in the world (a change whose
+// record exists nowhere else) must not be lost with the write. The new spec
+// is the next pass's. If the status itself changed, the pass is done again.
+func (r *Reconciler) persistOutcome(ctx context.Context, p *pass) error {
+	err := r.persist(ctx, p)
+	if !apierrors.IsConflict(err) || r.APIReader == nil {
+		return err
+	}
+	fresh := &riposte.Incident{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(p.inc), fresh); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !equality.Semantic.DeepEqual(fresh.Status, p.before.Status) {
+		return err
+	}
+	p.before = fresh
+	if err := r.persist(ctx, p); err != nil {
+		return err
+	}
+	// Stored; the spec that changed is looked at by the next pass.
+	return errRequeue
+}
+
+// errRequeue asks for another pass at once, with nothing wrong.
+var errRequeue = apierrors.NewConflict(riposte.GroupVersion.WithResource("incidents").GroupResource(), "", errors.New("the spec changed during the pass"))
 
 // refused runs the guardrails on the target and, once a plan is built, on
 // every object it writes; a refusal stalls the incident, saying why.

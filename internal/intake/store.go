@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -78,6 +79,9 @@ func (s *ApplyStore) remember(inc *riposte.Incident, now time.Time) {
 				delete(s.applied, k)
 			}
 		}
+		if len(s.applied) >= maxRemembered {
+			clear(s.applied) // a storm of distinct alerts: the cache answers for them soon
+		}
 	}
 	s.applied[client.ObjectKeyFromObject(inc)] = appliedAlert{inc: inc.DeepCopy(), at: now}
 }
@@ -108,6 +112,28 @@ func (s *ApplyStore) turn(ctx context.Context, key client.ObjectKey) (done func(
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+}
+
+// maxRemembered bounds the applies remembered, whatever their age.
+const maxRemembered = 4096
+
+// Forget drops what intake remembers applying under key: the incident was
+// deleted, so a resend must be stored again.
+func (s *ApplyStore) Forget(key client.ObjectKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.applied, key)
+}
+
+// ForgetDeleted is an informer's delete handler: it forgets what intake
+// applied under the deleted incident's name.
+func (s *ApplyStore) ForgetDeleted(obj any) {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if inc, ok := obj.(*riposte.Incident); ok {
+		s.Forget(client.ObjectKeyFromObject(inc))
 	}
 }
 
@@ -166,8 +192,9 @@ func (s *ApplyStore) upsert(ctx context.Context, inc *riposte.Incident) error {
 	if (stored != nil || mine != nil) && s.Deduplicated != nil {
 		s.Deduplicated.Inc()
 	}
+	deleting := stored != nil && stored.DeletionTimestamp != nil
 	for _, known := range []*riposte.Incident{mine, stored} {
-		if known != nil && sameAlert(known, inc) {
+		if known != nil && !deleting && sameAlert(known, inc) {
 			// A resend of what is stored (Alertmanager repeats every group
 			// interval): nothing to write. A cache that lags can only hold
 			// an older notification, which the API server would refuse to
@@ -325,6 +352,9 @@ func (s *ApplyStore) cached(ctx context.Context, inc *riposte.Incident) *riposte
 // sameAlert reports whether applying inc would change nothing intake owns
 // in stored: the alert's fields, intake's labels and the record finalizer.
 func sameAlert(stored, inc *riposte.Incident) bool {
+	if stored.DeletionTimestamp != nil {
+		return false // being deleted: the apply says so, and Alertmanager retries
+	}
 	a, b := &stored.Spec, &inc.Spec
 	if a.Source != b.Source || a.AlertName != b.AlertName || a.Fingerprint != b.Fingerprint || a.Severity != b.Severity ||
 		a.Status != b.Status || a.GeneratorURL != b.GeneratorURL ||
@@ -338,7 +368,7 @@ func sameAlert(stored, inc *riposte.Incident) bool {
 		}
 	}
 	for _, f := range inc.Finalizers {
-		if !slices.Contains(stored.Finalizers, f) && stored.DeletionTimestamp == nil {
+		if !slices.Contains(stored.Finalizers, f) {
 			return false
 		}
 	}

@@ -307,6 +307,10 @@ func TestApplyStoreSkipsIdenticalResends(t *testing.T) {
 		{reason: "a stored incident without the record finalizer gets it",
 			stored: func(i *riposte.Incident) { i.Finalizers = nil }, wantApply: true},
 		{reason: "intake's labels differ", stored: func(i *riposte.Incident) { i.Labels[LabelAlertName] = "B" }, wantApply: true},
+		{reason: "an incident being deleted is not taken as stored: the apply says so, and Alertmanager retries", stored: func(i *riposte.Incident) {
+			now := metav1.Now()
+			i.DeletionTimestamp = &now
+		}, wantApply: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
@@ -354,8 +358,13 @@ func TestApplyStoreRemembersWhatItApplied(t *testing.T) {
 	}
 	for i, step := range []struct {
 		status      string
+		deleted     bool // the informer told of the incident's deletion first
 		wantApplies int
-	}{{"firing", 1}, {"firing", 1}, {"resolved", 2}, {"resolved", 2}, {"firing", 3}} {
+	}{{"firing", false, 1}, {"firing", false, 1}, {"resolved", false, 2}, {"resolved", false, 2}, {"firing", false, 3},
+		{"firing", true, 4}} {
+		if step.deleted {
+			s.ForgetDeleted(alert(step.status))
+		}
 		if err := s.Upsert(context.Background(), alert(step.status)); err != nil {
 			t.Fatal(err)
 		}
