@@ -495,3 +495,44 @@ func TestOddStoredTimesNeverFreezeAnIncident(t *testing.T) {
 	}
 	waitForPhase(t, ns, inc.Name, riposte.PhaseResolved)
 }
+
+// A quarantine hold is its own record only if the next pass commits: a
+// pass cut off after isolating the pod and before storing its record, then
+// an alert that resolves before the manager is back, would leave the pod
+// isolated with no record. The hold found in the incident's name is
+// recorded instead, and undo releases it.
+func TestOrphanHoldIsRecordedForUndo(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	srv := intakeServer(t)
+	pb := isolatePlaybook(ns, "isolate-crashloop", "KubePodCrashLooping", &riposte.AutoApprove{})
+	pb.Spec.Triggers.Alerts[0].Severities = []string{"warning"}
+	mustCreate(t, pb)
+	const fp = "57a1e00000000003"
+	name := intake.IncidentName(fp)
+	// What the cut-off pass wrote, as the playbook's account would have.
+	if err := updateAs(ctx, k8sClient, &corev1.Pod{}, client.ObjectKeyFromObject(pod), func(o client.Object) {
+		o.SetLabels(map[string]string{"app": "web", actions.QuarantineLabel: "deny-all"})
+		o.SetAnnotations(map[string]string{actions.QuarantinedByAnnotation: ns + "/" + name + "=deny-all"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+	body := `{"version":"4","status":"resolved","receiver":"riposte","alerts":[` +
+		crashLoopingJSON("resolved", fp, ns, pod.Name, starts.Format(time.RFC3339), starts.Add(5*time.Minute).Format(time.RFC3339)) + `]}`
+	if code, answer := postBody(t, srv, body); code != http.StatusOK {
+		t.Fatalf("resolved notification: %d %s", code, answer)
+	}
+	inc := waitForPhase(t, ns, name, riposte.PhaseResolved)
+	if len(inc.Status.Steps) != 1 || len(inc.Status.Steps[0].Changes) != 1 {
+		t.Fatalf("steps %+v, want the hold found in place recorded", inc.Status.Steps)
+	}
+	c := inc.Status.Steps[0].Changes[0]
+	if inc.Status.Steps[0].Phase != riposte.StepApplied || !c.Done || c.Undo != riposte.UndoRelease || c.Restore != ns+"/"+name || c.Object.UID != string(pod.UID) ||
+		inc.Status.RunAs != "system:serviceaccount:"+ns+":"+remediatorAccount {
+		t.Errorf("recorded %+v as %q, want the pod's hold, applied, released by undo, as the playbook's account", c, inc.Status.RunAs)
+	}
+	undoAs(t, "alice", inc)
+	expectUnisolated(t, pod)
+}

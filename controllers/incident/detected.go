@@ -176,7 +176,14 @@ func (r *Reconciler) ask(ctx context.Context, p *pass) error {
 		// first, or before a playbook answered): a remediation now would
 		// act on something that has ended. A plan already asked for goes
 		// on: people may still be deciding on what happened.
-		setCondition(inc, riposte.IncidentPlanned, false, riposte.ReasonAlertResolved, "the alert had resolved before a plan was asked for; nothing was planned or applied")
+		if err := r.adoptOrphanHolds(ctx, p); err != nil {
+			return err
+		}
+		why := "the alert had resolved before a plan was asked for; nothing was planned or applied"
+		if len(inc.Status.Steps) > 0 {
+			why = "the alert had resolved before a plan was asked for; nothing was planned, and the holds found in place are recorded for undo"
+		}
+		setCondition(inc, riposte.IncidentPlanned, false, riposte.ReasonAlertResolved, why)
 		r.resolve(inc)
 		return nil
 	}

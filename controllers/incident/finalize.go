@@ -73,6 +73,9 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 	if !controllerutil.ContainsFinalizer(inc, riposte.RecordFinalizer) {
 		return nil
 	}
+	if err := r.adoptOrphanHolds(ctx, p); err != nil {
+		return err
+	}
 	if inc.Spec.Undo != nil && inc.Status.Phase != riposte.PhaseUndone {
 		if err := r.undoAll(ctx, p); err != nil {
 			return err

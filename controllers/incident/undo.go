@@ -27,6 +27,9 @@ const ExpiryUndoer = "riposte"
 func (r *Reconciler) undoAll(ctx context.Context, p *pass) error {
 	inc := p.inc
 	by := inc.Spec.Undo.RequestedBy
+	if err := r.adoptOrphanHolds(ctx, p); err != nil {
+		return err
+	}
 	if inc.Status.ApprovalGate != "" && len(inc.Status.Steps) == 0 && inc.Status.Phase == riposte.PhaseAwaitingApproval {
 		if err := r.cancelPendingGate(ctx, inc, "undo requested by "+by); err != nil {
 			return err

@@ -207,6 +207,15 @@ func holdersPatch(labels, annotations map[string]string, holders map[string]stri
 	}}, labels[QuarantineLabel] == label && annotations[QuarantinedByAnnotation] == annotation
 }
 
+// Holders are the incidents (namespace/name) that hold a pod isolated, with
+// the variant each asked for; none when the pod is not isolated.
+func Holders(labels, annotations map[string]string) map[string]string {
+	if labels[QuarantineLabel] == "" {
+		return nil
+	}
+	return quarantineHolders(annotations[QuarantinedByAnnotation])
+}
+
 // quarantineHolders parses "ns/incident=variant,..."; an entry without a
 // variant (written before variants were listed) counts as deny-all.
 func quarantineHolders(annotation string) map[string]string {
