@@ -70,6 +70,9 @@ func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (approved bool, 
 		setCondition(inc, riposte.IncidentApproved, true, riposte.ReasonApproved, gate.Status.Message)
 		return true, nil
 	case riposte.GateRejected, riposte.GateExpired:
+		if err := r.adoptOrphanHolds(ctx, p); err != nil { // a hold an automatic verdict wrote before the playbook changed
+			return false, err
+		}
 		inc.Status.Phase = riposte.PhaseRejected
 		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonRejected, gate.Status.Message)
 		return false, nil
@@ -103,6 +106,9 @@ func (r *Reconciler) awaitVerdict(ctx context.Context, p *pass) (approved bool, 
 func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 	inc, gate := p.inc, p.gate
 	if inc.Spec.Status == riposte.AlertResolved {
+		if err := r.adoptOrphanHolds(ctx, p); err != nil {
+			return err
+		}
 		reason, why := resolvedBecause(inc)
 		r.closeGate(inc, gate, riposte.GateCancelled, reason, why+" before a decision")
 		at := metav1.Now()
