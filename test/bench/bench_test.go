@@ -168,6 +168,18 @@ func (r *incidentWatch) wait(key string) <-chan time.Time {
 // watchIncidents records incidents as soon as reached says they are in the
 // state the benchmark waits for.
 func watchIncidents(t *testing.T, env *testenv.Env, reached func(*riposte.Incident) bool) *incidentWatch {
+	return watchFirst(t, env, &riposte.Incident{}, func(obj client.Object) bool { return reached(obj.(*riposte.Incident)) })
+}
+
+// watchIsolatedPods records when each pod was first seen carrying the
+// quarantine label, in a watch of the driver's own: the effect itself.
+func watchIsolatedPods(t *testing.T, env *testenv.Env) *incidentWatch {
+	return watchFirst(t, env, &corev1.Pod{}, func(obj client.Object) bool { return obj.GetLabels()["riposte.dev/quarantine"] != "" })
+}
+
+// watchFirst records when each object of kind was first seen in the state
+// reached says, keyed namespace/name.
+func watchFirst(t *testing.T, env *testenv.Env, kind client.Object, reached func(client.Object) bool) *incidentWatch {
 	// An informer, not a bare watch: it re-lists and re-watches if the API
 	// server closes the watch under load, so no transition is missed.
 	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
@@ -176,18 +188,18 @@ func watchIncidents(t *testing.T, env *testenv.Env, reached func(*riposte.Incide
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	inf, err := c.GetInformer(ctx, &riposte.Incident{})
+	inf, err := c.GetInformer(ctx, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &incidentWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
-	observe := func(obj any) {
-		inc, ok := obj.(*riposte.Incident)
-		if !ok || !reached(inc) {
+	observe := func(o any) {
+		obj, ok := o.(client.Object)
+		if !ok || !reached(obj) {
 			return
 		}
 		now := time.Now()
-		key := inc.Namespace + "/" + inc.Name
+		key := obj.GetNamespace() + "/" + obj.GetName()
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if _, ok := r.seen[key]; ok {
@@ -207,52 +219,7 @@ func watchIncidents(t *testing.T, env *testenv.Env, reached func(*riposte.Incide
 	}
 	go func() { _ = c.Start(ctx) }()
 	if !c.WaitForCacheSync(ctx) {
-		t.Fatal("incident informer did not sync")
-	}
-	return r
-}
-
-// watchIsolatedPods records when each pod was first seen carrying the
-// quarantine label, in a watch of the driver's own: the effect itself.
-func watchIsolatedPods(t *testing.T, env *testenv.Env) *incidentWatch {
-	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	inf, err := c.GetInformer(ctx, &corev1.Pod{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &incidentWatch{seen: map[string]time.Time{}, waiters: map[string]chan time.Time{}}
-	observe := func(obj any) {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok || pod.Labels["riposte.dev/quarantine"] == "" {
-			return
-		}
-		now := time.Now()
-		key := pod.Namespace + "/" + pod.Name
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if _, ok := r.seen[key]; ok {
-			return
-		}
-		r.seen[key] = now
-		if ch, ok := r.waiters[key]; ok {
-			ch <- now
-			delete(r.waiters, key)
-		}
-	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    observe,
-		UpdateFunc: func(_, obj any) { observe(obj) },
-	}); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
-		t.Fatal("pod informer did not sync")
+		t.Fatalf("%T informer did not sync", kind)
 	}
 	return r
 }
