@@ -96,41 +96,7 @@ func TestRemediationSurvivesACrashAfterEveryWrite(t *testing.T) {
 	}
 
 	const writesInPlan = 6 // policy, pod label (isolate); label; scale; message; config map
-	crashLog := filepath.Join(t.TempDir(), "crashes")
-	crashes := 0
-	remediated := func() bool {
-		return c.Get(ctx, client.ObjectKeyFromObject(inc), inc) == nil && inc.Status.Phase == riposte.PhaseRemediated
-	}
-runs:
-	for run := 1; run <= 2*writesInPlan; run++ {
-		m := env.LaunchManager(t, intakeToken, []string{executor.FailpointEnv + "=" + crashLog})
-		deadline := time.After(60 * time.Second)
-		for {
-			select {
-			case <-m.Exited:
-				crashes++
-				continue runs
-			case <-deadline:
-				t.Fatalf("run %d neither crashed nor finished", run)
-			case <-time.After(100 * time.Millisecond):
-				if remediated() {
-					break runs // this run got past every write
-				}
-			}
-		}
-	}
-	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(inc), inc); err != nil {
-			return err
-		}
-		if inc.Status.Phase != riposte.PhaseRemediated {
-			return fmt.Errorf("phase %s; steps %+v", inc.Status.Phase, inc.Status.Steps)
-		}
-		return nil
-	})
-	if crashes != writesInPlan {
-		t.Errorf("the manager crashed %d times, want %d (once after each write)", crashes, writesInPlan)
-	}
+	crashAfterEachWrite(t, env, inc, writesInPlan, nil)
 
 	// Every step applied once, on the record.
 	for _, s := range inc.Status.Steps {
@@ -174,7 +140,7 @@ runs:
 		t.Errorf("evidence ConfigMap: %v %v", err, evidence.Data)
 	}
 	b, _ := json.Marshal(inc.Status.Steps)
-	t.Logf("steps after %d crashes: %s", crashes, b)
+	t.Logf("steps after %d crashes: %s", writesInPlan, b)
 }
 
 // A plan whose changes carry their own record (a quarantine hold names its
@@ -212,45 +178,15 @@ func TestSelfRecordingRemediationSurvivesACrash(t *testing.T) {
 	}
 
 	const writesInPlan = 2 // the quarantine policy, the pod's hold
-	crashLog := filepath.Join(t.TempDir(), "crashes")
-	crashes := 0
-runs:
-	for run := 1; run <= 2*writesInPlan; run++ {
-		m := env.LaunchManager(t, intakeToken, []string{executor.FailpointEnv + "=" + crashLog})
-		deadline := time.After(60 * time.Second)
-		for {
-			select {
-			case <-m.Exited:
-				crashes++
-				// Cut off before any record: the incident shows nothing done.
-				if err := c.Get(ctx, client.ObjectKeyFromObject(inc), inc); err != nil {
-					t.Fatal(err)
-				}
-				if len(inc.Status.Steps) != 0 || inc.Status.PlanHash != "" {
-					t.Errorf("after crash %d the incident holds steps %+v (plan %q): want nothing stored before the writes", crashes, inc.Status.Steps, inc.Status.PlanHash)
-				}
-				continue runs
-			case <-deadline:
-				t.Fatalf("run %d neither crashed nor finished", run)
-			case <-time.After(100 * time.Millisecond):
-				if c.Get(ctx, client.ObjectKeyFromObject(inc), inc) == nil && inc.Status.Phase == riposte.PhaseRemediated {
-					break runs
-				}
-			}
-		}
-	}
-	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+	crashLog := crashAfterEachWrite(t, env, inc, writesInPlan, func(crashes int) {
+		// Cut off before any record: the incident shows nothing done.
 		if err := c.Get(ctx, client.ObjectKeyFromObject(inc), inc); err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if inc.Status.Phase != riposte.PhaseRemediated {
-			return fmt.Errorf("phase %s; steps %+v", inc.Status.Phase, inc.Status.Steps)
+		if len(inc.Status.Steps) != 0 || inc.Status.PlanHash != "" {
+			t.Errorf("after crash %d the incident holds steps %+v (plan %q): want nothing stored before the writes", crashes, inc.Status.Steps, inc.Status.PlanHash)
 		}
-		return nil
 	})
-	if crashes != writesInPlan {
-		t.Errorf("the manager crashed %d times, want %d (once after each write)", crashes, writesInPlan)
-	}
 	if len(inc.Status.Steps) != 1 || len(inc.Status.Steps[0].Changes) != 2 {
 		t.Fatalf("steps %+v, want one step of two changes", inc.Status.Steps)
 	}
@@ -276,4 +212,51 @@ runs:
 	if got := strings.Fields(string(b)); len(got) != writesInPlan {
 		t.Errorf("writes cut off: %q, want %d distinct", got, writesInPlan)
 	}
+}
+
+// crashAfterEachWrite runs the manager with the failpoint that exits right
+// after each remediation write it has not exited after before, restarting it
+// until a run finishes: every write is cut off from its record once. It
+// checks the incident ends Remediated after exactly writes crashes (calling
+// afterCrash after each), leaves inc as stored, and returns the failpoint's
+// log of the writes cut off.
+func crashAfterEachWrite(t *testing.T, env *testenv.Env, inc *riposte.Incident, writes int, afterCrash func(crashes int)) (crashLog string) {
+	t.Helper()
+	ctx, c := context.Background(), env.Client
+	crashLog = filepath.Join(t.TempDir(), "crashes")
+	crashes := 0
+runs:
+	for run := 1; run <= 2*writes; run++ {
+		m := env.LaunchManager(t, intakeToken, []string{executor.FailpointEnv + "=" + crashLog})
+		deadline := time.After(60 * time.Second)
+		for {
+			select {
+			case <-m.Exited:
+				crashes++
+				if afterCrash != nil {
+					afterCrash(crashes)
+				}
+				continue runs
+			case <-deadline:
+				t.Fatalf("run %d neither crashed nor finished", run)
+			case <-time.After(100 * time.Millisecond):
+				if c.Get(ctx, client.ObjectKeyFromObject(inc), inc) == nil && inc.Status.Phase == riposte.PhaseRemediated {
+					break runs // this run got past every write
+				}
+			}
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(inc), inc); err != nil {
+			return err
+		}
+		if inc.Status.Phase != riposte.PhaseRemediated {
+			return fmt.Errorf("phase %s; steps %+v", inc.Status.Phase, inc.Status.Steps)
+		}
+		return nil
+	})
+	if crashes != writes {
+		t.Errorf("the manager crashed %d times, want %d (once after each write)", crashes, writes)
+	}
+	return crashLog
 }
