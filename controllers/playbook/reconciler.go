@@ -8,6 +8,7 @@ package playbook
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -40,7 +41,20 @@ type Reconciler struct {
 	// impersonate namespace/account (nil: not checked).
 	CanImpersonate    func(ctx context.Context, namespace, account string) (bool, error)
 	OperatorNamespace string
+
+	// bindingChanged holds, by namespace, when a RoleBinding naming Riposte
+	// last changed there.
+	bindingChanged sync.Map
 }
+
+// authorizerLag is how long after a RoleBinding's change a refused
+// impersonation is asked again every authorizerRecheck: the API server's
+// authorizer sees a binding a moment after the watch event that woke the
+// pass, so the first answer can predate the grant.
+const (
+	authorizerLag     = 30 * time.Second
+	authorizerRecheck = time.Second
+)
 
 // notInstalledRecheck is how often a playbook waiting on something outside
 // it (the PolicyReport API, a kind's CRD, a grant to watch it) looks again.
@@ -98,6 +112,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if reason == riposte.ReasonUnknownKind || reason == riposte.ReasonWatchForbidden || reason == riposte.ReasonImpersonationNotGranted {
 		// Fixed outside the playbook (a CRD installed, a grant given): look again.
 		requeue = notInstalledRecheck
+		if at, ok := r.bindingChanged.Load(pb.Namespace); ok && reason == riposte.ReasonImpersonationNotGranted && time.Since(at.(time.Time)) < authorizerLag {
+			requeue = authorizerRecheck
+		}
 	} else if reason == "" && r.CanImpersonate != nil {
 		requeue = grantRecheck
 	}
@@ -179,6 +196,7 @@ func (r *Reconciler) bindsManager() predicate.Funcs {
 
 // playbooksInNamespace wakes the playbooks a RoleBinding's grant may concern.
 func (r *Reconciler) playbooksInNamespace(ctx context.Context, rb client.Object) []reconcile.Request {
+	r.bindingChanged.Store(rb.GetNamespace(), time.Now())
 	var playbooks riposte.PlaybookList
 	if err := r.List(ctx, &playbooks, client.InNamespace(rb.GetNamespace())); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "finding playbooks a RoleBinding concerns")
