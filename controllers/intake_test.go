@@ -518,6 +518,13 @@ func TestOrphanHoldIsRecordedForUndo(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Someone who may edit pods in another namespace writes the same hold
+	// there: it is not this incident's, and is never adopted.
+	other := newNamespace(t)
+	elsewhere := barePod(t, other, "decoy", func(p *corev1.Pod) {
+		p.Labels = map[string]string{actions.QuarantineLabel: "deny-all"}
+		p.Annotations = map[string]string{actions.QuarantinedByAnnotation: ns + "/" + name + "=deny-all"}
+	})
 	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
 	body := `{"version":"4","status":"resolved","receiver":"riposte","alerts":[` +
 		crashLoopingJSON("resolved", fp, ns, pod.Name, starts.Format(time.RFC3339), starts.Add(5*time.Minute).Format(time.RFC3339)) + `]}`
@@ -525,7 +532,7 @@ func TestOrphanHoldIsRecordedForUndo(t *testing.T) {
 		t.Fatalf("resolved notification: %d %s", code, answer)
 	}
 	inc := waitForPhase(t, ns, name, riposte.PhaseResolved)
-	if len(inc.Status.Steps) != 1 || len(inc.Status.Steps[0].Changes) != 1 {
+	if len(inc.Status.Steps) != 1 || len(inc.Status.Steps[0].Changes) != 1 || inc.Status.Steps[0].Changes[0].Object.Namespace != ns {
 		t.Fatalf("steps %+v, want the hold found in place recorded", inc.Status.Steps)
 	}
 	c := inc.Status.Steps[0].Changes[0]
@@ -535,4 +542,5 @@ func TestOrphanHoldIsRecordedForUndo(t *testing.T) {
 	}
 	undoAs(t, "alice", inc)
 	expectUnisolated(t, pod)
+	expectQuarantined(t, elsewhere, true)
 }

@@ -44,7 +44,10 @@ func (r *Reconciler) adoptOrphanHolds(ctx context.Context, p *pass) error {
 	}
 	holder := inc.Namespace + "/" + inc.Name
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.MatchingFields{podHoldersIndex: holder}, client.UnsafeDisableDeepCopy); err != nil {
+	// Only the incident's own namespace: Riposte isolates pods where their
+	// incident lives, and a hold written in another namespace's name by
+	// whoever may edit pods there is none of this incident's business.
+	if err := r.List(ctx, &pods, client.InNamespace(inc.Namespace), client.MatchingFields{podHoldersIndex: holder}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("finding the pods this incident holds: %w", err)
 	}
 	if len(pods.Items) == 0 {
