@@ -22,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -546,9 +547,7 @@ func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {
 	ns := newNamespace(t)
 	dep := deployment(t, ns, "web", 2)
 	// Scaling needs riposte-action-workloads; take it away.
-	grant := &rbacv1.RoleBinding{}
-	get(t, grant, ns, remediatorAccount+"-workloads")
-	if err := k8sClient.Delete(context.Background(), grant); err != nil {
+	if err := k8sClient.Delete(context.Background(), &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: remediatorAccount + "-workloads", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
 	inc := remediateTarget(t, ns, riposte.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: dep.Name}, riposte.PhaseFailed,
@@ -561,24 +560,46 @@ func TestPlaybookAccountBoundsWhatChanges(t *testing.T) {
 	if *dep.Spec.Replicas != 2 {
 		t.Errorf("replicas = %d, want 2: nothing may change", *dep.Spec.Replicas)
 	}
-	// Nothing was applied, so nothing is committed: once the grant is back,
-	// the next look at the incident plans it again and it runs.
+}
+
+// A plan approved by policy whose one write the API server refuses applies
+// nothing and commits nothing, as a refused dry run: once the grant is back,
+// the next look at the incident plans it again and it runs.
+func TestRefusedSingleWriteIsPlannedAgain(t *testing.T) {
+	ns := newNamespace(t)
+	first, second := deployedPod(t, ns, "web"), deployedPod(t, ns, "db")
+	// The first isolation creates the namespace's quarantine policy, so the
+	// second plan makes one write: the pod's hold.
+	remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": first.Name}, riposte.PhaseRemediated,
+		riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod})
+	grant := &rbacv1.RoleBinding{}
+	get(t, grant, ns, remediatorAccount+"-isolate")
+	if err := k8sClient.Delete(context.Background(), grant); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the API server's authorizer sees the grant gone
+	inc := remediate(t, ns, ns, map[string]string{"namespace": ns, "pod": second.Name}, riposte.PhaseFailed,
+		riposte.Step{Name: "isolate", Action: riposte.ActionIsolatePod})
+	if c := condition(t, inc.Status.Conditions, riposte.ConditionReady); !strings.Contains(c.Message, "forbidden") {
+		t.Errorf("Ready = %s; want the API server's refusal", c.Message)
+	}
 	if inc.Status.PlanHash != "" || len(inc.Status.Steps) != 0 || inc.Status.AutoApproval != nil {
 		t.Errorf("plan %q, %d steps, autoApproval %+v: want nothing committed", inc.Status.PlanHash, len(inc.Status.Steps), inc.Status.AutoApproval)
 	}
+	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentApproved); c != nil && c.Status == metav1.ConditionTrue {
+		t.Errorf("Approved = %+v with no verdict recorded", c)
+	}
+	expectQuarantined(t, second, false)
 	grant.ResourceVersion, grant.UID = "", ""
 	mustCreate(t, grant)
-	time.Sleep(300 * time.Millisecond) // the grant reaches the API server's authorizer cache
+	time.Sleep(300 * time.Millisecond) // the grant reaches the API server's authorizer
 	if err := updateAs(context.Background(), k8sClient, &riposte.Incident{}, client.ObjectKeyFromObject(inc), func(o client.Object) {
 		o.SetAnnotations(map[string]string{"example.com/retry": "1"})
 	}); err != nil {
 		t.Fatal(err)
 	}
 	waitForPhase(t, ns, inc.Name, riposte.PhaseRemediated)
-	get(t, dep, ns, dep.Name)
-	if *dep.Spec.Replicas != 0 {
-		t.Errorf("replicas = %d after the grant came back, want 0", *dep.Spec.Replicas)
-	}
+	expectQuarantined(t, second, true)
 }
 
 // remediateTarget is remediate for an incident that names its target.

@@ -163,14 +163,20 @@ func (r *Reconciler) loadPlaybook(ctx context.Context, p *pass) error {
 // decide is dry-run and held in a gate, whose name is the incident's, so a
 // retry after a crash finds the gate it already made.
 func (r *Reconciler) ask(ctx context.Context, p *pass) error {
-	inc, pb := p.inc, p.pb
 	// An automatic verdict binds only the plan it committed: one not
 	// committed (held, or failed before anything was applied) is decided
 	// again here, and a plan people now decide carries no trace of it.
-	prior := inc.Status.AutoApproval
-	if prior != nil {
-		inc.Status.AutoApproval, inc.Status.ApprovedAt = nil, nil
+	prior := p.inc.Status.AutoApproval
+	p.inc.Status.AutoApproval, p.inc.Status.ApprovedAt = nil, nil
+	err := r.askFor(ctx, p, prior)
+	if prior != nil && p.inc.Status.AutoApproval == nil {
+		forgetVerdict(p.inc)
 	}
+	return err
+}
+
+func (r *Reconciler) askFor(ctx context.Context, p *pass, prior *riposte.AutoApproval) error {
+	inc, pb := p.inc, p.pb
 	if inc.Spec.Status == riposte.AlertResolved {
 		// Over before anything was asked for (the resolution arrived
 		// first, or before a playbook answered): a remediation now would
@@ -213,7 +219,7 @@ func (r *Reconciler) ask(ctx context.Context, p *pass) error {
 	if automatic && pb.Spec.Mode != riposte.ModeDryRun {
 		checks = executor.DryRunIfSeveral
 	}
-	plan, err := r.build(ctx, exe, p, target, checks, prior, policy.AutoApproveRule)
+	plan, err := exe.Build(ctx, inc, pb, target, checks)
 	if err != nil {
 		if refusal := r.impersonationRefused(riposte.IncidentPlanned, pb, err); refusal != nil {
 			return refusal
@@ -337,26 +343,19 @@ func (r *Reconciler) approveByPolicy(p *pass, plan *executor.Plan, rule string, 
 	metrics.DecisionSeconds.WithLabelValues(string(riposte.GateApproved), approval.PolicyActor).Observe(now.Sub(inc.CreationTimestamp.Time).Seconds())
 }
 
+// forgetVerdict drops an automatic verdict that binds no committed plan,
+// and the condition that told of it.
+func forgetVerdict(inc *riposte.Incident) {
+	inc.Status.AutoApproval, inc.Status.ApprovedAt = nil, nil
+	if c := meta.FindStatusCondition(inc.Status.Conditions, riposte.IncidentApproved); c != nil && c.Reason == riposte.ReasonAutoApproved {
+		meta.RemoveStatusCondition(&inc.Status.Conditions, riposte.IncidentApproved)
+	}
+}
+
 // sameVerdict reports whether an earlier automatic verdict was the same
 // rule of the same playbook generation on the same plan.
 func sameVerdict(prior *riposte.AutoApproval, pb *riposte.Playbook, rule, planHash string) bool {
 	return prior != nil && prior.PlaybookGeneration == pb.Generation && prior.Rule == rule && prior.PlanHash == planHash
-}
-
-// build plans the steps with the checks asked for. A plan approved by policy
-// before (and held since) is made without a dry run first: when it is still
-// the plan that was approved and checked then, it is not dry-run again on
-// every recheck of the hold.
-func (r *Reconciler) build(ctx context.Context, exe *executor.Executor, p *pass, target *riposte.ObjectReference, checks executor.BuildMode,
-	prior *riposte.AutoApproval, rule string) (*executor.Plan, error) {
-	if checks != executor.DryRunIfSeveral || prior == nil {
-		return exe.Build(ctx, p.inc, p.pb, target, checks)
-	}
-	plan, err := exe.Build(ctx, p.inc, p.pb, target, executor.HashOnly)
-	if err != nil || sameVerdict(prior, p.pb, rule, plan.Hash) {
-		return plan, err
-	}
-	return exe.Build(ctx, p.inc, p.pb, target, checks)
 }
 
 // autoApproveError is an autoApprove expression that cannot be evaluated:

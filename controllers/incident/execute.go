@@ -118,6 +118,7 @@ func (r *Reconciler) commit(ctx context.Context, p *pass) error {
 	}
 	// The records must be stored before the first write: a crash after it
 	// resumes from them. A conflict means another pass or replica moved first.
+	p.wroteAhead = true
 	if err := r.persist(ctx, p); err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) {
 			// The record does not fit the incident: nothing is written
@@ -270,7 +271,7 @@ func (r *Reconciler) runSteps(ctx context.Context, p *pass) error {
 	if failedStep != "" || anyFailed(inc) {
 		failed := failedSteps(inc)
 		why := failed + "; see status.steps (what was applied can be undone: kubectl riposte undo)"
-		if uncommitted(inc) {
+		if uncommitted(p) {
 			why = failed + "; nothing was applied, and the plan is made again when the incident is next looked at"
 		}
 		if notImpersonated != nil {
@@ -314,10 +315,15 @@ func remediatedBy(inc *riposte.Incident) string {
 // uncommitted forgets a plan approved by policy that failed with nothing
 // applied (its one write refused: a missing grant, a disruption budget), as
 // a refused dry run would have been: the incident then counts as failed
-// before anything was applied, and is planned again, so a grant fixed since
-// is taken. A gate's plan stays committed: people approved that plan.
-func uncommitted(inc *riposte.Incident) bool {
-	if inc.Status.AutoApproval == nil || inc.Status.ApprovalGate != "" {
+// before anything was applied, and is planned again when it is next looked
+// at, so a grant fixed since is taken. Only a plan committed in this pass
+// and never stored: a stored record is what a restart resumes from (a write
+// it made may have landed unmarked), and forgetting it would be a status
+// write of its own, waking the incident to plan again at once. A gate's
+// plan stays committed: people approved that plan.
+func uncommitted(p *pass) bool {
+	inc := p.inc
+	if inc.Status.AutoApproval == nil || inc.Status.ApprovalGate != "" || p.plan == nil || p.wroteAhead {
 		return false
 	}
 	for _, s := range inc.Status.Steps {
@@ -328,7 +334,7 @@ func uncommitted(inc *riposte.Incident) bool {
 		}
 	}
 	inc.Status.PlanHash, inc.Status.RunAs, inc.Status.Steps = "", "", nil
-	inc.Status.AutoApproval, inc.Status.ApprovedAt = nil, nil
+	forgetVerdict(inc)
 	return true
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -53,14 +54,19 @@ func (r *Reconciler) adoptOrphanHolds(ctx context.Context, p *pass) error {
 	if len(pods.Items) == 0 {
 		return nil
 	}
-	if p.pb == nil {
-		if err := r.loadPlaybook(ctx, p); err != nil {
+	pb := p.pb
+	if pb == nil {
+		pb = &riposte.Playbook{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: inc.Status.Playbook.Namespace, Name: inc.Status.Playbook.Name}, pb); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil // no account to undo them as: nothing Riposte could release either
+			}
 			return err
 		}
 	}
-	runAs, err := RunsAs(p.pb, r.OperatorNamespace)
+	runAs, err := RunsAs(pb, r.OperatorNamespace)
 	if err != nil {
-		return stalled(riposte.IncidentRemediated, riposte.ReasonNoServiceAccount, err.Error())
+		return nil // the same: a playbook no account is known for wrote nothing
 	}
 	rec := riposte.StepRecord{Name: "recovered", Action: riposte.ActionIsolatePod, Phase: riposte.StepApplied,
 		Message: "quarantine holds naming this incident were found with no record (written by a pass cut off before it stored them); recorded so that undo releases them"}

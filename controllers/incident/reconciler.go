@@ -13,6 +13,7 @@ package incident
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -92,6 +93,8 @@ type pass struct {
 	// relatedRefreshed: the related incidents were listed again, for
 	// relatedStale; the flag goes once the list is stored.
 	relatedRefreshed bool
+	// wroteAhead: this pass stored its plan's records before the first write.
+	wroteAhead bool
 }
 
 // Reconcile loads the incident, does what every phase needs, runs its
@@ -167,6 +170,13 @@ func (r *Reconciler) everyPhase(ctx context.Context, p *pass) (done bool, err er
 	p.requeueAfter = soonest(p.requeueAfter, after)
 	if inc.Status.Phase == riposte.PhaseResolved {
 		if err := r.endSilences(ctx, p); err != nil {
+			return true, err
+		}
+	}
+	if inc.Spec.Status == riposte.AlertResolved && inc.Status.Phase != riposte.PhaseResolved {
+		// Closed without a committed plan (failed before it, unmatched): a
+		// hold a cut-off pass wrote is recorded first.
+		if err := r.adoptOrphanHolds(ctx, p); err != nil {
 			return true, err
 		}
 	}
@@ -300,7 +310,7 @@ func (r *Reconciler) persistOutcome(ctx context.Context, p *pass) error {
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(p.inc), fresh); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if !equality.Semantic.DeepEqual(fresh.Status, p.before.Status) {
+	if !sameStored(fresh.Status, p.before.Status) {
 		return err
 	}
 	p.before = fresh
@@ -309,6 +319,14 @@ func (r *Reconciler) persistOutcome(ctx context.Context, p *pass) error {
 	}
 	// Stored; the spec that changed is looked at by the next pass.
 	return errRequeue
+}
+
+// sameStored compares statuses as the API server stores them: times to the
+// second, as their JSON says.
+func sameStored(a, b riposte.IncidentStatus) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 // errRequeue asks for another pass at once, with nothing wrong.

@@ -193,6 +193,12 @@ func (s *ApplyStore) upsert(ctx context.Context, inc *riposte.Incident) error {
 		s.Deduplicated.Inc()
 	}
 	deleting := stored != nil && stored.DeletionTimestamp != nil
+	if deleting {
+		// An apply would merge the alert into an object about to go, and
+		// answer 200 for it: Alertmanager is asked to send it again once
+		// the incident is gone, and it is then stored anew.
+		return fmt.Errorf("incident %s/%s is being deleted; the alert is stored once it is gone", inc.Namespace, inc.Name)
+	}
 	for _, known := range []*riposte.Incident{mine, stored} {
 		if known != nil && !deleting && sameAlert(known, inc) {
 			// A resend of what is stored (Alertmanager repeats every group
@@ -353,7 +359,7 @@ func (s *ApplyStore) cached(ctx context.Context, inc *riposte.Incident) *riposte
 // in stored: the alert's fields, intake's labels and the record finalizer.
 func sameAlert(stored, inc *riposte.Incident) bool {
 	if stored.DeletionTimestamp != nil {
-		return false // being deleted: the apply says so, and Alertmanager retries
+		return false // being deleted: not stored for this alert any more
 	}
 	a, b := &stored.Spec, &inc.Spec
 	if a.Source != b.Source || a.AlertName != b.AlertName || a.Fingerprint != b.Fingerprint || a.Severity != b.Severity ||
