@@ -452,12 +452,7 @@ func TestIntakeNeverRemediatesAnAlertThatHadEnded(t *testing.T) {
 	pb.Spec.Triggers.Alerts[0].Severities = []string{"warning"}
 	mustCreate(t, pb)
 	const fp = "57a1e00000000002"
-	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
-	body := `{"version":"4","status":"resolved","receiver":"riposte","alerts":[` +
-		crashLoopingJSON("resolved", fp, ns, pod.Name, starts.Format(time.RFC3339), starts.Add(5*time.Minute).Format(time.RFC3339)) + `]}`
-	if code, answer := postBody(t, srv, body); code != http.StatusOK {
-		t.Fatalf("resolved notification: %d %s", code, answer)
-	}
+	postEndedCrashLoop(t, srv, fp, ns, pod.Name)
 	inc := waitForPhase(t, ns, intake.IncidentName(fp), riposte.PhaseResolved)
 	if c := condition(t, inc.Status.Conditions, riposte.IncidentPlanned); c.Status != metav1.ConditionFalse || c.Reason != riposte.ReasonAlertResolved {
 		t.Errorf("Planned = %s %s: %s; want False AlertResolved", c.Status, c.Reason, c.Message)
@@ -525,12 +520,7 @@ func TestOrphanHoldIsRecordedForUndo(t *testing.T) {
 		p.Labels = map[string]string{actions.QuarantineLabel: "deny-all"}
 		p.Annotations = map[string]string{actions.QuarantinedByAnnotation: ns + "/" + name + "=deny-all"}
 	})
-	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
-	body := `{"version":"4","status":"resolved","receiver":"riposte","alerts":[` +
-		crashLoopingJSON("resolved", fp, ns, pod.Name, starts.Format(time.RFC3339), starts.Add(5*time.Minute).Format(time.RFC3339)) + `]}`
-	if code, answer := postBody(t, srv, body); code != http.StatusOK {
-		t.Fatalf("resolved notification: %d %s", code, answer)
-	}
+	postEndedCrashLoop(t, srv, fp, ns, pod.Name)
 	inc := waitForPhase(t, ns, name, riposte.PhaseResolved)
 	if len(inc.Status.Steps) != 1 || len(inc.Status.Steps[0].Changes) != 1 || inc.Status.Steps[0].Changes[0].Object.Namespace != ns {
 		t.Fatalf("steps %+v, want the hold found in place recorded", inc.Status.Steps)
@@ -543,4 +533,17 @@ func TestOrphanHoldIsRecordedForUndo(t *testing.T) {
 	undoAs(t, "alice", inc)
 	expectUnisolated(t, pod)
 	expectQuarantined(t, elsewhere, true)
+}
+
+// postEndedCrashLoop posts, as the first Riposte hears of it, the resolution
+// of a KubePodCrashLooping alert about pod that ended five minutes after it
+// started.
+func postEndedCrashLoop(t *testing.T, srv *httptest.Server, fp, ns, pod string) {
+	t.Helper()
+	starts := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+	body := `{"version":"4","status":"resolved","receiver":"riposte","alerts":[` +
+		crashLoopingJSON("resolved", fp, ns, pod, starts.Format(time.RFC3339), starts.Add(5*time.Minute).Format(time.RFC3339)) + `]}`
+	if code, answer := postBody(t, srv, body); code != http.StatusOK {
+		t.Fatalf("resolved notification: %d %s", code, answer)
+	}
 }

@@ -110,7 +110,7 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 			return err
 		}
 		reason, why := resolvedBecause(inc)
-		r.closeGate(inc, gate, riposte.GateCancelled, reason, why+" before a decision")
+		r.withdraw(inc, gate, riposte.GateCancelled, reason, why+" before a decision")
 		at := metav1.Now()
 		if inc.Spec.EndsAt != nil {
 			at = *inc.Spec.EndsAt
@@ -136,7 +136,7 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		// person): a new gate lets them.
 		msg := fmt.Sprintf("gate %s holds decisions in the names of %s recorded while the decision policy was not in force; they never count",
 			gate.Name, strings.Join(unverifiable, ", "))
-		r.closeGate(inc, gate, riposte.GateSuperseded, riposte.ReasonDecisionsUnverifiable, msg)
+		r.withdraw(inc, gate, riposte.GateSuperseded, riposte.ReasonDecisionsUnverifiable, msg)
 		r.event(inc, corev1.EventTypeWarning, riposte.ReasonDecisionsUnverifiable, "Replan", msg+"; a new gate asks again")
 		r.askAgain(p)
 		return nil
@@ -155,18 +155,18 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 
 func (r *Reconciler) cancelForGoneTarget(ctx context.Context, inc *riposte.Incident, gate *riposte.ApprovalGate) error {
 	msg := "the target " + describe(targetOf(inc)) + " no longer exists"
-	r.closeGate(inc, gate, riposte.GateCancelled, riposte.ReasonTargetGone, msg)
+	r.withdraw(inc, gate, riposte.GateCancelled, riposte.ReasonTargetGone, msg)
 	inc.Status.Phase = riposte.PhaseCancelled
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonTargetGone, "gate "+gate.Name+" was cancelled: "+msg)
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonTargetGone, "Cancel", msg+"; gate "+gate.Name+" was cancelled")
 	return nil
 }
 
-// closeGate withdraws the incident's plan from a gate, and says why, in the
+// withdraw withdraws the incident's plan from a gate, and says why, in the
 // incident's status. The ApprovalGate controller, the only writer of gates'
 // status, closes the gate once the incident is stored: a gate is never
 // closed for an incident whose write was lost.
-func (r *Reconciler) closeGate(inc *riposte.Incident, gate *riposte.ApprovalGate, phase riposte.GatePhase, reason, msg string) {
+func (r *Reconciler) withdraw(inc *riposte.Incident, gate *riposte.ApprovalGate, phase riposte.GatePhase, reason, msg string) {
 	for _, w := range inc.Status.WithdrawnGates {
 		if w.UID == string(gate.UID) {
 			return
@@ -215,7 +215,7 @@ func (r *Reconciler) currentTarget(ctx context.Context, inc *riposte.Incident) (
 func (r *Reconciler) supersede(ctx context.Context, p *pass, target *riposte.ObjectReference, plan *executor.Plan) error {
 	inc, old := p.inc, p.gate
 	msg := fmt.Sprintf("the world changed since approval: the plan is now %s, not the approved %s", plan.Hash, old.Spec.Plan.Hash)
-	r.closeGate(inc, old, riposte.GateSuperseded, riposte.ReasonPlanChanged, msg)
+	r.withdraw(inc, old, riposte.GateSuperseded, riposte.ReasonPlanChanged, msg)
 	r.event(inc, corev1.EventTypeWarning, riposte.ReasonPlanChanged, "Replan", msg+"; gate "+old.Name+" is superseded")
 	inc.Status.Context.Target = target
 	r.askAgain(p)

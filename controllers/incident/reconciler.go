@@ -14,7 +14,6 @@ package incident
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -114,12 +113,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		}
 		releaseHold(inc)
 		setReady(inc)
-		patchErr := r.persistOutcome(ctx, p)
+		again, patchErr := r.persistOutcome(ctx, p)
 		if patchErr == nil && p.relatedRefreshed {
 			r.relatedStale.Delete(client.ObjectKeyFromObject(inc))
 		}
-		if apierrors.IsConflict(patchErr) {
-			ctrl.LoggerFrom(ctx).V(1).Info("status write conflicted; requeued", "resourceVersion", p.before.ResourceVersion, "phase", inc.Status.Phase)
+		if apierrors.IsConflict(patchErr) || again {
+			ctrl.LoggerFrom(ctx).V(1).Info("the incident changed during the pass; requeued", "resourceVersion", p.before.ResourceVersion, "phase", inc.Status.Phase)
 			res, patchErr = reconcile.Result{Requeue: true}, nil
 		}
 		err = kerrors.NewAggregate([]error{err, patchErr})
@@ -300,25 +299,22 @@ func (r *Reconciler) persist(ctx context.Context, p *pass) error {
 // the incident as it is now and written again: this reconciler is the only
 // writer of the status, and what the pass did in the world (a change whose
 // record exists nowhere else) must not be lost with the write. The new spec
-// is the next pass's. If the status itself changed, the pass is done again.
-func (r *Reconciler) persistOutcome(ctx context.Context, p *pass) error {
-	err := r.persist(ctx, p)
+// is the next pass's (again). If the status itself changed, the write
+// conflicts and the pass is done again.
+func (r *Reconciler) persistOutcome(ctx context.Context, p *pass) (again bool, err error) {
+	err = r.persist(ctx, p)
 	if !apierrors.IsConflict(err) || r.APIReader == nil {
-		return err
+		return false, err
 	}
 	fresh := &riposte.Incident{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(p.inc), fresh); err != nil {
-		return client.IgnoreNotFound(err)
+		return false, client.IgnoreNotFound(err)
 	}
 	if !sameStored(fresh.Status, p.before.Status) {
-		return err
+		return false, err
 	}
 	p.before = fresh
-	if err := r.persist(ctx, p); err != nil {
-		return err
-	}
-	// Stored; the spec that changed is looked at by the next pass.
-	return errRequeue
+	return true, r.persist(ctx, p)
 }
 
 // sameStored compares statuses as the API server stores them: times to the
@@ -328,9 +324,6 @@ func sameStored(a, b riposte.IncidentStatus) bool {
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && string(ja) == string(jb)
 }
-
-// errRequeue asks for another pass at once, with nothing wrong.
-var errRequeue = apierrors.NewConflict(riposte.GroupVersion.WithResource("incidents").GroupResource(), "", errors.New("the spec changed during the pass"))
 
 // refused runs the guardrails on the target and, once a plan is built, on
 // every object it writes; a refusal stalls the incident, saying why.

@@ -141,7 +141,7 @@ func (r *Reconciler) cancelPendingGate(ctx context.Context, inc *riposte.Inciden
 	if gate.Status.Phase != "" && gate.Status.Phase != riposte.GatePending {
 		return nil
 	}
-	r.closeGate(inc, gate, riposte.GateCancelled, riposte.ReasonUndone, why)
+	r.withdraw(inc, gate, riposte.GateCancelled, riposte.ReasonUndone, why)
 	return nil
 }
 

@@ -312,19 +312,13 @@ func TestApplyStoreSkipsIdenticalResends(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
 			seen := fake.NewClientBuilder().WithScheme(scheme).WithObjects(alert(tc.stored)).Build()
-			applies := 0
-			applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
-				Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
-					applies++
-					return nil
-				},
-			}).Build()
+			applier, applies := countingApplier(scheme)
 			s := &ApplyStore{Client: applier, Seen: seen}
 			if err := s.Upsert(context.Background(), alert(tc.sent)); err != nil {
 				t.Fatal(err)
 			}
-			if got := applies == 1; got != tc.wantApply || applies > 1 {
-				t.Errorf("%d applies, want apply %v", applies, tc.wantApply)
+			if got := *applies == 1; got != tc.wantApply || *applies > 1 {
+				t.Errorf("%d applies, want apply %v", *applies, tc.wantApply)
 			}
 		})
 	}
@@ -338,13 +332,7 @@ func TestApplyStoreRemembersWhatItApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty := fake.NewClientBuilder().WithScheme(scheme).Build() // a cache that has seen nothing yet
-	applies := 0
-	applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
-		Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
-			applies++
-			return nil
-		},
-	}).Build()
+	applier, applies := countingApplier(scheme)
 	s := &ApplyStore{Client: applier, Seen: empty}
 	alert := func(status string) *riposte.Incident {
 		a := Alert{Status: status, Fingerprint: "ab", StartsAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), Labels: map[string]string{"alertname": "A", "namespace": "shop"}}
@@ -365,8 +353,8 @@ func TestApplyStoreRemembersWhatItApplied(t *testing.T) {
 		if err := s.Upsert(context.Background(), alert(step.status)); err != nil {
 			t.Fatal(err)
 		}
-		if applies != step.wantApplies {
-			t.Errorf("after notification %d (%s): %d applies, want %d", i+1, step.status, applies, step.wantApplies)
+		if *applies != step.wantApplies {
+			t.Errorf("after notification %d (%s): %d applies, want %d", i+1, step.status, *applies, step.wantApplies)
 		}
 	}
 }
@@ -385,16 +373,23 @@ func TestApplyStoreRetriesAnIncidentBeingDeleted(t *testing.T) {
 	now := metav1.Now()
 	deleting.DeletionTimestamp = &now
 	seen := fake.NewClientBuilder().WithScheme(scheme).WithObjects(deleting).Build()
-	applies := 0
-	applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+	applier, applies := countingApplier(scheme)
+	s := &ApplyStore{Client: applier, Seen: seen}
+	err := s.Upsert(context.Background(), alert.DeepCopy())
+	if err == nil || !strings.Contains(err.Error(), "is being deleted") || *applies != 0 {
+		t.Errorf("Upsert = %v after %d applies, want an error saying the incident is being deleted, and no apply", err, *applies)
+	}
+}
+
+// countingApplier is a client whose server-side applies succeed and are
+// counted: what ApplyStore sends, not what an API server makes of it.
+func countingApplier(scheme *runtime.Scheme) (client.Client, *int) {
+	applies := new(int)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
 		Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
-			applies++
+			*applies++
 			return nil
 		},
 	}).Build()
-	s := &ApplyStore{Client: applier, Seen: seen}
-	err := s.Upsert(context.Background(), alert.DeepCopy())
-	if err == nil || !strings.Contains(err.Error(), "is being deleted") || applies != 0 {
-		t.Errorf("Upsert = %v after %d applies, want an error saying the incident is being deleted, and no apply", err, applies)
-	}
+	return c, applies
 }

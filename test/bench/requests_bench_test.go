@@ -43,18 +43,7 @@ type auditEvent struct {
 func TestBenchRequestsPerRemediation(t *testing.T) {
 	n := envInt("BENCH_REQUESTS", 100)
 	const warmUp = 5
-	auditLog := filepath.Join(t.TempDir(), "audit.log")
-	env, err := testenv.StartAudited(auditLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	ctx := context.Background()
-	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
-	if err := env.Client.Create(ctx, samplePlaybook()); err != nil {
-		t.Fatal(err)
-	}
-	createPods(t, env.Client, warmUp+n)
+	env, auditLog := auditedSample(t, warmUp+n)
 	manager := env.StartManager(t, token)
 	remediated := watchIncidents(t, env, func(inc *riposte.Incident) bool { return inc.Status.Phase == riposte.PhaseRemediated })
 
@@ -88,6 +77,24 @@ type requestCount struct {
 	key    string // verb resource[/subresource], and as whom
 	write  bool
 	number int
+}
+
+// auditedSample starts a control plane that writes an audit log, with the
+// sample playbook and pods pods to isolate: the setup of the benchmarks that
+// count requests.
+func auditedSample(t *testing.T, pods int) (env *testenv.Env, auditLog string) {
+	auditLog = filepath.Join(t.TempDir(), "audit.log")
+	env, err := testenv.StartAudited(auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
+	if err := env.Client.Create(context.Background(), samplePlaybook()); err != nil {
+		t.Fatal(err)
+	}
+	createPods(t, env.Client, pods)
+	return env, auditLog
 }
 
 // countRequests counts the manager's requests (its own and those it made

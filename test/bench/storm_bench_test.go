@@ -71,18 +71,8 @@ type stormResult struct {
 }
 
 func runStorm(t *testing.T, kill bool) {
-	auditLog := filepath.Join(t.TempDir(), "audit.log")
-	env, err := testenv.StartAudited(auditLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, auditLog := auditedSample(t, stormAlerts)
 	ctx := context.Background()
-	env.TeamNamespace(t, appNamespace, "riposte-action-isolate")
-	if err := env.Client.Create(ctx, samplePlaybook()); err != nil {
-		t.Fatal(err)
-	}
-	createPods(t, env.Client, stormAlerts)
 	var profiling []string
 	pprofAddr := ""
 	if os.Getenv("BENCH_PROFILE") != "" {
@@ -232,6 +222,7 @@ func runStorm(t *testing.T, kill bool) {
 	}
 	res.peakRSS = peakRSS(manager.Pid)
 	time.Sleep(2 * time.Second) // the last Events land
+	var err error
 	if res.requests, err = countRequests(auditLog, start, time.Now()); err != nil {
 		t.Fatal(err)
 	}
