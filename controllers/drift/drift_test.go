@@ -722,3 +722,60 @@ func waitForReportsCondition(t *testing.T, pb *riposte.Playbook, ok func(reports
 		return nil
 	})
 }
+
+// The periodic re-evaluation evaluates again only what changed: a pass
+// over unchanged pods reuses their judgments, and their incidents stay as
+// they were; a change is still judged as it happens.
+func TestDriftReEvaluationReusesUnchangedJudgments(t *testing.T) {
+	ns := teamNamespace(t)
+	mustCreate(t, teamPlaybook(ns, "reuse", noDebugRule("reuse-no-debug")))
+	waitReady(t, ns, "reuse")
+	mustCreate(t, pod(ns, "quiet", map[string]string{"app": "web"}))
+	mustCreate(t, pod(ns, "noisy", map[string]string{"app": "web", "debug": "1"}))
+	open := waitForIncident(t, ns, "reuse-no-debug", "Pod", "noisy", riposte.PhaseRemediated)
+
+	reused, passes := plainMetric(t, "riposte_drift_judgments_reused_total"), plainMetric(t, "riposte_drift_resync_seconds")
+	testenv.Eventually(t, waitFor, func(context.Context) error {
+		// Two passes ended: the second began after both pods were judged.
+		if n := plainMetric(t, "riposte_drift_resync_seconds"); n < passes+2 {
+			return fmt.Errorf("%v full re-evaluations since, want 2", n-passes)
+		}
+		return nil
+	})
+	if got := plainMetric(t, "riposte_drift_judgments_reused_total") - reused; got < 2 {
+		t.Errorf("%v judgments reused by the re-evaluations, want both unchanged pods'", got)
+	}
+	list, err := incidentsFor(context.Background(), ns, "reuse-no-debug", "Pod", "noisy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].UID != open.UID || list[0].Spec.Status == riposte.AlertResolved {
+		t.Fatalf("after the re-evaluations: %d incidents, want only %s, open", len(list), open.Name)
+	}
+
+	setLabels(t, ns, "noisy", map[string]string{"app": "web"})
+	fixed := waitForIncident(t, ns, "reuse-no-debug", "Pod", "noisy", riposte.PhaseResolved)
+	if fixed.UID != open.UID || fixed.Spec.Drift.Resolution != riposte.DriftComplies {
+		t.Errorf("incident %s resolution %q, want Complies", fixed.Name, fixed.Spec.Drift.Resolution)
+	}
+}
+
+// plainMetric is an unlabelled counter's value, or a histogram's count.
+func plainMetric(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name || len(f.GetMetric()) == 0 {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if h := m.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
+		}
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}

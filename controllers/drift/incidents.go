@@ -137,8 +137,17 @@ func (d *Detector) resolve(ctx context.Context, cached *riposte.Incident, resolu
 // get reads one object from the cache as a map; nil when it does not exist
 // or is being deleted.
 func (d *Detector) get(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) (map[string]any, error) {
+	obj, err := d.read(ctx, gvk, namespace, name)
+	if err != nil || obj == nil {
+		return nil, err
+	}
+	return toMap(obj, gvk)
+}
+
+// read reads one object from the cache, not copied: callers only read it.
+// nil when it does not exist or is being deleted.
+func (d *Detector) read(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) (client.Object, error) {
 	obj := d.newObject(gvk)
-	// Not copied: it is only read, and toMap makes the map rules see.
 	if err := d.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
@@ -148,7 +157,7 @@ func (d *Detector) get(ctx context.Context, gvk schema.GroupVersionKind, namespa
 	if !obj.GetDeletionTimestamp().IsZero() {
 		return nil, nil
 	}
-	return toMap(obj, gvk)
+	return obj, nil
 }
 
 // list reads every object of a kind in a namespace ("" for all) from the

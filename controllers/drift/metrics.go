@@ -34,9 +34,13 @@ var (
 		Name: "riposte_drift_resync_objects",
 		Help: "Objects judged by the last full re-evaluation.",
 	})
+	judgmentsReused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "riposte_drift_judgments_reused_total",
+		Help: "Objects the periodic re-evaluation did not evaluate again, because nothing their last judgment was made on had changed (the object, its namespace, its lookups, its owner, the rules).",
+	})
 )
 
 // Collectors are the detector's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{evaluations, incidentsOpened, reportRefused, incidentsResolved, watchedKinds, resyncSeconds, resyncObjects}
+	return []prometheus.Collector{evaluations, incidentsOpened, reportRefused, incidentsResolved, watchedKinds, resyncSeconds, resyncObjects, judgmentsReused}
 }

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"maps"
 	"reflect"
 	"strings"
 
@@ -34,6 +35,10 @@ type registry struct {
 	namespaceDependent map[schema.GroupVersionKind]bool
 	reportKinds        map[schema.GroupVersionKind]bool
 	reportPlaybooks    []*riposte.Playbook
+	// reads are, for each judged kind, the kinds judging one of its objects
+	// may read besides the object: its Namespace, the rules' lookups, and a
+	// workload's owner.
+	reads map[schema.GroupVersionKind]map[schema.GroupVersionKind]bool
 }
 
 type entry struct {
@@ -51,6 +56,7 @@ func newRegistry() *registry {
 		namespaced:         map[schema.GroupVersionKind]bool{},
 		namespaceDependent: map[schema.GroupVersionKind]bool{},
 		reportKinds:        map[schema.GroupVersionKind]bool{},
+		reads:              map[schema.GroupVersionKind]map[schema.GroupVersionKind]bool{},
 	}
 }
 
@@ -67,6 +73,19 @@ func (r *registry) add(e *entry) {
 			if r.namespaced[gvk] && readsNamespace {
 				r.namespaceDependent[gvk] = true
 			}
+			reads := r.reads[gvk]
+			if reads == nil {
+				reads = map[schema.GroupVersionKind]bool{namespaceKind: true}
+				r.reads[gvk] = reads
+			}
+			for _, lookup := range rule.Lookups {
+				reads[lookup] = true
+			}
+			if gvk != rule.GVK {
+				for owner := range drift.PodControllers {
+					reads[owner] = true
+				}
+			}
 		}
 		for _, gvk := range rule.Lookups {
 			r.lookedUpBy[gvk] = append(r.lookedUpBy[gvk], rule)
@@ -75,6 +94,21 @@ func (r *registry) add(e *entry) {
 	if len(e.playbook.Spec.Triggers.PolicyReports) > 0 {
 		r.reportPlaybooks = append(r.reportPlaybooks, e.playbook)
 	}
+}
+
+// sameRules reports whether next holds exactly the rules of r: the same
+// playbook entries (an unchanged playbook's entry is carried over, never
+// rebuilt) and the same report kinds.
+func (r *registry) sameRules(next *registry) bool {
+	if len(r.playbooks) != len(next.playbooks) || !maps.Equal(r.reportKinds, next.reportKinds) {
+		return false
+	}
+	for key, e := range next.playbooks {
+		if r.playbooks[key] != e {
+			return false
+		}
+	}
+	return true
 }
 
 // judges reports whether objects of a kind are judged.
@@ -180,6 +214,13 @@ func (d *Detector) refresh(ctx context.Context) error {
 		}
 	}
 
+	if old.sameRules(next) {
+		// The periodic refresh finds the same rules: keep the registry, so
+		// the judgments made under it are still good.
+		next = old
+	} else {
+		d.judgments.Reset()
+	}
 	d.mu.Lock()
 	d.current = next
 	d.mu.Unlock()

@@ -90,7 +90,7 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 		if !r.Judges(gk) {
 			continue
 		}
-		key := RuleKey(r.Playbook, r.Name)
+		key := r.Key()
 		subject := obj
 		if gk != r.GVK.GroupKind() {
 			// A workload another workload controls (a Deployment's

@@ -82,6 +82,9 @@ func TestPolicyPack(t *testing.T) {
 	system := obj(t, `{apiVersion: v1, kind: Namespace, metadata: {name: kube-system, labels: {kubernetes.io/metadata.name: kube-system}}}`)
 	wildcard := obj(t, `{apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: everything}, rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]}`)
 	reader := obj(t, `{apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: view}, rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]}`)
+	// An aggregated role no controller has filled in yet is served with
+	// rules: null (the field has no omitempty).
+	aggregated := obj(t, `{apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRole, metadata: {name: view}, aggregationRule: {clusterRoleSelectors: [{matchLabels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}}]}, rules: null}`)
 	denyAll := obj(t, `{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: deny, namespace: team}, spec: {podSelector: {}, policyTypes: [Ingress]}}`)
 	allowWeb := obj(t, `{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: web, namespace: team}, spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress], ingress: [{}]}}`)
 
@@ -141,6 +144,10 @@ func TestPolicyPack(t *testing.T) {
 			namespace: team, cluster: []map[string]any{wildcard}, want: []string{"no-serviceaccount-wildcard-role"}},
 		{name: "role binding to a narrow cluster role", object: `{apiVersion: rbac.authorization.k8s.io/v1, kind: RoleBinding, metadata: {name: ci-view, namespace: team}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}, subjects: [{kind: ServiceAccount, name: ci, namespace: team}]}`,
 			namespace: team, cluster: []map[string]any{wildcard, reader}},
+		{name: "role binding to an aggregated role with no rules yet", object: `{apiVersion: rbac.authorization.k8s.io/v1, kind: RoleBinding, metadata: {name: ci-view, namespace: team}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}, subjects: [{kind: ServiceAccount, name: ci, namespace: team}]}`,
+			namespace: team, cluster: []map[string]any{wildcard, aggregated}},
+		{name: "cluster role binding to an aggregated role with no rules yet", object: `{apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRoleBinding, metadata: {name: ci-view}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}, subjects: [{kind: ServiceAccount, name: ci, namespace: team}]}`,
+			cluster: []map[string]any{wildcard, aggregated}},
 		{name: "NodePort in a restricted namespace", object: `{apiVersion: v1, kind: Service, metadata: {name: web, namespace: team}, spec: {type: NodePort}}`,
 			namespace: restricted, want: []string{"no-nodeport-or-loadbalancer"}, message: "of type NodePort"},
 		{name: "LoadBalancer in a restricted namespace", object: `{apiVersion: v1, kind: Service, metadata: {name: web, namespace: team}, spec: {type: LoadBalancer}}`,

@@ -66,6 +66,8 @@ type Rule struct {
 	// judges; empty for other rules.
 	Controllers map[schema.GroupKind]bool
 
+	key string
+
 	namespaces labels.Selector
 	objects    labels.Selector
 	rule       cel.Program
@@ -107,6 +109,7 @@ func Compile(pb *riposte.Playbook, operatorNamespace string) ([]*Rule, error) {
 		if r.Severity == "" {
 			r.Severity = "warning"
 		}
+		r.key = RuleKey(r.Playbook, r.Name)
 		if gvk.GroupKind() == PodKind.GroupKind() {
 			r.Controllers = controllerKinds(spec.PodControllers)
 		}
@@ -191,6 +194,9 @@ func (r *Rule) Kinds() []schema.GroupVersionKind {
 	slices.SortFunc(workloads, func(a, b schema.GroupVersionKind) int { return strings.Compare(a.Kind, b.Kind) })
 	return append([]schema.GroupVersionKind{r.GVK}, workloads...)
 }
+
+// Key is the rule's RuleKey.
+func (r *Rule) Key() string { return r.key }
 
 // UsesNamespaces says whether the rule must be judged again when a
 // namespace's labels change.

@@ -127,3 +127,17 @@ func (v *Views) ForgetKind(gvk schema.GroupVersionKind) {
 		}
 	}
 }
+
+// Stamp sums the event counts of the kinds given. Each count only grows,
+// so the stamp of the same kinds is unchanged exactly when no event of any
+// of them came in between: a judgment stamped before it read its inputs is
+// still good while the stamp is.
+func (v *Views) Stamp(kinds map[schema.GroupVersionKind]bool) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var sum uint64
+	for gvk := range kinds {
+		sum += v.gen[gvk]
+	}
+	return sum
+}
