@@ -332,10 +332,10 @@ func (d *Detector) reconcileWatches(ctx context.Context, reg *registry) error {
 		if err != nil {
 			return err
 		}
-		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { d.onEvent(gvk, o) },
-			UpdateFunc: func(_, o any) { d.onEvent(gvk, o) },
-			DeleteFunc: func(o any) { d.onEvent(gvk, o) },
+		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerDetailedFuncs{
+			AddFunc:    func(o any, initial bool) { d.onEvent(gvk, o, initial) },
+			UpdateFunc: func(_, o any) { d.onEvent(gvk, o, false) },
+			DeleteFunc: func(o any) { d.onEvent(gvk, o, false) },
 		})
 		if err != nil {
 			return err
