@@ -273,7 +273,7 @@ func (d *Detector) resyncAll(ctx context.Context) {
 		d.log.Error(err, "resync: listing open incidents")
 		return
 	}
-	count := 0
+	count, settled := 0, 0
 	for gvk := range reg.judgedKinds() {
 		keys, err := d.keys(ctx, gvk)
 		if err != nil {
@@ -287,6 +287,7 @@ func (d *Detector) resyncAll(ctx context.Context) {
 			count++
 			if d.settled(reg, drift.ObjectKey{GVK: gvk, Namespace: key.Namespace, Name: key.Name}, key.resourceVersion, open) {
 				judgmentsReused.Inc()
+				settled++
 				continue
 			}
 			it := item{gvk: gvk, namespace: key.Namespace, name: key.Name}
@@ -303,6 +304,7 @@ func (d *Detector) resyncAll(ctx context.Context) {
 	}
 	resyncSeconds.Observe(time.Since(start).Seconds())
 	resyncObjects.Set(float64(count))
+	resyncSettled.Set(float64(settled))
 }
 
 // cachedKey names one cached object, with the resourceVersion the cache holds.

@@ -36,11 +36,15 @@ var (
 	})
 	judgmentsReused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "riposte_drift_judgments_reused_total",
-		Help: "Objects the periodic re-evaluation did not evaluate again, because nothing their last judgment was made on had changed (the object, its namespace, its lookups, its owner, the rules).",
+		Help: "Objects judged again but not evaluated again, because nothing their last judgment was made on had changed (the object, its namespace, its lookups, its owner, the rules).",
+	})
+	resyncSettled = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "riposte_drift_resync_settled_objects",
+		Help: "Objects the last full re-evaluation left alone: their last judgment still stood, found nothing, and no open incident names them.",
 	})
 )
 
 // Collectors are the detector's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{evaluations, incidentsOpened, reportRefused, incidentsResolved, watchedKinds, resyncSeconds, resyncObjects, judgmentsReused}
+	return []prometheus.Collector{evaluations, incidentsOpened, reportRefused, incidentsResolved, watchedKinds, resyncSeconds, resyncObjects, judgmentsReused, resyncSettled}
 }

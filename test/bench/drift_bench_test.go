@@ -191,8 +191,8 @@ func createMany(t *testing.T, c client.Client, n int, build func(int) client.Obj
 type resyncs struct {
 	count, sum float64
 	objects    float64
-	// reused counts judgments reused, over the manager's life.
-	reused float64
+	// settled are the objects the last pass left alone.
+	settled float64
 }
 
 // waitResyncs waits until the manager has finished at least n full
@@ -213,7 +213,7 @@ func waitResyncs(t *testing.T, metricsAddr string, n float64, minObjects int) re
 func scrapeResyncs(t *testing.T, addr string) resyncs {
 	series := scrapeMetrics(t, addr)
 	return resyncs{count: series["riposte_drift_resync_seconds_count"], sum: series["riposte_drift_resync_seconds_sum"],
-		objects: series["riposte_drift_resync_objects"], reused: series["riposte_drift_judgments_reused_total"]}
+		objects: series["riposte_drift_resync_objects"], settled: series["riposte_drift_resync_settled_objects"]}
 }
 
 // memory is the manager's resident memory, how much of it is the binary's
@@ -251,10 +251,10 @@ func writeDriftResults(t *testing.T, pods, bindings int, lat violationTimes, fir
 	b.WriteString(latencyRow("from the Create sent", lat.fromSent))
 	b.WriteString(latencyRow("the Create itself", lat.create))
 	b.WriteString("\n## Full re-evaluation\n\n")
-	b.WriteString("Every watched object judged again (the periodic safety net; changes are judged as they happen), read from the manager's `riposte_drift_resync_seconds` histogram. An object whose last judgment was made on what it reads now (the object's resourceVersion, its namespace, its lookups, its owner, the same rules) is not evaluated again, only its incidents brought in line (`riposte_drift_judgments_reused_total`).\n\n")
-	fmt.Fprintf(&b, "| re-evaluation | objects judged | of them reused | time |\n|---|---|---|---|\n| first | %.0f | %.0f | %s |\n| later ones (mean of %.0f) | %.0f | %.0f | %s |\n\n",
-		first.objects, first.reused, ms(time.Duration(first.sum/first.count*float64(time.Second))),
-		second.count-first.count, second.objects, (second.reused-first.reused)/(second.count-first.count),
+	b.WriteString("Every watched object judged again (the periodic safety net; changes are judged as they happen), read from the manager's `riposte_drift_resync_seconds` histogram. An object whose last judgment was made on what it reads now (the object's resourceVersion, its namespace, its lookups, its owner, the same rules) is not evaluated again; when that judgment found nothing and no open incident names the object, the pass leaves it alone (`riposte_drift_resync_settled_objects`).\n\n")
+	fmt.Fprintf(&b, "| re-evaluation | objects judged | of them left alone | time |\n|---|---|---|---|\n| first | %.0f | %.0f | %s |\n| later ones (mean of %.0f; the last one's objects) | %.0f | %.0f | %s |\n\n",
+		first.objects, first.settled, ms(time.Duration(first.sum/first.count*float64(time.Second))),
+		second.count-first.count, second.objects, second.settled,
 		ms(time.Duration((second.sum-first.sum)/(second.count-first.count)*float64(time.Second))))
 	b.WriteString("## Manager memory\n\n")
 	b.WriteString("The manager caches pods for enrichment whether or not drift rules exist; the first row is that baseline, before the pack is applied. Resident memory includes the pages of the binary itself that were read (RssFile). The Go heap allocated (go_memstats_heap_alloc_bytes) includes garbage not collected yet: the collector lets the heap grow to about twice what is live before it collects, and judging an object converts it to the map rules read. The peak is VmHWM at that moment.\n\n")
