@@ -241,14 +241,11 @@ func (d *Detector) fanOut(ctx context.Context, it item) error {
 	if !d.registry().judges(it.gvk) {
 		return nil
 	}
-	keys, err := d.keys(ctx, it.gvk)
+	keys, err := d.keys(ctx, it.gvk, it.namespace)
 	if err != nil {
 		return err
 	}
 	for _, key := range keys {
-		if it.namespace != "" && key.Namespace != it.namespace {
-			continue
-		}
 		if ctx.Err() != nil {
 			return nil // shutting down
 		}
@@ -275,7 +272,7 @@ func (d *Detector) resyncAll(ctx context.Context) {
 	}
 	count, settled := 0, 0
 	for gvk := range reg.judgedKinds() {
-		keys, err := d.keys(ctx, gvk)
+		keys, err := d.keys(ctx, gvk, "")
 		if err != nil {
 			d.log.Error(err, "resync: listing", "kind", gvk.Kind)
 			continue
@@ -298,7 +295,11 @@ func (d *Detector) resyncAll(ctx context.Context) {
 		}
 	}
 	// An object gone without the watch saying so: its incidents' sources
-	// are judged again, and found gone.
+	// are judged again, and found gone. Listed again: incidents opened
+	// during the pass count too.
+	if open, err = d.openSources(ctx); err != nil {
+		d.log.Error(err, "resync: listing open incidents")
+	}
 	for src := range open {
 		d.queue.Add(item{gvk: src.GVK, namespace: src.Namespace, name: src.Name})
 	}
@@ -313,30 +314,42 @@ type cachedKey struct {
 	resourceVersion string
 }
 
-// keys names every cached object of a kind, read from its informer's store
-// without copying the objects: listing 10,000 pods into a PodList held a
-// 12 MB copy of them for the whole pass, on top of what judging allocates.
-// Each object is read again when it is judged (one being deleted is judged
-// as gone, as its own event has it judged).
-func (d *Detector) keys(ctx context.Context, gvk schema.GroupVersionKind) ([]cachedKey, error) {
+// keys names every cached object of a kind in a namespace ("" for all),
+// read from its informer's store without copying the objects: listing
+// 10,000 pods into a PodList held a 12 MB copy of them for the whole pass,
+// on top of what judging allocates. One namespace's are read through the
+// store's namespace index, so a change in one namespace never walks every
+// namespace's objects. Each object is read again when it is judged (one
+// being deleted is judged as gone, as its own event has it judged).
+func (d *Detector) keys(ctx context.Context, gvk schema.GroupVersionKind, namespace string) ([]cachedKey, error) {
 	inf, err := d.Cache.GetInformer(ctx, d.newObject(gvk), cache.BlockUntilSynced(false))
 	if err != nil {
 		return nil, err
 	}
-	var out []cachedKey
-	if s, ok := inf.(interface{ GetStore() toolscache.Store }); ok {
-		for _, o := range s.GetStore().List() {
-			if m, err := meta.Accessor(o); err == nil {
-				out = append(out, cachedKey{types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}, m.GetResourceVersion()})
-			}
+	var objs []any
+	switch store := inf.(type) {
+	case interface{ GetIndexer() toolscache.Indexer }:
+		if namespace == "" {
+			objs = store.GetIndexer().List()
+		} else if objs, err = store.GetIndexer().ByIndex(toolscache.NamespaceIndex, namespace); err != nil {
+			return nil, err
 		}
-		return out, nil
+	default: // an informer that does not show its store
+		listed, err := d.list(ctx, gvk, namespace)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range listed {
+			objs = append(objs, o)
+		}
 	}
-	objs, err := d.list(ctx, gvk, "") // an informer that does not show its store
+	out := make([]cachedKey, 0, len(objs))
 	for _, o := range objs {
-		out = append(out, cachedKey{types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}, o.GetResourceVersion()})
+		if m, err := meta.Accessor(o); err == nil {
+			out = append(out, cachedKey{types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}, m.GetResourceVersion()})
+		}
 	}
-	return out, err
+	return out, nil
 }
 
 // settled reports whether the periodic re-evaluation has nothing to do for
@@ -418,7 +431,9 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 			if judged, err = d.evaluate(ctx, reg, it, cached); err != nil {
 				return err
 			}
-			d.judgments.Remember(key, inputs, judged)
+			if reg == d.registry() { // rules replaced meanwhile: nothing would match it
+				d.judgments.Remember(key, inputs, judged)
+			}
 		}
 		findings = judged.Findings
 		resolution = func(inc *riposte.Incident) string {
@@ -510,8 +525,9 @@ func (d *Detector) namespace(ctx context.Context, name string) (map[string]any, 
 // owner reads the controller a workload names from the cache, only of the
 // kinds the detector judges (a rule judges a workload through its owner
 // only when it judges the owner's kind): reading another kind would start a
-// watch nobody asked for. A workload whose owner cannot be read is judged
-// on its own.
+// watch nobody asked for. A workload whose owner is not there (or is of a
+// kind not judged) is judged on its own; one whose owner cannot be read now
+// is not judged until it can (the rule counts as failed).
 func (d *Detector) owner(ctx context.Context, reg *registry) drift.Getter {
 	return func(ref riposte.ObjectReference) (map[string]any, error) {
 		gvk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)

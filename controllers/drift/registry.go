@@ -218,12 +218,15 @@ func (d *Detector) refresh(ctx context.Context) error {
 		// The periodic refresh finds the same rules: keep the registry, so
 		// the judgments made under it are still good.
 		next = old
-	} else {
-		d.judgments.Reset()
 	}
 	d.mu.Lock()
 	d.current = next
 	d.mu.Unlock()
+	if next != old {
+		// After the swap: a judgment made under the old rules and
+		// remembered meanwhile is dropped too (none would match again).
+		d.judgments.Reset()
+	}
 
 	if err := d.sweep(ctx, next, exists); err != nil {
 		return err

@@ -1,6 +1,8 @@
 package drift
 
 import (
+	"fmt"
+
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -96,7 +98,15 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 			// A workload another workload controls (a Deployment's
 			// ReplicaSet, a CronJob's Job) is judged through its owner: its
 			// template is a copy, and the copies of old revisions are history.
-			if r.judgedThroughOwner(obj, get) {
+			through, err := r.judgedThroughOwner(obj, get)
+			if err != nil {
+				// Unknown, not on its own: judging it alone could open an
+				// incident its owner's judgment already stands for.
+				out.Errors = append(out.Errors, fmt.Errorf("rule %s: reading the owner: %w", r.Name, err))
+				out.Failed[key] = true
+				continue
+			}
+			if through {
 				out.Unselected[key] = true
 				continue
 			}
@@ -154,17 +164,17 @@ func Judge(rules []*Rule, obj, namespace map[string]any, namespaced func(schema.
 // reading it finds it with the UID the reference names. A reference anyone
 // could have written to an owner that is not there (or is a namesake) is
 // not trusted: the workload is judged on its own.
-func (r *Rule) judgedThroughOwner(obj map[string]any, get Getter) bool {
+func (r *Rule) judgedThroughOwner(obj map[string]any, get Getter) (bool, error) {
 	owner, ok := ControllerOf(obj)
 	if !ok || get == nil || owner.UID == "" || !r.Controllers[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind()] {
-		return false
+		return false, nil
 	}
 	got, err := get(owner)
 	if err != nil || got == nil {
-		return false
+		return false, err
 	}
 	ref := RefOf(got)
-	return ref.UID == owner.UID && ref.Kind == owner.Kind && groupOf(ref.APIVersion) == groupOf(owner.APIVersion)
+	return ref.UID == owner.UID && ref.Kind == owner.Kind && groupOf(ref.APIVersion) == groupOf(owner.APIVersion), nil
 }
 
 func groupOf(apiVersion string) string {

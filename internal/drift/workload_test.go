@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -234,6 +235,15 @@ func TestJudgeWorkloadsAndTheirPods(t *testing.T) {
 				t.Errorf("finding about %q, %s; want %q, %s", kind, how, tc.want, tc.how)
 			}
 		})
+	}
+
+	// An owner that cannot be read now is not known to be absent: the
+	// rule could not judge the workload, so nothing is opened for it (and
+	// the judgment is not kept: the next look reads the owner again).
+	unreadable := func(riposte.ObjectReference) (map[string]any, error) { return nil, errors.New("cache not synced") }
+	got := Judge(rules, rs(privileged), nil, namespaced, nil, unreadable)
+	if len(got.Findings) != 0 || !got.Failed[key] || len(got.Errors) != 1 {
+		t.Errorf("owner unreadable: findings %+v, failed %v, errors %v; want the rule failed, nothing found", got.Findings, got.Failed, got.Errors)
 	}
 }
 
