@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -305,7 +306,9 @@ func (e *Enricher) ownerChain(ctx context.Context, namespace string, refs []meta
 		// Typed reads: the informers the rest of the manager uses, not a
 		// second, metadata-only cache of each kind.
 		obj := workloadObject(gvk.Kind)
-		if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, obj); err != nil {
+		// Not copied: owners are only read (their references, their
+		// replicas, copied out by topReplicas).
+		if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner.Name}, obj, client.UnsafeDisableDeepCopy); err != nil {
 			if apierrors.IsNotFound(err) {
 				return chain, owners, fetched, nil
 			}
@@ -356,14 +359,21 @@ func podTemplateOf(obj client.Object) *corev1.PodTemplateSpec {
 // for, among objects ordered from the target upwards.
 func topReplicas(objs []client.Object) *int32 {
 	for i := len(objs) - 1; i >= 0; i-- {
+		var replicas *int32
 		switch o := objs[i].(type) {
 		case *appsv1.Deployment:
-			return o.Spec.Replicas
+			replicas = o.Spec.Replicas
 		case *appsv1.StatefulSet:
-			return o.Spec.Replicas
+			replicas = o.Spec.Replicas
 		case *appsv1.ReplicaSet:
-			return o.Spec.Replicas
+			replicas = o.Spec.Replicas
+		default:
+			continue
 		}
+		if replicas == nil {
+			return nil
+		}
+		return ptr.To(*replicas) // a copy: the owners may be the cache's own
 	}
 	return nil
 }

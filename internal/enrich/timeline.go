@@ -238,16 +238,18 @@ func (e *Enricher) placeOf(ctx context.Context, other *riposte.Incident) (place,
 	}
 	ic := &riposte.IncidentContext{Target: ref}
 	var err error
+	// Not copied: only a node name and owner references are read, for up
+	// to maxUnenrichedPlaced other incidents on each enrichment.
 	switch ref.Kind {
 	case "Pod":
 		var pod corev1.Pod
-		if err = e.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &pod); err == nil {
+		if err = e.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &pod, client.UnsafeDisableDeepCopy); err == nil {
 			ic.Node = pod.Spec.NodeName
 			ic.OwnerChain, _, _, err = e.ownerChain(ctx, pod.Namespace, pod.OwnerReferences)
 		}
 	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob":
 		obj := workloadObject(ref.Kind)
-		if err = e.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, obj); err == nil {
+		if err = e.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, obj, client.UnsafeDisableDeepCopy); err == nil {
 			ic.OwnerChain, _, _, err = e.ownerChain(ctx, obj.GetNamespace(), obj.GetOwnerReferences())
 		}
 	case "Node":
