@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -82,12 +83,17 @@ func TestWorkloadBudgetHoldsIsolation(t *testing.T) {
 		t.Fatalf("web-2 was isolated over the budget: %v %v", err, p.Labels)
 	}
 	// An earlier isolation undone frees room under the budget.
-	review := &riposte.Incident{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(first), review); err != nil {
-		t.Fatal(err)
-	}
-	review.Spec.Undo = &riposte.UndoRequest{RequestedBy: adminName(t, c), Reason: "false positive"}
-	if err := c.Update(ctx, review); err != nil {
+	// As kubectl edit would: read again when the manager wrote in between
+	// (a newly enriched incident updates the related incidents it lists).
+	admin := adminName(t, c)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		review := &riposte.Incident{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(first), review); err != nil {
+			return err
+		}
+		review.Spec.Undo = &riposte.UndoRequest{RequestedBy: admin, Reason: "false positive"}
+		return c.Update(ctx, review)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	wait(third, "Remediated", remediated)
