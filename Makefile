@@ -75,6 +75,10 @@ test-e2e: testbins ## Only the end-to-end tests.
 bench: testbins ## Measure webhook-to-Remediated, per-action, enrichment and drift detection; writes test/bench/results*.md.
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) hack/bench.sh
 
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 90s); writes test/faults/results-fuzz.md, fails on any crash.
+	hack/fuzz.sh
+
 ##@ Build and run
 
 .PHONY: build
