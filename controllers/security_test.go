@@ -590,10 +590,19 @@ func waitForCondition(t *testing.T, ns, name, condType string, want func(*metav1
 func waitForGone(t *testing.T, ns, name string) {
 	t.Helper()
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
-		if _, err := getIncident(ctx, ns, name); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("incident %s still there: %v", name, err)
+		inc, err := getIncident(ctx, ns, name)
+		if apierrors.IsNotFound(err) {
+			return nil
 		}
-		return nil
+		if err != nil {
+			return fmt.Errorf("incident %s: %v", name, err)
+		}
+		// What holds it, for whoever reads a failure.
+		var steps []string
+		for _, s := range inc.Status.Steps {
+			steps = append(steps, fmt.Sprintf("%s %s %q", s.Name, s.Phase, s.Message))
+		}
+		return fmt.Errorf("incident %s still there: phase %s, finalizers %v, steps %v, conditions %+v", name, inc.Status.Phase, inc.Finalizers, steps, inc.Status.Conditions)
 	})
 }
 
