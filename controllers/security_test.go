@@ -528,6 +528,14 @@ func TestAttackDeletingARemediatedIncident(t *testing.T) {
 	if err := k8sClient.Update(ctx, timed); err != nil {
 		t.Fatal(err)
 	}
+	// As a user would (kubectl wait): the manager has read the new
+	// generation, so the next plan is temporary.
+	waitForPlaybook(t, timed, func(ready, _ *metav1.Condition, generation int64) error {
+		if ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != generation {
+			return fmt.Errorf("playbook not Ready at generation %d: %+v", generation, ready)
+		}
+		return nil
+	})
 	second := alertIncident(ns, "am-timed", "ContainerShell", ns, pod.Name)
 	second.Spec.Fingerprint = "fedcba9876543210"
 	mustCreate(t, second)
