@@ -16,6 +16,12 @@ import (
 // limit, by default), usually far fewer.
 const DefaultMaxAlerts = 1000
 
+// maxDepth bounds how deeply a body may nest objects and arrays. A
+// notification is five levels deep at most (alerts[i].labels.name); each
+// level costs the scan its path, so 100,000 brackets in a 1 MiB body held
+// gigabytes before this bound.
+const maxDepth = 32
+
 // TooManyAlertsError refuses a notification with more alerts than intake
 // takes in one request.
 type TooManyAlertsError struct{ Limit int }
@@ -107,6 +113,9 @@ func scan(body []byte, maxAlerts int) error {
 				}
 				fold = true
 			}
+		}
+		if (tok == json.Delim('{') || tok == json.Delim('[')) && len(stack) >= maxDepth {
+			return &ValidationError{Field: path, Problem: fmt.Sprintf("nested deeper than %d levels; a notification is a few levels deep", maxDepth)}
 		}
 		switch tok {
 		case json.Delim('{'):
