@@ -79,6 +79,17 @@ type item struct {
 	summary bool
 }
 
+// key names the object an item is about, as judgments are kept.
+func (it item) key() drift.ObjectKey {
+	return drift.ObjectKey{GVK: it.gvk, Namespace: it.namespace, Name: it.name}
+}
+
+// inputs are what judging an object of a kind at resourceVersion reads
+// now, as a judgment remembers them.
+func (d *Detector) inputs(reg *registry, gvk schema.GroupVersionKind, resourceVersion string) drift.Inputs {
+	return drift.Inputs{ResourceVersion: resourceVersion, Rules: reg, Stamp: d.views.Stamp(reg.reads[gvk])}
+}
+
 type watch struct {
 	informer     cache.Informer
 	registration toolscache.ResourceEventHandlerRegistration
@@ -282,12 +293,12 @@ func (d *Detector) resyncAll(ctx context.Context) {
 				return // shutting down
 			}
 			count++
-			if d.settled(reg, drift.ObjectKey{GVK: gvk, Namespace: key.Namespace, Name: key.Name}, key.resourceVersion, open) {
+			it := item{gvk: gvk, namespace: key.Namespace, name: key.Name}
+			if d.settled(reg, it.key(), key.resourceVersion, open) {
 				judgmentsReused.Inc()
 				settled++
 				continue
 			}
-			it := item{gvk: gvk, namespace: key.Namespace, name: key.Name}
 			if err := d.judge(ctx, it); err != nil {
 				d.log.Error(err, "resync: judging", "kind", gvk.Kind, "namespace", it.namespace, "name", it.name)
 				d.queue.AddRateLimited(it)
@@ -360,7 +371,7 @@ func (d *Detector) settled(reg *registry, key drift.ObjectKey, resourceVersion s
 	if open[key] || reg.reportKinds[key.GVK] {
 		return false
 	}
-	judged, ok := d.judgments.Lookup(key, drift.Inputs{ResourceVersion: resourceVersion, Rules: reg, Stamp: d.views.Stamp(reg.reads[key.GVK])})
+	judged, ok := d.judgments.Lookup(key, d.inputs(reg, key.GVK, resourceVersion))
 	return ok && len(judged.Findings) == 0
 }
 
@@ -406,7 +417,7 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 	case cached == nil && reg.reportKinds[it.gvk]:
 		resolution = func(*riposte.Incident) string { return riposte.DriftReportRemoved }
 	case cached == nil:
-		d.judgments.Forget(drift.ObjectKey{GVK: it.gvk, Namespace: it.namespace, Name: it.name})
+		d.judgments.Forget(it.key())
 		resolution = func(*riposte.Incident) string { return riposte.DriftObjectDeleted }
 	case reg.reportKinds[it.gvk]:
 		obj, err := toMap(cached, it.gvk)
@@ -420,11 +431,10 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 			d.refused(pb, source, obj, refused)
 		}
 	default:
-		key := drift.ObjectKey{GVK: it.gvk, Namespace: it.namespace, Name: it.name}
 		// Stamped before anything around the object is read: an event
 		// while judging makes the judgment stale, never the reverse.
-		inputs := drift.Inputs{ResourceVersion: cached.GetResourceVersion(), Rules: reg, Stamp: d.views.Stamp(reg.reads[it.gvk])}
-		judged, reused := d.judgments.Lookup(key, inputs)
+		inputs := d.inputs(reg, it.gvk, cached.GetResourceVersion())
+		judged, reused := d.judgments.Lookup(it.key(), inputs)
 		if reused {
 			judgmentsReused.Inc()
 		} else {
@@ -432,7 +442,7 @@ func (d *Detector) judge(ctx context.Context, it item) error {
 				return err
 			}
 			if reg == d.registry() { // rules replaced meanwhile: nothing would match it
-				d.judgments.Remember(key, inputs, judged)
+				d.judgments.Remember(it.key(), inputs, judged)
 			}
 		}
 		findings = judged.Findings

@@ -97,10 +97,3 @@ func (j *Judgments) Reset() {
 	defer j.mu.Unlock()
 	j.byObject = nil
 }
-
-// Len is the number of objects whose judgment is remembered.
-func (j *Judgments) Len() int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return len(j.byObject)
-}
