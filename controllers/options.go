@@ -29,6 +29,7 @@ import (
 	"github.com/riposte-dev/riposte/controllers/drift"
 	"github.com/riposte-dev/riposte/controllers/incident"
 	"github.com/riposte-dev/riposte/controllers/playbook"
+	"github.com/riposte-dev/riposte/controllers/retention"
 	"github.com/riposte-dev/riposte/internal/approval"
 	driftrules "github.com/riposte-dev/riposte/internal/drift"
 	"github.com/riposte-dev/riposte/internal/enrich"
@@ -61,6 +62,9 @@ type Options struct {
 	// DriftResync is how often every object drift rules watch is judged
 	// again; 0 means every 10 minutes.
 	DriftResync time.Duration
+	// IncidentRetention is how long a closed incident is kept before it is
+	// deleted; 0 keeps every incident.
+	IncidentRetention time.Duration
 }
 
 var decisionPolicyOnly = fields.OneTermEqualSelector("metadata.name", approval.DecisionPolicyName)
@@ -155,6 +159,11 @@ func setup(mgr ctrl.Manager, opts Options) error {
 		return nil
 	})); err != nil {
 		return err
+	}
+	if opts.IncidentRetention > 0 {
+		if err := (&retention.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), After: opts.IncidentRetention}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	destinations, err := notify.ParseDestinations(opts.NotifyAllowedDestinations)
 	if err != nil {

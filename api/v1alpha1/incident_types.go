@@ -212,6 +212,17 @@ const (
 	PhaseUndone IncidentPhase = "Undone"
 )
 
+// Closed reports whether an incident in this phase is over: nothing waits
+// on a person or on Riposte. Remediated is not (its alert still fires and its
+// changes are in place), nor is Failed (a person must look).
+func (p IncidentPhase) Closed() bool {
+	switch p {
+	case PhaseResolved, PhaseUndone, PhaseRejected, PhaseCancelled, PhaseDryRun, PhaseUnmatched:
+		return true
+	}
+	return false
+}
+
 // Incident condition types and reasons.
 const (
 	// IncidentEnriched: the target and its context were resolved.
@@ -664,6 +675,11 @@ type IncidentStatus struct {
 	// resolvedAt is when the alert resolved after remediation.
 	// +optional
 	ResolvedAt *metav1.Time `json:"resolvedAt,omitempty"`
+	// closedAt is when the incident reached the phase it ends in (Resolved,
+	// Undone, Rejected, Cancelled, DryRun or Unmatched); it is cleared if
+	// the incident opens again. Retention counts an incident's age from here.
+	// +optional
+	ClosedAt *metav1.Time `json:"closedAt,omitempty"`
 }
 
 // WithdrawnGate is a gate an incident no longer waits on.

@@ -46,6 +46,7 @@ type options struct {
 	alertmanagerURL     string
 	maxWorkloadFraction float64
 	driftResync         time.Duration
+	incidentRetention   time.Duration
 	pprofAddr           string
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
 	flag.DurationVar(&o.driftResync, "drift-resync-interval", 10*time.Minute, "How often every object drift rules watch is judged again, to catch anything a watch missed; changes are judged as they happen.")
+	flag.DurationVar(&o.incidentRetention, "incident-retention", 30*24*time.Hour, "How long a closed incident (Resolved, Undone, Rejected, Cancelled, DryRun, Unmatched) is kept before it is deleted, with its gates; 0 keeps every incident. Open incidents, Failed ones, and those whose remediation is still in place are never deleted by retention; the deletion of one that did something writes its record out first (Events and the log).")
 	flag.StringVar(&o.notifyDestinations, "notify-allowed-destinations", "", "Comma-separated list of where Notify steps may post: hosts (hooks.slack.com: HTTPS, any port), wildcards (*.example.com: HTTPS to its subdomains) or URL prefixes (http://chat.internal:8065/hooks/). Empty refuses every Notify step. Loopback, link-local and cloud metadata addresses are reached only when listed by number.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
@@ -101,6 +103,9 @@ func run(o options) error {
 	if o.driftResync < time.Second {
 		return fmt.Errorf("--drift-resync-interval %s: want at least 1s", o.driftResync)
 	}
+	if o.incidentRetention < 0 {
+		return fmt.Errorf("--incident-retention %s: want 0 (keep every incident) or more", o.incidentRetention)
+	}
 	if o.stepsPerMinute < 0 {
 		return fmt.Errorf("--budget-steps-per-minute %d: want 0 (no budget) or more", o.stepsPerMinute)
 	}
@@ -127,6 +132,7 @@ func run(o options) error {
 			Budget:                    guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
 			AlertmanagerURL:           o.alertmanagerURL,
 			DriftResync:               o.driftResync,
+			IncidentRetention:         o.incidentRetention,
 		},
 		Metrics:                metricsOptions(o),
 		HealthProbeBindAddress: o.probeAddr,

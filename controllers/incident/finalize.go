@@ -4,20 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/inplace"
 	"github.com/riposte-dev/riposte/internal/text"
 )
 
@@ -90,10 +87,10 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 	now := time.Now()
 	for i := range inc.Status.Steps {
 		rec := &inc.Status.Steps[i]
-		if !inPlace(rec) {
+		if !inplace.Step(rec) {
 			continue
 		}
-		if gone, err := r.changesGone(ctx, rec); err != nil {
+		if gone, err := inplace.Gone(ctx, r.APIReader, rec); err != nil {
 			return err
 		} else if gone {
 			// Deleted with their namespace or by hand: nothing is left to keep.
@@ -131,62 +128,6 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 	}
 	p.gone = true
 	return nil
-}
-
-// changesGone reports whether every change a step left in place is on an
-// object that no longer exists or was replaced (asking the API server
-// itself): then the step keeps nothing. A deletion's record is what would
-// re-create the object, so it is never gone.
-func (r *Reconciler) changesGone(ctx context.Context, rec *riposte.StepRecord) (bool, error) {
-	for _, c := range rec.Changes {
-		if !keeps(rec, c) {
-			continue
-		}
-		if c.Undo == riposte.UndoRecreate {
-			return false, nil
-		}
-		obj := &metav1.PartialObjectMetadata{}
-		obj.SetGroupVersionKind(schema.FromAPIVersionAndKind(c.Object.APIVersion, c.Object.Kind))
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: c.Object.Namespace, Name: c.Object.Name}, obj)
-		switch {
-		case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
-			continue
-		case apierrors.IsForbidden(err):
-			return false, nil // Riposte may not read it: kept, to be safe
-		case err != nil:
-			return false, fmt.Errorf("reading %s: %w", c.Object.String(), err)
-		}
-		if c.Object.UID == "" || string(obj.UID) == c.Object.UID {
-			return false, nil // still there
-		}
-	}
-	return true, nil
-}
-
-func anyInPlace(inc *riposte.Incident) bool {
-	for i := range inc.Status.Steps {
-		if inPlace(&inc.Status.Steps[i]) {
-			return true
-		}
-	}
-	return false
-}
-
-// inPlace reports whether a step left changes that only its undo removes.
-func inPlace(rec *riposte.StepRecord) bool {
-	switch rec.Phase {
-	case riposte.StepApplied, riposte.StepApplying, riposte.StepFailed:
-	default:
-		return false
-	}
-	return slices.ContainsFunc(rec.Changes, func(c riposte.ChangeRecord) bool { return keeps(rec, c) })
-}
-
-// keeps reports whether a change is in place until it is undone. A step
-// cut short while applying (a crash) may have made a write it had not yet
-// marked done: it counts as in place.
-func keeps(rec *riposte.StepRecord, c riposte.ChangeRecord) bool {
-	return (c.Done || rec.Phase == riposte.StepApplying) && c.Undo != riposte.UndoNone && c.Undo != riposte.UndoKeep && c.Undo != ""
 }
 
 // writeOutRecord leaves what the incident did where it outlives the object:

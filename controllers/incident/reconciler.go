@@ -33,6 +33,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/guard"
+	"github.com/riposte-dev/riposte/internal/inplace"
 	"github.com/riposte-dev/riposte/internal/metrics"
 )
 
@@ -113,6 +114,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		}
 		releaseHold(inc)
 		setReady(inc)
+		stampClosed(inc, p.before.Status.Phase)
 		again, patchErr := r.persistOutcome(ctx, p)
 		if patchErr == nil && p.relatedRefreshed {
 			r.relatedStale.Delete(client.ObjectKeyFromObject(inc))
@@ -150,7 +152,7 @@ func (r *Reconciler) everyPhase(ctx context.Context, p *pass) (done bool, err er
 	if err := r.refreshRelated(ctx, p); err != nil {
 		return true, err
 	}
-	if anyInPlace(inc) {
+	if inplace.Any(inc) {
 		// Added before the first write; put back if it went missing.
 		if err := r.keepRecord(ctx, p); err != nil {
 			return true, err

@@ -19,6 +19,19 @@ func setCondition(inc *riposte.Incident, condType string, ok bool, reason, messa
 	})
 }
 
+// stampClosed records when the incident reached the phase it ends in, once
+// per arrival (Unmatched then Resolved is closed again, later), and clears it
+// when the incident opens again: retention counts from it.
+func stampClosed(inc *riposte.Incident, before riposte.IncidentPhase) {
+	switch {
+	case !inc.Status.Phase.Closed():
+		inc.Status.ClosedAt = nil
+	case inc.Status.ClosedAt == nil || inc.Status.Phase != before:
+		now := metav1.Now()
+		inc.Status.ClosedAt = &now
+	}
+}
+
 // setReady summarises the incident for kstatus-style health checks: Ready
 // once handled, Reconciling while Riposte works on it or waits, Stalled when
 // only a person can move it on.

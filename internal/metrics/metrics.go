@@ -53,11 +53,22 @@ var (
 		Help:    "Time from a gate's creation to its verdict, by verdict and by who decided (policy or people).",
 		Buckets: []float64{0.01, 0.1, 1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
 	}, []string{"phase", "decider"})
+	// RetentionDeleted counts closed incidents retention deleted.
+	RetentionDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "riposte_retention_deleted_total",
+		Help: "Closed incidents deleted because they were closed longer than the retention period.",
+	})
+	// RetentionKept counts the times retention left an expired incident
+	// because a change of its remediation is still in place.
+	RetentionKept = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "riposte_retention_kept_in_place_total",
+		Help: "Times retention kept an expired incident because its remediation is still in place (the incident is undo's only record).",
+	})
 )
 
 // Collectors are the metrics this package defines.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds}
+	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds, RetentionDeleted, RetentionKept}
 }
 
 func init() {
