@@ -213,8 +213,8 @@ const (
 )
 
 // Closed reports whether an incident in this phase is over: nothing waits
-// on a person or on Riposte. Remediated is not (its alert still fires and its
-// changes are in place), nor is Failed (a person must look).
+// on a person or on Riposte. Remediated is not (its changes are in place
+// until the alert resolves), nor is Failed (a person must look).
 func (p IncidentPhase) Closed() bool {
 	switch p {
 	case PhaseResolved, PhaseUndone, PhaseRejected, PhaseCancelled, PhaseDryRun, PhaseUnmatched:

@@ -11,6 +11,7 @@ package retention
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,9 +44,16 @@ type Reconciler struct {
 }
 
 // Expiry is when a closed incident is due for deletion; ok is false for an
-// incident retention never deletes (open, or being deleted already).
+// incident retention never deletes (open, or being deleted already). An
+// alert's or a drift finding's incident expires only once its source said
+// it is over: deleted while its alert still fires, it would be stored anew
+// by the next resend and planned again, a rejected plan asked again and an
+// undone one applied again.
 func Expiry(inc *riposte.Incident, after time.Duration) (at time.Time, ok bool) {
 	if !inc.DeletionTimestamp.IsZero() || !inc.Status.Phase.Closed() || inc.Status.ClosedAt == nil {
+		return time.Time{}, false
+	}
+	if inc.Spec.Source != riposte.SourceManual && inc.Spec.Status != riposte.AlertResolved {
 		return time.Time{}, false
 	}
 	return inc.Status.ClosedAt.Add(after), true
@@ -110,6 +118,14 @@ func (r *Reconciler) inPlace(ctx context.Context, inc *riposte.Incident) (bool, 
 		rec := &inc.Status.Steps[i]
 		if !inplace.Step(rec) {
 			continue
+		}
+		// A silence lives in Alertmanager, where the API server cannot
+		// say it is gone: an incident whose silence was not ended keeps
+		// its ID, the only way to end it.
+		if slices.ContainsFunc(rec.Changes, func(c riposte.ChangeRecord) bool {
+			return inplace.Kept(rec, c) && c.Undo == riposte.UndoExpire
+		}) {
+			return true, nil
 		}
 		if gone, err := inplace.Gone(ctx, r.APIReader, rec); err != nil || !gone {
 			return true, err

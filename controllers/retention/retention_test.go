@@ -207,7 +207,16 @@ func TestRetentionDeletesOnlyWhatIsClosedAndHoldsNothing(t *testing.T) {
 		return fmt.Errorf("no RecordKept event for %s among %d events", isolated.Name, len(events.Items))
 	})
 	// The pod's deletion withdrew the plan that waited for people: the
-	// incident is Cancelled, closed, and goes in its turn.
+	// incident is Cancelled, but its alert still fires, so it stays (deleted,
+	// the next resend would store it anew and ask again).
+	waitFor(t, c, waiting, func(inc *riposte.Incident) bool { return inc.Status.Phase == riposte.PhaseCancelled })
+	testenv.Consistently(t, 2*keep, func(ctx context.Context) error {
+		return c.Get(ctx, client.ObjectKeyFromObject(waiting), &riposte.Incident{})
+	})
+	// Once its alert resolves, it goes.
+	if err := intake.Patch(ctx, waiting.DeepCopy(), resolve); err != nil {
+		t.Fatal(err)
+	}
 	testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
 		got := &riposte.Incident{}
 		err := c.Get(ctx, client.ObjectKeyFromObject(waiting), got)
