@@ -27,7 +27,7 @@ func TestExpiry(t *testing.T) {
 		{"cancelled", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseCancelled, &closedAt, nil, true},
 		{"dry run", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseDryRun, &closedAt, nil, true},
 		{"unmatched", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseUnmatched, &closedAt, nil, true},
-		{"remediated, alert still firing", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseRemediated, &closedAt, nil, false},
+		{"remediated: its changes are in place", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseRemediated, &closedAt, nil, false},
 		{"failed: a person must look", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseFailed, &closedAt, nil, false},
 		{"waiting for people", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseAwaitingApproval, nil, nil, false},
 		{"closed before closedAt existed: stamped on its next pass", riposte.SourceAlertmanager, riposte.AlertResolved, riposte.PhaseResolved, nil, nil, false},
