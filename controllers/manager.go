@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -35,10 +37,50 @@ type ManagerOptions struct {
 	PprofBindAddress string
 	// LeaderElection lets only one replica reconcile at a time.
 	LeaderElection bool
+	// LeaderElectionTiming tunes the Lease; zero fields keep
+	// controller-runtime's defaults (15s, 10s, 2s).
+	LeaderElectionTiming LeaseTiming
 	// SkipNameValidation lets one process build the manager more than once
 	// (the tests restart it): controller-runtime otherwise refuses a
 	// controller name a process has already used.
 	SkipNameValidation bool
+}
+
+// LeaseTiming is how the leader's Lease is held. A leader that dies holds
+// it until LeaseDuration passes: that is the longest a takeover waits. A
+// leader that cannot renew within RenewDeadline (the API server unreachable)
+// stops and exits, so it cannot act beside a new leader. Candidates retry
+// every RetryPeriod.
+type LeaseTiming struct {
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// validate refuses timings the leader elector would reject at start, with
+// the flag's words.
+func (l LeaseTiming) validate() error {
+	d, r, p := l.or()
+	switch {
+	case d <= r:
+		return fmt.Errorf("the lease duration %s must be longer than the renew deadline %s", d, r)
+	case float64(r) <= 1.2*float64(p):
+		return fmt.Errorf("the renew deadline %s must be longer than 1.2 times the retry period %s", r, p)
+	}
+	return nil
+}
+
+// or fills zero fields with controller-runtime's defaults.
+func (l LeaseTiming) or() (duration, renew, retry time.Duration) {
+	duration, renew, retry = 15*time.Second, 10*time.Second, 2*time.Second
+	if l.LeaseDuration > 0 {
+		duration = l.LeaseDuration
+	}
+	if l.RenewDeadline > 0 {
+		renew = l.RenewDeadline
+	}
+	if l.RetryPeriod > 0 {
+		retry = l.RetryPeriod
+	}
+	return duration, renew, retry
 }
 
 // NewManager builds Riposte's manager, with every reconciler, the drift
@@ -51,6 +93,10 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 		// The cache, the leader's Lease and cluster-wide playbooks all live there.
 		return nil, errors.New("the manager needs Riposte's own namespace (OperatorNamespace)")
 	}
+	if err := opts.LeaderElectionTiming.validate(); err != nil {
+		return nil, err
+	}
+	leaseDuration, renewDeadline, retryPeriod := opts.LeaderElectionTiming.or()
 	cfg = rest.CopyConfig(cfg)
 	// Riposte relies on the API server's priority and fairness, not on
 	// client-side throttling of its own writes.
@@ -65,7 +111,14 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: opts.OperatorNamespace,
-		Controller:              config.Controller{SkipNameValidation: ptr.To(opts.SkipNameValidation)},
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
+		// The process exits once the manager stops (main returns), so a
+		// replica stopped on purpose (a rollout, a drain) hands the Lease
+		// over at once instead of making the next leader wait it out.
+		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(opts.SkipNameValidation)},
 	})
 	if err != nil {
 		return nil, err
@@ -86,7 +139,35 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// Not ready while the API server cannot serve (down, or its etcd down):
+	// intake could store nothing and answers 503, so a Service should route
+	// Alertmanager elsewhere. Liveness stays up: a restart would not help.
+	apiServer, err := apiServerReadyz(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("apiserver", apiServer); err != nil {
+		return nil, err
+	}
 	return mgr, nil
+}
+
+// apiServerReadyz asks the API server's own /readyz (readable by every
+// identity through system:public-info-viewer), within a second.
+func apiServerReadyz(cfg *rest.Config) (healthz.Checker, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = time.Second
+	d, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the API server readiness check: %w", err)
+	}
+	return func(req *http.Request) error {
+		body, err := d.RESTClient().Get().AbsPath("/readyz").DoRaw(req.Context())
+		if err != nil {
+			return fmt.Errorf("the API server is not ready: %w: %s", err, body)
+		}
+		return nil
+	}, nil
 }
 
 // newScheme knows the built-in types and Riposte's: everything the manager

@@ -32,6 +32,9 @@ type options struct {
 	metricsSecure       bool
 	probeAddr           string
 	leaderElect         bool
+	leaseDuration       time.Duration
+	renewDeadline       time.Duration
+	retryPeriod         time.Duration
 	intakeAddr          string
 	intakeTokenFile     string
 	intakeTokenSecret   string
@@ -62,6 +65,9 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's profiling endpoints (/debug/pprof), for measuring CPU and memory; empty (the default) serves none. Bind it to loopback: profiles show what the manager holds.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles; intake serves on every replica.")
+	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's Lease holds without renewal: a leader that dies is replaced after at most this long.")
+	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long a leader keeps trying to renew its Lease (the API server unreachable) before it stops reconciling and exits; shorter than the lease duration.")
+	flag.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often a replica tries to take or renew the Lease.")
 	flag.StringVar(&o.intakeAddr, "intake-bind-address", ":8090", "Address of the Alertmanager webhook endpoint (POST /webhook/alertmanager).")
 	flag.StringVar(&o.intakeTokenFile, "intake-token-file", "", "File holding the bearer token Alertmanager must send.")
 	flag.StringVar(&o.intakeTokenSecret, "intake-token-secret", "", "namespace/name of a Secret whose key 'token' holds the bearer token.")
@@ -138,6 +144,7 @@ func run(o options) error {
 		HealthProbeBindAddress: o.probeAddr,
 		PprofBindAddress:       o.pprofAddr,
 		LeaderElection:         o.leaderElect,
+		LeaderElectionTiming:   controllers.LeaseTiming{LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

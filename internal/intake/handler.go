@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/tools/events"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
@@ -375,17 +378,32 @@ func storeFailure(failed []error, alerts int) (code int, retryAfter bool, msg st
 	if len(failed) == 0 {
 		return 0, false, ""
 	}
-	throttled := 0
+	unavailable := 0
 	for _, err := range failed {
-		if apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) {
-			throttled++
+		if apiServerUnavailable(err) {
+			unavailable++
 		}
 	}
 	msg = fmt.Sprintf("%d of %d alerts were not stored: %s", len(failed), alerts, listed(failed))
-	if throttled == len(failed) {
+	if unavailable == len(failed) {
 		return http.StatusServiceUnavailable, true, msg
 	}
 	return http.StatusInternalServerError, false, msg
+}
+
+// apiServerUnavailable is true when the API server could not take the write
+// at all: it throttled or timed out, said it is unavailable (its storage is
+// down), or could not be reached. Only the time fixes these, so the answer
+// is 503 with Retry-After, as for a saturated intake.
+func apiServerUnavailable(err error) bool {
+	if apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsServiceUnavailable(err) {
+		return true
+	}
+	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
 }
 
 func refusedMessage(refused []*AlertError, alerts int) string {

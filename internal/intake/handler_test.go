@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -525,6 +528,8 @@ func TestStoreFailure(t *testing.T) {
 	}{
 		{reason: "nothing failed", wantCode: 0},
 		{reason: "throttling only: retry after a second", failed: []error{apierrors.NewTooManyRequests("t", 1)}, wantCode: 503, wantRetryAfter: true},
+		{reason: "the API server unreachable: retry", failed: []error{&url.Error{Op: "Patch", URL: "https://127.0.0.1:6443", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}}, wantCode: 503, wantRetryAfter: true},
+		{reason: "the API server's storage down: retry", failed: []error{apierrors.NewServiceUnavailable("etcdserver: request timed out"), apierrors.NewTooManyRequests("t", 1)}, wantCode: 503, wantRetryAfter: true},
 		{reason: "throttling and a generic failure: 500", failed: []error{apierrors.NewTimeoutError("t", 1), errors.New("x")}, wantCode: 500},
 		{reason: "a taken name: 500, retried", failed: []error{&NameTakenError{Namespace: "ns", Name: "am-x", Source: riposte.SourceManual}}, wantCode: 500},
 		{reason: "many failures are summarised", failed: many, wantCode: 500, wantMsg: "10 of 12 alerts were not stored: failure 0; failure 1; failure 2; and 7 more"},

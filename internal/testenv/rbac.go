@@ -17,10 +17,19 @@ import (
 )
 
 // GrantManagerRBAC installs the manager's generated roles
-// (config/rbac/role.yaml) and binds them to user, so a test runs Riposte with
-// exactly the permissions it ships with.
+// (config/rbac/role.yaml) and its leader-election Role, and binds them to
+// user, so a test runs Riposte with exactly the permissions it ships with.
 func (e *Env) GrantManagerRBAC(ctx context.Context, user string) error {
-	path := filepath.Join(RepoRoot(), "config", "rbac", "role.yaml")
+	for _, file := range []string{"role.yaml", "leader_election_role.yaml"} {
+		if err := e.grantRoles(ctx, filepath.Join(RepoRoot(), "config", "rbac", file), user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grantRoles applies the roles in path and binds each to user.
+func (e *Env) grantRoles(ctx context.Context, path, user string) error {
 	// Applied, not created, so a control plane kept across runs (make run)
 	// takes the roles of the code it now runs.
 	if err := ApplyDir(ctx, e.Config, path); err != nil {

@@ -67,6 +67,34 @@ const NoFsyncEnv = "RIPOSTE_ETCD_UNSAFE_NO_FSYNC"
 
 type options struct {
 	auditLog, dataDir string
+	// certDir keeps the API server's certificates: stopped and started
+	// again, it serves the same identity to the same clients.
+	certDir string
+	// apiServerArgs are extra kube-apiserver flags.
+	apiServerArgs map[string]string
+}
+
+// Faults configure a control plane a fault test stops and starts again.
+type Faults struct {
+	// Dir holds etcd's data and the API server's certificates, so each
+	// survives its own restart (ControlPlane.Etcd or .APIServer Stop then
+	// Start) with every client still trusted.
+	Dir string
+	// AuditLog, when set, records every request as StartAudited does.
+	AuditLog string
+	// APIServerArgs are extra kube-apiserver flags (for example a short
+	// etcd-compaction-interval for a soak).
+	APIServerArgs map[string]string
+}
+
+// StartForFaults starts a control plane whose etcd and API server can each
+// be stopped and started again in the middle of a test.
+func StartForFaults(f Faults, extraCRDDirs ...string) (*Env, error) {
+	certDir := filepath.Join(f.Dir, "apiserver")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	return start(options{auditLog: f.AuditLog, dataDir: filepath.Join(f.Dir, "etcd"), certDir: certDir, apiServerArgs: f.APIServerArgs}, extraCRDDirs...)
 }
 
 // auditPolicy records every request's metadata (who, as whom, what, on
@@ -106,6 +134,13 @@ func start(o options, extraCRDDirs ...string) (*Env, error) {
 			return nil, err
 		}
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: o.dataDir}
+	}
+	if o.certDir != "" {
+		// envtest regenerates certificates only in a folder it made itself.
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: o.certDir}
+	}
+	for k, v := range o.apiServerArgs {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
 	if os.Getenv(NoFsyncEnv) == "true" {
 		if env.ControlPlane.Etcd == nil {
