@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -122,6 +121,10 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := waitForAPIServer(ctx, cfg, o.probeAddr, ctrl.Log.WithName("setup")); err != nil {
+		return err
+	}
 	protected := []string{o.namespace}
 	for _, ns := range strings.Split(o.protectedNamespaces, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
@@ -167,7 +170,7 @@ func run(o options) error {
 		Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()}
 	// A deleted incident is stored again by the next notification, even
 	// one that repeats what intake applied moments before.
-	incidents, err := mgr.GetCache().GetInformer(context.Background(), &riposte.Incident{})
+	incidents, err := mgr.GetCache().GetInformer(ctx, &riposte.Incident{})
 	if err != nil {
 		return fmt.Errorf("watching incidents for intake: %w", err)
 	}
@@ -194,7 +197,7 @@ func run(o options) error {
 	}
 
 	ctrl.Log.Info("starting riposte", "namespace", o.namespace, "intake", o.intakeAddr, "protectedNamespaces", protected)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }
 
 // metricsOptions serves metrics in plain HTTP for local runs, or behind

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -402,8 +403,11 @@ func apiServerUnavailable(err error) bool {
 	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true
 	}
+	// Any other failure of the round trip itself (TLS, HTTP/2, a cut
+	// connection): the client wraps each in a url.Error.
 	var netErr net.Error
-	return errors.As(err, &netErr)
+	var urlErr *url.Error
+	return errors.As(err, &netErr) || errors.As(err, &urlErr)
 }
 
 func refusedMessage(refused []*AlertError, alerts int) string {

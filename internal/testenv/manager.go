@@ -34,8 +34,8 @@ func (e *Env) StartManager(t testing.TB, token string, extraArgs ...string) *Man
 func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs ...string) *Manager {
 	t.Helper()
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "manager.kubeconfig")
-	if err := e.WriteManagerKubeconfig(context.Background(), kubeconfig); err != nil {
+	kubeconfig, err := e.managerKubeconfig(dir)
+	if err != nil {
 		t.Fatalf("setting up the manager's identity: %v", err)
 	}
 	tokenFile := filepath.Join(dir, "intake-token")
@@ -51,4 +51,25 @@ func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs 
 	p, exited := startProcess(t, dir, "riposte", BuildRiposte(t), env, args...)
 	m.Pid, m.Exited = p.Pid, exited
 	return m
+}
+
+// managerKubeconfig writes the manager's kubeconfig into dir: made on the
+// first launch, the same one after, so a manager restarted while the API
+// server is down (a fault test) starts as a kubelet would restart it.
+func (e *Env) managerKubeconfig(dir string) (string, error) {
+	e.manager.Lock()
+	defer e.manager.Unlock()
+	path := filepath.Join(dir, "manager.kubeconfig")
+	if e.manager.kubeconfig == nil {
+		if err := e.WriteManagerKubeconfig(context.Background(), path); err != nil {
+			return "", err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		e.manager.kubeconfig = b
+		return path, nil
+	}
+	return path, os.WriteFile(path, e.manager.kubeconfig, 0o600)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,11 @@ type Env struct {
 	Config *rest.Config
 	// Client talks to the API server directly: what a user would see.
 	Client client.Client
+	// manager is the kubeconfig every manager this Env launches uses.
+	manager struct {
+		sync.Mutex
+		kubeconfig []byte
+	}
 }
 
 // Start starts the control plane with Riposte's CRDs, plus any extra CRD
@@ -137,7 +143,9 @@ func start(o options, extraCRDDirs ...string) (*Env, error) {
 	}
 	if o.certDir != "" {
 		// envtest regenerates certificates only in a folder it made itself.
-		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: o.certDir}
+		// A fault test's outage is abrupt: SIGTERM, then SIGKILL after a
+		// second rather than kube-apiserver's graceful drain of watches.
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: o.certDir, StopTimeout: time.Second}
 	}
 	for k, v := range o.apiServerArgs {
 		env.ControlPlane.GetAPIServer().Configure().Set(k, v)

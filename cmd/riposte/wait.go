@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+)
+
+// waitForAPIServer returns once the API server answers its /readyz. The
+// manager cannot be built before that (it asks the API server how each kind
+// it caches is scoped), and exiting would make the kubelet restart the
+// process in a growing back-off that outlasts the outage. Meanwhile the
+// probe address answers as the manager's would: alive (a restart would not
+// help) and not ready (nothing can be stored, so no traffic).
+func waitForAPIServer(ctx context.Context, cfg *rest.Config, probeAddr string, log logr.Logger) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = 2 * time.Second
+	d, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("building the API server check: %w", err)
+	}
+	ready := func() error {
+		body, err := d.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, body)
+		}
+		return nil
+	}
+	err = ready()
+	if err == nil {
+		return nil
+	}
+	log.Info("waiting for the API server before starting", "reason", err.Error())
+	stopProbes, perr := serveWaitingProbes(probeAddr, err)
+	if perr != nil {
+		return perr
+	}
+	defer stopProbes()
+	lastLog := time.Now()
+	for delay := 250 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		if err = ready(); err == nil {
+			log.Info("the API server answers; starting")
+			return nil
+		}
+		if time.Since(lastLog) > 30*time.Second {
+			log.Info("still waiting for the API server", "reason", err.Error())
+			lastLog = time.Now()
+		}
+	}
+}
+
+// serveWaitingProbes answers /healthz 200 and /readyz 503 on addr until
+// stopped; "0" or empty serves nothing, as for the manager.
+func serveWaitingProbes(addr string, why error) (stop func(), err error) {
+	if addr == "" || addr == "0" {
+		return func() {}, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serving probes on %s while waiting for the API server: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "waiting for the API server: "+why.Error(), http.StatusServiceUnavailable)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+	}()
+	return func() {
+		// Closed before the manager binds the same address.
+		_ = srv.Close()
+		<-done
+	}, nil
+}
