@@ -27,6 +27,7 @@ import (
 const (
 	defaultMaxBodyBytes = 1 << 20
 	defaultMaxInFlight  = 64
+	defaultStoreTimeout = 5 * time.Second
 	// storeParallelism bounds the writes one notification makes at once.
 	storeParallelism = 8
 	// maxReportedFailures bounds how many store failures one answer spells out.
@@ -46,7 +47,12 @@ type Handler struct {
 	MaxAlerts int
 	// MaxInFlight bounds concurrent requests; past it the answer is 503 with
 	// Retry-After rather than an unbounded queue in memory (default 64).
-	MaxInFlight      int
+	MaxInFlight int
+	// StoreTimeout bounds how long one alert's write may take (default 5s):
+	// when the API server cannot store (its etcd down, it hangs), intake
+	// answers 503 and Alertmanager retries, rather than the notification
+	// waiting on the API server's own minute-long timeout.
+	StoreTimeout     time.Duration
 	DefaultNamespace string
 	Log              logr.Logger
 	// Metrics, when set, observes every request.
@@ -261,6 +267,10 @@ type result struct {
 // a time, and returns what became of each at its index.
 func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 	results := make([]result, len(p.Alerts))
+	timeout := h.StoreTimeout
+	if timeout <= 0 {
+		timeout = defaultStoreTimeout
+	}
 	sem := make(chan struct{}, storeParallelism)
 	var wg sync.WaitGroup
 	for i, a := range p.Alerts {
@@ -276,7 +286,9 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 				res.derived, res.derivedFrom = true, from
 			}
 			res.inc = IncidentFor(a, h.DefaultNamespace)
-			err := h.Store.Upsert(ctx, res.inc)
+			storeCtx, cancel := context.WithTimeout(ctx, timeout)
+			err := h.Store.Upsert(storeCtx, res.inc)
+			cancel()
 			var stale *StaleError
 			switch {
 			case err == nil:

@@ -572,3 +572,30 @@ func TestPermanent(t *testing.T) {
 		})
 	}
 }
+
+// hangingStore never answers until its caller gives up, as an API server
+// whose etcd is down.
+type hangingStore struct{}
+
+func (hangingStore) Upsert(ctx context.Context, _ *riposte.Incident) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// An API server that hangs gets each alert's write a bounded time: the
+// notification is answered 503 with Retry-After, for Alertmanager to retry,
+// instead of waiting on the API server's own timeout.
+func TestStoreThatHangsIsAnswered503(t *testing.T) {
+	h := &Handler{Store: hangingStore{}, Token: staticToken(testToken), DefaultNamespace: "riposte-system", StoreTimeout: 50 * time.Millisecond}
+	start := time.Now()
+	rec := post(h, "Bearer "+testToken, firingNotification)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("answered %d Retry-After %q, want 503 with Retry-After 1; body %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if !strings.Contains(rec.Body.String(), "context deadline exceeded") {
+		t.Errorf("body %s does not say the write timed out", rec.Body)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("answered after %s, want about the store timeout", took)
+	}
+}
