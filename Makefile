@@ -72,8 +72,13 @@ test-e2e: testbins ## Only the end-to-end tests.
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) ALERTMANAGER=$(ALERTMANAGER) go test $(GO_TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: bench
-bench: testbins ## Measure webhook-to-Remediated, per-action, enrichment and drift detection; writes test/bench/results*.md.
+bench: testbins ## Measure webhook-to-Remediated, per-action, enrichment and drift detection, then the fault suite; writes test/bench/results*.md and test/faults/results.md.
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) hack/bench.sh
+	$(MAKE) test-faults
+
+.PHONY: test-faults
+test-faults: testbins ## The fault suite at full scale (100 leader kills, API-server outage, etcd restart, drift restart on 10,000 pods, 50,000-alert soak); writes test/faults/results.md.
+	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS) ALERTMANAGER=$(ALERTMANAGER) hack/faults.sh
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 90s); writes test/faults/results-fuzz.md, fails on any crash.

@@ -161,7 +161,7 @@ func setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	if opts.IncidentRetention > 0 {
-		if err := (&retention.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), After: opts.IncidentRetention}).SetupWithManager(mgr); err != nil {
+		if err := (&retention.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), After: opts.IncidentRetention, Workers: opts.MaxConcurrentReconciles}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

@@ -41,6 +41,9 @@ type Reconciler struct {
 	APIReader client.Reader
 	// After is how long an incident is kept once closed.
 	After time.Duration
+	// Workers delete concurrently: a noisy source closes incidents as fast
+	// as intake stores them, and retention must keep pace or etcd grows.
+	Workers int
 }
 
 // Expiry is when a closed incident is due for deletion; ok is false for an
@@ -142,7 +145,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&riposte.Incident{}, builder.WithPredicates(closed)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Named("retention").
 		Complete(r)
 }
