@@ -55,9 +55,12 @@ type LeaseTiming struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
-// validate refuses timings the leader elector would reject at start, with
-// the flag's words.
-func (l LeaseTiming) validate() error {
+// Validate refuses timings the leader elector would reject once started,
+// and negative ones; zero fields are the defaults.
+func (l LeaseTiming) Validate() error {
+	if l.LeaseDuration < 0 || l.RenewDeadline < 0 || l.RetryPeriod < 0 {
+		return fmt.Errorf("lease duration %s, renew deadline %s, retry period %s: none may be negative", l.LeaseDuration, l.RenewDeadline, l.RetryPeriod)
+	}
 	d, r, p := l.or()
 	switch {
 	case d <= r:
@@ -93,7 +96,7 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 		// The cache, the leader's Lease and cluster-wide playbooks all live there.
 		return nil, errors.New("the manager needs Riposte's own namespace (OperatorNamespace)")
 	}
-	if err := opts.LeaderElectionTiming.validate(); err != nil {
+	if err := opts.LeaderElectionTiming.Validate(); err != nil {
 		return nil, err
 	}
 	leaseDuration, renewDeadline, retryPeriod := opts.LeaderElectionTiming.or()

@@ -111,6 +111,10 @@ func run(o options) error {
 	if o.incidentRetention < 0 {
 		return fmt.Errorf("--incident-retention %s: want 0 (keep every incident) or more", o.incidentRetention)
 	}
+	lease := controllers.LeaseTiming{LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod}
+	if err := lease.Validate(); err != nil {
+		return fmt.Errorf("--leader-elect-lease-duration, --leader-elect-renew-deadline, --leader-elect-retry-period: %w", err)
+	}
 	if o.stepsPerMinute < 0 {
 		return fmt.Errorf("--budget-steps-per-minute %d: want 0 (no budget) or more", o.stepsPerMinute)
 	}
@@ -147,7 +151,7 @@ func run(o options) error {
 		HealthProbeBindAddress: o.probeAddr,
 		PprofBindAddress:       o.pprofAddr,
 		LeaderElection:         o.leaderElect,
-		LeaderElectionTiming:   controllers.LeaseTiming{LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod},
+		LeaderElectionTiming:   lease,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

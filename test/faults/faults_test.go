@@ -25,12 +25,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/testenv"
@@ -49,6 +51,12 @@ func scaled(full, quick int) int {
 		return full
 	}
 	return quick
+}
+
+func TestMain(m *testing.M) {
+	// The control plane's helpers log through controller-runtime.
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
 }
 
 // section writes one fault's figures for hack/faults.sh to gather into
@@ -428,6 +436,16 @@ func (e *auditEntry) succeededWrite() bool {
 		return false
 	}
 	return e.ResponseStatus != nil && e.ResponseStatus.Code >= 200 && e.ResponseStatus.Code < 300 && !strings.Contains(e.RequestURI, "dryRun=All")
+}
+
+// attemptedWrite is a write the API server did not refuse (not a 4xx): it
+// may have been stored even when no 2xx was sent back.
+func (e *auditEntry) attemptedWrite() bool {
+	switch e.Verb {
+	case "get", "list", "watch":
+		return false
+	}
+	return !strings.Contains(e.RequestURI, "dryRun=All") && (e.ResponseStatus == nil || e.ResponseStatus.Code < 400 || e.ResponseStatus.Code >= 500)
 }
 
 // percentiles spells out p50, p90 and the maximum of ds.
