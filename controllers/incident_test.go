@@ -378,6 +378,17 @@ func TestApprovedGateLeadsToRemediation(t *testing.T) {
 	if diff := cmp.Diff([]riposte.ChangeOperation{riposte.OperationCreate, riposte.OperationPatch}, ops); diff != "" {
 		t.Errorf("change operations (-want +got):\n%s", diff)
 	}
+
+	// Undone and deleted, the incident takes its gate with it: the
+	// record written out names who approved the plan, and why.
+	askUndo(t, "bob", ns, "am-2")
+	waitForPhase(t, ns, "am-2", riposte.PhaseUndone)
+	if err := k8sClient.Delete(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		return expectEventSaying(ctx, ns, "am-2", "RecordKept", "deleted incident's gate am-2: Approved; Approve by alice (checked the pod)")
+	})
 }
 
 // A rejected gate never leads to a change; a target replaced after the plan

@@ -20,7 +20,7 @@ RIPOSTE_FAULTS_SCALE=full RIPOSTE_FAULTS_OUT="$out" \
 	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 	echo "- Memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- Kernel: $(uname -sr)"
-	echo "- Go: $(go env GOVERSION); kube-apiserver ${KUBE_VERSION:-1.37.2}, etcd ${ETCD_VERSION:-3.6.16}, Alertmanager ${ALERTMANAGER_VERSION:-0.28.1}"
+	echo "- Go: $(go env GOVERSION); kube-apiserver ${KUBE_VERSION:-1.37.2}, etcd ${ETCD_VERSION:-3.6.16}, Alertmanager ${ALERTMANAGER_VERSION:-0.28.1}, as hack/build-testbins.sh builds them from the Makefile's pins (binaries built from source carry no version of their own)"
 	echo
 	for f in "$out"/*.md; do
 		cat "$f"

@@ -126,7 +126,9 @@ func run(o options) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := waitForAPIServer(ctx, cfg, o.probeAddr, ctrl.Log.WithName("setup")); err != nil {
+	if err := waitForAPIServer(ctx, cfg, o.probeAddr, ctrl.Log.WithName("setup")); errors.Is(err, errStoppedWaiting) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	protected := []string{o.namespace}

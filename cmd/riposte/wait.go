@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 )
@@ -26,19 +27,23 @@ func waitForAPIServer(ctx context.Context, cfg *rest.Config, probeAddr string, l
 	if err != nil {
 		return fmt.Errorf("building the API server check: %w", err)
 	}
+	// Waiting helps only while the API server cannot serve: it is down, or
+	// answers 5xx (its etcd down). Any other answer means it is there, and
+	// the manager starts (and reports a wrong identity or URL itself).
 	ready := func() error {
 		body, err := d.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil {
-			return fmt.Errorf("%w: %s", err, body)
+		var status apierrors.APIStatus
+		if err == nil || errors.As(err, &status) && status.Status().Code < http.StatusInternalServerError {
+			return nil
 		}
-		return nil
+		return fmt.Errorf("%w: %s", err, body)
 	}
 	err = ready()
 	if err == nil {
 		return nil
 	}
 	log.Info("waiting for the API server before starting", "reason", err.Error())
-	stopProbes, perr := serveWaitingProbes(probeAddr, err)
+	stopProbes, perr := serveWaitingProbes(probeAddr)
 	if perr != nil {
 		return perr
 	}
@@ -47,7 +52,7 @@ func waitForAPIServer(ctx context.Context, cfg *rest.Config, probeAddr string, l
 	for delay := 250 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return errStoppedWaiting
 		case <-time.After(delay):
 		}
 		if err = ready(); err == nil {
@@ -61,9 +66,13 @@ func waitForAPIServer(ctx context.Context, cfg *rest.Config, probeAddr string, l
 	}
 }
 
+// errStoppedWaiting: a stop signal came while waiting; main exits cleanly.
+var errStoppedWaiting = errors.New("stopped while waiting for the API server")
+
 // serveWaitingProbes answers /healthz 200 and /readyz 503 on addr until
-// stopped; "0" or empty serves nothing, as for the manager.
-func serveWaitingProbes(addr string, why error) (stop func(), err error) {
+// stopped; "0" or empty serves nothing, as for the manager. The reason
+// stays in the log: the probe port is not authenticated.
+func serveWaitingProbes(addr string) (stop func(), err error) {
 	if addr == "" || addr == "0" {
 		return func() {}, nil
 	}
@@ -74,7 +83,7 @@ func serveWaitingProbes(addr string, why error) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "waiting for the API server: "+why.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "waiting for the API server", http.StatusServiceUnavailable)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})

@@ -255,7 +255,7 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass, plan *executor.Plan,
 	}
 	gate := &riposte.ApprovalGate{
 		ObjectMeta: metav1.ObjectMeta{Name: gateName(inc.Name, revision), Namespace: inc.Namespace,
-			Labels: map[string]string{"riposte.dev/incident": inc.Name}},
+			Labels: map[string]string{gateIncidentLabel: inc.Name}},
 		Spec: riposte.ApprovalGateSpec{
 			Incident: inc.Name,
 			Playbook: riposte.NamespacedName{Namespace: pb.Namespace, Name: pb.Name},
@@ -469,3 +469,6 @@ func gateName(incident string, revision int32) string {
 	}
 	return fmt.Sprintf("%s-%d", incident, revision)
 }
+
+// gateIncidentLabel names a gate's incident, for selecting gates with kubectl.
+const gateIncidentLabel = "riposte.dev/incident"

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -118,7 +119,9 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 		p.requeueAfter = deletionRecheck
 		return nil
 	}
-	r.writeOutRecord(ctx, inc)
+	if err := r.writeOutRecord(ctx, inc); err != nil {
+		return err
+	}
 	// The status changes of this pass (skipped steps, undone containment)
 	// are in the record just written; the object itself is going.
 	sent := inc.DeepCopy()
@@ -131,9 +134,18 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 }
 
 // writeOutRecord leaves what the incident did where it outlives the object:
-// an Event per step, which kubectl shows and event exporters keep, and the
-// whole record in the manager's log.
-func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) {
+// an Event per step and per gate (the decisions people made), which kubectl
+// shows and event exporters keep, and the whole record, with its gates, in
+// the manager's log. The gates go with the incident (it owns them), so they
+// are read first: the finalizer stays until they could be.
+func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) error {
+	// By spec.incident (immutable), not the label an approver may edit;
+	// a gate left behind by an earlier incident of this name has another
+	// controller.
+	var gates riposte.ApprovalGateList
+	if err := r.List(ctx, &gates, client.InNamespace(inc.Namespace)); err != nil {
+		return fmt.Errorf("reading the gates of the deleted incident for its record: %w", err)
+	}
 	for _, rec := range inc.Status.Steps {
 		var changes []string
 		for _, c := range rec.Changes {
@@ -148,12 +160,35 @@ func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) 
 		}
 		r.event(inc, corev1.EventTypeNormal, "RecordKept", "Delete", text.Elide(note, 1000))
 	}
+	type gateRecord struct {
+		Name   string                     `json:"name"`
+		Spec   riposte.ApprovalGateSpec   `json:"spec"`
+		Status riposte.ApprovalGateStatus `json:"status"`
+	}
+	var gateRecords []gateRecord
+	for _, g := range gates.Items {
+		if owner := metav1.GetControllerOf(&g); g.Spec.Incident != inc.Name || owner != nil && owner.UID != inc.UID {
+			continue
+		}
+		gateRecords = append(gateRecords, gateRecord{Name: g.Name, Spec: g.Spec, Status: g.Status})
+		note := fmt.Sprintf("deleted incident's gate %s: %s", g.Name, g.Status.Phase)
+		var decided []string
+		for _, d := range g.Spec.Decisions {
+			decided = append(decided, fmt.Sprintf("%s by %s (%s)", d.Decision, d.User, d.Reason))
+		}
+		if len(decided) > 0 {
+			note += "; " + strings.Join(decided, "; ")
+		}
+		r.event(inc, corev1.EventTypeNormal, "RecordKept", "Delete", text.Elide(note, 1000))
+	}
 	record, err := json.Marshal(struct {
 		Spec   riposte.IncidentSpec   `json:"spec"`
 		Status riposte.IncidentStatus `json:"status"`
-	}{inc.Spec, inc.Status})
+		Gates  []gateRecord           `json:"gates,omitempty"`
+	}{inc.Spec, inc.Status, gateRecords})
 	if err != nil {
 		record = []byte(err.Error())
 	}
 	logf.FromContext(ctx).Info("incident deleted; its record", "incident", client.ObjectKeyFromObject(inc), "uid", inc.UID, "record", string(record))
+	return nil
 }

@@ -271,6 +271,11 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 	if timeout <= 0 {
 		timeout = defaultStoreTimeout
 	}
+	// Once one write finds the API server unavailable, the answer is 503
+	// whatever the others do: the rest stop at once rather than each
+	// waiting out its own timeout on a server that hangs.
+	ctx, giveUp := context.WithCancelCause(ctx)
+	defer giveUp(nil)
 	sem := make(chan struct{}, storeParallelism)
 	var wg sync.WaitGroup
 	for i, a := range p.Alerts {
@@ -279,6 +284,11 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 			continue
 		}
 		sem <- struct{}{}
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			<-sem
+			results[i].err = fmt.Errorf("not tried: %w", cause)
+			continue
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			res := &results[i]
@@ -289,6 +299,9 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 			storeCtx, cancel := context.WithTimeout(ctx, timeout)
 			err := h.Store.Upsert(storeCtx, res.inc)
 			cancel()
+			if errors.Is(err, context.Canceled) && context.Cause(ctx) != nil {
+				err = fmt.Errorf("stopped: %w", context.Cause(ctx)) // another write found the API server unavailable
+			}
 			var stale *StaleError
 			switch {
 			case err == nil:
@@ -298,6 +311,9 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 				res.refused = &AlertError{Index: i, Fingerprint: a.Fingerprint, Reason: RefusedByAPIServer, Message: err.Error()}
 			default:
 				res.err = err
+				if apiServerUnavailable(err) {
+					giveUp(err)
+				}
 			}
 		})
 	}

@@ -598,4 +598,18 @@ func TestStoreThatHangsIsAnswered503(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("answered after %s, want about the store timeout", took)
 	}
+
+	// A notification of many alerts waits one timeout, not one per round
+	// of parallel writes: the first write the API server could not take
+	// stops the others.
+	var alerts []string
+	for i := range 10 * storeParallelism {
+		alerts = append(alerts, validAlert(fmt.Sprintf("h%d", i)))
+	}
+	h.StoreTimeout = 200 * time.Millisecond
+	start = time.Now()
+	rec = post(h, "Bearer "+testToken, notificationOf(alerts...))
+	if took := time.Since(start); rec.Code != http.StatusServiceUnavailable || took > 2*time.Second {
+		t.Errorf("%d alerts answered %d after %s, want 503 after about one 200ms timeout", len(alerts), rec.Code, took)
+	}
 }

@@ -324,6 +324,10 @@ func (s *ApplyStore) nameTaken(ctx context.Context, inc *riposte.Incident, err e
 		return nil
 	}
 	existing := &riposte.Incident{}
+	// Its own time: the write may have used the alert's, and a failed read
+	// here would leave the refusal taken as the alert's own (a 400).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultStoreTimeout)
+	defer cancel()
 	if s.Client.Get(ctx, client.ObjectKeyFromObject(inc), existing) != nil {
 		return nil
 	}

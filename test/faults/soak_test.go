@@ -72,9 +72,15 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	start := time.Now()
 	sampleNow := func() sample {
 		etcd := env.ControlPlane.Etcd.URL.String() + "/metrics"
-		size, _ := metricValue(etcd, "etcd_mvcc_db_total_size_in_bytes")
-		inUse, _ := metricValue(etcd, "etcd_mvcc_db_total_size_in_use_in_bytes")
-		keys, _ := metricValue(etcd, "etcd_debugging_mvcc_keys_total")
+		var values [3]float64
+		for i, name := range []string{"etcd_mvcc_db_total_size_in_bytes", "etcd_mvcc_db_total_size_in_use_in_bytes", "etcd_debugging_mvcc_keys_total"} {
+			v, err := metricValue(etcd, name)
+			if err != nil {
+				t.Errorf("reading etcd's %s: %v", name, err)
+			}
+			values[i] = v
+		}
+		size, inUse, keys := values[0], values[1], values[2]
 		stored, err := storedIncidents(ctx, c, ns)
 		if err != nil {
 			t.Error(err)
