@@ -143,7 +143,7 @@ func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) 
 	// a gate left behind by an earlier incident of this name has another
 	// controller.
 	var gates riposte.ApprovalGateList
-	if err := r.List(ctx, &gates, client.InNamespace(inc.Namespace)); err != nil {
+	if err := r.List(ctx, &gates, client.InNamespace(inc.Namespace), client.MatchingFields{gateIncidentIndex: inc.Name}); err != nil {
 		return fmt.Errorf("reading the gates of the deleted incident for its record: %w", err)
 	}
 	for _, rec := range inc.Status.Steps {
@@ -158,7 +158,9 @@ func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) 
 		if len(changes) > 0 {
 			note += ": " + strings.Join(changes, "; ")
 		}
-		r.event(inc, corev1.EventTypeNormal, "RecordKept", "Delete", text.Elide(note, 1000))
+		// One Event per step and per gate: the recorder folds Events of the
+		// same reason and action into one series that keeps the first note.
+		r.event(inc, corev1.EventTypeNormal, "RecordKept", text.Elide("Delete/step/"+rec.Name, 128), text.Elide(note, 1000))
 	}
 	type gateRecord struct {
 		Name   string                     `json:"name"`
@@ -179,7 +181,7 @@ func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) 
 		if len(decided) > 0 {
 			note += "; " + strings.Join(decided, "; ")
 		}
-		r.event(inc, corev1.EventTypeNormal, "RecordKept", "Delete", text.Elide(note, 1000))
+		r.event(inc, corev1.EventTypeNormal, "RecordKept", text.Elide("Delete/gate/"+g.Name, 128), text.Elide(note, 1000))
 	}
 	record, err := json.Marshal(struct {
 		Spec   riposte.IncidentSpec   `json:"spec"`

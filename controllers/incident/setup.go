@@ -42,6 +42,10 @@ import (
 // targetPodIndex indexes incidents by the pod they are about.
 const targetPodIndex = "riposte.dev/target-pod"
 
+// gateIncidentIndex indexes gates by spec.incident, which is immutable (the
+// label saying the same may be edited by approvers).
+const gateIncidentIndex = "riposte.dev/gate-incident"
+
 // SetupWithManager registers the reconciler. It is driven by its Incidents,
 // by the ApprovalGates it owns (a decided gate wakes its incident), and by
 // the deletion of a target pod (a pending plan for it is withdrawn).
@@ -56,6 +60,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		return err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, podHoldersIndex, podHolders); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &riposte.ApprovalGate{}, gateIncidentIndex, func(obj client.Object) []string {
+		return []string{obj.(*riposte.ApprovalGate).Spec.Incident}
+	}); err != nil {
 		return err
 	}
 	onlyDeletes := predicate.Funcs{
