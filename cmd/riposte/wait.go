@@ -30,13 +30,21 @@ func waitForAPIServer(ctx context.Context, cfg *rest.Config, probeAddr string, l
 	// Waiting helps only while the API server cannot serve: it is down, or
 	// answers 5xx (its etcd down). Any other answer means it is there, and
 	// the manager starts (and reports a wrong identity or URL itself).
+	// Discovery too: building the manager asks it how each kind is scoped,
+	// and a starting API server answers /readyz before it serves discovery.
+	answered := func(err error) bool {
+		var status apierrors.APIStatus
+		return err == nil || errors.As(err, &status) && status.Status().Code < http.StatusInternalServerError
+	}
 	ready := func() error {
 		body, err := d.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		var status apierrors.APIStatus
-		if err == nil || errors.As(err, &status) && status.Status().Code < http.StatusInternalServerError {
-			return nil
+		if !answered(err) {
+			return fmt.Errorf("%w: %s", err, body)
 		}
-		return fmt.Errorf("%w: %s", err, body)
+		if _, err := d.ServerGroups(); !answered(err) {
+			return fmt.Errorf("discovery: %w", err)
+		}
+		return nil
 	}
 	err = ready()
 	if err == nil {
