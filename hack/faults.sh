@@ -13,7 +13,7 @@ RIPOSTE_FAULTS_SCALE=full RIPOSTE_FAULTS_OUT="$out" \
 {
 	echo "# Fault suite"
 	echo
-	echo "Written by \`make test-faults\` (hack/faults.sh) from a run started $started: real manager processes (the binary, as its service account with the shipped RBAC and admission policies), kube-apiserver and etcd built from source, and a real Alertmanager, on loopback. \`make test\` runs the same tests at a smaller scale. Each table's goal column says what must hold; the tests fail when it does not."
+	echo "Written by \`make test-faults\` (hack/faults.sh) from a run started $started: real manager processes (the binary, as its service account with the shipped RBAC and admission policies), kube-apiserver and etcd built from source, and a real Alertmanager, on loopback. \`make test\` runs the same tests at a smaller scale. A goal that is a number, or says no 2xx or 503, is asserted (the test fails when it does not hold); rows whose goal is blank or says reported, and timings, are measured only."
 	echo
 	echo "## Machine"
 	echo
