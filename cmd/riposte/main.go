@@ -137,7 +137,7 @@ func run(o options) error {
 			protected = append(protected, ns)
 		}
 	}
-	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
+	mgr, err := newManager(ctx, cfg, controllers.ManagerOptions{
 		Options: controllers.Options{
 			OperatorNamespace:         o.namespace,
 			ProtectedNamespaces:       protected,
@@ -155,7 +155,9 @@ func run(o options) error {
 		LeaderElection:         o.leaderElect,
 		LeaderElectionTiming:   lease,
 	})
-	if err != nil {
+	if errors.Is(err, errStoppedWaiting) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/riposte-dev/riposte/controllers"
 )
 
 // waitForAPIServer returns once the API server answers its /readyz. The
@@ -70,6 +74,31 @@ func waitForAPIServer(ctx context.Context, cfg *rest.Config, probeAddr string, l
 		if time.Since(lastLog) > 30*time.Second {
 			log.Info("still waiting for the API server", "reason", err.Error())
 			lastLog = time.Now()
+		}
+	}
+}
+
+// newManager builds the manager, trying again for a while when the API
+// server fails it: one that has just started (or restarted) answers
+// /readyz a moment before every group it serves is in its discovery, and
+// the manager needs each cached kind's scope from there.
+func newManager(ctx context.Context, cfg *rest.Config, opts controllers.ManagerOptions) (ctrl.Manager, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mgr, err := controllers.NewManager(cfg, opts)
+		// A failure after the probe listener was bound cannot be retried
+		// in this process (the listener is not released): exit, and the
+		// kubelet starts it again.
+		if err == nil || time.Now().After(deadline) || strings.Contains(err.Error(), "address already in use") {
+			return mgr, err
+		}
+		ctrl.Log.WithName("setup").Info("building the manager failed; trying again", "reason", err.Error())
+		// A failed attempt may have named some controllers already.
+		opts.SkipNameValidation = true
+		select {
+		case <-ctx.Done():
+			return nil, errStoppedWaiting
+		case <-time.After(time.Second):
 		}
 	}
 }

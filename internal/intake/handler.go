@@ -271,9 +271,10 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 	if timeout <= 0 {
 		timeout = defaultStoreTimeout
 	}
-	// Once one write finds the API server unavailable, the answer is 503
-	// whatever the others do: the rest stop at once rather than each
-	// waiting out its own timeout on a server that hangs.
+	// Once one write cannot reach the API server or times out, the answer
+	// is 503 whatever the others do: the rest stop at once rather than each
+	// waiting out its own timeout on a server that hangs. A server that
+	// answers (throttling included) lets the others through.
 	ctx, giveUp := context.WithCancelCause(ctx)
 	defer giveUp(nil)
 	sem := make(chan struct{}, storeParallelism)
@@ -311,7 +312,7 @@ func (h *Handler) storeAll(ctx context.Context, p *Payload) []result {
 				res.refused = &AlertError{Index: i, Fingerprint: a.Fingerprint, Reason: RefusedByAPIServer, Message: err.Error()}
 			default:
 				res.err = err
-				if apiServerUnavailable(err) {
+				if unreachable(err) {
 					giveUp(err)
 				}
 			}
@@ -418,6 +419,13 @@ func storeFailure(failed []error, alerts int) (code int, retryAfter bool, msg st
 		return http.StatusServiceUnavailable, true, msg
 	}
 	return http.StatusInternalServerError, false, msg
+}
+
+// unreachable is true for a write that got no answer from the API server:
+// the round trip failed or timed out.
+func unreachable(err error) bool {
+	var status apierrors.APIStatus
+	return !errors.As(err, &status) && apiServerUnavailable(err)
 }
 
 // apiServerUnavailable is true when the API server could not take the write

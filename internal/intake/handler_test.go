@@ -613,3 +613,22 @@ func TestStoreThatHangsIsAnswered503(t *testing.T) {
 		t.Errorf("%d alerts answered %d after %s, want 503 after about one 200ms timeout", len(alerts), rec.Code, took)
 	}
 }
+
+// A throttled write (the API server answered) does not stop the
+// notification's other writes: they are stored, and only the throttled
+// alert is retried.
+func TestThrottledWriteLetsTheOthersThrough(t *testing.T) {
+	store := &memoryStore{errFor: map[string]error{"am-a1": apierrors.NewTooManyRequests("slow down", 1)}}
+	h := &Handler{Store: store, Token: staticToken(testToken), DefaultNamespace: "riposte-system"}
+	alerts := []string{validAlert("a1")}
+	for i := range 4 * storeParallelism {
+		alerts = append(alerts, validAlert(fmt.Sprintf("b%d", i)))
+	}
+	rec := post(h, "Bearer "+testToken, notificationOf(alerts...))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("answered %d, want 503 for the throttled alert", rec.Code)
+	}
+	if got := store.stored(); len(got) != len(alerts)-1 {
+		t.Errorf("stored %d of the %d others", len(got), len(alerts)-1)
+	}
+}
