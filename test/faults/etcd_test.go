@@ -101,18 +101,7 @@ func TestEtcdRestart(t *testing.T) {
 			duplicated++
 		}
 	}
-	isolations := map[string]int{}
-	readAudit(t, auditLog, func(e *auditEntry) {
-		if e.ObjectRef != nil && e.ObjectRef.Resource == "pods" && e.User.Username == testenv.ManagerUser && e.succeededWrite() {
-			isolations[e.ObjectRef.Name]++
-		}
-	})
-	twice := 0
-	for _, n := range isolations {
-		if n > 1 {
-			twice++
-		}
-	}
+	isolations, twice := podWrites(t, auditLog)
 	// The alerts resolve: no incident stays open.
 	for i := 0; i < alerts; i++ {
 		if code := s.send(alertBody("EtcdDrill", fingerprint(i), ns, workloadName(i)+"-0", "resolved")); code != http.StatusOK {

@@ -428,6 +428,24 @@ func readAudit(t *testing.T, path string, each func(e *auditEntry)) {
 	}
 }
 
+// podWrites counts, by pod, the writes Riposte made to pods that the API
+// server took, and how many pods were written more than once.
+func podWrites(t *testing.T, auditLog string) (byPod map[string]int, twice int) {
+	t.Helper()
+	byPod = map[string]int{}
+	readAudit(t, auditLog, func(e *auditEntry) {
+		if e.ObjectRef != nil && e.ObjectRef.Resource == "pods" && e.User.Username == testenv.ManagerUser && e.succeededWrite() {
+			byPod[e.ObjectRef.Name]++
+		}
+	})
+	for _, n := range byPod {
+		if n > 1 {
+			twice++
+		}
+	}
+	return byPod, twice
+}
+
 // succeededWrite is a write the API server took: not a read, not a dry
 // run, answered 2xx.
 func (e *auditEntry) succeededWrite() bool {

@@ -276,18 +276,7 @@ func TestAPIServerOutage(t *testing.T) {
 		}
 	}
 	// Remediated once: each pod isolated by one successful write.
-	isolations := map[string]int{}
-	readAudit(t, auditLog, func(e *auditEntry) {
-		if e.ObjectRef != nil && e.ObjectRef.Resource == "pods" && e.User.Username == testenv.ManagerUser && e.succeededWrite() {
-			isolations[e.ObjectRef.Name]++
-		}
-	})
-	twice := 0
-	for _, n := range isolations {
-		if n > 1 {
-			twice++
-		}
-	}
+	isolations, twice := podWrites(t, auditLog)
 
 	// While the API server is down nothing can be stored: a 2xx is right
 	// only for an alert stored before (a retry of a notification whose
