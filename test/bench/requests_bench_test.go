@@ -3,9 +3,7 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,23 +15,6 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
-
-// auditEvent is the part of an audit.k8s.io/v1 Event the count needs.
-type auditEvent struct {
-	Stage                    string    `json:"stage"`
-	Verb                     string    `json:"verb"`
-	RequestReceivedTimestamp time.Time `json:"requestReceivedTimestamp"`
-	User                     struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ImpersonatedUser *struct {
-		Username string `json:"username"`
-	} `json:"impersonatedUser"`
-	ObjectRef *struct {
-		Resource    string `json:"resource"`
-		Subresource string `json:"subresource"`
-	} `json:"objectRef"`
-}
 
 // TestBenchRequestsPerRemediation counts, from the API server's own audit
 // log, the requests Riposte makes per automatic single-step remediation
@@ -102,22 +83,11 @@ func auditedSample(t *testing.T, pods int) (env *testenv.Env, auditLog string) {
 // and resource. Leader-election lease renewals are left out: they are
 // periodic, not per remediation.
 func countRequests(auditLog string, start, end time.Time) ([]requestCount, error) {
-	f, err := os.Open(auditLog)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	byKey := map[string]*requestCount{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var e auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return nil, fmt.Errorf("reading the audit log: %w", err)
-		}
-		if e.Stage != "ResponseComplete" || e.User.Username != testenv.ManagerUser ||
+	err := testenv.ReadAudit(auditLog, func(e *testenv.AuditEvent) {
+		if e.User.Username != testenv.ManagerUser ||
 			e.RequestReceivedTimestamp.Before(start) || e.RequestReceivedTimestamp.After(end) {
-			continue
+			return
 		}
 		resource := ""
 		if e.ObjectRef != nil {
@@ -127,7 +97,7 @@ func countRequests(auditLog string, start, end time.Time) ([]requestCount, error
 			}
 		}
 		if resource == "leases" {
-			continue
+			return
 		}
 		as := "as Riposte"
 		if e.ImpersonatedUser != nil {
@@ -140,8 +110,8 @@ func countRequests(auditLog string, start, end time.Time) ([]requestCount, error
 			byKey[key] = c
 		}
 		c.number++
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	out := make([]requestCount, 0, len(byKey))

@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -275,46 +274,20 @@ func postOnce(c *http.Client, addr string, body []byte) (code int, retryAfter ti
 // podsIsolatedTwice counts pods the playbook's account patched more than
 // once with success: a remediation done twice.
 func podsIsolatedTwice(auditLog string) (int, error) {
-	f, err := os.Open(auditLog)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	type entry struct {
-		auditEvent
-		ObjectRef *struct {
-			Resource string `json:"resource"`
-			Name     string `json:"name"`
-		} `json:"objectRef"`
-		ResponseStatus *struct {
-			Code int `json:"code"`
-		} `json:"responseStatus"`
-		Annotations map[string]string `json:"annotations"`
-	}
 	patches := map[string]int{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var e entry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return 0, err
+	err := testenv.ReadAudit(auditLog, func(e *testenv.AuditEvent) {
+		if e.Verb == "patch" && e.ImpersonatedUser != nil && e.ObjectRef != nil && e.ObjectRef.Resource == "pods" &&
+			e.ResponseStatus != nil && e.ResponseStatus.Code == http.StatusOK && e.Write() {
+			patches[e.ObjectRef.Name]++
 		}
-		if e.Stage != "ResponseComplete" || e.Verb != "patch" || e.ImpersonatedUser == nil || e.ObjectRef == nil ||
-			e.ObjectRef.Resource != "pods" || e.ResponseStatus == nil || e.ResponseStatus.Code != http.StatusOK {
-			continue
-		}
-		if strings.Contains(sc.Text(), "dryRun=All") {
-			continue
-		}
-		patches[e.ObjectRef.Name]++
-	}
+	})
 	twice := 0
 	for _, n := range patches {
 		if n > 1 {
 			twice++
 		}
 	}
-	return twice, sc.Err()
+	return twice, err
 }
 
 // incidentSize is the size of a remediated Incident as the API server

@@ -381,49 +381,10 @@ func incidentsIn(ctx context.Context, c client.Client, ns string) ([]riposte.Inc
 	return l.Items, nil
 }
 
-// auditEntry is what the suite reads of one audit event.
-type auditEntry struct {
-	Stage      string `json:"stage"`
-	Verb       string `json:"verb"`
-	RequestURI string `json:"requestURI"`
-	User       struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ImpersonatedUser *struct {
-		Username string `json:"username"`
-	} `json:"impersonatedUser"`
-	ObjectRef *struct {
-		Resource    string `json:"resource"`
-		Namespace   string `json:"namespace"`
-		Name        string `json:"name"`
-		Subresource string `json:"subresource"`
-	} `json:"objectRef"`
-	ResponseStatus *struct {
-		Code int `json:"code"`
-	} `json:"responseStatus"`
-	Received time.Time `json:"requestReceivedTimestamp"`
-}
-
 // readAudit calls each for every completed request in the audit log.
-func readAudit(t *testing.T, path string, each func(e *auditEntry)) {
+func readAudit(t *testing.T, path string, each func(e *testenv.AuditEvent)) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var e auditEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("reading the audit log: %v", err)
-		}
-		if e.Stage == "ResponseComplete" {
-			each(&e)
-		}
-	}
-	if err := sc.Err(); err != nil {
+	if err := testenv.ReadAudit(path, each); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -433,8 +394,8 @@ func readAudit(t *testing.T, path string, each func(e *auditEntry)) {
 func podWrites(t *testing.T, auditLog string) (byPod map[string]int, twice int) {
 	t.Helper()
 	byPod = map[string]int{}
-	readAudit(t, auditLog, func(e *auditEntry) {
-		if e.ObjectRef != nil && e.ObjectRef.Resource == "pods" && e.User.Username == testenv.ManagerUser && e.succeededWrite() {
+	readAudit(t, auditLog, func(e *testenv.AuditEvent) {
+		if e.ObjectRef != nil && e.ObjectRef.Resource == "pods" && e.User.Username == testenv.ManagerUser && e.SucceededWrite() {
 			byPod[e.ObjectRef.Name]++
 		}
 	})
@@ -444,26 +405,6 @@ func podWrites(t *testing.T, auditLog string) (byPod map[string]int, twice int) 
 		}
 	}
 	return byPod, twice
-}
-
-// succeededWrite is a write the API server took: not a read, not a dry
-// run, answered 2xx.
-func (e *auditEntry) succeededWrite() bool {
-	switch e.Verb {
-	case "get", "list", "watch":
-		return false
-	}
-	return e.ResponseStatus != nil && e.ResponseStatus.Code >= 200 && e.ResponseStatus.Code < 300 && !strings.Contains(e.RequestURI, "dryRun=All")
-}
-
-// attemptedWrite is a write the API server did not refuse (not a 4xx): it
-// may have been stored even when no 2xx was sent back.
-func (e *auditEntry) attemptedWrite() bool {
-	switch e.Verb {
-	case "get", "list", "watch":
-		return false
-	}
-	return !strings.Contains(e.RequestURI, "dryRun=All") && (e.ResponseStatus == nil || e.ResponseStatus.Code < 400 || e.ResponseStatus.Code >= 500)
 }
 
 // percentiles spells out p50, p90 and the maximum of ds.

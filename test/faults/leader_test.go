@@ -217,23 +217,23 @@ func TestLeaderKills(t *testing.T) {
 	// it, so it is checked against every write tried.
 	writes, attempts := map[string]int{}, map[string]int{}
 	auditOn := map[string][]string{} // every request on the object, for a failure's message
-	readAudit(t, auditLog, func(e *auditEntry) {
+	readAudit(t, auditLog, func(e *testenv.AuditEvent) {
 		if e.ObjectRef != nil {
 			key := e.ObjectRef.Resource + "/" + e.ObjectRef.Namespace + "/" + e.ObjectRef.Name
 			code := 0
 			if e.ResponseStatus != nil {
 				code = e.ResponseStatus.Code
 			}
-			auditOn[key] = append(auditOn[key], fmt.Sprintf("%s %s %s %d %s", e.Received.Format(time.StampMicro), e.User.Username, e.Verb, code, e.RequestURI))
+			auditOn[key] = append(auditOn[key], fmt.Sprintf("%s %s %s %d %s", e.RequestReceivedTimestamp.Format(time.StampMicro), e.User.Username, e.Verb, code, e.RequestURI))
 		}
-		if e.User.Username != testenv.ManagerUser || e.ObjectRef == nil || resourceKind[e.ObjectRef.Resource] == "" || e.Received.After(remediatedAt) {
+		if e.User.Username != testenv.ManagerUser || e.ObjectRef == nil || resourceKind[e.ObjectRef.Resource] == "" || e.RequestReceivedTimestamp.After(remediatedAt) {
 			return
 		}
 		key := e.ObjectRef.Resource + "/" + e.ObjectRef.Namespace + "/" + e.ObjectRef.Name
-		if e.succeededWrite() {
+		if e.SucceededWrite() {
 			writes[key]++
 		}
-		if e.attemptedWrite() {
+		if e.AttemptedWrite() {
 			attempts[key]++
 		}
 	})
