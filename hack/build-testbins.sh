@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Builds the binaries Riposte's tests and `make run` need, from source through the
 # Go module proxy (nothing else can be downloaded here): kube-apiserver and kubectl
-# from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, and Alertmanager.
+# from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, Alertmanager, and
+# SeaweedFS (the S3 server the record sink is tested against).
 #
 # Each binary is cached outside the clone in $RIPOSTE_CACHE (default
 # ~/.cache/riposte/bin), keyed by version, and copied into ./bin/k8s/<version>.
 # A binary already present is reused, so a warm machine builds nothing.
 #
-# Usage: hack/build-testbins.sh [controlplane|alertmanager|helm|all]
+# Usage: hack/build-testbins.sh [controlplane|alertmanager|helm|seaweedfs|all]
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 ALERTMANAGER_VERSION="${ALERTMANAGER_VERSION:-0.28.1}"
 HELM_VERSION="${HELM_VERSION:-3.22.0}"
+# SeaweedFS publishes no release tags as Go versions; this pseudo-version is
+# the one the module proxy serves here.
+SEAWEEDFS_VERSION="${SEAWEEDFS_VERSION:-0.0.0-20261109003541-7506e5f91cd6}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${RIPOSTE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/riposte}"
@@ -113,6 +117,32 @@ build_go_install() {
   install_cached "$name" "$version" "$dest"
 }
 
+# build_seaweedfs: `weed`, the S3-compatible server the record sink's tests
+# store into. Its go.mod has a replace directive, so `go install` refuses it:
+# a module of our own requires it and repeats that replace.
+build_seaweedfs() {
+  install_cached weed "$SEAWEEDFS_VERSION" "$ROOT/bin" && return 0
+  log "building SeaweedFS (weed) v$SEAWEEDFS_VERSION from source (about 6 minutes on 2 cores)"
+  local dir="$BUILD_DIR/seaweedfs-$SEAWEEDFS_VERSION"
+  mkdir -p "$dir"
+  cat > "$dir/go.mod" <<GOMOD
+module riposte.dev/hack/seaweedfs
+
+go 1.25
+
+require github.com/seaweedfs/seaweedfs v$SEAWEEDFS_VERSION
+
+replace github.com/tyler-smith/go-bip39 => github.com/cosmos/go-bip39 v1.0.0
+GOMOD
+  (
+    cd "$dir"
+    export GOFLAGS=-mod=mod CGO_ENABLED=0
+    go build -trimpath -ldflags="-s -w" -o "$BIN_CACHE/weed-$SEAWEEDFS_VERSION.tmp" github.com/seaweedfs/seaweedfs/weed
+  )
+  mv "$BIN_CACHE/weed-$SEAWEEDFS_VERSION.tmp" "$BIN_CACHE/weed-$SEAWEEDFS_VERSION"
+  install_cached weed "$SEAWEEDFS_VERSION" "$ROOT/bin"
+}
+
 build_alertmanager() { build_go_install alertmanager "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/alertmanager; }
 build_helm() { build_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 
@@ -120,6 +150,7 @@ case "${1:-all}" in
   controlplane) build_etcd; build_kube ;;
   alertmanager) build_alertmanager ;;
   helm) build_helm ;;
-  all) build_etcd; build_alertmanager; build_helm; build_kube ;;
-  *) echo "usage: $0 [controlplane|alertmanager|helm|all]" >&2; exit 2 ;;
+  seaweedfs) build_seaweedfs ;;
+  all) build_etcd; build_alertmanager; build_helm; build_kube; build_seaweedfs ;;
+  *) echo "usage: $0 [controlplane|alertmanager|helm|seaweedfs|all]" >&2; exit 2 ;;
 esac

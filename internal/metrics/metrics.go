@@ -64,11 +64,37 @@ var (
 		Name: "riposte_retention_kept_in_place_total",
 		Help: "Times retention kept an expired incident because its remediation is still in place (the incident is undo's only record).",
 	})
+	// RecordsPending is how many records wait to be stored in the sink.
+	RecordsPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "riposte_records_pending",
+		Help: "Records of incident milestones waiting to be stored in the record sink; above 0 for long, the sink is behind (the incidents keep them until it is not).",
+	})
+	// RecordsOldestPending is the age of the oldest record waiting.
+	RecordsOldestPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "riposte_records_oldest_pending_seconds",
+		Help: "Age of the oldest record waiting to be stored in the record sink; 0 when none waits.",
+	})
+	// RecordsStored counts records stored in the sink.
+	RecordsStored = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "riposte_records_stored_total",
+		Help: "Records stored in the record sink.",
+	})
+	// RecordSinkErrors counts failed writes to the sink.
+	RecordSinkErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "riposte_record_sink_errors_total",
+		Help: "Writes to the record sink that failed (each is tried again; nothing is dropped).",
+	})
+	// RecordHeadSequence is the sequence of the last record stored.
+	RecordHeadSequence = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "riposte_record_head_sequence",
+		Help: "Sequence of the last record in the chain: what kubectl riposte verify --expect-head checks the sink reaches.",
+	})
 )
 
 // Collectors are the metrics this package defines.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds, RetentionDeleted, RetentionKept}
+	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds, RetentionDeleted, RetentionKept,
+		RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordHeadSequence}
 }
 
 func init() {

@@ -1,0 +1,237 @@
+package record
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/riposte-dev/riposte/internal/metrics"
+)
+
+// Key identifies one milestone of one incident.
+type Key struct {
+	UID       types.UID
+	Milestone string
+}
+
+// Stored is where a record landed in the chain.
+type Stored struct {
+	Milestone string
+	Link
+	At time.Time
+}
+
+// Writer seals the records the incident reconciler hands it, in the order
+// they come, and stores each in the sink, off the path a remediation
+// waits on. It runs on the leader only, so the chain has one writer; a
+// leader that lost the lease and still writes is refused by the sink's
+// create-only Put, and the new leader reads the chain's end again.
+//
+// Nothing is lost when the sink is down: a record waits in memory, and
+// the incident it comes from keeps it (its status says which milestone is
+// stored, and its finalizer waits for the last), so a restart hands it in
+// again. A record stored but not yet noted on its incident is handed in
+// again after a restart and stored twice; readers count each body once.
+type Writer struct {
+	Sink   Sink
+	Signer Signer
+	// Notify is told when an incident's record was stored (or failed to
+	// be), so its reconciler looks again.
+	Notify func(types.NamespacedName)
+	// Retry is the longest wait between attempts while the sink fails.
+	Retry time.Duration
+
+	mu      sync.Mutex
+	wake    chan struct{}
+	queue   []Key
+	pending map[Key]*item
+	stored  map[types.UID]Stored
+	lastErr error
+}
+
+type item struct {
+	of    types.NamespacedName
+	body  Body
+	since time.Time
+}
+
+func (w *Writer) init() {
+	if w.pending == nil {
+		w.pending, w.stored, w.wake = map[Key]*item{}, map[types.UID]Stored{}, make(chan struct{}, 1)
+	}
+}
+
+// Submit hands in the record of an incident's milestone. A milestone
+// already waiting keeps its place and takes the newer body; one already
+// stored is not stored again.
+func (w *Writer) Submit(of types.NamespacedName, key Key, body Body) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.init()
+	if s, ok := w.stored[key.UID]; ok && s.Milestone == key.Milestone {
+		return
+	}
+	if it, ok := w.pending[key]; ok {
+		it.body = body
+		return
+	}
+	w.pending[key] = &item{of: of, body: body, since: time.Now()}
+	w.queue = append(w.queue, key)
+	metrics.RecordsPending.Set(float64(len(w.queue)))
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Last is the latest record stored for an incident in this process.
+func (w *Writer) Last(uid types.UID) (Stored, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s, ok := w.stored[uid]
+	return s, ok
+}
+
+// Forget drops what the writer knows of an incident that is gone.
+func (w *Writer) Forget(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.stored, uid)
+}
+
+// Behind says why records wait, if the sink is failing: nil when it is not.
+func (w *Writer) Behind() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastErr
+}
+
+// NeedLeaderElection: only the leader writes the chain.
+func (w *Writer) NeedLeaderElection() bool { return true }
+
+// Start writes records until ctx ends. It first publishes the public key
+// beside the records and reads where the chain ends.
+func (w *Writer) Start(ctx context.Context) error {
+	w.mu.Lock()
+	w.init()
+	w.mu.Unlock()
+	pub := w.Signer.Key.Public().(ed25519.PublicKey)
+	var head Link
+	for attempt := 0; ; attempt++ {
+		err := w.Sink.PutKey(ctx, KeyID(pub), PublicPEM(pub))
+		if err == nil {
+			head, err = w.head(ctx)
+		}
+		if err == nil {
+			break
+		}
+		w.fail(err)
+		if !w.sleep(ctx, attempt) {
+			return nil
+		}
+	}
+	metrics.RecordHeadSequence.Set(float64(head.Sequence))
+	for attempt := 0; ; {
+		key, it, ok := w.next()
+		if !ok {
+			metrics.RecordsOldestPending.Set(0)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-w.wake:
+			}
+			continue
+		}
+		metrics.RecordsOldestPending.Set(time.Since(it.since).Seconds())
+		entry, data, err := w.Signer.Seal(head, it.body, time.Now())
+		if err == nil {
+			err = w.Sink.Put(ctx, head.Sequence+1, data)
+		}
+		if errors.Is(err, ErrExists) {
+			// Another writer extended the chain: follow its end.
+			if head, err = w.head(ctx); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.fail(err)
+			if attempt == 0 {
+				w.Notify(it.of) // so its incident says the sink is behind
+			}
+			if !w.sleep(ctx, attempt) {
+				return nil
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		head = Link{Sequence: head.Sequence + 1, Hash: entry.Hash}
+		metrics.RecordsStored.Inc()
+		metrics.RecordHeadSequence.Set(float64(head.Sequence))
+		w.done(key, Stored{Milestone: key.Milestone, Link: head, At: time.Now()})
+		w.Notify(it.of)
+	}
+}
+
+// head reads the end of the chain from the sink.
+func (w *Writer) head(ctx context.Context) (Link, error) {
+	data, err := w.Sink.Last(ctx)
+	if err != nil || data == nil {
+		return Link{}, err
+	}
+	link, err := LinkOf(data)
+	if err != nil {
+		// A damaged last record is not built on: a new chain would hide it.
+		return Link{}, fmt.Errorf("the last record in %s cannot be read, so no record can follow it (kubectl riposte verify says what is wrong): %w", w.Sink, err)
+	}
+	return link, nil
+}
+
+func (w *Writer) next() (Key, *item, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 {
+		return Key{}, nil, false
+	}
+	return w.queue[0], w.pending[w.queue[0]], true
+}
+
+func (w *Writer) done(key Key, s Stored) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.queue = w.queue[1:]
+	delete(w.pending, key)
+	w.stored[key.UID] = s
+	w.lastErr = nil
+	metrics.RecordsPending.Set(float64(len(w.queue)))
+}
+
+func (w *Writer) fail(err error) {
+	metrics.RecordSinkErrors.Inc()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lastErr = err
+}
+
+// sleep waits before the next attempt, doubling from 100ms to Retry.
+func (w *Writer) sleep(ctx context.Context, attempt int) bool {
+	limit := w.Retry
+	if limit <= 0 {
+		limit = 10 * time.Second
+	}
+	d := min(100*time.Millisecond<<min(attempt, 10), limit)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
