@@ -137,9 +137,9 @@ GOMOD
   (
     cd "$dir"
     export GOFLAGS=-mod=mod CGO_ENABLED=0
-    go build -trimpath -ldflags="-s -w" -o "$BIN_CACHE/weed-$SEAWEEDFS_VERSION.tmp" github.com/seaweedfs/seaweedfs/weed
+    go build -trimpath -ldflags="-s -w" -o "$BIN_CACHE/weed-$SEAWEEDFS_VERSION.tmp.$$" github.com/seaweedfs/seaweedfs/weed
   )
-  mv "$BIN_CACHE/weed-$SEAWEEDFS_VERSION.tmp" "$BIN_CACHE/weed-$SEAWEEDFS_VERSION"
+  mv "$BIN_CACHE/weed-$SEAWEEDFS_VERSION.tmp.$$" "$BIN_CACHE/weed-$SEAWEEDFS_VERSION"
   install_cached weed "$SEAWEEDFS_VERSION" "$ROOT/bin"
 }
 

@@ -247,6 +247,14 @@ const (
 	// IncidentDeletionBlocked: the incident was deleted while changes it
 	// applied are still in place; it stays until they are undone.
 	IncidentDeletionBlocked = "DeletionBlocked"
+	// IncidentRecorded: the record of the incident's latest milestone is
+	// stored in the record sink (True), or waits for it (False, reason
+	// RecordPending): a deleted incident stays until its record is stored.
+	IncidentRecorded = "Recorded"
+	// ReasonRecordStored: the record is in the sink.
+	ReasonRecordStored = "RecordStored"
+	// ReasonRecordPending: the record waits for the sink.
+	ReasonRecordPending = "RecordPending"
 
 	// RecordFinalizer keeps an incident whose remediation is applied until
 	// its changes are undone and its record is written out.
@@ -680,6 +688,32 @@ type IncidentStatus struct {
 	// the incident opens again. Retention counts an incident's age from here.
 	// +optional
 	ClosedAt *metav1.Time `json:"closedAt,omitempty"`
+	// record is the last record of this incident stored in the record sink
+	// (the tamper-evident trail that outlives the object): the milestone it
+	// was written at, and its place in the chain, which kubectl riposte
+	// verify --expect-head checks the sink still holds.
+	// +optional
+	Record *RecordReference `json:"record,omitempty"`
+}
+
+// RecordReference is where an incident's record stands in the chain.
+type RecordReference struct {
+	// milestone is the phase the record was written at, or Deleted.
+	// +required
+	// +kubebuilder:validation:MaxLength=32
+	Milestone string `json:"milestone"`
+	// sequence is the record's place in the cluster's chain, from 1.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Sequence int64 `json:"sequence"`
+	// hash is the record's SHA-256 ("sha256:" and hex), which the next
+	// record names.
+	// +required
+	// +kubebuilder:validation:MaxLength=80
+	Hash string `json:"hash"`
+	// storedAt is when the sink stored it.
+	// +required
+	StoredAt metav1.Time `json:"storedAt"`
 }
 
 // WithdrawnGate is a gate an incident no longer waits on.

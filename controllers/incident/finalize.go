@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -62,10 +61,10 @@ func (r *Reconciler) keepRecordWhile(ctx context.Context, p *pass) (wait func() 
 // not yet run will run; timed containment is undone now, as its expiry
 // would (unless the incident was escalated); a step every object of which
 // is gone keeps nothing; anything else still in place keeps the incident,
-// with the
-// DeletionBlocked condition saying what and how to undo it. Once nothing
-// is in place, the record is written out as Events and to the log, and the
-// incident goes.
+// with the DeletionBlocked condition saying what and how to undo it. Once
+// nothing is in place, the incident's last record is stored in the record
+// sink (it waits, with the Recorded condition saying why, while the sink
+// is behind), written out as Events and to the log, and the incident goes.
 func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 	inc := p.inc
 	if !controllerutil.ContainsFinalizer(inc, riposte.RecordFinalizer) {
@@ -119,6 +118,11 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 		p.requeueAfter = deletionRecheck
 		return nil
 	}
+	if stored, err := r.recordStored(ctx, inc); err != nil || !stored {
+		// The writer wakes the incident once the record is stored.
+		p.requeueAfter = deletionRecheck
+		return err
+	}
 	if err := r.writeOutRecord(ctx, inc); err != nil {
 		return err
 	}
@@ -130,6 +134,9 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 		return client.IgnoreNotFound(err)
 	}
 	p.gone = true
+	if r.Records != nil {
+		r.Records.Forget(inc.UID)
+	}
 	return nil
 }
 
@@ -139,12 +146,9 @@ func (r *Reconciler) finalize(ctx context.Context, p *pass) error {
 // the manager's log. The gates go with the incident (it owns them), so they
 // are read first: the finalizer stays until they could be.
 func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) error {
-	// By spec.incident (immutable), not the label an approver may edit;
-	// a gate left behind by an earlier incident of this name has another
-	// controller.
-	var gates riposte.ApprovalGateList
-	if err := r.List(ctx, &gates, client.InNamespace(inc.Namespace), client.MatchingFields{gateIncidentIndex: inc.Name}); err != nil {
-		return fmt.Errorf("reading the gates of the deleted incident for its record: %w", err)
+	gates, err := r.ownGates(ctx, inc)
+	if err != nil {
+		return err
 	}
 	for _, rec := range inc.Status.Steps {
 		var changes []string
@@ -168,10 +172,7 @@ func (r *Reconciler) writeOutRecord(ctx context.Context, inc *riposte.Incident) 
 		Status riposte.ApprovalGateStatus `json:"status"`
 	}
 	var gateRecords []gateRecord
-	for _, g := range gates.Items {
-		if owner := metav1.GetControllerOf(&g); g.Spec.Incident != inc.Name || owner != nil && owner.UID != inc.UID {
-			continue
-		}
+	for _, g := range gates {
 		gateRecords = append(gateRecords, gateRecord{Name: g.Name, Spec: g.Spec, Status: g.Status})
 		note := fmt.Sprintf("deleted incident's gate %s: %s", g.Name, g.Status.Phase)
 		var decided []string

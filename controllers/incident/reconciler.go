@@ -35,6 +35,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/inplace"
 	"github.com/riposte-dev/riposte/internal/metrics"
+	"github.com/riposte-dev/riposte/internal/record"
 )
 
 // Reconciler drives one Incident from detection to remediation.
@@ -55,6 +56,9 @@ type Reconciler struct {
 	Post func(ctx context.Context, url string, body any, idempotencyKey string) error
 	// Silences is Alertmanager's API, when Riposte was given its URL.
 	Silences executor.Silences
+	// Records stores each milestone's record in the record sink; nil keeps
+	// no trail beyond the objects, their Events and the log.
+	Records *record.Writer
 
 	enricherOnce   sync.Once
 	sharedEnricher *enrich.Enricher
@@ -119,6 +123,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		if patchErr == nil && p.relatedRefreshed {
 			r.relatedStale.Delete(client.ObjectKeyFromObject(inc))
 		}
+		if patchErr == nil && !again {
+			patchErr = r.submitRecord(ctx, p)
+		}
 		if apierrors.IsConflict(patchErr) || again {
 			ctrl.LoggerFrom(ctx).V(1).Info("the incident changed during the pass; requeued", "resourceVersion", p.before.ResourceVersion, "phase", inc.Status.Phase)
 			res, patchErr = reconcile.Result{Requeue: true}, nil
@@ -133,6 +140,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		inc.Status.DetectedAt = &t
 		inc.Status.Phase = riposte.PhaseDetected
 	}
+	r.noteStoredRecord(inc)
 	if !inc.DeletionTimestamp.IsZero() {
 		return r.settle(p, r.finalize(ctx, p))
 	}

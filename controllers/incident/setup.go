@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -13,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
@@ -73,7 +76,22 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Records != nil {
+		// The record writer wakes an incident once its record is stored
+		// (or the sink fails), so its status notes it and a deletion that
+		// waits for it goes on.
+		stored := make(chan event.TypedGenericEvent[types.NamespacedName], 1024)
+		r.Records.Notify = func(nn types.NamespacedName) {
+			stored <- event.TypedGenericEvent[types.NamespacedName]{Object: nn}
+		}
+		b = b.WatchesRawSource(source.Channel(stored, handler.TypedFuncs[types.NamespacedName, reconcile.Request]{
+			GenericFunc: func(_ context.Context, e event.TypedGenericEvent[types.NamespacedName], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				q.Add(reconcile.Request{NamespacedName: e.Object})
+			},
+		}))
+	}
+	return b.
 		For(&riposte.Incident{}).
 		Owns(&riposte.ApprovalGate{}).
 		Watches(&riposte.Incident{}, handler.EnqueueRequestsFromMapFunc(r.unlistedRelated), builder.WithPredicates(justEnriched)).
