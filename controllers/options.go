@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/notify"
+	"github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/silence"
 )
 
@@ -65,6 +67,18 @@ type Options struct {
 	// IncidentRetention is how long a closed incident is kept before it is
 	// deleted; 0 keeps every incident.
 	IncidentRetention time.Duration
+	// Records, when set, stores the signed record of every incident
+	// milestone in a sink; nil keeps none beyond Events and the log.
+	Records *Records
+}
+
+// Records configure the tamper-evident trail.
+type Records struct {
+	Sink record.Sink
+	// Key signs every record.
+	Key ed25519.PrivateKey
+	// Cluster names the chain.
+	Cluster string
 }
 
 var decisionPolicyOnly = fields.OneTermEqualSelector("metadata.name", approval.DecisionPolicyName)
@@ -174,7 +188,15 @@ func setup(mgr ctrl.Manager, opts Options) error {
 	if opts.AlertmanagerURL != "" {
 		silences = &silence.Client{URL: opts.AlertmanagerURL}
 	}
+	var records *record.Writer
+	if opts.Records != nil {
+		records = &record.Writer{Sink: opts.Records.Sink, Signer: record.Signer{Key: opts.Records.Key, Cluster: opts.Records.Cluster}}
+		if err := mgr.Add(records); err != nil {
+			return err
+		}
+	}
 	return (&incident.Reconciler{
+		Records:             records,
 		Silences:            silences,
 		Client:              mgr.GetClient(),
 		APIReader:           mgr.GetAPIReader(),

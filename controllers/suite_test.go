@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/notify"
+	"github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -38,6 +40,10 @@ var (
 	people = map[string]client.Client{}
 	// notifications receives what the gate controller sends for waiting gates.
 	notifications = &notificationSink{}
+	// records is the directory sink every incident's records go to, and
+	// recordKey signs them; the suite verifies the whole chain at the end.
+	records   record.Dir
+	recordKey ed25519.PrivateKey
 )
 
 // TestMain runs every controller test against one real kube-apiserver and
@@ -74,6 +80,17 @@ func run(m *testing.M) int {
 	}
 	notifyServer := httptest.NewServer(notifications)
 	defer notifyServer.Close()
+	recordsDir, err := os.MkdirTemp("", "riposte-records-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(recordsDir)
+	records = record.Dir{Path: recordsDir}
+	if recordKey, err = record.LoadKey(filepath.Join(recordsDir, "signing.key"), true); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
 	stop, err := env.RunManager(func(cfg *rest.Config) (ctrl.Manager, error) {
 		return controllers.NewManager(cfg, controllers.ManagerOptions{
@@ -85,6 +102,7 @@ func run(m *testing.M) int {
 				// The tests' webhooks are httptest servers on loopback, listed by
 				// number as an admin would list an in-cluster receiver.
 				NotifyAllowedDestinations: []string{"http://127.0.0.1"},
+				Records:                   &controllers.Records{Sink: records, Key: recordKey, Cluster: "controllers-suite"},
 			},
 			// No listeners, whose ports would clash between test binaries
 			// running at once: the tests read metrics from the registry.
@@ -99,7 +117,28 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer stop()
-	return m.Run()
+	code := m.Run()
+	if code == 0 && !chainIntact() {
+		return 1
+	}
+	return code
+}
+
+// chainIntact verifies every record the suite's remediations left.
+func chainIntact() bool {
+	trusted, err := record.TrustedKeys(record.PublicPEM(recordKey.Public().(ed25519.PublicKey)))
+	if err == nil {
+		var rep record.Report
+		if rep, err = record.Verify(context.Background(), records, record.VerifyOptions{Trusted: trusted}); err == nil && !rep.OK() {
+			err = fmt.Errorf("%d problems, the first: %s", len(rep.Problems), rep.Problems[0].Message)
+		}
+		if err == nil {
+			fmt.Fprintf(os.Stderr, "records: %d, verified (head %d, %d written twice)\n", rep.Records, rep.Head.Sequence, rep.Duplicates)
+			return true
+		}
+	}
+	fmt.Fprintln(os.Stderr, "the suite's record chain does not verify:", err)
+	return false
 }
 
 // setUpPeople creates the test's people with client certificates and binds

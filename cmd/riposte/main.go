@@ -23,6 +23,7 @@ import (
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/intake"
+	"github.com/riposte-dev/riposte/internal/record"
 )
 
 type options struct {
@@ -50,6 +51,11 @@ type options struct {
 	driftResync         time.Duration
 	incidentRetention   time.Duration
 	pprofAddr           string
+	clusterName         string
+	recordDir           string
+	recordS3            record.S3Options
+	recordKey           string
+	recordCreateKey     bool
 }
 
 func main() {
@@ -83,6 +89,16 @@ func main() {
 	flag.StringVar(&o.notifyDestinations, "notify-allowed-destinations", "", "Comma-separated list of where Notify steps may post: hosts (hooks.slack.com: HTTPS, any port), wildcards (*.example.com: HTTPS to its subdomains) or URL prefixes (http://chat.internal:8065/hooks/). Empty refuses every Notify step. Loopback, link-local and cloud metadata addresses are reached only when listed by number.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
 	zapOpts := zap.Options{}
+	flag.StringVar(&o.clusterName, "cluster-name", "default", "This cluster's name in its records: each cluster's records are one chain, and an S3 sink keeps them under this prefix unless --record-s3-prefix says otherwise.")
+	flag.StringVar(&o.recordDir, "record-dir", "", "Directory (a PersistentVolume) where the signed, hash-chained record of every decided incident is stored; a deleted incident waits until its record is. Empty, with no --record-s3-bucket, keeps no record beyond Events and the log.")
+	flag.StringVar(&o.recordS3.Bucket, "record-s3-bucket", "", "S3 bucket where records are stored (instead of --record-dir); credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+	flag.StringVar(&o.recordS3.Endpoint, "record-s3-endpoint", "", "URL of an S3-compatible API (MinIO, SeaweedFS, Ceph); empty is AWS's.")
+	flag.StringVar(&o.recordS3.Region, "record-s3-region", "us-east-1", "Region of the record bucket.")
+	flag.StringVar(&o.recordS3.Prefix, "record-s3-prefix", "", "Folder in the bucket for this cluster's records; empty is --cluster-name.")
+	flag.BoolVar(&o.recordS3.PathStyle, "record-s3-path-style", false, "Address the bucket in the URL path (most S3-compatible servers), not as a host name.")
+	flag.DurationVar(&o.recordS3.ObjectLock, "record-s3-object-lock", 0, "Keep each record under S3 Object Lock in compliance mode for this long (the bucket must have Object Lock enabled); 0 sets no lock.")
+	flag.StringVar(&o.recordKey, "record-signing-key", "", "File holding the ed25519 private key (PKCS #8 PEM) that signs records: a Secret's key, mounted. Required with a record sink.")
+	flag.BoolVar(&o.recordCreateKey, "record-create-signing-key", false, "Create the signing key file if it is missing (for make run; in a cluster the key is a Secret).")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -121,6 +137,10 @@ func run(o options) error {
 	if o.intakeTokenFile == "" && o.intakeTokenSecret == "" {
 		return errors.New("the intake endpoint needs a bearer token: set --intake-token-file or --intake-token-secret")
 	}
+	records, err := recordOptions(o)
+	if err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -148,6 +168,7 @@ func run(o options) error {
 			AlertmanagerURL:           o.alertmanagerURL,
 			DriftResync:               o.driftResync,
 			IncidentRetention:         o.incidentRetention,
+			Records:                   records,
 		},
 		Metrics:                metricsOptions(o),
 		HealthProbeBindAddress: o.probeAddr,
@@ -217,4 +238,36 @@ func metricsOptions(o options) metricsserver.Options {
 		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return opts
+}
+
+// recordOptions builds the record sink the flags name, if any.
+func recordOptions(o options) (*controllers.Records, error) {
+	var sink record.Sink
+	switch {
+	case o.recordDir != "" && o.recordS3.Bucket != "":
+		return nil, errors.New("--record-dir and --record-s3-bucket: records go to one sink; choose one")
+	case o.recordDir != "":
+		sink = record.Dir{Path: o.recordDir}
+	case o.recordS3.Bucket != "":
+		if o.recordS3.Prefix == "" {
+			o.recordS3.Prefix = o.clusterName
+		}
+		s3, err := record.NewS3(o.recordS3)
+		if err != nil {
+			return nil, fmt.Errorf("--record-s3-bucket: %w", err)
+		}
+		sink = s3
+	case o.recordKey != "":
+		return nil, errors.New("--record-signing-key without a sink: set --record-dir or --record-s3-bucket")
+	default:
+		return nil, nil
+	}
+	if o.recordKey == "" {
+		return nil, fmt.Errorf("records to %s need a signing key: set --record-signing-key", sink)
+	}
+	key, err := record.LoadKey(o.recordKey, o.recordCreateKey)
+	if err != nil {
+		return nil, fmt.Errorf("--record-signing-key: %w", err)
+	}
+	return &controllers.Records{Sink: sink, Key: key, Cluster: o.clusterName}, nil
 }

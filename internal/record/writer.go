@@ -60,6 +60,12 @@ type item struct {
 	since time.Time
 }
 
+func (w *Writer) notify(nn types.NamespacedName) {
+	if w.Notify != nil {
+		w.Notify(nn)
+	}
+}
+
 func (w *Writer) init() {
 	if w.pending == nil {
 		w.pending, w.stored, w.wake = map[Key]*item{}, map[types.UID]Stored{}, make(chan struct{}, 1)
@@ -164,7 +170,7 @@ func (w *Writer) Start(ctx context.Context) error {
 			}
 			w.fail(err)
 			if attempt == 0 {
-				w.Notify(it.of) // so its incident says the sink is behind
+				w.notify(it.of) // so its incident says the sink is behind
 			}
 			if !w.sleep(ctx, attempt) {
 				return nil
@@ -177,7 +183,7 @@ func (w *Writer) Start(ctx context.Context) error {
 		metrics.RecordsStored.Inc()
 		metrics.RecordHeadSequence.Set(float64(head.Sequence))
 		w.done(key, Stored{Milestone: key.Milestone, Link: head, At: time.Now()})
-		w.Notify(it.of)
+		w.notify(it.of)
 	}
 }
 

@@ -1,0 +1,165 @@
+package controllers_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/record"
+	"github.com/riposte-dev/riposte/internal/testenv"
+)
+
+// recordsOf reads the suite's sink, verified, and returns the records of
+// one incident by milestone.
+func recordsOf(ctx context.Context, uid types.UID) (map[string]record.Body, record.Report, error) {
+	trusted, err := record.TrustedKeys(record.PublicPEM(recordKey.Public().(ed25519.PublicKey)))
+	if err != nil {
+		return nil, record.Report{}, err
+	}
+	rep, err := record.Verify(ctx, records, record.VerifyOptions{Trusted: trusted})
+	if err != nil {
+		return nil, rep, err
+	}
+	if !rep.OK() {
+		return nil, rep, fmt.Errorf("the chain does not verify: %v", rep.Problems)
+	}
+	out := map[string]record.Body{}
+	for _, s := range rep.Bodies {
+		if s.Body.Incident.UID == string(uid) {
+			out[s.Body.Milestone] = s.Body
+		}
+	}
+	return out, rep, nil
+}
+
+// waitForRecord waits until the incident's status says its record of
+// milestone is stored, and returns the incident.
+func waitForRecord(t *testing.T, ns, name, milestone string) *riposte.Incident {
+	t.Helper()
+	var inc *riposte.Incident
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		var err error
+		if inc, err = getIncident(ctx, ns, name); err != nil {
+			return err
+		}
+		if r := inc.Status.Record; r == nil || r.Milestone != milestone {
+			return fmt.Errorf("status.record %+v, want milestone %s", r, milestone)
+		}
+		return nil
+	})
+	return inc
+}
+
+// An auditor's questions, answered from the records alone: what triggered
+// the remediation, which plan was approved by whom (not the requester),
+// what was written as which identity with its prior state, the undo, and
+// that the record survived the incident's deletion.
+func TestRecordsOutliveTheIncident(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "manual", "ContainerShell", nil))
+	mustCreate(t, alertIncident(ns, "am-rec", "ContainerShell", ns, pod.Name))
+	waitForPhase(t, ns, "am-rec", riposte.PhaseAwaitingApproval)
+	appendDecision(t, ns, "am-rec", "alice", riposte.DecisionApprove)
+	waitForPhase(t, ns, "am-rec", riposte.PhaseRemediated)
+
+	inc := waitForRecord(t, ns, "am-rec", "Remediated")
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentRecorded); c.Status != "True" || c.Reason != riposte.ReasonRecordStored {
+		t.Errorf("Recorded condition %s %s %q", c.Status, c.Reason, c.Message)
+	}
+	byMilestone, rep, err := recordsOf(ctx, inc.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remediated, ok := byMilestone["Remediated"]
+	if !ok {
+		t.Fatalf("no Remediated record of %s in %d records", inc.UID, len(rep.Bodies))
+	}
+	if got := rep.Head.Sequence; got < inc.Status.Record.Sequence {
+		t.Errorf("the chain's head %d is before the incident's record %d", got, inc.Status.Record.Sequence)
+	}
+	if remediated.Trigger.AlertName != "ContainerShell" || remediated.Trigger.Fingerprint != inc.Spec.Fingerprint || remediated.Trigger.Source != riposte.SourceAlertmanager {
+		t.Errorf("trigger %+v", remediated.Trigger)
+	}
+	if remediated.Plan == nil || remediated.Plan.Hash != inc.Status.PlanHash || len(remediated.Plan.Steps) != 1 {
+		t.Errorf("plan %+v, want the approved plan %s with its step", remediated.Plan, inc.Status.PlanHash)
+	}
+	if d := remediated.Decisions; !cmp.Equal(d.Approvers, []string{"alice"}) || d.RequesterApproved || len(d.Gates) != 1 || len(d.Gates[0].Decisions) != 1 || d.Gates[0].Decisions[0].User != "alice" {
+		t.Errorf("decisions %+v, want alice's approval, counted, and no requester's", d)
+	}
+	if remediated.RunAs == "" || remediated.RunAs != inc.Status.RunAs {
+		t.Errorf("runAs %q, want %q", remediated.RunAs, inc.Status.RunAs)
+	}
+	if len(remediated.Steps) != 1 || len(remediated.Steps[0].Changes) == 0 || remediated.Steps[0].Changes[0].Undo == "" {
+		t.Errorf("steps %+v, want the isolation's changes with how to undo them", remediated.Steps)
+	}
+	if remediated.Playbook == nil || remediated.Playbook.Name != "manual" || remediated.Playbook.Generation != 1 {
+		t.Errorf("playbook %+v", remediated.Playbook)
+	}
+
+	// Undone, then deleted by a person: the incident goes only after its
+	// last record is stored, and the records name the undo.
+	askUndo(t, "bob", ns, "am-rec")
+	waitForRecord(t, ns, "am-rec", "Undone")
+	if err := k8sClient.Delete(ctx, inc); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+		if _, err := getIncident(ctx, ns, "am-rec"); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the incident is still there (%v)", err)
+		}
+		return nil
+	})
+	byMilestone, _, err = recordsOf(ctx, inc.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, ok := byMilestone[record.MilestoneDeleted]
+	if !ok {
+		t.Fatalf("no Deleted record; milestones recorded: %v", keys(byMilestone))
+	}
+	if deleted.Undo == nil || deleted.Undo.RequestedBy != "bob" || deleted.Outcome.Phase != riposte.PhaseUndone || deleted.Outcome.DeletedAt == nil {
+		t.Errorf("deleted record: undo %+v, outcome %+v", deleted.Undo, deleted.Outcome)
+	}
+	if _, ok := byMilestone["Undone"]; !ok {
+		t.Errorf("no Undone record; milestones recorded: %v", keys(byMilestone))
+	}
+}
+
+// A plan approved by policy is recorded with the rule that approved it and
+// no gate; a decision that changed nothing (a dry run) is recorded too.
+func TestAutomaticVerdictIsRecorded(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "auto", "ContainerShell", &riposte.AutoApprove{}))
+	mustCreate(t, alertIncident(ns, "am-auto", "ContainerShell", ns, pod.Name))
+	inc := waitForRecord(t, ns, "am-auto", "Remediated")
+	byMilestone, _, err := recordsOf(ctx, inc.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := byMilestone["Remediated"]
+	if a := b.Decisions.Automatic; a == nil || a.PlanHash != inc.Status.PlanHash || len(b.Decisions.Gates) != 0 || b.Plan == nil || b.Plan.Hash != inc.Status.PlanHash {
+		t.Fatalf("an automatic verdict's record: decisions %+v, plan %+v", b.Decisions, b.Plan)
+	}
+	if b.Outcome.RemediatedAt == nil || b.Outcome.DetectedAt == nil {
+		t.Errorf("stage times missing: %+v", b.Outcome)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
