@@ -153,6 +153,7 @@ that name with a decision and checks it again when the decision is written.`,
 		o.resumeCommand(),
 		o.whoamiCommand(),
 		o.testCommand(),
+		o.verifyCommand(),
 		optionsCommand(),
 	)
 	// As kubectl does: a command's help shows its own flags, and points to

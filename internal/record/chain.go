@@ -43,8 +43,8 @@ type Entry struct {
 
 // Link is where a chain ends: the last record's sequence and hash.
 type Link struct {
-	Sequence int64
-	Hash     string
+	Sequence int64  `json:"sequence"`
+	Hash     string `json:"hash"`
 }
 
 // Signer seals bodies into entries with one key.
