@@ -3,6 +3,7 @@ package incident
 import (
 	"context"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -83,7 +84,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		// waits for it goes on.
 		stored := make(chan event.TypedGenericEvent[types.NamespacedName], 1024)
 		r.Records.Notify = func(nn types.NamespacedName) {
-			stored <- event.TypedGenericEvent[types.NamespacedName]{Object: nn}
+			// A full queue while stopping must not hold the writer: the
+			// incident is looked at again after the restart anyway.
+			select {
+			case stored <- event.TypedGenericEvent[types.NamespacedName]{Object: nn}:
+			case <-time.After(time.Second):
+			}
 		}
 		b = b.WatchesRawSource(source.Channel(stored, handler.TypedFuncs[types.NamespacedName, reconcile.Request]{
 			GenericFunc: func(_ context.Context, e event.TypedGenericEvent[types.NamespacedName], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

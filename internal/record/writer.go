@@ -46,6 +46,10 @@ type Writer struct {
 	// Retry is the longest wait between attempts while the sink fails.
 	Retry time.Duration
 
+	// Grace is how long a stopping writer goes on storing what is queued;
+	// 0 is 5 seconds.
+	Grace time.Duration
+
 	mu      sync.Mutex
 	wake    chan struct{}
 	queue   []Key
@@ -142,6 +146,7 @@ func (w *Writer) Start(ctx context.Context) error {
 		}
 	}
 	metrics.RecordHeadSequence.Set(float64(head.Sequence))
+	work := ctx
 	for attempt := 0; ; {
 		key, it, ok := w.next()
 		if !ok {
@@ -153,26 +158,37 @@ func (w *Writer) Start(ctx context.Context) error {
 			}
 			continue
 		}
+		if ctx.Err() != nil && work == ctx {
+			// Stopping: what is queued is stored if the sink answers within
+			// the grace period; what is not is handed in again by its
+			// incident after the restart.
+			var cancel context.CancelFunc
+			work, cancel = context.WithTimeout(context.WithoutCancel(ctx), w.grace())
+			defer cancel()
+		}
+		if work.Err() != nil {
+			return nil
+		}
 		metrics.RecordsOldestPending.Set(time.Since(it.since).Seconds())
 		entry, data, err := w.Signer.Seal(head, it.body, time.Now())
 		if err == nil {
-			err = w.Sink.Put(ctx, head.Sequence+1, data)
+			err = w.Sink.Put(work, head.Sequence+1, data)
 		}
 		if errors.Is(err, ErrExists) {
 			// Another writer extended the chain: follow its end.
-			if head, err = w.head(ctx); err == nil {
+			if head, err = w.head(work); err == nil {
 				continue
 			}
 		}
 		if err != nil {
-			if ctx.Err() != nil {
+			if work.Err() != nil {
 				return nil
 			}
 			w.fail(err)
 			if attempt == 0 {
 				w.notify(it.of) // so its incident says the sink is behind
 			}
-			if !w.sleep(ctx, attempt) {
+			if !w.sleep(work, attempt) {
 				return nil
 			}
 			attempt++
@@ -185,6 +201,13 @@ func (w *Writer) Start(ctx context.Context) error {
 		w.done(key, Stored{Milestone: key.Milestone, Link: head, At: time.Now()})
 		w.notify(it.of)
 	}
+}
+
+func (w *Writer) grace() time.Duration {
+	if w.Grace <= 0 {
+		return 5 * time.Second
+	}
+	return w.Grace
 }
 
 // head reads the end of the chain from the sink.

@@ -47,7 +47,7 @@ func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs 
 		"--intake-bind-address", m.IntakeAddr, "--intake-token-file", tokenFile,
 		"--metrics-bind-address", m.MetricsAddr, "--health-probe-bind-address", m.ProbesAddr,
 		// The tests' Notify sinks are httptest servers on loopback.
-		"--notify-allowed-destinations", "http://127.0.0.1"}, extraArgs...)
+		"--notify-allowed-destinations", "http://127.0.0.1"}, e.recordArgs(t, extraArgs)...)
 	p, exited := startProcess(t, dir, "riposte", BuildRiposte(t), env, args...)
 	m.Pid, m.Exited = p.Pid, exited
 	return m

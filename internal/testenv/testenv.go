@@ -51,6 +51,12 @@ type Env struct {
 		sync.Mutex
 		kubeconfig []byte
 	}
+	// records is the record sink of the managers it launches.
+	records struct {
+		sync.Mutex
+		dir     string
+		checked sync.Map // the tests whose records are checked at their end
+	}
 }
 
 // Start starts the control plane with Riposte's CRDs, plus any extra CRD
