@@ -162,4 +162,3 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
-

@@ -85,7 +85,9 @@ func NewS3(o S3Options) (*S3, error) {
 
 func (s *S3) String() string { return "s3://" + path.Join(s.opts.Bucket, s.opts.Prefix) }
 
-func (s *S3) key(parts ...string) string { return path.Join(append([]string{s.opts.Prefix}, parts...)...) }
+func (s *S3) key(parts ...string) string {
+	return path.Join(append([]string{s.opts.Prefix}, parts...)...)
+}
 
 // Put stores a record, create-only, under Object Lock when configured.
 func (s *S3) Put(ctx context.Context, seq int64, data []byte) error {

@@ -134,4 +134,3 @@ func TestS3SinkStoresAVerifiableChainAndWaitsOutAnOutage(t *testing.T) {
 		t.Fatalf("record 2 overwritten with another record was not caught as such:\n%s", describeProblems(rep.Problems))
 	}
 }
-
