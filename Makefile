@@ -59,7 +59,8 @@ test: verify vet testbins helm-lint ## Run every test: unit, controllers on a re
 .PHONY: helm-lint
 helm-lint: testbins ## Lint the Helm chart and render it with every option on.
 	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION)
-	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION) --set intake.token=x,intake.tlsSecretName=tls,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,grafana.dashboard.enabled=true,alertmanagerURL=http://alertmanager.monitoring:9093,budget.maxWorkloadFraction=0.5,remediator.enabled=false
+	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION) --set intake.token=x,intake.tlsSecretName=tls,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,grafana.dashboard.enabled=true,alertmanagerURL=http://alertmanager.monitoring:9093,budget.maxWorkloadFraction=0.5,remediator.enabled=false,records.sink=dir
+	$(HELM) lint charts/riposte --strict --kube-version $(KUBE_VERSION) --set records.sink=s3,records.s3.bucket=riposte-records,records.s3.credentialsSecret=riposte-s3,records.s3.objectLock=8760h
 	$(HELM) template riposte charts/riposte --namespace riposte-system --kube-version $(KUBE_VERSION) > /dev/null
 
 # The attacks on the trust model (TestAttack...) and the tests of the

@@ -38,22 +38,22 @@ func recordsOf(ctx context.Context, uid types.UID) (map[string]record.Body, reco
 	return out, rep, nil
 }
 
-// waitForRecord waits until the incident's status says its record of
-// milestone is stored, and returns the incident.
-func waitForRecord(t *testing.T, ns, name, milestone string) *riposte.Incident {
+// waitForRecord waits until the sink holds the incident's record of
+// milestone, and returns the incident's records by milestone.
+func waitForRecord(t *testing.T, uid types.UID, milestone string) map[string]record.Body {
 	t.Helper()
-	var inc *riposte.Incident
+	var byMilestone map[string]record.Body
 	testenv.Eventually(t, waitFor, func(ctx context.Context) error {
 		var err error
-		if inc, err = getIncident(ctx, ns, name); err != nil {
+		if byMilestone, _, err = recordsOf(ctx, uid); err != nil {
 			return err
 		}
-		if r := inc.Status.Record; r == nil || r.Milestone != milestone {
-			return fmt.Errorf("status.record %+v, want milestone %s", r, milestone)
+		if _, ok := byMilestone[milestone]; !ok {
+			return fmt.Errorf("no %s record of %s yet; milestones recorded: %v", milestone, uid, keys(byMilestone))
 		}
 		return nil
 	})
-	return inc
+	return byMilestone
 }
 
 // An auditor's questions, answered from the records alone: what triggered
@@ -68,23 +68,8 @@ func TestRecordsOutliveTheIncident(t *testing.T) {
 	mustCreate(t, alertIncident(ns, "am-rec", "ContainerShell", ns, pod.Name))
 	waitForPhase(t, ns, "am-rec", riposte.PhaseAwaitingApproval)
 	appendDecision(t, ns, "am-rec", "alice", riposte.DecisionApprove)
-	waitForPhase(t, ns, "am-rec", riposte.PhaseRemediated)
-
-	inc := waitForRecord(t, ns, "am-rec", "Remediated")
-	if c := condition(t, inc.Status.Conditions, riposte.IncidentRecorded); c.Status != "True" || c.Reason != riposte.ReasonRecordStored {
-		t.Errorf("Recorded condition %s %s %q", c.Status, c.Reason, c.Message)
-	}
-	byMilestone, rep, err := recordsOf(ctx, inc.UID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	remediated, ok := byMilestone["Remediated"]
-	if !ok {
-		t.Fatalf("no Remediated record of %s in %d records", inc.UID, len(rep.Bodies))
-	}
-	if got := rep.Head.Sequence; got < inc.Status.Record.Sequence {
-		t.Errorf("the chain's head %d is before the incident's record %d", got, inc.Status.Record.Sequence)
-	}
+	inc := waitForPhase(t, ns, "am-rec", riposte.PhaseRemediated)
+	remediated := waitForRecord(t, inc.UID, "Remediated")["Remediated"]
 	if remediated.Trigger.AlertName != "ContainerShell" || remediated.Trigger.Fingerprint != inc.Spec.Fingerprint || remediated.Trigger.Source != riposte.SourceAlertmanager {
 		t.Errorf("trigger %+v", remediated.Trigger)
 	}
@@ -104,10 +89,20 @@ func TestRecordsOutliveTheIncident(t *testing.T) {
 		t.Errorf("playbook %+v", remediated.Playbook)
 	}
 
-	// Undone, then deleted by a person: the incident goes only after its
-	// last record is stored, and the records name the undo.
+	// Undone: the status write that says so also notes, at no cost of
+	// its own, where the Remediated record is.
 	askUndo(t, "bob", ns, "am-rec")
-	waitForRecord(t, ns, "am-rec", "Undone")
+	inc = waitForPhase(t, ns, "am-rec", riposte.PhaseUndone)
+	if r := inc.Status.Record; r == nil || r.Milestone != "Remediated" || r.Sequence < 1 {
+		t.Errorf("status.record %+v, want the Remediated record", r)
+	}
+	if c := condition(t, inc.Status.Conditions, riposte.IncidentRecorded); c.Status != "True" || c.Reason != riposte.ReasonRecordStored {
+		t.Errorf("Recorded condition %s %s %q", c.Status, c.Reason, c.Message)
+	}
+	waitForRecord(t, inc.UID, "Undone")
+
+	// Deleted by a person: the incident goes only after its last record is
+	// stored, and the records name the undo.
 	if err := k8sClient.Delete(ctx, inc); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +112,7 @@ func TestRecordsOutliveTheIncident(t *testing.T) {
 		}
 		return nil
 	})
-	byMilestone, _, err = recordsOf(ctx, inc.UID)
+	byMilestone, _, err := recordsOf(ctx, inc.UID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,17 +131,12 @@ func TestRecordsOutliveTheIncident(t *testing.T) {
 // A plan approved by policy is recorded with the rule that approved it and
 // no gate; a decision that changed nothing (a dry run) is recorded too.
 func TestAutomaticVerdictIsRecorded(t *testing.T) {
-	ctx := context.Background()
 	ns := newNamespace(t)
 	pod := deployedPod(t, ns, "api")
 	mustCreate(t, isolatePlaybook(ns, "auto", "ContainerShell", &riposte.AutoApprove{}))
 	mustCreate(t, alertIncident(ns, "am-auto", "ContainerShell", ns, pod.Name))
-	inc := waitForRecord(t, ns, "am-auto", "Remediated")
-	byMilestone, _, err := recordsOf(ctx, inc.UID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := byMilestone["Remediated"]
+	inc := waitForPhase(t, ns, "am-auto", riposte.PhaseRemediated)
+	b := waitForRecord(t, inc.UID, "Remediated")["Remediated"]
 	if a := b.Decisions.Automatic; a == nil || a.PlanHash != inc.Status.PlanHash || len(b.Decisions.Gates) != 0 || b.Plan == nil || b.Plan.Hash != inc.Status.PlanHash {
 		t.Fatalf("an automatic verdict's record: decisions %+v, plan %+v", b.Decisions, b.Plan)
 	}

@@ -119,6 +119,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		releaseHold(inc)
 		setReady(inc)
 		stampClosed(inc, p.before.Status.Phase)
+		if !equality.Semantic.DeepEqual(p.before.Status, inc.Status) {
+			// Noted only with a write the pass makes anyway: a record costs
+			// the remediation no write of its own.
+			r.noteStoredRecord(inc)
+		}
 		again, patchErr := r.persistOutcome(ctx, p)
 		if patchErr == nil && p.relatedRefreshed {
 			r.relatedStale.Delete(client.ObjectKeyFromObject(inc))
@@ -140,7 +145,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		inc.Status.DetectedAt = &t
 		inc.Status.Phase = riposte.PhaseDetected
 	}
-	r.noteStoredRecord(inc)
 	if !inc.DeletionTimestamp.IsZero() {
 		return r.settle(p, r.finalize(ctx, p))
 	}

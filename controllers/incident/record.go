@@ -15,7 +15,10 @@ import (
 
 // noteStoredRecord puts on the incident the record the writer stored for
 // it since the incident was last written: the status says which milestone
-// is in the sink, so a restart hands in only those that are not.
+// is in the sink, so a restart hands in only those that are not. It rides
+// on a status write the incident needs anyway; a milestone stored and not
+// yet noted when the manager restarts is stored again, and readers count
+// its body once.
 func (r *Reconciler) noteStoredRecord(inc *riposte.Incident) {
 	if r.Records == nil {
 		return

@@ -1,4 +1,4 @@
-package record
+package record_test
 
 import (
 	"bytes"
@@ -7,30 +7,44 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"k8s.io/apimachinery/pkg/types"
 
+	. "github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
-// newBucket makes a bucket on a real S3 server and a sink in it.
-func newBucket(t *testing.T, srv *testenv.S3Server, bucket string) *S3 {
+// newBucket makes a bucket on a real S3 server and a sink in it; the
+// client is the bucket owner's own, for tampering.
+func newBucket(t *testing.T, srv *testenv.S3Server, bucket string) (*S3, *s3.Client) {
 	t.Helper()
 	sink, err := NewS3(S3Options{Endpoint: srv.Endpoint, Bucket: bucket, Prefix: "cluster-a", PathStyle: true,
 		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
 	if err != nil {
 		t.Fatal(err)
 	}
+	owner := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")})
 	// The gateway answers before its filer is ready: try for a while.
 	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
-		_, err := sink.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+		_, err := owner.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
 		return err
 	})
-	return sink
+	return sink, owner
+}
+
+func describeProblems(ps []Problem) string {
+	var b strings.Builder
+	for _, p := range ps {
+		fmt.Fprintf(&b, "  %s at %d: %s\n", p.Kind, p.Sequence, p.Message)
+	}
+	return b.String()
 }
 
 // The S3 sink against SeaweedFS: a writer's records are stored, read back
@@ -38,7 +52,7 @@ func newBucket(t *testing.T, srv *testenv.S3Server, bucket string) *S3 {
 // that goes down delays the records and loses none.
 func TestS3SinkStoresAVerifiableChainAndWaitsOutAnOutage(t *testing.T) {
 	srv := testenv.StartS3(t)
-	sink := newBucket(t, srv, "riposte-records")
+	sink, owner := newBucket(t, srv, "riposte-records")
 	ctx := context.Background()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 
@@ -121,14 +135,14 @@ func TestS3SinkStoresAVerifiableChainAndWaitsOutAnOutage(t *testing.T) {
 
 	// Tampering in the bucket is caught as in a directory: an object
 	// overwritten by someone with write access to the bucket.
-	_, err = sink.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("riposte-records"), Key: aws.String(sink.key("records", recordName(2))), Body: bytes.NewReader(other)})
+	_, err = owner.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("riposte-records"), Key: aws.String("cluster-a/records/00000000000000000002.json"), Body: bytes.NewReader(other)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep, _ = Verify(ctx, sink, VerifyOptions{Trusted: trusted})
 	var moved bool
 	for _, p := range rep.Problems {
-		moved = moved || p.Kind == Moved && p.Name == recordName(2)
+		moved = moved || p.Kind == Moved && p.Name == "00000000000000000002.json"
 	}
 	if !moved {
 		t.Fatalf("record 2 overwritten with another record was not caught as such:\n%s", describeProblems(rep.Problems))

@@ -239,3 +239,24 @@ func TestDirRefusesARecordAlreadyStored(t *testing.T) {
 		t.Fatalf("chain after a second writer: head %d, problems:\n%s", rep.Head.Sequence, describeProblems(rep.Problems))
 	}
 }
+
+// The key Helm's genPrivateKey "ed25519" makes (the chart's Secret) is
+// read as the manager's signing key.
+func TestHelmGeneratedKeyIsRead(t *testing.T) {
+	const helmKey = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEQBTBgS45NiBG70VkO1rXnnJlJ0ozpOo/pkVz8eT2R5\n-----END PRIVATE KEY-----\n"
+	path := filepath.Join(t.TempDir(), "ed25519.key")
+	if err := os.WriteFile(path, []byte(helmKey), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := LoadKey(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ParsePublicKey([]byte(helmKey))
+	if err != nil || !pub.Equal(priv.Public()) {
+		t.Fatalf("the public half of the same key: %v", err)
+	}
+	if _, err := LoadKey(filepath.Join(t.TempDir(), "missing"), false); err == nil {
+		t.Fatal("a missing key file was not refused")
+	}
+}

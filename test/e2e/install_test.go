@@ -132,7 +132,7 @@ func TestHelmChartIsAccepted(t *testing.T) {
 	}
 	render := exec.Command(helm, "template", "riposte", filepath.Join(testenv.RepoRoot(), "charts", "riposte"),
 		"--namespace", "security", "--include-crds", "--kube-version", testenv.KubeVersion,
-		"--set", "intake.token=s3cret,intake.tlsSecretName=riposte-intake-tls,grafana.dashboard.enabled=true,approvalNotifyURL=https://chat.example/hook")
+		"--set", "intake.token=s3cret,intake.tlsSecretName=riposte-intake-tls,grafana.dashboard.enabled=true,approvalNotifyURL=https://chat.example/hook,records.sink=dir")
 	rendered, err := render.Output()
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
@@ -162,6 +162,8 @@ func TestHelmChartIsAccepted(t *testing.T) {
 		"customresourcedefinition.apiextensions.k8s.io/approvalgates.riposte.dev serverside-applied (server dry run)",
 		"deployment.apps/riposte-controller-manager serverside-applied (server dry run)",
 		"configmap/riposte-dashboard serverside-applied (server dry run)",
+		"persistentvolumeclaim/riposte-records serverside-applied (server dry run)",
+		"secret/riposte-record-signing-key serverside-applied (server dry run)",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("kubectl output lacks %q:\n%s", want, out)
