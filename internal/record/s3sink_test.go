@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -29,13 +28,7 @@ func newBucket(t *testing.T, srv *testenv.S3Server, bucket string) (*S3, *s3.Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")})
-	// The gateway answers before its filer is ready: try for a while.
-	testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
-		_, err := owner.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
-		return err
-	})
+	owner := srv.CreateBucket(t, bucket)
 	return sink, owner
 }
 

@@ -44,6 +44,8 @@ type Problem struct {
 type Report struct {
 	Sink    string `json:"sink"`
 	Records int    `json:"records"`
+	// Bytes is the size of every record stored.
+	Bytes int64 `json:"bytes"`
 	// Head is the last record of the chain as stored.
 	Head Link `json:"head"`
 	// Duplicates are records whose body an earlier record already holds:
@@ -91,6 +93,7 @@ func Verify(ctx context.Context, sink Sink, opts VerifyOptions) (Report, error) 
 	bad := map[int64]bool{}
 	err := sink.Walk(ctx, func(name string, data []byte) error {
 		rep.Records++
+		rep.Bytes += int64(len(data))
 		named, ok := SequenceOfName(name)
 		e, p, err := ParseEntry(data)
 		switch {

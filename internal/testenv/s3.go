@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // S3Server is a real S3-compatible server (SeaweedFS's weed, built from
@@ -83,4 +87,22 @@ func (s *S3Server) Start() {
 func (s *S3Server) Stop() {
 	_ = s.proc.Kill()
 	<-s.exited
+}
+
+// CreateBucket makes a bucket as the server's one identity, trying while
+// the gateway's filer is still starting.
+func (s *S3Server) CreateBucket(t testing.TB, name string) *s3.Client {
+	t.Helper()
+	owner := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
+	Eventually(t, 60*time.Second, func(ctx context.Context) error {
+		_, err := owner.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+		return err
+	})
+	return owner
+}
+
+// Env is the environment a manager reads the server's credentials from.
+func (s *S3Server) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
 }

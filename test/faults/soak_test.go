@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -185,6 +186,20 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 		t.Errorf("etcd in use at the end %s, over a quarter of the peak %s: deleted incidents' space was not given back", mb(last.inUse), mb(peak))
 	}
 	deleted, _ := metricValue("http://"+m.MetricsAddr+"/metrics", "riposte_retention_deleted_total")
+	// Deleted by retention, each decided incident left its last record:
+	// every one the chain holds a record of has its Deleted record too.
+	rep := env.VerifyRecords(t)
+	recorded, deletedRecords := map[string]bool{}, map[string]bool{}
+	for _, r := range rep.Bodies {
+		recorded[r.Body.Incident.UID] = true
+		if r.Body.Milestone == record.MilestoneDeleted {
+			deletedRecords[r.Body.Incident.UID] = true
+		}
+	}
+	recordBytes := 0
+	if rep.Records > 0 {
+		recordBytes = int(rep.Bytes / int64(rep.Records))
+	}
 	sink.mu.Lock()
 	messages := len(sink.got)
 	sink.mu.Unlock()
@@ -203,6 +218,8 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\n| figure | value | goal |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| incidents deleted by retention | %.0f | %d |\n", deleted, alerts)
+	fmt.Fprintf(&b, "| decided incidents (the notifying playbook's) recorded, and of them with their Deleted record | %d, %d | all alerts/10, each with its Deleted record |\n", len(recorded), len(deletedRecords))
+	fmt.Fprintf(&b, "| record chain | %d records, %d bytes each on average, %d problems, %d written twice | 0 problems |\n", rep.Records, recordBytes, len(rep.Problems), rep.Duplicates)
 	fmt.Fprintf(&b, "| intake answers | %s | no 4xx |\n", s.summary())
 	levelled := "not checked: the soak was too short to reach its plateau"
 	if plateau {
@@ -214,6 +231,9 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	section(t, 5, b.String())
 	if int(deleted) < alerts {
 		t.Errorf("retention deleted %.0f incidents, want all %d", deleted, alerts)
+	}
+	if want := (alerts + 9) / 10; len(recorded) != want || len(deletedRecords) != want {
+		t.Errorf("%d decided incidents recorded, %d of them with a Deleted record; want %d and %d", len(recorded), len(deletedRecords), want, want)
 	}
 }
 
