@@ -8,7 +8,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/record"
@@ -151,4 +153,22 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// Where an incident's record landed is Riposte's word: neither a namespace
+// editor nor an approver may write it (so nobody points an auditor's
+// --expect-head at a record that is not the incident's), nor release a
+// deleted incident before its record is stored.
+func TestAttackForgingWhereARecordIs(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "api")
+	mustCreate(t, isolatePlaybook(ns, "auto", "ContainerShell", &riposte.AutoApprove{}))
+	mustCreate(t, alertIncident(ns, "am-forge", "ContainerShell", ns, pod.Name))
+	inc := waitForPhase(t, ns, "am-forge", riposte.PhaseRemediated)
+	for who, c := range map[string]client.Client{"a namespace editor": namespaceEditor(t, "mallory-rec", ns), "an approver": people["alice"]} {
+		forged := inc.DeepCopy()
+		forged.Status.Record = &riposte.RecordReference{Milestone: "Deleted", Sequence: 1, Hash: "sha256:00", StoredAt: metav1.Now()}
+		expectForbidden(t, who+" writing status.record", c.Status().Update(ctx, forged), `cannot update resource "incidents/status"`)
+	}
 }

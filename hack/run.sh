@@ -41,7 +41,8 @@ with the bearer token in $TOKEN_FILE. Playbooks are yours to apply (see config/s
 
 MSG
   exec bin/riposte --namespace riposte-system --intake-bind-address "$INTAKE_ADDR" \
-    --intake-token-file "$TOKEN_FILE" --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081
+    --intake-token-file "$TOKEN_FILE" --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+    --record-dir "$LOCAL/records" --record-signing-key "$LOCAL/record-signing.key" --record-create-signing-key
 fi
 
 echo "run: no reachable cluster; starting a local control plane from $ASSETS"
@@ -82,9 +83,14 @@ Riposte is starting on a local control plane. In another terminal:
   kubectl get incidents -A -l riposte.dev/source=drift
   kubectl riposte test -f config/samples/policies -f test/testdata/offline   # no cluster needed
 
+  # the signed record of every decision and change, checked with the key's public half:
+  openssl pkey -in $LOCAL/record-signing.key -pubout > $LOCAL/records.pub
+  kubectl riposte verify --dir $LOCAL/records --public-key $LOCAL/records.pub
+
 Ctrl-C stops Riposte and the control plane; what they stored is kept in $LOCAL/etcd for the
-next make run (make run-clean forgets it).
+next make run (make run-clean forgets it). The records in $LOCAL/records outlive even that.
 
 MSG
 bin/riposte --kubeconfig "$LOCAL/manager.kubeconfig" --namespace riposte-system --intake-bind-address "$INTAKE_ADDR" \
-  --intake-token-file "$TOKEN_FILE" --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081
+  --intake-token-file "$TOKEN_FILE" --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+  --record-dir "$LOCAL/records" --record-signing-key "$LOCAL/record-signing.key" --record-create-signing-key
