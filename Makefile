@@ -46,8 +46,9 @@ verify: manifests generate ## Fail when generated files or formatting are stale.
 	@test -z "$$(git status --porcelain -- api config charts docs/reference.md)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
 
 .PHONY: testbins
-testbins: ## Build kube-apiserver, etcd, kubectl and Alertmanager from source (cached).
+testbins: ## Build kube-apiserver, etcd, kubectl, Alertmanager and SeaweedFS from source (cached), and install Debian's Chromium.
 	hack/build-testbins.sh all
+	hack/install-chromium.sh
 
 .PHONY: test
 test: verify vet testbins helm-lint ## Run every test: unit, controllers on a real API server, e2e with a real Alertmanager, then the fault suite at a small scale.

@@ -70,7 +70,7 @@ func (r *Reconciler) submitRecord(ctx context.Context, p *pass) error {
 // the sink, handing it in if not. While it waits, the Recorded condition
 // says so, and why.
 func (r *Reconciler) recordStored(ctx context.Context, inc *riposte.Incident) (bool, error) {
-	if r.Records == nil {
+	if r.Records == nil || !record.Decided(inc) {
 		return true, nil
 	}
 	if s, ok := r.Records.Last(inc.UID); ok && s.Milestone == record.MilestoneDeleted {

@@ -154,6 +154,7 @@ that name with a decision and checks it again when the decision is written.`,
 		o.whoamiCommand(),
 		o.testCommand(),
 		o.verifyCommand(),
+		o.reportCommand(),
 		optionsCommand(),
 	)
 	// As kubectl does: a command's help shows its own flags, and points to

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/record"
 )
 
@@ -21,9 +23,16 @@ import (
 // printed and its exit code.
 func runVerify(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return runCommand(t, append([]string{"verify"}, args...)...)
+}
+
+// runCommand runs `kubectl riposte` with args: what it printed, and its
+// exit code (-1 for an error).
+func runCommand(t *testing.T, args ...string) (string, int) {
+	t.Helper()
 	var out bytes.Buffer
 	cmd := NewCommand(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
-	cmd.SetArgs(append([]string{"verify"}, args...))
+	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
 	var exit *ExitError
 	switch {
@@ -97,5 +106,56 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	if out, code = runVerify(t); code != -1 || !strings.Contains(out, "--dir PATH or --s3-bucket NAME") {
 		t.Errorf("no sink named: exit %d:\n%s", code, out)
+	}
+}
+
+// report over a record directory, with no cluster: the figures of the
+// records that verify, as a table, JSON, CSV and HTML.
+func TestReportCommand(t *testing.T) {
+	dir := t.TempDir()
+	sink := record.Dir{Path: dir}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer := record.Signer{Key: priv, Cluster: "prod"}
+	ctx := context.Background()
+	_ = sink.PutKey(ctx, record.KeyID(priv.Public().(ed25519.PublicKey)), record.PublicPEM(priv.Public().(ed25519.PublicKey)))
+	now := time.Now()
+	var head record.Link
+	for i, name := range []string{"a", "b", "c"} {
+		detected := metav1.NewTime(now.Add(-time.Duration(i+1) * time.Hour))
+		remediated := metav1.NewTime(detected.Add(time.Duration(i+1) * 10 * time.Second))
+		body := record.Body{Kind: "Incident", Milestone: "Remediated", Incident: record.ObjectID{Namespace: "shop", Name: name, UID: name},
+			Trigger:   record.Trigger{Source: riposte.SourceAlertmanager, Severity: "critical"},
+			Playbook:  &record.Playbook{Namespace: "shop", Name: "isolate"},
+			Decisions: record.Decisions{Automatic: &riposte.AutoApproval{DecidedAt: detected}},
+			Outcome:   record.Outcome{Phase: riposte.PhaseRemediated, DetectedAt: &detected, EnrichedAt: &detected, RemediatedAt: &remediated}}
+		e, data, _ := signer.Seal(head, body, now)
+		if err := sink.Put(ctx, head.Sequence+1, data); err != nil {
+			t.Fatal(err)
+		}
+		head = record.Link{Sequence: head.Sequence + 1, Hash: e.Hash}
+	}
+	out, code := runCommand(t, "report", "--dir", dir, "--live=false", "--since", "24h")
+	for _, want := range []string{"3 incidents detected", "(3 from records, 0 live", "playbook shop/isolate          3", "20s / 30s", "automatic 3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	out, _ = runCommand(t, "report", "--dir", dir, "--live=false", "-o", "json")
+	if !strings.Contains(out, `"incidents": 3`) || !strings.Contains(out, `"automatic": 3`) {
+		t.Errorf("-o json:\n%s", out)
+	}
+	out, _ = runCommand(t, "report", "--dir", dir, "--live=false", "-o", "csv")
+	if !strings.Contains(out, "stages,playbook,shop/isolate,total_p50_seconds,20.000") {
+		t.Errorf("-o csv:\n%s", out)
+	}
+	out, _ = runCommand(t, "report", "--dir", dir, "--live=false", "-o", "html")
+	if !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, `id="mttr-chart"`) {
+		t.Errorf("-o html:\n%.300s", out)
+	}
+	if out, code = runCommand(t, "report", "--dir", dir, "--live=false", "-o", "pdf"); code != -1 || !strings.Contains(out, "want table, json, csv or html") {
+		t.Errorf("-o pdf: exit %d: %s", code, out)
 	}
 }

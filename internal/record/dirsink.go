@@ -75,6 +75,15 @@ func (d Dir) Last(context.Context) ([]byte, error) {
 	return os.ReadFile(filepath.Join(d.records(), names[len(names)-1]))
 }
 
+// Get reads the record stored under seq.
+func (d Dir) Get(_ context.Context, seq int64) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(d.records(), recordName(seq)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
 // names are the records' names, in order.
 func (d Dir) names() ([]string, error) {
 	entries, err := os.ReadDir(d.records())

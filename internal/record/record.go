@@ -28,7 +28,7 @@ const (
 // approved by policy or put to people) are, once they reach a phase a
 // decision ends in.
 func MilestoneOf(inc *riposte.Incident) string {
-	if inc.Status.AutoApproval == nil && inc.Status.ApprovalGate == "" && len(inc.Status.Steps) == 0 {
+	if !Decided(inc) {
 		return ""
 	}
 	switch p := inc.Status.Phase; p {
@@ -37,6 +37,13 @@ func MilestoneOf(inc *riposte.Incident) string {
 		return string(p)
 	}
 	return ""
+}
+
+// Decided reports whether an incident reached a decision: a plan approved
+// by policy, put to people, or applied. Only those are recorded; an
+// incident no playbook answered leaves its Events and metrics.
+func Decided(inc *riposte.Incident) bool {
+	return inc.Status.AutoApproval != nil || inc.Status.ApprovalGate != "" || len(inc.Status.Steps) > 0 || len(inc.Status.WithdrawnGates) > 0
 }
 
 // Body is what one record says about an incident: enough for an auditor to
@@ -140,6 +147,7 @@ type Gate struct {
 	UID            string                 `json:"uid"`
 	PlanHash       string                 `json:"planHash"`
 	Phase          riposte.GatePhase      `json:"phase,omitempty"`
+	OpenedAt       metav1.Time            `json:"openedAt"`
 	Required       int32                  `json:"requiredApprovals,omitempty"`
 	AllowRequester bool                   `json:"allowRequester,omitempty"`
 	DecidedAt      *metav1.Time           `json:"decidedAt,omitempty"`
@@ -223,7 +231,7 @@ func Build(f Facts) Body {
 	approvers := map[string]bool{}
 	for _, g := range gates {
 		rec := Gate{
-			Name: g.Name, UID: string(g.UID), PlanHash: g.Spec.Plan.Hash, Phase: g.Status.Phase,
+			Name: g.Name, UID: string(g.UID), PlanHash: g.Spec.Plan.Hash, Phase: g.Status.Phase, OpenedAt: g.CreationTimestamp,
 			Required: g.Spec.Policy.RequiredApprovals, AllowRequester: g.Spec.Policy.AllowRequester,
 			DecidedAt: g.Status.DecidedAt, DecidedBy: g.Status.DecidedBy, Decisions: g.Spec.Decisions, Ignored: g.Status.IgnoredDecisions,
 		}

@@ -140,6 +140,16 @@ func (s *S3) get(ctx context.Context, key string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(out.Body, 16<<20))
 }
 
+// Get reads the record stored under seq.
+func (s *S3) Get(ctx context.Context, seq int64) ([]byte, error) {
+	data, err := s.get(ctx, s.key("records", recordName(seq)))
+	var missing *s3types.NoSuchKey
+	if errors.As(err, &missing) {
+		return nil, nil
+	}
+	return data, err
+}
+
 // Last reads the record with the highest sequence.
 func (s *S3) Last(ctx context.Context) ([]byte, error) {
 	names, err := s.names(ctx, "records")

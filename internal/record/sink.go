@@ -21,6 +21,8 @@ type Sink interface {
 	Put(ctx context.Context, seq int64, data []byte) error
 	// Last is the stored record with the highest sequence; nil when none is.
 	Last(ctx context.Context) ([]byte, error)
+	// Get is the record stored under a sequence; nil when none is.
+	Get(ctx context.Context, seq int64) ([]byte, error)
 	// Walk calls fn with each stored record's name and content, in name
 	// order (which is sequence order).
 	Walk(ctx context.Context, fn func(name string, data []byte) error) error

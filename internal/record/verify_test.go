@@ -260,3 +260,33 @@ func TestHelmGeneratedKeyIsRead(t *testing.T) {
 		t.Fatal("a missing key file was not refused")
 	}
 }
+
+// A new leader reads back the newest records: a milestone the last leader
+// stored, not yet noted on its incident, is not stored again.
+func TestNewWriterRecallsWhatWasStored(t *testing.T) {
+	sink, _, priv := writeChain(t, 3)
+	stored := make(chan types.NamespacedName, 4)
+	w := &Writer{Sink: sink, Signer: Signer{Key: priv, Cluster: "test"}, Notify: func(nn types.NamespacedName) { stored <- nn }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Start(ctx)
+	// Handed in again after the takeover, then a new one.
+	w.Submit(types.NamespacedName{Namespace: "ns", Name: "inc-2"}, Key{UID: "uid-2", Milestone: "Remediated"}, Body{Kind: "Incident", Milestone: "Remediated"})
+	w.Submit(types.NamespacedName{Namespace: "ns", Name: "new"}, Key{UID: "new", Milestone: "Remediated"}, Body{Kind: "Incident", Milestone: "Remediated"})
+	eventually(t, func() bool { _, ok := w.Last("new"); return ok })
+	if s, ok := w.Last("new"); !ok || s.Sequence != 4 {
+		t.Fatalf("the new record is %+v, want record 4 (the recalled one not stored again)", s)
+	}
+	if s, ok := w.Last("uid-2"); !ok || s.Sequence != 3 || s.At.IsZero() {
+		t.Fatalf("the recalled record is %+v, want record 3 with its time", s)
+	}
+}
+
+func eventually(t *testing.T, done func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !done(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not within 10s")
+		}
+	}
+}

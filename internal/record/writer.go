@@ -146,6 +146,7 @@ func (w *Writer) Start(ctx context.Context) error {
 		}
 	}
 	metrics.RecordHeadSequence.Set(float64(head.Sequence))
+	w.recall(ctx, head)
 	work := ctx
 	for attempt := 0; ; {
 		key, it, ok := w.next()
@@ -210,6 +211,36 @@ func (w *Writer) grace() time.Duration {
 	return w.Grace
 }
 
+// recallDepth is how many of the newest records a new leader reads back.
+const recallDepth = 2000
+
+// recall learns which milestones the newest records hold, so that a new
+// leader (or a restart) does not store again the milestones the last one
+// stored and had not yet noted on their incidents. Best effort: a record
+// it cannot read is stored again, and readers count it once.
+func (w *Writer) recall(ctx context.Context, head Link) {
+	for seq := head.Sequence; seq > max(0, head.Sequence-recallDepth) && ctx.Err() == nil; seq-- {
+		data, err := w.Sink.Get(ctx, seq)
+		if err != nil || data == nil {
+			return
+		}
+		e, p, err := ParseEntry(data)
+		if err != nil || HashOf(e.Payload) != e.Hash {
+			return
+		}
+		uid := types.UID(p.Body.Incident.UID)
+		at, err := time.Parse(time.RFC3339Nano, p.RecordedAt)
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		if _, newer := w.stored[uid]; !newer {
+			w.stored[uid] = Stored{Milestone: p.Body.Milestone, Link: Link{Sequence: seq, Hash: e.Hash}, At: at}
+		}
+		w.mu.Unlock()
+	}
+}
+
 // head reads the end of the chain from the sink.
 func (w *Writer) head(ctx context.Context) (Link, error) {
 	data, err := w.Sink.Last(ctx)
@@ -224,13 +255,24 @@ func (w *Writer) head(ctx context.Context) (Link, error) {
 	return link, nil
 }
 
+// next is the oldest record waiting. One handed in before the writer
+// recalled the newest records, and found among them, is dropped, and its
+// incident told.
 func (w *Writer) next() (Key, *item, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) == 0 {
-		return Key{}, nil, false
+	for len(w.queue) > 0 {
+		key := w.queue[0]
+		it := w.pending[key]
+		if s, ok := w.stored[key.UID]; !ok || s.Milestone != key.Milestone {
+			return key, it, true
+		}
+		w.queue = w.queue[1:]
+		delete(w.pending, key)
+		metrics.RecordsPending.Set(float64(len(w.queue)))
+		go w.notify(it.of)
 	}
-	return w.queue[0], w.pending[w.queue[0]], true
+	return Key{}, nil, false
 }
 
 func (w *Writer) done(key Key, s Stored) {

@@ -1,0 +1,119 @@
+package report
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/record"
+)
+
+// day0 is the first day the fixtures span.
+var day0 = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+
+func ts(t time.Time) *metav1.Time { m := metav1.NewTime(t); return &m }
+
+// remediation is a body for an incident remediated on day d, each stage
+// taking the given seconds (enrich, decide, remediate, resolve; 0 skips).
+func remediation(uid string, d int, playbook, severity string, people []riposte.Decision, stage ...float64) record.Body {
+	at := day0.Add(time.Duration(d)*24*time.Hour + 10*time.Hour)
+	detected := at
+	b := record.Body{Kind: "Incident", Milestone: "Remediated", Incident: record.ObjectID{Namespace: "shop", Name: uid, UID: uid},
+		Trigger:  record.Trigger{Source: riposte.SourceAlertmanager, AlertName: "Shell", Severity: severity},
+		Playbook: &record.Playbook{Namespace: "shop", Name: playbook},
+		Outcome:  record.Outcome{Phase: riposte.PhaseRemediated, DetectedAt: ts(detected)}}
+	at = detected
+	b.Outcome.EnrichedAt = ts(at.Add(time.Duration(stage[0] * float64(time.Second))))
+	at = b.Outcome.EnrichedAt.Time
+	decided := at.Add(time.Duration(stage[1] * float64(time.Second)))
+	if people == nil {
+		b.Decisions.Automatic = &riposte.AutoApproval{DecidedAt: metav1.NewTime(decided)}
+	} else {
+		people = append([]riposte.Decision(nil), people...)
+		for i := range people {
+			people[i].At = ts(decided)
+		}
+		b.Decisions.Gates = []record.Gate{{Name: uid, Phase: riposte.GateApproved, OpenedAt: metav1.NewTime(at), Decisions: people, DecidedBy: []string{people[0].User}}}
+		b.Outcome.ApprovedAt = ts(decided)
+	}
+	b.Outcome.RemediatedAt = ts(decided.Add(time.Duration(stage[2] * float64(time.Second))))
+	if len(stage) > 3 {
+		b.Outcome.ResolvedAt = ts(b.Outcome.RemediatedAt.Add(time.Duration(stage[3] * float64(time.Second))))
+	}
+	return b
+}
+
+func TestBuild(t *testing.T) {
+	alice := []riposte.Decision{{User: "alice", Decision: riposte.DecisionApprove}}
+	bodies := []record.Body{
+		remediation("a", 0, "isolate", "critical", nil, 0.01, 0.002, 0.008, 60),
+		remediation("b", 0, "isolate", "critical", nil, 0.02, 0.002, 0.010),
+		remediation("c", 1, "manual", "warning", alice, 0.03, 300, 0.02),
+		remediation("d", 2, "manual", "warning", alice, 0.03, 900, 0.02),
+	}
+	// c's later record (Undone) replaces its Remediated one.
+	undone := bodies[2]
+	undone.Milestone, undone.Outcome.Phase = "Undone", riposte.PhaseUndone
+	bodies = append(bodies, undone)
+	// A drift finding open for a day and a half, then complying.
+	drift := record.Body{Kind: "Incident", Milestone: "Resolved", Incident: record.ObjectID{Namespace: "shop", Name: "drift-1", UID: "e"},
+		Trigger: record.Trigger{Source: riposte.SourceDrift, AlertStatus: riposte.AlertResolved, EndsAt: ts(day0.Add(36 * time.Hour)),
+			Drift: &riposte.DriftFinding{Rule: "no-privileged"}},
+		Outcome: record.Outcome{Phase: riposte.PhaseResolved, DetectedAt: ts(day0)}}
+	open := drift
+	open.Incident = record.ObjectID{Namespace: "shop", Name: "drift-2", UID: "f"}
+	open.Milestone, open.Trigger.AlertStatus, open.Trigger.EndsAt = LiveMilestone, riposte.AlertFiring, nil
+	open.Outcome = record.Outcome{Phase: riposte.PhaseAwaitingApproval, DetectedAt: ts(day0.Add(24 * time.Hour))}
+	bodies = append(bodies, drift, open)
+	// Detected before the period: left out.
+	bodies = append(bodies, remediation("old", -30, "isolate", "critical", nil, 1, 1, 1))
+
+	r := Build(bodies, day0.Add(-time.Hour), day0.Add(3*24*time.Hour))
+	if r.Incidents != 6 || r.Live != 1 || r.FromRecords != 5 {
+		t.Fatalf("incidents %d (live %d, records %d), want 6 (1, 5)", r.Incidents, r.Live, r.FromRecords)
+	}
+	stage := func(by, group, name string) Percentiles {
+		for _, s := range r.Stages {
+			if s.By == by && s.Group == group {
+				return s.Percentiles[name]
+			}
+		}
+		t.Fatalf("no stage row %s %s", by, group)
+		return Percentiles{}
+	}
+	if p := stage("playbook", "shop/isolate", "total"); p.N != 2 || p.P50 != 0.02 || p.P90 != 0.032 {
+		t.Errorf("isolate detected→remediated %+v, want 2 at p50 20ms, p90 32ms", p)
+	}
+	if p := stage("playbook", "shop/manual", "decided"); p.N != 2 || p.P50 != 300 || p.P90 != 900 {
+		t.Errorf("manual enriched→decided %+v, want p50 300s, p90 900s", p)
+	}
+	if p := stage("all", "all", "resolved"); p.N != 1 || p.P50 != 60 {
+		t.Errorf("remediated→resolved %+v", p)
+	}
+	if r.Approvals.Automatic != 2 || r.Approvals.People != 2 {
+		t.Errorf("approvals %+v, want 2 automatic and 2 by people", r.Approvals)
+	}
+	if len(r.Deciders) != 1 || r.Deciders[0].User != "alice" || r.Deciders[0].Approved != 2 || r.Deciders[0].P50 != 300 {
+		t.Errorf("deciders %+v", r.Deciders)
+	}
+	if len(r.Undone) != 1 || r.Undone[0].Name != "c" {
+		t.Errorf("undone %+v", r.Undone)
+	}
+	if len(r.MTTR) != 3 || r.MTTR[0].Day != "2026-11-20" || r.MTTR[0].N != 2 {
+		t.Errorf("MTTR by day %+v", r.MTTR)
+	}
+	if len(r.Drift) != 1 || r.Drift[0].Found != 2 || r.Drift[0].Open != 1 || r.Drift[0].MeanToComply != 36*3600 {
+		t.Errorf("drift %+v", r.Drift)
+	}
+	var openByDay []int
+	for _, d := range r.DriftOpen {
+		openByDay = append(openByDay, d.Open["no-privileged"])
+	}
+	// At the end of day 0 the first is open; of day 1 only the second (the
+	// first complied at noon); of day 2 the second.
+	if len(openByDay) != 3 || openByDay[0] != 1 || openByDay[1] != 1 || openByDay[2] != 1 {
+		t.Errorf("open drift by day %v (days %+v)", openByDay, r.DriftOpen)
+	}
+}
