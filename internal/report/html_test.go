@@ -162,8 +162,10 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	if red := bars(img, [3]uint8{0xdc, 0x26, 0x26}); len(red) == 0 {
 		t.Error("no drift bar in the screenshot")
 	}
-	if t.Failed() {
-		keep := filepath.Join(os.TempDir(), "riposte-report-failed.png")
+	if keep := os.Getenv("RIPOSTE_REPORT_SCREENSHOT"); keep != "" || t.Failed() {
+		if keep == "" {
+			keep = filepath.Join(os.TempDir(), "riposte-report-failed.png")
+		}
 		data, _ := os.ReadFile(shot)
 		_ = os.WriteFile(keep, data, 0o644)
 		t.Logf("screenshot: %s", keep)

@@ -218,7 +218,7 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\n| figure | value | goal |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| incidents deleted by retention | %.0f | %d |\n", deleted, alerts)
-	fmt.Fprintf(&b, "| decided incidents (the notifying playbook's) recorded, and of them with their Deleted record | %d, %d | all alerts/10, each with its Deleted record |\n", len(recorded), len(deletedRecords))
+	fmt.Fprintf(&b, "| decided incidents (the notifying playbook's, remediated before their alert resolved) recorded, and of them with their Deleted record | %d, %d | one per message, each with its Deleted record |\n", len(recorded), len(deletedRecords))
 	fmt.Fprintf(&b, "| record chain | %d records, %d bytes each on average, %d problems, %d written twice | 0 problems |\n", rep.Records, recordBytes, len(rep.Problems), rep.Duplicates)
 	fmt.Fprintf(&b, "| intake answers | %s | no 4xx |\n", s.summary())
 	levelled := "not checked: the soak was too short to reach its plateau"
@@ -232,8 +232,10 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	if int(deleted) < alerts {
 		t.Errorf("retention deleted %.0f incidents, want all %d", deleted, alerts)
 	}
-	if want := (alerts + 9) / 10; len(recorded) != want || len(deletedRecords) != want {
-		t.Errorf("%d decided incidents recorded, %d of them with a Deleted record; want %d and %d", len(recorded), len(deletedRecords), want, want)
+	// Decided: the playbook's alerts that were remediated (a message each)
+	// before they resolved; the others resolved first and decided nothing.
+	if len(recorded) < messages || len(deletedRecords) != len(recorded) {
+		t.Errorf("%d decided incidents recorded, %d of them with a Deleted record; want at least one per remediation (%d messages), each with its Deleted record", len(recorded), len(deletedRecords), messages)
 	}
 }
 
