@@ -31,7 +31,7 @@ func exported(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	collectors := append(metrics.Collectors(), im.Collectors()...)
-	collectors = append(collectors, approvalgate.NewPendingCollector(k8sClient), incident.NewIncidentCollector(k8sClient))
+	collectors = append(collectors, approvalgate.NewPendingCollector(k8sClient), incident.NewIncidentCollector(k8sClient), incident.NewDriftOpenCollector(k8sClient))
 	collectors = append(collectors, drift.Collectors()...)
 	names := metrics.Names(collectors...)
 	if len(names) < 20 {

@@ -154,7 +154,7 @@ func setup(mgr ctrl.Manager, opts Options) error {
 	if err := gates.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err
 	}
-	for _, c := range append(drift.Collectors(), approvalgate.NewPendingCollector(mgr.GetClient()), incident.NewIncidentCollector(mgr.GetClient())) {
+	for _, c := range append(drift.Collectors(), approvalgate.NewPendingCollector(mgr.GetClient()), incident.NewIncidentCollector(mgr.GetClient()), incident.NewDriftOpenCollector(mgr.GetClient())) {
 		if err := metrics.Registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

@@ -24,3 +24,22 @@ func NewIncidentCollector(r client.Reader) *metrics.Counted {
 			return out, nil
 		})
 }
+
+// NewDriftOpenCollector reports the open drift findings by rule and
+// namespace: an object breaking a rule, its incident not yet closed.
+func NewDriftOpenCollector(r client.Reader) *metrics.Counted {
+	return metrics.NewCounted("riposte_drift_open", "Open drift findings (objects breaking a rule whose incident is not closed), by rule and namespace.",
+		[]string{"rule", "namespace"}, func(ctx context.Context) ([][]string, error) {
+			var list riposte.IncidentList
+			if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy, client.DisableReadYourWritesConsistency); err != nil {
+				return nil, err
+			}
+			var out [][]string
+			for _, inc := range list.Items {
+				if d := inc.Spec.Drift; d != nil && inc.Spec.Status != riposte.AlertResolved && !inc.Status.Phase.Closed() {
+					out = append(out, []string{d.Rule, inc.Namespace})
+				}
+			}
+			return out, nil
+		})
+}

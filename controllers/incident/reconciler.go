@@ -302,6 +302,8 @@ func (r *Reconciler) persist(ctx context.Context, p *pass) error {
 	if err := r.Status().Update(ctx, sent); err != nil {
 		return err
 	}
+	// Each stage is counted once, by the write that first stores it.
+	metrics.ObserveStages(&p.before.Status, &p.inc.Status)
 	p.inc.ResourceVersion = sent.ResourceVersion
 	p.before = p.inc.DeepCopy()
 	return nil

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
@@ -64,6 +66,12 @@ var (
 		Name: "riposte_retention_kept_in_place_total",
 		Help: "Times retention kept an expired incident because its remediation is still in place (the incident is undo's only record).",
 	})
+	// StageSeconds splits time to remediate into its stages.
+	StageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "riposte_incident_stage_seconds",
+		Help:    "Time each stage of an incident took, from the stage before: enriched (from detection), decided (from enriched: the plan approved, by policy or people), remediated (from decided), resolved (from remediated: the alert resolved or the object complied). Detection is the incident's creation, to the second.",
+		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+	}, []string{"stage"})
 	// RecordsPending is how many records wait to be stored in the sink.
 	RecordsPending = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "riposte_records_pending",
@@ -94,7 +102,7 @@ var (
 // Collectors are the metrics this package defines.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds, RetentionDeleted, RetentionKept,
-		RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordHeadSequence}
+		StageSeconds, RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordHeadSequence}
 }
 
 func init() {
@@ -108,6 +116,22 @@ func ObserveDecision(gate *riposte.ApprovalGate) {
 	}
 	DecisionSeconds.WithLabelValues(string(gate.Status.Phase), decider(gate.Status.DecidedBy)).
 		Observe(gate.Status.DecidedAt.Sub(gate.CreationTimestamp.Time).Seconds())
+}
+
+// ObserveStages records the stages an incident reached since before: each
+// from the stage before it, as the status's times say.
+func ObserveStages(before, after *riposte.IncidentStatus) {
+	points := func(s *riposte.IncidentStatus) []*metav1.Time {
+		return []*metav1.Time{s.DetectedAt, s.EnrichedAt, s.ApprovedAt, s.RemediatedAt, s.ResolvedAt}
+	}
+	was, is := points(before), points(after)
+	for i, stage := range []string{"enriched", "decided", "remediated", "resolved"} {
+		from, to := is[i], is[i+1]
+		if was[i+1] != nil || from == nil || to == nil || to.Before(from) {
+			continue
+		}
+		StageSeconds.WithLabelValues(stage).Observe(to.Sub(from.Time).Seconds())
+	}
 }
 
 // ObserveRemediated records an incident's time to remediation.

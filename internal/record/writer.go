@@ -149,26 +149,38 @@ func (w *Writer) Start(ctx context.Context) error {
 	w.recall(ctx, head)
 	work := ctx
 	for attempt := 0; ; {
-		key, it, ok := w.next()
-		if !ok {
-			metrics.RecordsOldestPending.Set(0)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-w.wake:
-			}
-			continue
-		}
 		if ctx.Err() != nil && work == ctx {
-			// Stopping: what is queued is stored if the sink answers within
-			// the grace period; what is not is handed in again by its
-			// incident after the restart.
+			// Stopping: what is queued, and what the reconciles still
+			// running hand in, is stored if the sink answers within the
+			// grace period; what is not is handed in again by its incident
+			// after the restart.
 			var cancel context.CancelFunc
 			work, cancel = context.WithTimeout(context.WithoutCancel(ctx), w.grace())
 			defer cancel()
 		}
 		if work.Err() != nil {
 			return nil
+		}
+		key, it, ok := w.next()
+		if !ok {
+			metrics.RecordsOldestPending.Set(0)
+			if ctx.Err() != nil {
+				// Stopping and idle: done once nothing more comes for a
+				// moment (the controllers stop beside the writer).
+				select {
+				case <-w.wake:
+					continue
+				case <-time.After(quietBeforeStop):
+					return nil
+				case <-work.Done():
+					return nil
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-w.wake:
+			}
+			continue
 		}
 		metrics.RecordsOldestPending.Set(time.Since(it.since).Seconds())
 		entry, data, err := w.Signer.Seal(head, it.body, time.Now())
@@ -203,6 +215,10 @@ func (w *Writer) Start(ctx context.Context) error {
 		w.notify(it.of)
 	}
 }
+
+// quietBeforeStop is how long a stopping writer waits for a record from a
+// reconcile still running.
+const quietBeforeStop = time.Second
 
 func (w *Writer) grace() time.Duration {
 	if w.Grace <= 0 {

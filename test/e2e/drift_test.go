@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,7 +32,7 @@ func TestReadmeDriftWalkthrough(t *testing.T) {
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "cluster")); err != nil {
 		t.Fatalf("applying the samples: %v", err)
 	}
-	env.StartManager(t, intakeToken)
+	manager := env.StartManager(t, intakeToken)
 	admin := env.AdminKubeconfig(t, dir, "oncall")
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	apply := exec.Command(kubectl, "--kubeconfig", admin, "apply", "-k", "config/samples/policies")
@@ -63,6 +65,18 @@ func TestReadmeDriftWalkthrough(t *testing.T) {
 	}
 	for _, name := range []string{defaultDeny, registries, nonRoot} {
 		phase(name, riposte.PhaseAwaitingApproval)
+	}
+	// Open drift by rule, as the dashboard shows it.
+	resp, err := http.Get("http://" + manager.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, rule := range []string{"default-deny-ingress", "allowed-registries", "run-as-non-root"} {
+		if want := `riposte_drift_open{namespace="demo",rule="` + rule + `"} 1`; !strings.Contains(string(scraped), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 
 	plugin := filepath.Join(dir, "kubectl-riposte")

@@ -228,6 +228,12 @@ func TestAlertmanagerAlertIsRemediated(t *testing.T) {
 		`riposte_incidents{phase="Resolved",severity="critical",source="Alertmanager"} 1`,
 		`riposte_incident_remediation_seconds_count{decider="policy"} 1`,
 		`riposte_incident_enrich_seconds_count 1`,
+		// The stage split: each stage once, each from the one before.
+		`riposte_incident_stage_seconds_count{stage="enriched"} 1`,
+		`riposte_incident_stage_seconds_count{stage="decided"} 1`,
+		`riposte_incident_stage_seconds_count{stage="remediated"} 1`,
+		`riposte_incident_stage_seconds_count{stage="resolved"} 1`,
+		`riposte_records_pending 0`,
 	} {
 		if !strings.Contains(string(scraped), want) {
 			t.Errorf("metrics lack %s", want)
