@@ -30,12 +30,19 @@ func (e *Env) RecordSink(t testing.TB) (dir, key string) {
 	return filepath.Join(e.records.dir, "sink"), filepath.Join(e.records.dir, "signing.key")
 }
 
+// NoRecordsEnv, set to "true", launches managers without a record sink:
+// the benchmarks measure Riposte with and without records.
+const NoRecordsEnv = "RIPOSTE_TEST_NO_RECORDS"
+
 // recordArgs adds the Env's record sink to a manager's flags, unless the
 // test chose its own; and, once per test, checks at its end (after every
 // manager it launched stopped and stored what it had queued) that the
 // chain verifies and that every incident that reached a decision has its
 // record in it.
 func (e *Env) recordArgs(t testing.TB, args []string) []string {
+	if os.Getenv(NoRecordsEnv) == "true" {
+		return args // a benchmark measuring what records cost
+	}
 	for _, a := range args {
 		if strings.HasPrefix(a, "--record-") {
 			return args

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/record"
+	"github.com/riposte-dev/riposte/internal/report"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -51,7 +53,28 @@ func TestBenchRequestsPerRemediation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeRequestResults(t, n, counts)
+	writeRequestResults(t, n, counts, recordSection(t, env, warmUp+n))
+}
+
+// recordSection is what the run left in the record sink: the chain
+// verified, the record size, and kubectl riposte report over it.
+func recordSection(t *testing.T, env *testenv.Env, alerts int) string {
+	rep := env.VerifyRecords(t)
+	if !rep.OK() {
+		t.Errorf("the run's record chain does not verify: %v", rep.Problems)
+	}
+	var bodies []record.Body
+	for i := len(rep.Bodies) - 1; i >= 0; i-- {
+		bodies = append(bodies, rep.Bodies[i].Body)
+	}
+	var table strings.Builder
+	if err := report.Build(bodies, time.Now().Add(-time.Hour), time.Now()).Table(&table); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Records\n\nWith the directory record sink on (as every manager the suites launch): %d records for %d alerts (%.2f a remediation: the Remediated milestone, and any written again), %d bytes each on average, the chain verified (%d problems, %d written twice). They are written after the Remediated status is stored, and where each landed is noted with the incident's next status write, so none of the requests above is a record's.\n\n", rep.Records, alerts, float64(rep.Records)/float64(alerts), rep.Bytes/int64(max(rep.Records, 1)), len(rep.Problems), rep.Duplicates)
+	fmt.Fprintf(&b, "`kubectl riposte report --dir ... --live=false --since 1h` over them (stage times are stored to the second: the sub-second figures are this file's and results.md's):\n\n```\n%s```\n", table.String())
+	return b.String()
 }
 
 type requestCount struct {
@@ -127,7 +150,7 @@ func countRequests(auditLog string, start, end time.Time) ([]requestCount, error
 	return out, nil
 }
 
-func writeRequestResults(t *testing.T, n int, counts []requestCount) {
+func writeRequestResults(t *testing.T, n int, counts []requestCount, records string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# API requests per remediation\n\nWritten by `make bench` on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
 	fmt.Fprintf(&b, "%d alerts sent one at a time to the sample playbook (IsolatePod, approved by policy), each waited for until Remediated, after 5 alerts of warm-up. Counted from the API server's audit log: every request made by the manager's identity, its own or impersonating the playbook's account, except leader-election lease renewals.\n\n", n)
@@ -146,6 +169,7 @@ func writeRequestResults(t *testing.T, n int, counts []requestCount) {
 		}
 		fmt.Fprintf(&b, "| %s | %.2f | %s |\n", c.key, float64(c.number)/float64(n), w)
 	}
+	b.WriteString(records)
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results-requests.md")
 	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
