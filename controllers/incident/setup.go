@@ -79,11 +79,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.Records != nil {
-		// The record writer wakes an incident once its record is stored
-		// (or the sink fails), so its status notes it and a deletion that
-		// waits for it goes on.
+		// The record writer wakes a deleted incident once its record is
+		// stored (or the sink fails), so the deletion that waits for it
+		// goes on, or says why not.
 		stored := make(chan event.TypedGenericEvent[types.NamespacedName], 1024)
 		r.Records.Notify = func(nn types.NamespacedName) {
+			// Only a deletion waits on its record: any other incident
+			// notes where its record landed with its next status write,
+			// and a pass now would do nothing.
+			cached := &riposte.Incident{}
+			if err := r.Get(context.Background(), nn, cached, client.DisableReadYourWritesConsistency); err == nil && cached.DeletionTimestamp.IsZero() {
+				return
+			}
 			// A full queue while stopping must not hold the writer: the
 			// incident is looked at again after the restart anyway.
 			select {
