@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,20 +48,7 @@ cluster.`,
 				return err
 			}
 			opts := record.VerifyOptions{}
-			if len(keyFiles) > 0 {
-				var pems [][]byte
-				for _, f := range keyFiles {
-					data, err := os.ReadFile(f)
-					if err != nil {
-						return fmt.Errorf("--public-key: %w", err)
-					}
-					pems = append(pems, data)
-				}
-				opts.Trusted, err = record.TrustedKeys(pems...)
-			} else {
-				opts.Trusted, err = storedKeys(cmd, sink)
-			}
-			if err != nil {
+			if opts.Trusted, _, err = trustedKeys(cmd, sink, keyFiles); err != nil {
 				return err
 			}
 			verified, err := record.Verify(cmd.Context(), sink, opts)

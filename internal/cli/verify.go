@@ -84,24 +84,9 @@ Incident's status.record or the riposte_record_head_sequence metric.`,
 				}
 				opts.ExpectHead = &head
 			}
-			trustedFrom := "the keys given"
-			if len(keyFiles) > 0 {
-				var pems [][]byte
-				for _, f := range keyFiles {
-					data, err := os.ReadFile(f)
-					if err != nil {
-						return fmt.Errorf("--public-key: %w", err)
-					}
-					pems = append(pems, data)
-				}
-				if opts.Trusted, err = record.TrustedKeys(pems...); err != nil {
-					return fmt.Errorf("--public-key: %w", err)
-				}
-			} else {
-				trustedFrom = "the keys stored beside the records (pass --public-key to check against the key you hold)"
-				if opts.Trusted, err = storedKeys(cmd, sink); err != nil {
-					return err
-				}
+			var trustedFrom string
+			if opts.Trusted, trustedFrom, err = trustedKeys(cmd, sink, keyFiles); err != nil {
+				return err
 			}
 			rep, err := record.Verify(cmd.Context(), sink, opts)
 			if err != nil {
@@ -133,16 +118,34 @@ Incident's status.record or the riposte_record_head_sequence metric.`,
 	return cmd
 }
 
-func storedKeys(cmd *cobra.Command, sink record.Sink) (map[string]ed25519.PublicKey, error) {
+// trustedKeys are the public keys records are checked with: the files
+// given, or else the keys stored beside the records, and which it was.
+func trustedKeys(cmd *cobra.Command, sink record.Sink, files []string) (map[string]ed25519.PublicKey, string, error) {
+	if len(files) > 0 {
+		var pems [][]byte
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, "", fmt.Errorf("--public-key: %w", err)
+			}
+			pems = append(pems, data)
+		}
+		keys, err := record.TrustedKeys(pems...)
+		if err != nil {
+			return nil, "", fmt.Errorf("--public-key: %w", err)
+		}
+		return keys, "the keys given", nil
+	}
 	stored, err := sink.Keys(cmd.Context())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var pems [][]byte
 	for _, p := range stored {
 		pems = append(pems, p)
 	}
-	return record.TrustedKeys(pems...)
+	keys, err := record.TrustedKeys(pems...)
+	return keys, "the keys stored beside the records (pass --public-key to check against the key you hold)", err
 }
 
 func parseLink(s string) (record.Link, error) {
