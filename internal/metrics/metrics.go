@@ -92,6 +92,12 @@ var (
 		Name: "riposte_record_sink_errors_total",
 		Help: "Writes to the record sink that failed (each is tried again; nothing is dropped).",
 	})
+	// RecordsUntrusted counts records found in the sink that the writer
+	// cannot build on.
+	RecordsUntrusted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "riposte_records_untrusted_total",
+		Help: "Records found in the sink that this manager cannot trust (not signed with its key or an earlier key it is given, edited, unreadable, or another cluster's): put there by someone else. The chain goes on after them, linked to the last record it trusts; kubectl riposte verify reports each.",
+	})
 	// RecordHeadSequence is the sequence of the last record stored.
 	RecordHeadSequence = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "riposte_record_head_sequence",
@@ -102,7 +108,7 @@ var (
 // Collectors are the metrics this package defines.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds, RetentionDeleted, RetentionKept,
-		StageSeconds, RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordHeadSequence}
+		StageSeconds, RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordsUntrusted, RecordHeadSequence}
 }
 
 func init() {

@@ -111,14 +111,41 @@ func ParseEntry(data []byte) (Entry, Payload, error) {
 	return e, p, nil
 }
 
-// LinkOf is where a stored entry leaves the chain.
-func LinkOf(data []byte) (Link, error) {
+// Fault is why a stored record cannot be trusted: its Kind is one of the
+// problem kinds Verify reports.
+type Fault struct {
+	Kind string
+	// Sequence is the one its payload names, when that can be read.
+	Sequence int64
+	Message  string
+}
+
+func (f *Fault) Error() string { return f.Message }
+
+// Check reads a stored entry and checks that it is a record as it was
+// sealed: its bytes are the entry's own encoding (nothing added around it,
+// no key given twice), its payload matches its hash, its format is known,
+// and its signature verifies with one of the trusted keys.
+func Check(data []byte, trusted map[string]ed25519.PublicKey) (Entry, Payload, *Fault) {
 	e, p, err := ParseEntry(data)
 	if err != nil {
-		return Link{}, err
+		return e, p, &Fault{Kind: Unreadable, Message: err.Error()}
 	}
-	if got := HashOf(e.Payload); got != e.Hash {
-		return Link{}, fmt.Errorf("record %d does not match its hash", p.Sequence)
+	if HashOf(e.Payload) != e.Hash {
+		return e, p, &Fault{Kind: Edited, Sequence: p.Sequence, Message: fmt.Sprintf("record %d was edited: its content does not match the hash stored with it", p.Sequence)}
 	}
-	return Link{Sequence: p.Sequence, Hash: e.Hash}, nil
+	if sealed, _ := e.Marshal(); !bytes.Equal(sealed, data) {
+		return e, p, &Fault{Kind: Edited, Sequence: p.Sequence, Message: fmt.Sprintf("record %d was edited: its file holds more than the record as written (bytes added around it, or a field given twice)", p.Sequence)}
+	}
+	if p.Format != Format {
+		return e, p, &Fault{Kind: Unreadable, Sequence: p.Sequence, Message: fmt.Sprintf("record %d is in format %q; this reader knows %s", p.Sequence, p.Format, Format)}
+	}
+	key, ok := trusted[p.KeyID]
+	if !ok {
+		return e, p, &Fault{Kind: UntrustedKey, Sequence: p.Sequence, Message: fmt.Sprintf("record %d is signed by key %s, which is not trusted", p.Sequence, p.KeyID)}
+	}
+	if sig, err := base64.StdEncoding.DecodeString(e.Signature); err != nil || !ed25519.Verify(key, e.Payload, sig) {
+		return e, p, &Fault{Kind: Forged, Sequence: p.Sequence, Message: fmt.Sprintf("record %d's signature does not verify with key %s: it was changed (and its hash recomputed) or written without the key", p.Sequence, p.KeyID)}
+	}
+	return e, p, nil
 }

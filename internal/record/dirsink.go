@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -67,21 +68,43 @@ func syncDir(dir string) error {
 }
 
 // Last reads the record with the highest sequence.
-func (d Dir) Last(context.Context) ([]byte, error) {
+func (d Dir) Last(context.Context) (int64, []byte, error) {
 	names, err := d.names()
 	if err != nil || len(names) == 0 {
-		return nil, err
+		return 0, nil, err
 	}
-	return os.ReadFile(filepath.Join(d.records(), names[len(names)-1]))
+	name := names[len(names)-1]
+	seq, _ := SequenceOfName(name)
+	data, err := d.read(name)
+	return seq, data, err
 }
 
 // Get reads the record stored under seq.
 func (d Dir) Get(_ context.Context, seq int64) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(d.records(), recordName(seq)))
+	data, err := d.read(recordName(seq))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	return data, err
+}
+
+// read reads a record's file. A record is a regular file: what else has
+// its name (a link to elsewhere, a pipe that would block) is refused.
+func (d Dir) read(name string) ([]byte, error) {
+	f, err := openNoFollow(filepath.Join(d.records(), name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("record sink %s: %s: %w", d, name, err)
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("record sink %s: %s: %w", d, name, err)
+	} else if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("record sink %s: %s is not a regular file (%s): records are files", d, name, info.Mode().Type())
+	}
+	return io.ReadAll(io.LimitReader(f, maxRecordBytes))
 }
 
 // names are the records' names, in order.
@@ -121,9 +144,16 @@ func (d Dir) Walk(ctx context.Context, fn func(name string, data []byte) error) 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, err := os.ReadFile(filepath.Join(d.records(), e.Name()))
+		if !e.Type().IsRegular() {
+			// Reported to the reader, not read: a pipe would block it.
+			if err := fn(e.Name(), nil); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := d.read(e.Name())
 		if err != nil {
-			return fmt.Errorf("record sink %s: %w", d, err)
+			return err
 		}
 		if err := fn(e.Name(), data); err != nil {
 			return err

@@ -115,17 +115,19 @@ func (s *S3) create(ctx context.Context, key string, data []byte, contentType st
 	return nil
 }
 
-// names lists the objects under a folder, in key order.
+// names lists the objects under a folder, in key order, by their names in
+// it (one in a folder below it keeps that folder in its name).
 func (s *S3) names(ctx context.Context, folder string) ([]string, error) {
 	var names []string
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.opts.Bucket), Prefix: aws.String(s.key(folder) + "/")})
+	under := s.key(folder) + "/"
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.opts.Bucket), Prefix: aws.String(under)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("record sink %s: listing %s: %w", s, folder, err)
 		}
 		for _, o := range page.Contents {
-			names = append(names, aws.ToString(o.Key))
+			names = append(names, strings.TrimPrefix(aws.ToString(o.Key), under))
 		}
 	}
 	return names, nil
@@ -137,7 +139,7 @@ func (s *S3) get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("record sink %s: reading %s: %w", s, key, err)
 	}
 	defer out.Body.Close()
-	return io.ReadAll(io.LimitReader(out.Body, 16<<20))
+	return io.ReadAll(io.LimitReader(out.Body, maxRecordBytes))
 }
 
 // Get reads the record stored under seq.
@@ -151,17 +153,18 @@ func (s *S3) Get(ctx context.Context, seq int64) ([]byte, error) {
 }
 
 // Last reads the record with the highest sequence.
-func (s *S3) Last(ctx context.Context) ([]byte, error) {
+func (s *S3) Last(ctx context.Context) (int64, []byte, error) {
 	names, err := s.names(ctx, "records")
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	for i := len(names) - 1; i >= 0; i-- {
-		if _, ok := SequenceOfName(names[i]); ok {
-			return s.get(ctx, names[i])
+		if seq, ok := SequenceOfName(names[i]); ok {
+			data, err := s.get(ctx, s.key("records", names[i]))
+			return seq, data, err
 		}
 	}
-	return nil, nil
+	return 0, nil, nil
 }
 
 // Walk reads every object under records/, in key order.
@@ -171,11 +174,11 @@ func (s *S3) Walk(ctx context.Context, fn func(name string, data []byte) error) 
 		return err
 	}
 	for _, n := range names {
-		data, err := s.get(ctx, n)
+		data, err := s.get(ctx, s.key("records", n))
 		if err != nil {
 			return err
 		}
-		if err := fn(path.Base(n), data); err != nil {
+		if err := fn(n, data); err != nil {
 			return err
 		}
 	}
@@ -199,10 +202,10 @@ func (s *S3) Keys(ctx context.Context) (map[string][]byte, error) {
 	keys := map[string][]byte{}
 	for _, n := range names {
 		id, ok := keyIDOfName(n)
-		if !ok || strings.HasSuffix(n, "/") {
+		if !ok || strings.Contains(n, "/") {
 			continue
 		}
-		data, err := s.get(ctx, n)
+		data, err := s.get(ctx, s.key("keys", n))
 		if err != nil {
 			return nil, err
 		}

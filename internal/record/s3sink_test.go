@@ -81,11 +81,23 @@ func TestS3SinkStoresAVerifiableChainAndWaitsOutAnOutage(t *testing.T) {
 	}
 
 	// A record 3 that is not the one stored is refused by the server.
-	data, err := sink.Last(ctx)
+	// An object in a folder below records/ is not the chain's end.
+	_, err := owner.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("riposte-records"), Key: aws.String("cluster-a/records/zz/00000000000000000099.json"), Body: bytes.NewReader([]byte("{}"))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, _ := LinkOf(data)
+	seq, data, err := sink.Last(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ := ParseEntry(data)
+	if seq != 3 || p.Sequence != 3 {
+		t.Fatalf("the chain's end in the bucket: named %d, holding %d; want record 3", seq, p.Sequence)
+	}
+	head := Link{Sequence: p.Sequence}
+	if _, err := owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("riposte-records"), Key: aws.String("cluster-a/records/zz/00000000000000000099.json")}); err != nil {
+		t.Fatal(err)
+	}
 	_, other, _ := Signer{Key: priv, Cluster: "cluster-a"}.Seal(Link{Sequence: 2}, Body{Kind: "Incident", Milestone: "Rejected"}, time.Now())
 	if err := sink.Put(ctx, 3, other); !errors.Is(err, ErrExists) {
 		t.Fatalf("a second record 3 in the bucket: got %v, want ErrExists (a conditional put refused)", err)

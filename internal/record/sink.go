@@ -19,9 +19,12 @@ type Sink interface {
 	// Put stores a record under its sequence, unless one is stored there
 	// (ErrExists).
 	Put(ctx context.Context, seq int64, data []byte) error
-	// Last is the stored record with the highest sequence; nil when none is.
-	Last(ctx context.Context) ([]byte, error)
-	// Get is the record stored under a sequence; nil when none is.
+	// Last is the stored record with the highest sequence, by its name,
+	// and that sequence; nil when none is.
+	Last(ctx context.Context) (int64, []byte, error)
+	// Get is the record stored under a sequence; nil when none is. What is
+	// not a regular file or object (a link, a pipe) is an error, never a
+	// wait.
 	Get(ctx context.Context, seq int64) ([]byte, error)
 	// Walk calls fn with each stored record's name and content, in name
 	// order (which is sequence order).
@@ -35,6 +38,9 @@ type Sink interface {
 	String() string
 }
 
+// maxRecordBytes bounds what is read as one record (one is a few kB).
+const maxRecordBytes = 16 << 20
+
 // seqWidth pads sequences so names sort as numbers do.
 const seqWidth = 20
 
@@ -42,9 +48,9 @@ const seqWidth = 20
 func recordName(seq int64) string { return fmt.Sprintf("%0*d.json", seqWidth, seq) }
 
 // SequenceOfName is the sequence a record's name gives; ok false for a
-// name no record has.
+// name no record has (one in a folder of its own included).
 func SequenceOfName(name string) (int64, bool) {
-	base, found := strings.CutSuffix(name[strings.LastIndex(name, "/")+1:], ".json")
+	base, found := strings.CutSuffix(name, ".json")
 	if !found || len(base) != seqWidth {
 		return 0, false
 	}

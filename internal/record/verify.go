@@ -3,7 +3,6 @@ package record
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"sort"
 )
@@ -30,6 +29,11 @@ const (
 	Truncated = "Truncated"
 	// Forked: two records claim the same sequence.
 	Forked = "Forked"
+	// Foreign: a record of another cluster's chain.
+	Foreign = "Foreign"
+	// Empty: the sink holds no record at all: the wrong place was read, or
+	// every record was removed.
+	Empty = "Empty"
 )
 
 // Problem is one way the trail is not what was written.
@@ -42,7 +46,9 @@ type Problem struct {
 
 // Report is what Verify found.
 type Report struct {
-	Sink    string `json:"sink"`
+	Sink string `json:"sink"`
+	// Cluster is the cluster whose chain this is.
+	Cluster string `json:"cluster,omitempty"`
 	Records int    `json:"records"`
 	// Bytes is the size of every record stored.
 	Bytes int64 `json:"bytes"`
@@ -75,6 +81,13 @@ type VerifyOptions struct {
 	// Incident's status or the metric names): a chain cut short ends
 	// before it.
 	ExpectHead *Link
+	// Cluster, when set, is the cluster whose chain it must be; when not,
+	// the first record's, and every record must be of one cluster.
+	Cluster string
+	// AllowEmpty: a sink with no record is not a fault (nothing decided
+	// yet). Otherwise it is: reading an empty folder must not pass for a
+	// whole trail.
+	AllowEmpty bool
 }
 
 // Verify reads every record in a sink and checks its hash, its signature,
@@ -91,33 +104,34 @@ func Verify(ctx context.Context, sink Sink, opts VerifyOptions) (Report, error) 
 	// bad are sequences whose record is there but cannot be trusted: they
 	// are reported once, as what they are, not again as missing.
 	bad := map[int64]bool{}
+	rep.Cluster = opts.Cluster
 	err := sink.Walk(ctx, func(name string, data []byte) error {
 		rep.Records++
 		rep.Bytes += int64(len(data))
 		named, ok := SequenceOfName(name)
-		e, p, err := ParseEntry(data)
-		switch {
-		case err != nil:
-			rep.add(Problem{Kind: Unreadable, Sequence: named, Name: name, Message: name + " is " + err.Error()})
+		if data == nil {
+			rep.add(Problem{Kind: Unreadable, Sequence: named, Name: name, Message: name + " is not a regular file: records are files"})
 			bad[named] = true
 			return nil
-		case HashOf(e.Payload) != e.Hash:
-			rep.add(Problem{Kind: Edited, Sequence: p.Sequence, Name: name, Message: fmt.Sprintf("record %d was edited: its content does not match the hash stored with it", p.Sequence)})
+		}
+		e, p, fault := Check(data, opts.Trusted)
+		switch {
+		case fault != nil && fault.Kind == Unreadable && fault.Sequence == 0:
+			rep.add(Problem{Kind: Unreadable, Sequence: named, Name: name, Message: name + " is " + fault.Message})
+			bad[named] = true
+			return nil
+		case fault != nil:
+			rep.add(Problem{Kind: fault.Kind, Sequence: fault.Sequence, Name: name, Message: fault.Message})
+			bad[fault.Sequence] = true
+			return nil
+		case rep.Cluster == "":
+			rep.Cluster = p.Cluster
+		case p.Cluster != rep.Cluster:
+			rep.add(Problem{Kind: Foreign, Sequence: p.Sequence, Name: name, Message: fmt.Sprintf("record %d is of cluster %q's chain, not %q's: each cluster's records need a folder of their own", p.Sequence, p.Cluster, rep.Cluster)})
 			bad[p.Sequence] = true
 			return nil
 		}
-		key, trusted := opts.Trusted[p.KeyID]
-		sig, sigErr := base64.StdEncoding.DecodeString(e.Signature)
-		switch {
-		case !trusted:
-			rep.add(Problem{Kind: UntrustedKey, Sequence: p.Sequence, Name: name, Message: fmt.Sprintf("record %d is signed by key %s, which is not trusted", p.Sequence, p.KeyID)})
-			bad[p.Sequence] = true
-			return nil
-		case sigErr != nil || !ed25519.Verify(key, e.Payload, sig):
-			rep.add(Problem{Kind: Forged, Sequence: p.Sequence, Name: name, Message: fmt.Sprintf("record %d's signature does not verify with key %s: it was changed (and its hash recomputed) or written without the key", p.Sequence, p.KeyID)})
-			bad[p.Sequence] = true
-			return nil
-		case !ok || named != p.Sequence:
+		if !ok || named != p.Sequence {
 			rep.add(Problem{Kind: Moved, Sequence: p.Sequence, Name: name, Message: fmt.Sprintf("%s holds record %d: records were renamed or reordered", name, p.Sequence)})
 		}
 		if other, dup := bySeq[p.Sequence]; dup {
@@ -170,6 +184,9 @@ func Verify(ctx context.Context, sink Sink, opts VerifyOptions) (Report, error) 
 		rep.Bodies = append(rep.Bodies, Sealed{Sequence: s, RecordedAt: g.payload.RecordedAt, Body: g.payload.Body})
 	}
 	rep.Head = prev
+	if rep.Records == 0 && !opts.AllowEmpty {
+		rep.add(Problem{Kind: Empty, Message: rep.Sink + " holds no record: if records were written, this is the wrong place (the manager's --record-s3-prefix is by default its --cluster-name) or every record was removed"})
+	}
 	if want := opts.ExpectHead; want != nil {
 		got, ok := bySeq[want.Sequence]
 		switch {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,16 @@ func writeChain(t *testing.T, n int) (Dir, map[string]ed25519.PublicKey, ed25519
 		t.Fatal(err)
 	}
 	return sink, trusted, priv
+}
+
+// linkOf is where a stored record leaves the chain.
+func linkOf(t *testing.T, data []byte) Link {
+	t.Helper()
+	e, p, err := ParseEntry(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Link{Sequence: p.Sequence, Hash: e.Hash}
 }
 
 func recordFile(d Dir, seq int64) string { return filepath.Join(d.records(), recordName(seq)) }
@@ -139,13 +150,13 @@ func TestVerifyCatchesEveryTampering(t *testing.T) {
 		{name: "a record forged with another key", tamper: func(t *testing.T, d Dir, _ ed25519.PrivateKey) {
 			_, other, _ := ed25519.GenerateKey(rand.Reader)
 			data, _ := os.ReadFile(recordFile(d, 4))
-			prev, _ := LinkOf(data)
+			prev := linkOf(t, data)
 			_, forged, _ := Signer{Key: other, Cluster: "test"}.Seal(prev, Body{Kind: "Incident", Milestone: "Remediated"}, time.Now())
 			os.WriteFile(recordFile(d, 5), forged, 0o640)
 		}, want: []Problem{{Kind: UntrustedKey, Sequence: 5, Message: "record 5 is signed by key ed25519:"}}},
 		{name: "a record replaced by one sealed with the key after the wrong record", tamper: func(t *testing.T, d Dir, priv ed25519.PrivateKey) {
 			data, _ := os.ReadFile(recordFile(d, 2))
-			prev, _ := LinkOf(data)
+			prev := linkOf(t, data)
 			// Signed with the real key (stolen), but chained after 2, stored as 4.
 			_, forged, _ := Signer{Key: priv, Cluster: "test"}.Seal(prev, Body{Kind: "Incident", Milestone: "Remediated"}, time.Now())
 			os.WriteFile(recordFile(d, 4), forged, 0o640)
@@ -157,6 +168,31 @@ func TestVerifyCatchesEveryTampering(t *testing.T) {
 		{name: "a file that is not a record", tamper: func(t *testing.T, d Dir, _ ed25519.PrivateKey) {
 			os.WriteFile(recordFile(d, 3), []byte("deleted by cleanup\n"), 0o640)
 		}, want: []Problem{{Kind: Unreadable, Sequence: 3, Message: "is not a record"}}},
+		{name: "bytes added after a record", tamper: func(t *testing.T, d Dir, _ ed25519.PrivateKey) {
+			data, _ := os.ReadFile(recordFile(d, 3))
+			os.WriteFile(recordFile(d, 3), append(data, []byte(`{"note":"approved by the CISO"}`+"\n")...), 0o640)
+		}, want: []Problem{{Kind: Edited, Sequence: 3, Message: "its file holds more than the record as written"}}},
+		{name: "a field given twice, the second read", tamper: func(t *testing.T, d Dir, _ ed25519.PrivateKey) {
+			data, _ := os.ReadFile(recordFile(d, 3))
+			e, _, _ := ParseEntry(data)
+			twice := strings.TrimSuffix(string(data), "}\n") + `,"hash":` + fmt.Sprintf("%q", e.Hash) + "}\n"
+			os.WriteFile(recordFile(d, 3), []byte(twice), 0o640)
+		}, want: []Problem{{Kind: Edited, Sequence: 3, Message: "a field given twice"}}},
+		{name: "a record of another cluster's chain, with the same key", tamper: func(t *testing.T, d Dir, priv ed25519.PrivateKey) {
+			data, _ := os.ReadFile(recordFile(d, 5))
+			_, other, _ := Signer{Key: priv, Cluster: "staging"}.Seal(linkOf(t, data), Body{Kind: "Incident", Milestone: "Remediated"}, time.Now())
+			os.WriteFile(recordFile(d, 6), other, 0o640)
+		}, want: []Problem{{Kind: Foreign, Sequence: 6, Message: `record 6 is of cluster "staging"'s chain, not "test"'s`}}},
+		{name: "a pipe where a record belongs", tamper: func(t *testing.T, d Dir, _ ed25519.PrivateKey) {
+			if err := syscall.Mkfifo(recordFile(d, 6), 0o640); err != nil {
+				t.Skip("no named pipes here:", err)
+			}
+		}, want: []Problem{{Kind: Unreadable, Sequence: 6, Message: "is not a regular file"}}},
+		{name: "every record removed", tamper: func(t *testing.T, d Dir, _ ed25519.PrivateKey) {
+			for seq := int64(1); seq <= 5; seq++ {
+				os.Remove(recordFile(d, seq))
+			}
+		}, want: []Problem{{Kind: Empty, Message: "holds no record"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,7 +232,7 @@ func TestVerifyCountsARecordWrittenTwiceOnce(t *testing.T) {
 	sink, trusted, priv := writeChain(t, 2)
 	data, _ := os.ReadFile(recordFile(sink, 2))
 	_, p, _ := ParseEntry(data)
-	prev, _ := LinkOf(data)
+	prev := linkOf(t, data)
 	_, again, err := Signer{Key: priv, Cluster: "test"}.Seal(prev, p.Body, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +254,7 @@ func TestVerifyCountsARecordWrittenTwiceOnce(t *testing.T) {
 func TestDirRefusesARecordAlreadyStored(t *testing.T) {
 	sink, trusted, priv := writeChain(t, 3)
 	data, _ := os.ReadFile(recordFile(sink, 2))
-	prev, _ := LinkOf(data)
+	prev := linkOf(t, data)
 	_, other, _ := Signer{Key: priv, Cluster: "test"}.Seal(prev, Body{Kind: "Incident", Milestone: "Rejected"}, time.Now())
 	if err := sink.Put(context.Background(), 3, other); err != ErrExists {
 		t.Fatalf("a second record 3: got %v, want ErrExists", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/riposte-dev/riposte/internal/metrics"
 )
@@ -49,7 +50,13 @@ type Writer struct {
 	// Grace is how long a stopping writer goes on storing what is queued;
 	// 0 is 5 seconds.
 	Grace time.Duration
+	// Trusted are public keys, besides its own, whose records the writer
+	// builds on: the keys it signed with before a rotation. A record in
+	// the sink signed with any other is not built on (someone without the
+	// key put it there), nor read back.
+	Trusted map[string]ed25519.PublicKey
 
+	trusted map[string]ed25519.PublicKey
 	mu      sync.Mutex
 	wake    chan struct{}
 	queue   []Key
@@ -73,6 +80,11 @@ func (w *Writer) notify(nn types.NamespacedName) {
 func (w *Writer) init() {
 	if w.pending == nil {
 		w.pending, w.stored, w.wake = map[Key]*item{}, map[types.UID]Stored{}, make(chan struct{}, 1)
+		pub := w.Signer.Key.Public().(ed25519.PublicKey)
+		w.trusted = map[string]ed25519.PublicKey{KeyID(pub): pub}
+		for id, k := range w.Trusted {
+			w.trusted[id] = k
+		}
 	}
 }
 
@@ -135,7 +147,7 @@ func (w *Writer) Start(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err := w.Sink.PutKey(ctx, KeyID(pub), PublicPEM(pub))
 		if err == nil {
-			head, err = w.head(ctx)
+			head, err = w.chainEnd(ctx)
 		}
 		if err == nil {
 			break
@@ -188,8 +200,9 @@ func (w *Writer) Start(ctx context.Context) error {
 			err = w.Sink.Put(work, head.Sequence+1, data)
 		}
 		if errors.Is(err, ErrExists) {
-			// Another writer extended the chain: follow its end.
-			if head, err = w.head(work); err == nil {
+			// Another writer extended the chain, or something else holds
+			// the name: go on after it.
+			if head, err = w.follow(work, head); err == nil {
 				continue
 			}
 		}
@@ -232,23 +245,28 @@ const recallDepth = 2000
 
 // recall learns which milestones the newest records hold, so that a new
 // leader (or a restart) does not store again the milestones the last one
-// stored and had not yet noted on their incidents. Best effort: a record
-// it cannot read is stored again, and readers count it once.
+// stored and had not yet noted on their incidents. Only records it can
+// trust are learnt from: one put in the sink by someone without the key
+// never counts as a milestone stored. Best effort: a milestone it does not
+// learn is stored again, and readers count it once.
 func (w *Writer) recall(ctx context.Context, head Link) {
 	for seq := head.Sequence; seq > max(0, head.Sequence-recallDepth) && ctx.Err() == nil; seq-- {
 		data, err := w.Sink.Get(ctx, seq)
-		if err != nil || data == nil {
-			return
-		}
-		e, p, err := ParseEntry(data)
-		if err != nil || HashOf(e.Payload) != e.Hash {
-			return
-		}
-		uid := types.UID(p.Body.Incident.UID)
-		at, err := time.Parse(time.RFC3339Nano, p.RecordedAt)
 		if err != nil {
 			return
 		}
+		if data == nil {
+			continue
+		}
+		e, p, fault := w.check(data)
+		if fault != nil || p.Sequence != seq {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, p.RecordedAt)
+		if err != nil {
+			continue
+		}
+		uid := types.UID(p.Body.Incident.UID)
 		w.mu.Lock()
 		if _, newer := w.stored[uid]; !newer {
 			w.stored[uid] = Stored{Milestone: p.Body.Milestone, Link: Link{Sequence: seq, Hash: e.Hash}, At: at}
@@ -257,38 +275,96 @@ func (w *Writer) recall(ctx context.Context, head Link) {
 	}
 }
 
-// head reads the end of the chain from the sink.
-func (w *Writer) head(ctx context.Context) (Link, error) {
-	data, err := w.Sink.Last(ctx)
+// check is Check with the writer's keys, and the record must be of its
+// cluster's chain.
+func (w *Writer) check(data []byte) (Entry, Payload, *Fault) {
+	e, p, fault := Check(data, w.trusted)
+	if fault == nil && p.Cluster != w.Signer.Cluster {
+		fault = &Fault{Kind: Foreign, Sequence: p.Sequence, Message: fmt.Sprintf("record %d is of cluster %q's chain, not %q's", p.Sequence, p.Cluster, w.Signer.Cluster)}
+	}
+	return e, p, fault
+}
+
+// chainEnd reads where the chain ends: the last record's sequence, and
+// the hash of the newest record the writer can trust. A record it cannot
+// trust (put in the sink by someone without the key, edited, another
+// cluster's) is never built on: records go on after it, linked to the
+// newest it trusts, and verify reports it.
+func (w *Writer) chainEnd(ctx context.Context) (Link, error) {
+	top, data, err := w.Sink.Last(ctx)
 	if err != nil || data == nil {
 		return Link{}, err
 	}
-	link, err := LinkOf(data)
-	if err != nil {
-		// A damaged last record is not built on: a new chain would hide it.
-		return Link{}, fmt.Errorf("the last record in %s cannot be read, so no record can follow it (kubectl riposte verify says what is wrong): %w", w.Sink, err)
+	for seq := top; seq > max(0, top-recallDepth); seq-- {
+		if seq != top {
+			if data, err = w.Sink.Get(ctx, seq); err != nil {
+				return Link{}, err
+			}
+		}
+		if data == nil {
+			continue
+		}
+		e, p, fault := w.check(data)
+		if fault == nil && p.Sequence != seq {
+			fault = &Fault{Kind: Moved, Sequence: p.Sequence, Message: fmt.Sprintf("%s holds record %d", recordName(seq), p.Sequence)}
+		}
+		if fault == nil {
+			return Link{Sequence: top, Hash: e.Hash}, nil
+		}
+		w.untrusted(ctx, seq, fault)
 	}
-	return link, nil
+	// Nothing it trusts among the newest: the chain starts again after
+	// them (verify reports the break).
+	return Link{Sequence: top}, nil
 }
 
-// next is the oldest record waiting. One handed in before the writer
-// recalled the newest records, and found among them, is dropped, and its
-// incident told.
-func (w *Writer) next() (Key, *item, bool) {
+// follow reads the record that holds the sequence after head: another
+// writer's, which the chain goes on after, or one the writer cannot
+// trust, which it goes on after but not from.
+func (w *Writer) follow(ctx context.Context, head Link) (Link, error) {
+	seq := head.Sequence + 1
+	data, err := w.Sink.Get(ctx, seq)
+	if err != nil {
+		return head, err
+	}
+	if data == nil {
+		return head, fmt.Errorf("record sink %s refuses record %d as stored, but holds none under its name", w.Sink, seq)
+	}
+	e, p, fault := w.check(data)
+	if fault == nil && p.Sequence != seq {
+		fault = &Fault{Kind: Moved, Sequence: p.Sequence, Message: fmt.Sprintf("%s holds record %d", recordName(seq), p.Sequence)}
+	}
+	if fault != nil {
+		w.untrusted(ctx, seq, fault)
+		return Link{Sequence: seq, Hash: head.Hash}, nil
+	}
+	return Link{Sequence: seq, Hash: e.Hash}, nil
+}
+
+func (w *Writer) untrusted(ctx context.Context, seq int64, fault *Fault) {
+	metrics.RecordsUntrusted.Inc()
+	log.FromContext(ctx).Error(fault, "a record in the sink is not one this manager can build on; the chain goes on after it, and kubectl riposte verify reports it",
+		"sink", w.Sink.String(), "sequence", seq, "problem", fault.Kind)
+}
+
+// next is the oldest record waiting, as it is now (Submit may give it a
+// newer body meanwhile). One handed in before the writer recalled the
+// newest records, and found among them, is dropped, and its incident told.
+func (w *Writer) next() (Key, item, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for len(w.queue) > 0 {
 		key := w.queue[0]
 		it := w.pending[key]
 		if s, ok := w.stored[key.UID]; !ok || s.Milestone != key.Milestone {
-			return key, it, true
+			return key, *it, true
 		}
 		w.queue = w.queue[1:]
 		delete(w.pending, key)
 		metrics.RecordsPending.Set(float64(len(w.queue)))
 		go w.notify(it.of)
 	}
-	return Key{}, nil, false
+	return Key{}, item{}, false
 }
 
 func (w *Writer) done(key Key, s Stored) {
