@@ -79,6 +79,9 @@ type Records struct {
 	Key ed25519.PrivateKey
 	// Cluster names the chain.
 	Cluster string
+	// Previous are the public keys Key replaced: records they signed are
+	// built on, as the manager's own.
+	Previous map[string]ed25519.PublicKey
 }
 
 var decisionPolicyOnly = fields.OneTermEqualSelector("metadata.name", approval.DecisionPolicyName)
@@ -190,7 +193,7 @@ func setup(mgr ctrl.Manager, opts Options) error {
 	}
 	var records *record.Writer
 	if opts.Records != nil {
-		records = &record.Writer{Sink: opts.Records.Sink, Signer: record.Signer{Key: opts.Records.Key, Cluster: opts.Records.Cluster}}
+		records = &record.Writer{Sink: opts.Records.Sink, Signer: record.Signer{Key: opts.Records.Key, Cluster: opts.Records.Cluster}, Trusted: opts.Records.Previous}
 		if err := mgr.Add(records); err != nil {
 			return err
 		}

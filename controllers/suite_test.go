@@ -124,12 +124,13 @@ func run(m *testing.M) int {
 	return code
 }
 
-// chainIntact verifies every record the suite's remediations left.
+// chainIntact verifies every record the suite's remediations left (none,
+// when -run picked tests that decide nothing).
 func chainIntact() bool {
 	trusted, err := record.TrustedKeys(record.PublicPEM(recordKey.Public().(ed25519.PublicKey)))
 	if err == nil {
 		var rep record.Report
-		if rep, err = record.Verify(context.Background(), records, record.VerifyOptions{Trusted: trusted}); err == nil && !rep.OK() {
+		if rep, err = record.Verify(context.Background(), records, record.VerifyOptions{Trusted: trusted, AllowEmpty: true}); err == nil && !rep.OK() {
 			err = fmt.Errorf("%d problems, the first: %s", len(rep.Problems), rep.Problems[0].Message)
 		}
 		if err == nil {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,7 +57,14 @@ type options struct {
 	recordS3            record.S3Options
 	recordKey           string
 	recordCreateKey     bool
+	recordPreviousKeys  fileList
 }
+
+// fileList is a repeatable flag naming files.
+type fileList []string
+
+func (f *fileList) String() string     { return strings.Join(*f, ",") }
+func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
 	var o options
@@ -99,6 +107,7 @@ func main() {
 	flag.DurationVar(&o.recordS3.ObjectLock, "record-s3-object-lock", 0, "Keep each record under S3 Object Lock in compliance mode for this long (the bucket must have Object Lock enabled); 0 sets no lock.")
 	flag.StringVar(&o.recordKey, "record-signing-key", "", "File holding the ed25519 private key (PKCS #8 PEM) that signs records: a Secret's key, mounted. Required with a record sink.")
 	flag.BoolVar(&o.recordCreateKey, "record-create-signing-key", false, "Create the signing key file if it is missing (for make run; in a cluster the key is a Secret).")
+	flag.Var(&o.recordPreviousKeys, "record-previous-public-key", "File holding a public key (PEM) that signed this cluster's records before --record-signing-key replaced it; repeatable. The manager builds its chain only on records signed by its own key or one of these: any other record in the sink is skipped, logged and counted (riposte_records_untrusted_total).")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -269,5 +278,17 @@ func recordOptions(o options) (*controllers.Records, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--record-signing-key: %w", err)
 	}
-	return &controllers.Records{Sink: sink, Key: key, Cluster: o.clusterName}, nil
+	previous := map[string]ed25519.PublicKey{}
+	for _, f := range o.recordPreviousKeys {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--record-previous-public-key: %w", err)
+		}
+		pub, err := record.ParsePublicKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("--record-previous-public-key %s: %w", f, err)
+		}
+		previous[record.KeyID(pub)] = pub
+	}
+	return &controllers.Records{Sink: sink, Key: key, Cluster: o.clusterName, Previous: previous}, nil
 }

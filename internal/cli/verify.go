@@ -19,8 +19,9 @@ import (
 // sinkFlags name a record sink on the command line, as the manager's
 // --record-* flags do.
 type sinkFlags struct {
-	dir string
-	s3  record.S3Options
+	dir     string
+	cluster string
+	s3      record.S3Options
 }
 
 func (f *sinkFlags) bind(cmd *cobra.Command) {
@@ -28,7 +29,8 @@ func (f *sinkFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.s3.Bucket, "s3-bucket", "", "the record bucket (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	cmd.Flags().StringVar(&f.s3.Endpoint, "s3-endpoint", "", "an S3-compatible API's URL; empty is AWS's")
 	cmd.Flags().StringVar(&f.s3.Region, "s3-region", "us-east-1", "the bucket's region")
-	cmd.Flags().StringVar(&f.s3.Prefix, "s3-prefix", "", "the cluster's folder in the bucket (the manager's --record-s3-prefix, by default its --cluster-name)")
+	cmd.Flags().StringVar(&f.s3.Prefix, "s3-prefix", "", "the cluster's folder in the bucket (the manager's --record-s3-prefix); empty is --cluster, or \"default\" (the manager's default --cluster-name)")
+	cmd.Flags().StringVar(&f.cluster, "cluster", "", "the cluster whose chain this must be (the manager's --cluster-name): a record of another cluster is a fault; empty takes the first record's")
 	cmd.Flags().BoolVar(&f.s3.PathStyle, "s3-path-style", false, "address the bucket in the URL path")
 	_ = cmd.MarkFlagDirname("dir")
 }
@@ -43,7 +45,15 @@ func (f *sinkFlags) sink() (record.Sink, error) {
 		}
 		return record.Dir{Path: f.dir}, nil
 	case f.s3.Bucket != "":
-		return record.NewS3(f.s3)
+		opts := f.s3
+		if opts.Prefix == "" {
+			// The manager's own default: its records are under its --cluster-name.
+			opts.Prefix = f.cluster
+			if opts.Prefix == "" {
+				opts.Prefix = "default"
+			}
+		}
+		return record.NewS3(opts)
 	}
 	return nil, errors.New("say where the records are: --dir PATH or --s3-bucket NAME")
 }
@@ -52,31 +62,39 @@ func (o *options) verifyCommand() *cobra.Command {
 	var sf sinkFlags
 	var keyFiles []string
 	var expectHead, output string
+	var allowEmpty bool
 	cmd := &cobra.Command{
-		Use:   "verify (--dir PATH | --s3-bucket NAME) [--public-key FILE] [--expect-head SEQUENCE[:HASH]] [-o json]",
+		Use:   "verify (--dir PATH | --s3-bucket NAME) [--cluster NAME] [--public-key FILE]... [--expect-head SEQUENCE[:HASH]] [--allow-empty] [-o json]",
 		Short: "Check that the record trail is whole: every signature, every link, no record missing, moved or edited",
 		Long: `Reads every record in a sink, with no cluster needed, and checks each one's
 hash and ed25519 signature, its place in the chain and its link to the record
 before it. Each fault is reported at the record it is found: Edited (content
 changed), Forged (changed and rehashed, or signed without the key),
 UntrustedKey, Moved (renamed or reordered), Missing (removed), Broken (a link
-that does not hold), Forked, Truncated, Unreadable. Exits 1 if any is found.
+that does not hold), Forked, Truncated, Unreadable, Foreign (another cluster's
+record in this chain) and Empty (no record at all: the wrong folder, or every
+record removed; --allow-empty when nothing was decided yet). Exits 1 if any is
+found.
 
 Trust the key you hold: --public-key is the public half of the manager's
 signing key, kept outside the cluster when Riposte was installed:
   kubectl get secret -n riposte-system riposte-record-signing-key \
     -o jsonpath='{.data.ed25519\.key}' | base64 -d | openssl pkey -pubout
 Without it, the keys stored beside the records are used, which proves only
-that the records agree with each other, not who wrote them. Records after the last one left can only be missed if you name a
-head they must reach: --expect-head takes a sequence (and hash) from an
-Incident's status.record or the riposte_record_head_sequence metric.`,
+that the records agree with each other, not who wrote them. After a key
+rotation, pass the old public key too: each record is checked with the key
+that signed it.
+
+Records after the last one left can only be missed if you name a head they
+must reach: --expect-head takes a sequence (and hash) from an Incident's
+status.record or the riposte_record_head_sequence metric.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sink, err := sf.sink()
 			if err != nil {
 				return err
 			}
-			opts := record.VerifyOptions{}
+			opts := record.VerifyOptions{Cluster: sf.cluster, AllowEmpty: allowEmpty}
 			if expectHead != "" {
 				head, err := parseLink(expectHead)
 				if err != nil {
@@ -114,6 +132,7 @@ Incident's status.record or the riposte_record_head_sequence metric.`,
 	cmd.Flags().StringArrayVar(&keyFiles, "public-key", nil, "a trusted public key (PEM), repeatable")
 	cmd.Flags().StringVar(&expectHead, "expect-head", "", "a record the chain must reach: SEQUENCE or SEQUENCE:sha256:HEX")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "json for the report as JSON")
+	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "a sink with no record passes (nothing decided yet)")
 	_ = cmd.MarkFlagFilename("public-key", "pem")
 	return cmd
 }
@@ -162,7 +181,7 @@ func parseLink(s string) (record.Link, error) {
 
 func printVerify(out io.Writer, rep record.Report, trustedFrom string) {
 	if rep.OK() {
-		fmt.Fprintf(out, "%s: %d records, the chain is whole: every signature verifies with %s, and every record follows the one before.\n", rep.Sink, rep.Records, trustedFrom)
+		fmt.Fprintf(out, "%s: %d records%s, the chain is whole: every signature verifies with %s, and every record follows the one before.\n", rep.Sink, rep.Records, ofCluster(rep.Cluster), trustedFrom)
 		if rep.Head.Sequence > 0 {
 			fmt.Fprintf(out, "Head: record %d, %s\n", rep.Head.Sequence, rep.Head.Hash)
 		}
@@ -171,7 +190,7 @@ func printVerify(out io.Writer, rep record.Report, trustedFrom string) {
 		}
 		return
 	}
-	fmt.Fprintf(out, "%s: %d records, %d problems (signatures checked with %s):\n\n", rep.Sink, rep.Records, len(rep.Problems), trustedFrom)
+	fmt.Fprintf(out, "%s: %d records%s, %d problems (signatures checked with %s):\n\n", rep.Sink, rep.Records, ofCluster(rep.Cluster), len(rep.Problems), trustedFrom)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "RECORD\tPROBLEM\tFILE\tDETAIL")
 	for _, p := range rep.Problems {
@@ -186,4 +205,11 @@ func printVerify(out io.Writer, rep record.Report, trustedFrom string) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", seq, p.Kind, name, p.Message)
 	}
 	_ = w.Flush()
+}
+
+func ofCluster(name string) string {
+	if name == "" {
+		return ""
+	}
+	return fmt.Sprintf(" of cluster %q", name)
 }

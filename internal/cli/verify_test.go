@@ -70,12 +70,29 @@ func TestVerifyCommand(t *testing.T) {
 	}
 
 	out, code := runVerify(t, "--dir", dir, "--public-key", pub, "--expect-head", "3:"+head.Hash)
-	if code != 0 || !strings.Contains(out, "3 records, the chain is whole") || !strings.Contains(out, "Head: record 3, "+head.Hash) {
+	if code != 0 || !strings.Contains(out, `3 records of cluster "prod", the chain is whole`) || !strings.Contains(out, "Head: record 3, "+head.Hash) {
 		t.Fatalf("an intact trail: exit %d:\n%s", code, out)
 	}
 	out, code = runVerify(t, "--dir", dir)
-	if code != 0 || !strings.Contains(out, "the keys stored beside the records (pass --public-key") {
-		t.Fatalf("without --public-key the command must say what it trusted: exit %d:\n%s", code, out)
+	if code != 0 || !strings.Contains(out, "the keys stored beside the records (pass --public-key") || !strings.Contains(out, `3 records of cluster "prod"`) {
+		t.Fatalf("without --public-key the command must say what it trusted, and whose chain it read: exit %d:\n%s", code, out)
+	}
+	// The auditor names the cluster they audit: another's chain is refused.
+	out, code = runVerify(t, "--dir", dir, "--public-key", pub, "--cluster", "staging")
+	if code != 1 || !strings.Contains(out, `record 1 is of cluster "prod"'s chain, not "staging"'s`) {
+		t.Errorf("--cluster staging over prod's records: exit %d:\n%s", code, out)
+	}
+	// An empty folder (a wrong --dir, or every record removed) is no whole trail.
+	empty := t.TempDir()
+	out, code = runVerify(t, "--dir", empty, "--public-key", pub)
+	if code != 1 || !strings.Contains(out, "Empty") || !strings.Contains(out, "holds no record") {
+		t.Errorf("an empty sink: exit %d:\n%s", code, out)
+	}
+	if out, code = runVerify(t, "--dir", empty, "--public-key", pub, "--allow-empty"); code != 0 {
+		t.Errorf("an empty sink with --allow-empty: exit %d:\n%s", code, out)
+	}
+	if out, code = runCommand(t, "report", "--dir", empty, "--public-key", pub, "--live=false"); code != 0 || !strings.Contains(out, "0 incidents detected") {
+		t.Errorf("report over an empty sink reports nothing, as no fault: exit %d:\n%s", code, out)
 	}
 
 	// Someone removes the last record and edits the first: both are named.
@@ -89,7 +106,7 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	out, code = runVerify(t, "--dir", dir, "--public-key", pub, "--expect-head", "3")
 	for _, want := range []string{
-		"2 records, 2 problems",
+		`2 records of cluster "prod", 2 problems`,
 		"1       Edited     00000000000000000001.json  record 1 was edited",
 		"3       Truncated  -                          the chain ends at record 2, but record 3 was written",
 	} {
