@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"fmt"
 	"net/http"
@@ -12,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -116,7 +121,8 @@ func TestSecureMetrics(t *testing.T) {
 }
 
 // The Helm chart renders to objects a real API server accepts, the same
-// CRDs, roles and admission policies as config/default.
+// CRDs, roles and admission policies as config/default: with the record
+// sink in a volume, and in S3 after a rotation of the signing key.
 func TestHelmChartIsAccepted(t *testing.T) {
 	helm := os.Getenv("HELM")
 	if helm == "" {
@@ -130,43 +136,100 @@ func TestHelmChartIsAccepted(t *testing.T) {
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "security"}}); err != nil {
 		t.Fatal(err)
 	}
-	render := exec.Command(helm, "template", "riposte", filepath.Join(testenv.RepoRoot(), "charts", "riposte"),
-		"--namespace", "security", "--include-crds", "--kube-version", testenv.KubeVersion,
-		"--set", "intake.token=s3cret,intake.tlsSecretName=riposte-intake-tls,grafana.dashboard.enabled=true,approvalNotifyURL=https://chat.example/hook,records.sink=dir")
-	rendered, err := render.Output()
-	if err != nil {
-		t.Fatalf("helm template: %v", err)
-	}
-	manifest := filepath.Join(dir, "riposte.yaml")
-	writeFile(t, manifest, string(rendered))
-	for _, want := range []string{
-		"system:serviceaccount:security:riposte-controller-manager", // the policies follow the release namespace
-		"--namespace=security",
-		"kind: ValidatingAdmissionPolicy",
-		"name: riposte-approver",
-	} {
-		if !strings.Contains(string(rendered), want) {
-			t.Errorf("the rendered chart lacks %q", want)
+	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
+	admin := env.AdminKubeconfig(t, dir, "installer")
+	// install renders the chart with the values and has the API server
+	// dry-run every object; it returns the manager's Deployment as rendered.
+	install := func(name string, want []string, helmArgs ...string) *appsv1.Deployment {
+		t.Helper()
+		render := exec.Command(helm, append([]string{"template", "riposte", filepath.Join(testenv.RepoRoot(), "charts", "riposte"),
+			"--namespace", "security", "--include-crds", "--kube-version", testenv.KubeVersion}, helmArgs...)...)
+		rendered, err := render.Output()
+		if err != nil {
+			t.Fatalf("%s: helm template: %v", name, err)
+		}
+		manifest := filepath.Join(dir, name+".yaml")
+		writeFile(t, manifest, string(rendered))
+		for _, want := range []string{
+			"system:serviceaccount:security:riposte-controller-manager", // the policies follow the release namespace
+			"--namespace=security",
+			"kind: ValidatingAdmissionPolicy",
+			"name: riposte-approver",
+		} {
+			if !strings.Contains(string(rendered), want) {
+				t.Errorf("%s: the rendered chart lacks %q", name, want)
+			}
+		}
+		if strings.Contains(string(rendered), "riposte-system") {
+			t.Errorf("%s: the rendered chart still names riposte-system; everything should follow the release namespace", name)
+		}
+		out, err := exec.Command(kubectl, "--kubeconfig", admin,
+			"apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", manifest).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: the API server refused the rendered chart: %v\n%s", name, err, out)
+		}
+		for _, w := range append([]string{
+			"customresourcedefinition.apiextensions.k8s.io/approvalgates.riposte.dev serverside-applied (server dry run)",
+			"deployment.apps/riposte-controller-manager serverside-applied (server dry run)",
+		}, want...) {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: kubectl output lacks %q:\n%s", name, w, out)
+			}
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
+		for {
+			var d appsv1.Deployment
+			if err := dec.Decode(&d); err != nil {
+				t.Fatalf("%s: no manager Deployment in the rendered chart: %v", name, err)
+			}
+			if d.Kind == "Deployment" && d.Name == "riposte-controller-manager" {
+				return &d
+			}
 		}
 	}
-	if strings.Contains(string(rendered), "riposte-system") {
-		t.Error("the rendered chart still names riposte-system; everything should follow the release namespace")
+	// readsItsKey checks what the kubelet needs to let the image's user
+	// (65532, not root) read the signing key: the files of a secret volume
+	// are root's, and group-readable by the pod's fsGroup.
+	readsItsKey := func(name string, d *appsv1.Deployment) {
+		t.Helper()
+		if sc := d.Spec.Template.Spec.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+			t.Errorf("%s: pod securityContext %+v: want fsGroup 65532, or the manager cannot read its signing key", name, sc)
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == "record-signing-key" {
+				if v.Secret == nil || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o040 == 0 || *v.Secret.DefaultMode&0o007 != 0 {
+					t.Errorf("%s: signing key volume %+v: want it readable by the group and no one else", name, v.Secret)
+				}
+				return
+			}
+		}
+		t.Errorf("%s: no record-signing-key volume", name)
 	}
-	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
-	out, err := exec.Command(kubectl, "--kubeconfig", env.AdminKubeconfig(t, dir, "installer"),
-		"apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", manifest).CombinedOutput()
-	if err != nil {
-		t.Fatalf("the API server refused the rendered chart: %v\n%s", err, out)
-	}
-	for _, want := range []string{
-		"customresourcedefinition.apiextensions.k8s.io/approvalgates.riposte.dev serverside-applied (server dry run)",
-		"deployment.apps/riposte-controller-manager serverside-applied (server dry run)",
+	args := func(d *appsv1.Deployment) string { return strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ") }
+
+	d := install("dir", []string{
 		"configmap/riposte-dashboard serverside-applied (server dry run)",
 		"persistentvolumeclaim/riposte-records serverside-applied (server dry run)",
 		"secret/riposte-record-signing-key serverside-applied (server dry run)",
-	} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("kubectl output lacks %q:\n%s", want, out)
+	}, "--set", "intake.token=s3cret,intake.tlsSecretName=riposte-intake-tls,grafana.dashboard.enabled=true,approvalNotifyURL=https://chat.example/hook,records.sink=dir")
+	readsItsKey("dir", d)
+	if a := args(d); !strings.Contains(a, "--record-dir=/records") || strings.Contains(a, "--record-previous-public-key") {
+		t.Errorf("dir: manager args %s: want --record-dir and no previous key", a)
+	}
+
+	// S3, after a rotation: the old public key rides in a ConfigMap.
+	old, err := record.LoadKey(filepath.Join(dir, "old.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := filepath.Join(dir, "rotated.yaml")
+	pem := strings.ReplaceAll(strings.TrimSpace(string(record.PublicPEM(old.Public().(ed25519.PublicKey)))), "\n", "\n      ")
+	writeFile(t, values, "records:\n  sink: s3\n  clusterName: prod-eu\n  signingKeySecret: riposte-record-key-2026\n  s3:\n    bucket: audit\n    credentialsSecret: riposte-s3\n  previousPublicKeys:\n    - |\n      "+pem+"\n")
+	d = install("s3", []string{"configmap/riposte-record-previous-public-keys serverside-applied (server dry run)"}, "-f", values)
+	readsItsKey("s3", d)
+	for _, w := range []string{"--record-s3-bucket=audit", "--cluster-name=prod-eu", "--record-previous-public-key=/record-previous-public-keys/0.pem"} {
+		if a := args(d); !strings.Contains(a, w) {
+			t.Errorf("s3: manager args %s: want %s", a, w)
 		}
 	}
 }
