@@ -29,8 +29,8 @@ func (f *sinkFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.s3.Bucket, "s3-bucket", "", "the record bucket (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	cmd.Flags().StringVar(&f.s3.Endpoint, "s3-endpoint", "", "an S3-compatible API's URL; empty is AWS's")
 	cmd.Flags().StringVar(&f.s3.Region, "s3-region", "us-east-1", "the bucket's region")
-	cmd.Flags().StringVar(&f.s3.Prefix, "s3-prefix", "", "the cluster's folder in the bucket (the manager's --record-s3-prefix); empty is --cluster, or \"default\" (the manager's default --cluster-name)")
-	cmd.Flags().StringVar(&f.cluster, "cluster", "", "the cluster whose chain this must be (the manager's --cluster-name): a record of another cluster is a fault; empty takes the first record's")
+	cmd.Flags().StringVar(&f.s3.Prefix, "s3-prefix", "", "the cluster's folder in the bucket (the manager's --record-s3-prefix); empty is --cluster-name, or \"default\" (the manager's default --cluster-name)")
+	cmd.Flags().StringVar(&f.cluster, "cluster-name", "", "the cluster whose chain this must be (the manager's --cluster-name): a record of another cluster is a fault; empty takes the first record's")
 	cmd.Flags().BoolVar(&f.s3.PathStyle, "s3-path-style", false, "address the bucket in the URL path")
 	_ = cmd.MarkFlagDirname("dir")
 }
@@ -64,7 +64,7 @@ func (o *options) verifyCommand() *cobra.Command {
 	var expectHead, output string
 	var allowEmpty bool
 	cmd := &cobra.Command{
-		Use:   "verify (--dir PATH | --s3-bucket NAME) [--cluster NAME] [--public-key FILE]... [--expect-head SEQUENCE[:HASH]] [--allow-empty] [-o json]",
+		Use:   "verify (--dir PATH | --s3-bucket NAME) [--cluster-name NAME] [--public-key FILE]... [--expect-head SEQUENCE[:HASH]] [--allow-empty] [-o json]",
 		Short: "Check that the record trail is whole: every signature, every link, no record missing, moved or edited",
 		Long: `Reads every record in a sink, with no cluster needed, and checks each one's
 hash and ed25519 signature, its place in the chain and its link to the record

@@ -78,9 +78,9 @@ func TestVerifyCommand(t *testing.T) {
 		t.Fatalf("without --public-key the command must say what it trusted, and whose chain it read: exit %d:\n%s", code, out)
 	}
 	// The auditor names the cluster they audit: another's chain is refused.
-	out, code = runVerify(t, "--dir", dir, "--public-key", pub, "--cluster", "staging")
+	out, code = runVerify(t, "--dir", dir, "--public-key", pub, "--cluster-name", "staging")
 	if code != 1 || !strings.Contains(out, `record 1 is of cluster "prod"'s chain, not "staging"'s`) {
-		t.Errorf("--cluster staging over prod's records: exit %d:\n%s", code, out)
+		t.Errorf("--cluster-name staging over prod's records: exit %d:\n%s", code, out)
 	}
 	// An empty folder (a wrong --dir, or every record removed) is no whole trail.
 	empty := t.TempDir()
