@@ -7,12 +7,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"k8s.io/apimachinery/pkg/types"
 
 	. "github.com/riposte-dev/riposte/internal/record"
@@ -151,5 +153,98 @@ func TestS3SinkStoresAVerifiableChainAndWaitsOutAnOutage(t *testing.T) {
 	}
 	if !moved {
 		t.Fatalf("record 2 overwritten with another record was not caught as such:\n%s", describeProblems(rep.Problems))
+	}
+}
+
+// With --record-s3-object-lock, each record is stored under Object Lock in
+// compliance mode on a bucket that has it (SeaweedFS): the bucket's owner
+// can neither delete the record's version nor shorten its retention, and
+// an overwrite or a delete marker leaves the locked version readable, while
+// verify, which reads the current versions, shows the change.
+func TestS3ObjectLockKeepsRecordsFromTheBucketOwner(t *testing.T) {
+	srv := testenv.StartS3(t)
+	ctx := context.Background()
+	const bucket = "riposte-locked"
+	owner := srv.CreateBucket(t, bucket, func(in *s3.CreateBucketInput) { in.ObjectLockEnabledForBucket = aws.Bool(true) })
+	sink, err := NewS3(S3Options{Endpoint: srv.Endpoint, Bucket: bucket, Prefix: "cluster-a", PathStyle: true, ObjectLock: time.Hour,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer := Signer{Key: priv, Cluster: "cluster-a"}
+	var prev Link
+	var first []byte
+	for i := int64(1); i <= 2; i++ {
+		e, data, err := signer.Seal(prev, Body{Kind: "Incident", Milestone: "Remediated", Incident: ObjectID{Namespace: "ns", Name: fmt.Sprint(i), UID: fmt.Sprint(i)}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.Put(ctx, i, data); err != nil {
+			t.Fatalf("storing record %d under Object Lock: %v", i, err)
+		}
+		prev = Link{Sequence: i, Hash: e.Hash}
+		if i == 1 {
+			first = data
+		}
+	}
+	key := aws.String("cluster-a/records/00000000000000000001.json")
+	head, err := owner.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.ObjectLockMode != s3types.ObjectLockModeCompliance || head.ObjectLockRetainUntilDate == nil ||
+		time.Until(*head.ObjectLockRetainUntilDate) < 50*time.Minute || head.VersionId == nil {
+		t.Fatalf("record 1 stored with lock mode %q until %v (version %v): want COMPLIANCE for an hour", head.ObjectLockMode, head.ObjectLockRetainUntilDate, head.VersionId)
+	}
+	locked := head.VersionId
+
+	// The owner may delete a version that is not locked (so what follows
+	// is refused for the lock, not for want of rights)...
+	scratch, err := owner.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("scratch"), Body: bytes.NewReader([]byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String("scratch"), VersionId: scratch.VersionId}); err != nil {
+		t.Fatalf("the bucket owner cannot delete an unlocked version: %v", err)
+	}
+	// ...but cannot remove a record for good, nor shorten its lock.
+	_, err = owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: key, VersionId: locked})
+	if err == nil {
+		t.Fatal("the bucket owner deleted a record's locked version")
+	}
+	t.Logf("deleting the locked version: %v", err)
+	_, err = owner.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{Bucket: aws.String(bucket), Key: key, VersionId: locked,
+		Retention: &s3types.ObjectLockRetention{Mode: s3types.ObjectLockRetentionModeCompliance, RetainUntilDate: aws.Time(time.Now().Add(time.Minute))}})
+	if err == nil {
+		t.Fatal("the bucket owner shortened a record's compliance lock")
+	}
+	t.Logf("shortening the lock: %v", err)
+
+	// An overwrite makes a new version: verify sees the current one as
+	// edited, and the locked original is still there to prove what was.
+	if _, err := owner.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: key, Body: bytes.NewReader([]byte(`{"payload":{}}`))}); err != nil {
+		t.Fatal(err)
+	}
+	trusted, _ := TrustedKeys(PublicPEM(priv.Public().(ed25519.PublicKey)))
+	rep, err := Verify(ctx, sink, VerifyOptions{Trusted: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	atFirst := false
+	for _, p := range rep.Problems {
+		atFirst = atFirst || p.Sequence == 1 || p.Name == "00000000000000000001.json"
+	}
+	if !atFirst {
+		t.Errorf("verify after record 1 was overwritten:\n%s want a fault at record 1", describeProblems(rep.Problems))
+	}
+	got, err := owner.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: key, VersionId: locked})
+	if err != nil {
+		t.Fatalf("the locked version after an overwrite: %v", err)
+	}
+	kept, _ := io.ReadAll(got.Body)
+	_ = got.Body.Close()
+	if !bytes.Equal(kept, first) {
+		t.Errorf("the locked version of record 1 reads %q, want the record as stored", kept)
 	}
 }

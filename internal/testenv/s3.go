@@ -90,13 +90,18 @@ func (s *S3Server) Stop() {
 }
 
 // CreateBucket makes a bucket as the server's one identity, trying while
-// the gateway's filer is still starting.
-func (s *S3Server) CreateBucket(t testing.TB, name string) *s3.Client {
+// the gateway's filer is still starting; opts set more of the request
+// (Object Lock, say).
+func (s *S3Server) CreateBucket(t testing.TB, name string, opts ...func(*s3.CreateBucketInput)) *s3.Client {
 	t.Helper()
 	owner := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
 	Eventually(t, 60*time.Second, func(ctx context.Context) error {
-		_, err := owner.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+		in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+		for _, o := range opts {
+			o(in)
+		}
+		_, err := owner.CreateBucket(ctx, in)
 		return err
 	})
 	return owner
