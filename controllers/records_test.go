@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +15,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/record"
+	"github.com/riposte-dev/riposte/internal/report"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
 
@@ -144,6 +146,25 @@ func TestAutomaticVerdictIsRecorded(t *testing.T) {
 	}
 	if b.Outcome.RemediatedAt == nil || b.Outcome.DetectedAt == nil {
 		t.Errorf("stage times missing: %+v", b.Outcome)
+	}
+	// The stages to the microsecond, in order, from no earlier than the
+	// incident's creation: what report splits time to remediate by.
+	st := b.Outcome.Stages
+	if st == nil || st.Detected == nil || st.Enriched == nil || st.Decided == nil || st.Remediated == nil {
+		t.Fatalf("stage times to the microsecond missing from the record: %+v", st)
+	}
+	points := []time.Time{inc.CreationTimestamp.Time, st.Detected.Time, st.Enriched.Time, st.Decided.Time, st.Remediated.Time}
+	for i := 1; i < len(points); i++ {
+		if points[i].Before(points[i-1]) {
+			t.Errorf("stage times out of order: created %s, then %v", inc.CreationTimestamp, st)
+		}
+	}
+	rep := report.Build([]record.Body{b}, inc.CreationTimestamp.Add(-time.Hour), time.Now().Add(time.Hour))
+	total := rep.Stages[0].Percentiles["total"]
+	want := st.Remediated.Sub(st.Detected.Time).Seconds()
+	t.Logf("stages: detected to enriched %v, to decided %v, to remediated %v", st.Enriched.Sub(st.Detected.Time), st.Decided.Sub(st.Enriched.Time), st.Remediated.Sub(st.Decided.Time))
+	if total.N != 1 || total.P50 != want || total.P50 <= 0 {
+		t.Errorf("report's time to remediate %+v, want %gs, from the stage times to the microsecond", total, want)
 	}
 }
 

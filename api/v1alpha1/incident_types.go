@@ -688,12 +688,37 @@ type IncidentStatus struct {
 	// the incident opens again. Retention counts an incident's age from here.
 	// +optional
 	ClosedAt *metav1.Time `json:"closedAt,omitempty"`
+	// stages are when the incident reached each stage of time to
+	// remediate, to the microsecond: the times above are stored to the
+	// second, and an automatic remediation takes milliseconds. Reports and
+	// the stage metric split time to remediate by these.
+	// +optional
+	Stages *StageTimes `json:"stages,omitempty"`
 	// record is the last record of this incident stored in the record sink
 	// (the tamper-evident trail that outlives the object): the milestone it
 	// was written at, and its place in the chain, which kubectl riposte
 	// verify --expect-head checks the sink still holds.
 	// +optional
 	Record *RecordReference `json:"record,omitempty"`
+}
+
+// StageTimes are the times an incident reached the stages of time to
+// remediate, each set by the status write that reaches it (and cleared with
+// it when a superseded plan is decided again).
+type StageTimes struct {
+	// detected is when Riposte first took up the stored incident.
+	// +optional
+	Detected *metav1.MicroTime `json:"detected,omitempty"`
+	// enriched is when its context was last resolved.
+	// +optional
+	Enriched *metav1.MicroTime `json:"enriched,omitempty"`
+	// decided is when its plan was approved: by policy, or the gate's
+	// decision (which people make to the second).
+	// +optional
+	Decided *metav1.MicroTime `json:"decided,omitempty"`
+	// remediated is when the plan's last step was applied.
+	// +optional
+	Remediated *metav1.MicroTime `json:"remediated,omitempty"`
 }
 
 // RecordReference is where an incident's record stands in the chain.

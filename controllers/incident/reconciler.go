@@ -99,6 +99,8 @@ type pass struct {
 	relatedRefreshed bool
 	// wroteAhead: this pass stored its plan's records before the first write.
 	wroteAhead bool
+	// start is when the pass began: when a new incident was first taken up.
+	start time.Time
 }
 
 // Reconcile loads the incident, does what every phase needs, runs its
@@ -111,7 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if !inc.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(inc, riposte.RecordFinalizer) {
 		return reconcile.Result{}, nil
 	}
-	p := &pass{inc: inc, before: inc.DeepCopy()}
+	p := &pass{inc: inc, before: inc.DeepCopy(), start: time.Now()}
 	defer func() {
 		if p.gone {
 			return
@@ -292,6 +294,7 @@ func soonest(a, b time.Duration) time.Duration {
 // it, and the API server then spends nothing on applying a patch to the
 // stored object, which costs as much as the object is large.
 func (r *Reconciler) persist(ctx context.Context, p *pass) error {
+	stampStages(&p.before.Status, &p.inc.Status, p.start)
 	if equality.Semantic.DeepEqual(p.before.Status, p.inc.Status) {
 		return nil
 	}

@@ -1,6 +1,8 @@
 package incident
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -30,6 +32,45 @@ func stampClosed(inc *riposte.Incident, before riposte.IncidentPhase) {
 		now := metav1.Now()
 		inc.Status.ClosedAt = &now
 	}
+}
+
+// stampStages notes to the microsecond the stages this pass reached or
+// left: each stage time the pass set or changed (held in memory to the
+// nanosecond, though stored to the second) is copied, and one it cleared
+// clears its stage. An incident is detected when Riposte first takes it up
+// (its creation time is stored to the second): the pass's start.
+func stampStages(before, after *riposte.IncidentStatus, start time.Time) {
+	st := after.Stages
+	if st == nil {
+		st = &riposte.StageTimes{}
+	}
+	if before.DetectedAt == nil && after.DetectedAt != nil {
+		at := metav1.NewMicroTime(start)
+		if at.Before(&metav1.MicroTime{Time: after.DetectedAt.Time}) {
+			at = metav1.NewMicroTime(after.DetectedAt.Time)
+		}
+		st.Detected = &at
+	}
+	for _, s := range []struct {
+		was, is *metav1.Time
+		stage   **metav1.MicroTime
+	}{
+		{before.EnrichedAt, after.EnrichedAt, &st.Enriched},
+		{before.ApprovedAt, after.ApprovedAt, &st.Decided},
+		{before.RemediatedAt, after.RemediatedAt, &st.Remediated},
+	} {
+		switch {
+		case s.is == nil:
+			*s.stage = nil
+		case s.was == nil || !s.was.Time.Equal(s.is.Time):
+			at := metav1.NewMicroTime(s.is.Time)
+			*s.stage = &at
+		}
+	}
+	if *st == (riposte.StageTimes{}) {
+		st = nil
+	}
+	after.Stages = st
 }
 
 // setReady summarises the incident for kstatus-style health checks: Ready

@@ -1,8 +1,11 @@
 package incident
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -143,4 +146,66 @@ func TestHandsOn(t *testing.T) {
 			t.Errorf("handsOn(%s) = %v, want %v", phase, got, want)
 		}
 	}
+}
+
+func TestStampStages(t *testing.T) {
+	second := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	stored := metav1.NewTime(second)                               // as read back: to the second
+	fresh := metav1.NewTime(second.Add(1234567 * time.Nanosecond)) // set by this pass
+	later := metav1.NewTime(second.Add(time.Second + 42*time.Microsecond))
+	start := second.Add(800 * time.Microsecond)
+	micro := func(t metav1.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t.Time); return &m }
+	cases := []struct {
+		reason        string
+		before, after riposte.IncidentStatus
+		want          *riposte.StageTimes
+	}{
+		{reason: "a pass that reaches no stage stamps none",
+			before: riposte.IncidentStatus{}, after: riposte.IncidentStatus{}, want: nil},
+		{reason: "first taken up: detected at the pass's start, enriched and decided when this pass set them",
+			before: riposte.IncidentStatus{},
+			after:  riposte.IncidentStatus{DetectedAt: &stored, EnrichedAt: &fresh, ApprovedAt: &fresh},
+			want:   &riposte.StageTimes{Detected: micro(metav1.NewTime(start)), Enriched: micro(fresh), Decided: micro(fresh)}},
+		{reason: "a stage already stamped keeps its microseconds when its stored time is read back",
+			before: riposte.IncidentStatus{DetectedAt: &stored, EnrichedAt: &stored, Stages: &riposte.StageTimes{Enriched: micro(fresh)}},
+			after:  riposte.IncidentStatus{DetectedAt: &stored, EnrichedAt: &stored, RemediatedAt: &later, Stages: &riposte.StageTimes{Enriched: micro(fresh)}},
+			want:   &riposte.StageTimes{Enriched: micro(fresh), Remediated: micro(later)}},
+		{reason: "enriched again: the new time",
+			before: riposte.IncidentStatus{EnrichedAt: &stored, Stages: &riposte.StageTimes{Enriched: micro(fresh)}},
+			after:  riposte.IncidentStatus{EnrichedAt: &later, Stages: &riposte.StageTimes{Enriched: micro(fresh)}},
+			want:   &riposte.StageTimes{Enriched: micro(later)}},
+		{reason: "a superseded plan's verdict cleared clears its stage",
+			before: riposte.IncidentStatus{EnrichedAt: &stored, ApprovedAt: &stored, Stages: &riposte.StageTimes{Enriched: micro(fresh), Decided: micro(fresh)}},
+			after:  riposte.IncidentStatus{EnrichedAt: &stored, Stages: &riposte.StageTimes{Enriched: micro(fresh), Decided: micro(fresh)}},
+			want:   &riposte.StageTimes{Enriched: micro(fresh)}},
+		{reason: "a people's decision is as precise as the gate stores it",
+			before: riposte.IncidentStatus{},
+			after:  riposte.IncidentStatus{ApprovedAt: &stored},
+			want:   &riposte.StageTimes{Decided: micro(stored)}},
+		{reason: "a creation stored after the pass started (clock skew) is not preceded",
+			before: riposte.IncidentStatus{},
+			after:  riposte.IncidentStatus{DetectedAt: &later},
+			want:   &riposte.StageTimes{Detected: micro(later)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			stampStages(&tc.before, &tc.after, start)
+			if !equality.Semantic.DeepEqual(tc.after.Stages, tc.want) {
+				t.Errorf("stages %s, want %s", describeStages(tc.after.Stages), describeStages(tc.want))
+			}
+		})
+	}
+}
+
+func describeStages(s *riposte.StageTimes) string {
+	if s == nil {
+		return "none"
+	}
+	f := func(m *metav1.MicroTime) string {
+		if m == nil {
+			return "-"
+		}
+		return m.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprintf("detected %s enriched %s decided %s remediated %s", f(s.Detected), f(s.Enriched), f(s.Decided), f(s.Remediated))
 }

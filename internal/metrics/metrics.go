@@ -125,19 +125,43 @@ func ObserveDecision(gate *riposte.ApprovalGate) {
 }
 
 // ObserveStages records the stages an incident reached since before: each
-// from the stage before it, as the status's times say.
+// from the stage before it, to the microsecond where the status has both
+// ends' stage times, else as its times to the second say.
 func ObserveStages(before, after *riposte.IncidentStatus) {
-	points := func(s *riposte.IncidentStatus) []*metav1.Time {
-		return []*metav1.Time{s.DetectedAt, s.EnrichedAt, s.ApprovedAt, s.RemediatedAt, s.ResolvedAt}
+	coarse := func(s *riposte.IncidentStatus) []time.Time {
+		return []time.Time{at(s.DetectedAt), at(s.EnrichedAt), at(s.ApprovedAt), at(s.RemediatedAt), at(s.ResolvedAt)}
 	}
-	was, is := points(before), points(after)
+	was, is := coarse(before), coarse(after)
+	fine := make([]time.Time, len(is))
+	if st := after.Stages; st != nil {
+		fine = []time.Time{microAt(st.Detected), microAt(st.Enriched), microAt(st.Decided), microAt(st.Remediated), {}}
+	}
 	for i, stage := range []string{"enriched", "decided", "remediated", "resolved"} {
-		from, to := is[i], is[i+1]
-		if was[i+1] != nil || from == nil || to == nil || to.Before(from) {
-			continue
+		if !was[i+1].IsZero() || is[i].IsZero() || is[i+1].IsZero() {
+			continue // not reached in this pass, or counted before
 		}
-		StageSeconds.WithLabelValues(stage).Observe(to.Sub(from.Time).Seconds())
+		from, to := fine[i], fine[i+1]
+		if from.IsZero() || to.IsZero() {
+			from, to = is[i], is[i+1]
+		}
+		if !to.Before(from) {
+			StageSeconds.WithLabelValues(stage).Observe(to.Sub(from).Seconds())
+		}
 	}
+}
+
+func at(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
+}
+
+func microAt(t *metav1.MicroTime) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }
 
 // ObserveRemediated records an incident's time to remediation.

@@ -168,6 +168,9 @@ type Outcome struct {
 	ResolvedAt   *metav1.Time          `json:"resolvedAt,omitempty"`
 	ClosedAt     *metav1.Time          `json:"closedAt,omitempty"`
 	DeletedAt    *metav1.Time          `json:"deletedAt,omitempty"`
+	// Stages are the stage times to the microsecond (the times above are
+	// to the second).
+	Stages *riposte.StageTimes `json:"stages,omitempty"`
 }
 
 // Facts are what a record is built from, all read before it is built.
@@ -198,7 +201,7 @@ func Build(f Facts) Body {
 		Undo:  inc.Spec.Undo,
 		Outcome: Outcome{
 			Phase: s.Phase, DetectedAt: s.DetectedAt, EnrichedAt: s.EnrichedAt, ApprovedAt: s.ApprovedAt,
-			RemediatedAt: s.RemediatedAt, ResolvedAt: s.ResolvedAt, ClosedAt: s.ClosedAt,
+			RemediatedAt: s.RemediatedAt, ResolvedAt: s.ResolvedAt, ClosedAt: s.ClosedAt, Stages: s.Stages,
 		},
 	}
 	if c := s.Context; c != nil {

@@ -16,10 +16,9 @@ import (
 	"github.com/riposte-dev/riposte/internal/record"
 )
 
-// Stages of an incident, in order; each is the time from the stage before.
-// Times are as the Incident stores them, to the second (metav1.Time): an
-// automatic remediation's sub-second stages read 0s here; the benchmarks
-// measure those.
+// Stages of an incident, in order; each is the time from the stage before,
+// to the microsecond (status.stages), or to the second for records of
+// incidents taken up before those times were kept.
 var Stages = []string{"enriched", "decided", "remediated", "resolved"}
 
 // Report is every figure, ready to print.
@@ -271,19 +270,34 @@ type driftAcc struct {
 }
 
 // stagesOf is each stage's time from the one before, and the total from
-// detection to remediation, for the stages the incident reached.
+// detection to remediation, for the stages the incident reached: from the
+// times to the microsecond where the record has both ends of a stage, else
+// from those to the second.
 func stagesOf(b record.Body) map[string]time.Duration {
 	o := b.Outcome
-	points := []time.Time{at(o.DetectedAt), at(o.EnrichedAt), decidedAt(b), at(o.RemediatedAt), at(o.ResolvedAt)}
+	coarse := []time.Time{at(o.DetectedAt), at(o.EnrichedAt), decidedAt(b), at(o.RemediatedAt), at(o.ResolvedAt)}
+	fine := make([]time.Time, len(coarse))
+	if st := o.Stages; st != nil {
+		fine = []time.Time{microAt(st.Detected), microAt(st.Enriched), microAt(st.Decided), microAt(st.Remediated), {}}
+	}
+	span := func(i, j int) (time.Duration, bool) {
+		from, to := fine[i], fine[j]
+		if from.IsZero() || to.IsZero() {
+			from, to = coarse[i], coarse[j]
+		}
+		if from.IsZero() || to.IsZero() || to.Before(from) {
+			return 0, false
+		}
+		return to.Sub(from), true
+	}
 	out := map[string]time.Duration{}
 	for i, name := range Stages {
-		from, to := points[i], points[i+1]
-		if !from.IsZero() && !to.IsZero() && !to.Before(from) {
-			out[name] = to.Sub(from)
+		if d, ok := span(i, i+1); ok {
+			out[name] = d
 		}
 	}
-	if d, r := points[0], points[3]; !d.IsZero() && !r.IsZero() && !r.Before(d) {
-		out["total"] = r.Sub(d)
+	if d, ok := span(0, 3); ok {
+		out["total"] = d
 	}
 	return out
 }
@@ -396,6 +410,13 @@ func sortRefs(rs []Ref) {
 		}
 		return rs[i].Name < rs[j].Name
 	})
+}
+
+func microAt(t *metav1.MicroTime) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }
 
 func at(t *metav1.Time) time.Time {

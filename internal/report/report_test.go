@@ -117,3 +117,47 @@ func TestBuild(t *testing.T) {
 		t.Errorf("open drift by day %v (days %+v)", openByDay, r.DriftOpen)
 	}
 }
+
+// The Incident stores its stage times to the second, and its stage times
+// to the microsecond beside them: a stage is measured with the fine times
+// where the record has both its ends, else with the coarse ones (records of
+// incidents taken up before the fine times existed).
+func TestStagesOfPrefersMicroseconds(t *testing.T) {
+	sec := day0.Add(10 * time.Hour)
+	micro := func(ms float64) *metav1.MicroTime {
+		m := metav1.NewMicroTime(sec.Add(time.Duration(ms * float64(time.Millisecond))))
+		return &m
+	}
+	body := func(st *riposte.StageTimes) record.Body {
+		return record.Body{Outcome: record.Outcome{DetectedAt: ts(sec), EnrichedAt: ts(sec), ApprovedAt: ts(sec), RemediatedAt: ts(sec), Stages: st}}
+	}
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	cases := []struct {
+		reason string
+		b      record.Body
+		want   map[string]time.Duration
+	}{
+		{reason: "to the second only: an automatic remediation reads 0",
+			b:    body(nil),
+			want: map[string]time.Duration{"enriched": 0, "decided": 0, "remediated": 0, "total": 0}},
+		{reason: "to the microsecond",
+			b:    body(&riposte.StageTimes{Detected: micro(0.5), Enriched: micro(3.5), Decided: micro(4), Remediated: micro(11.25)}),
+			want: map[string]time.Duration{"enriched": ms(3), "decided": ms(0.5), "remediated": ms(7.25), "total": ms(10.75)}},
+		{reason: "detected before the fine times existed: the stages from it are coarse, the rest fine",
+			b:    body(&riposte.StageTimes{Enriched: micro(3.5), Decided: micro(4), Remediated: micro(11.25)}),
+			want: map[string]time.Duration{"enriched": 0, "decided": ms(0.5), "remediated": ms(7.25), "total": 0}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			got := stagesOf(tc.b)
+			if len(got) != len(tc.want) {
+				t.Fatalf("stages %v, want %v", got, tc.want)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+		})
+	}
+}
