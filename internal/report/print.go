@@ -16,6 +16,8 @@ import (
 func seconds(s float64) string {
 	d := time.Duration(s * float64(time.Second))
 	switch {
+	case d < time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	case d < time.Minute:

@@ -127,7 +127,7 @@ func TestBenchWebhookToRemediated(t *testing.T) {
 	cpuAfter := cpuByProcess(manager.Pid)
 
 	rss := peakRSS(manager.Pid)
-	writeResults(t, []result{seq, seqPod, br}, rss, cpuBefore, cpuAfter, br.elapsed)
+	writeResults(t, []result{seq, seqPod, br}, rss, cpuBefore, cpuAfter, br.elapsed, recordSection(t, env, total))
 }
 
 // samplePlaybook is the sample playbook isolate-on-shell: IsolatePod,
@@ -381,7 +381,7 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / 100 // clock ticks; 100 a second on Linux
 }
 
-func writeResults(t *testing.T, results []result, rss string, cpuBefore, cpuAfter map[string]float64, burst time.Duration) {
+func writeResults(t *testing.T, results []result, rss string, cpuBefore, cpuAfter map[string]float64, burst time.Duration, records string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Riposte benchmarks\n\nWritten by `make bench` on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
 	b.WriteString("## Webhook POST to Remediated Incident\n\n")
@@ -407,6 +407,7 @@ func writeResults(t *testing.T, results []result, rss string, cpuBefore, cpuAfte
 		fmt.Fprintf(&b, "| %s | %.1f | %.0f%% |\n", name, used, 100*used/(2*burst.Seconds()))
 	}
 	fmt.Fprintf(&b, "\n`sequential` sends one alert and waits for its remediation before the next; `burst` sends all its alerts at once from 8 senders, 10 alerts a request.\n\nManager peak resident memory (VmHWM) over the whole run: %s.\n", rss)
+	b.WriteString(records)
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results.md")
 	if noFsync() {
 		out = filepath.Join(testenv.RepoRoot(), "test", "bench", "results-nofsync.md")

@@ -49,6 +49,8 @@ func TestBenchStormKilled(t *testing.T) { runStorm(t, true) }
 
 type stormResult struct {
 	killed bool
+	// records is what the run left in the record sink, and report over it
+	records string
 	// first-attempt round trips of the POSTs, and how the POSTs ended
 	roundTrips          []time.Duration
 	posts, accepted     int
@@ -239,6 +241,7 @@ func runStorm(t *testing.T, kill bool) {
 			}
 		}
 	}
+	res.records = recordSection(t, env, stormAlerts)
 	writeStormResults(t, res)
 	if res.lost > 0 {
 		t.Errorf("%d alerts never remediated", res.lost)
@@ -356,6 +359,7 @@ func writeStormResults(t *testing.T, r *stormResult) {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s |\n", c.key, c.number, w)
 	}
+	b.WriteString(r.records)
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", file)
 	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
