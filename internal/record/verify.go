@@ -34,6 +34,10 @@ const (
 	// Empty: the sink holds no record at all: the wrong place was read, or
 	// every record was removed.
 	Empty = "Empty"
+	// RetiredKey: signed by a key another key replaced earlier in the
+	// chain. A rotated-away key signs nothing after the rotation: whoever
+	// kept it wrote this record.
+	RetiredKey = "RetiredKey"
 )
 
 // Problem is one way the trail is not what was written.
@@ -155,6 +159,10 @@ func Verify(ctx context.Context, sink Sink, opts VerifyOptions) (Report, error) 
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	seen := map[string]bool{}
+	// The keys that signed the chain, in turn: replacedAt is where each
+	// key that was replaced stopped.
+	var signer string
+	replacedAt := map[string]int64{}
 	// prev is the last record passed; its hash is unknown ("") after one
 	// that cannot be trusted, so the next is not also called broken.
 	var prev Link
@@ -171,7 +179,16 @@ func Verify(ctx context.Context, sink Sink, opts VerifyOptions) (Report, error) 
 			prev, prevKnown = Link{Sequence: s}, false
 			continue
 		}
+		if at, replaced := replacedAt[g.payload.KeyID]; replaced {
+			rep.add(Problem{Kind: RetiredKey, Sequence: s, Name: g.name, Message: fmt.Sprintf("record %d is signed by key %s, which another key replaced at record %d: a key signs nothing after its rotation, so whoever kept it wrote this one", s, g.payload.KeyID, at)})
+			prev, prevKnown = Link{Sequence: s}, false
+			continue
+		}
 		prev, prevKnown = Link{Sequence: s, Hash: g.entry.Hash}, true
+		if signer != "" && g.payload.KeyID != signer {
+			replacedAt[signer] = s
+		}
+		signer = g.payload.KeyID
 		bh, err := BodyHash(g.payload.Body)
 		if err != nil {
 			return rep, err

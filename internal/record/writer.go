@@ -57,6 +57,10 @@ type Writer struct {
 	Trusted map[string]ed25519.PublicKey
 
 	trusted map[string]ed25519.PublicKey
+	ownKey  string
+	// ownFrom is the first record the writer's own key signed, as far as
+	// it knows (0: none yet); only the writer's goroutine uses it.
+	ownFrom int64
 	mu      sync.Mutex
 	wake    chan struct{}
 	queue   []Key
@@ -81,7 +85,8 @@ func (w *Writer) init() {
 	if w.pending == nil {
 		w.pending, w.stored, w.wake = map[Key]*item{}, map[types.UID]Stored{}, make(chan struct{}, 1)
 		pub := w.Signer.Key.Public().(ed25519.PublicKey)
-		w.trusted = map[string]ed25519.PublicKey{KeyID(pub): pub}
+		w.ownKey = KeyID(pub)
+		w.trusted = map[string]ed25519.PublicKey{w.ownKey: pub}
 		for id, k := range w.Trusted {
 			w.trusted[id] = k
 		}
@@ -147,7 +152,7 @@ func (w *Writer) Start(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err := w.Sink.PutKey(ctx, KeyID(pub), PublicPEM(pub))
 		if err == nil {
-			head, err = w.chainEnd(ctx)
+			head, err = w.readBack(ctx)
 		}
 		if err == nil {
 			break
@@ -158,7 +163,6 @@ func (w *Writer) Start(ctx context.Context) error {
 		}
 	}
 	metrics.RecordHeadSequence.Set(float64(head.Sequence))
-	w.recall(ctx, head)
 	work := ctx
 	for attempt := 0; ; {
 		if ctx.Err() != nil && work == ctx {
@@ -222,6 +226,9 @@ func (w *Writer) Start(ctx context.Context) error {
 		}
 		attempt = 0
 		head = Link{Sequence: head.Sequence + 1, Hash: entry.Hash}
+		if w.ownFrom == 0 {
+			w.ownFrom = head.Sequence // previous keys sign nothing from here on
+		}
 		metrics.RecordsStored.Inc()
 		metrics.RecordHeadSequence.Set(float64(head.Sequence))
 		w.done(key, Stored{Milestone: key.Milestone, Link: head, At: time.Now()})
@@ -243,58 +250,28 @@ func (w *Writer) grace() time.Duration {
 // recallDepth is how many of the newest records a new leader reads back.
 const recallDepth = 2000
 
-// recall learns which milestones the newest records hold, so that a new
-// leader (or a restart) does not store again the milestones the last one
-// stored and had not yet noted on their incidents. Only records it can
-// trust are learnt from: one put in the sink by someone without the key
-// never counts as a milestone stored. Best effort: a milestone it does not
-// learn is stored again, and readers count it once.
-func (w *Writer) recall(ctx context.Context, head Link) {
-	for seq := head.Sequence; seq > max(0, head.Sequence-recallDepth) && ctx.Err() == nil; seq-- {
-		data, err := w.Sink.Get(ctx, seq)
-		if err != nil {
-			return
-		}
-		if data == nil {
-			continue
-		}
-		e, p, fault := w.check(data)
-		if fault != nil || p.Sequence != seq {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, p.RecordedAt)
-		if err != nil {
-			continue
-		}
-		uid := types.UID(p.Body.Incident.UID)
-		w.mu.Lock()
-		if _, newer := w.stored[uid]; !newer {
-			w.stored[uid] = Stored{Milestone: p.Body.Milestone, Link: Link{Sequence: seq, Hash: e.Hash}, At: at}
-		}
-		w.mu.Unlock()
-	}
-}
-
-// check is Check with the writer's keys, and the record must be of its
-// cluster's chain.
-func (w *Writer) check(data []byte) (Entry, Payload, *Fault) {
-	e, p, fault := Check(data, w.trusted)
-	if fault == nil && p.Cluster != w.Signer.Cluster {
-		fault = &Fault{Kind: Foreign, Sequence: p.Sequence, Message: fmt.Sprintf("record %d is of cluster %q's chain, not %q's", p.Sequence, p.Cluster, w.Signer.Cluster)}
-	}
-	return e, p, fault
-}
-
-// chainEnd reads where the chain ends: the last record's sequence, and
-// the hash of the newest record the writer can trust. A record it cannot
-// trust (put in the sink by someone without the key, edited, another
-// cluster's) is never built on: records go on after it, linked to the
-// newest it trusts, and verify reports it.
-func (w *Writer) chainEnd(ctx context.Context) (Link, error) {
+// readBack reads the newest records when the writer starts: where the
+// chain ends, and which milestones they hold, so that a new leader (or a
+// restart) does not store again the milestones the last one stored and
+// had not yet noted on their incidents. It learns only from records it can
+// trust: signed by its own key, or by a previous key below the first record
+// its own key signed (a key signs nothing after its rotation). One put in
+// the sink by someone without the key is neither built on nor counts as a
+// milestone stored; the chain goes on after it, not from it (verify
+// reports the break). A milestone it does not learn is stored again, and
+// readers count it once.
+func (w *Writer) readBack(ctx context.Context) (Link, error) {
 	top, data, err := w.Sink.Last(ctx)
 	if err != nil || data == nil {
 		return Link{}, err
 	}
+	type read struct {
+		seq   int64
+		entry Entry
+		p     Payload
+		fault *Fault
+	}
+	var newest []read // newest first
 	for seq := top; seq > max(0, top-recallDepth); seq-- {
 		if seq != top {
 			if data, err = w.Sink.Get(ctx, seq); err != nil {
@@ -308,14 +285,62 @@ func (w *Writer) chainEnd(ctx context.Context) (Link, error) {
 		if fault == nil && p.Sequence != seq {
 			fault = &Fault{Kind: Moved, Sequence: p.Sequence, Message: fmt.Sprintf("%s holds record %d", recordName(seq), p.Sequence)}
 		}
-		if fault == nil {
-			return Link{Sequence: top, Hash: e.Hash}, nil
+		newest = append(newest, read{seq: seq, entry: e, p: p, fault: fault})
+		if fault == nil && p.KeyID == w.ownKey {
+			w.ownFrom = seq
 		}
-		w.untrusted(ctx, seq, fault)
 	}
-	// Nothing it trusts among the newest: the chain starts again after
-	// them (verify reports the break).
-	return Link{Sequence: top}, nil
+	head := Link{Sequence: top}
+	found, untrusted := false, 0
+	for _, r := range newest {
+		fault := r.fault
+		if fault == nil {
+			fault = w.retired(r.seq, r.p)
+		}
+		if fault != nil {
+			w.untrusted(ctx, r.seq, fault, untrusted)
+			untrusted++
+			continue
+		}
+		if !found {
+			head.Hash, found = r.entry.Hash, true
+		}
+		at, err := time.Parse(time.RFC3339Nano, r.p.RecordedAt)
+		if err != nil {
+			continue
+		}
+		uid := types.UID(r.p.Body.Incident.UID)
+		w.mu.Lock()
+		if _, newer := w.stored[uid]; !newer {
+			w.stored[uid] = Stored{Milestone: r.p.Body.Milestone, Link: Link{Sequence: r.seq, Hash: r.entry.Hash}, At: at}
+		}
+		w.mu.Unlock()
+	}
+	if untrusted > loggedUntrusted {
+		log.FromContext(ctx).Error(nil, "more records in the sink are not ones this manager can build on; kubectl riposte verify lists them",
+			"sink", w.Sink.String(), "untrusted", untrusted)
+	}
+	return head, nil
+}
+
+// retired refuses a record signed by a previous key above the first
+// record the writer's own key signed: after a rotation, only whoever kept
+// the old key could have written it.
+func (w *Writer) retired(seq int64, p Payload) *Fault {
+	if p.KeyID == w.ownKey || w.ownFrom == 0 || seq < w.ownFrom {
+		return nil
+	}
+	return &Fault{Kind: RetiredKey, Sequence: seq, Message: fmt.Sprintf("record %d is signed by key %s, which this manager's key replaced at record %d", seq, p.KeyID, w.ownFrom)}
+}
+
+// check is Check with the writer's keys, and the record must be of its
+// cluster's chain.
+func (w *Writer) check(data []byte) (Entry, Payload, *Fault) {
+	e, p, fault := Check(data, w.trusted)
+	if fault == nil && p.Cluster != w.Signer.Cluster {
+		fault = &Fault{Kind: Foreign, Sequence: p.Sequence, Message: fmt.Sprintf("record %d is of cluster %q's chain, not %q's", p.Sequence, p.Cluster, w.Signer.Cluster)}
+	}
+	return e, p, fault
 }
 
 // follow reads the record that holds the sequence after head: another
@@ -334,15 +359,25 @@ func (w *Writer) follow(ctx context.Context, head Link) (Link, error) {
 	if fault == nil && p.Sequence != seq {
 		fault = &Fault{Kind: Moved, Sequence: p.Sequence, Message: fmt.Sprintf("%s holds record %d", recordName(seq), p.Sequence)}
 	}
+	if fault == nil {
+		fault = w.retired(seq, p)
+	}
 	if fault != nil {
-		w.untrusted(ctx, seq, fault)
+		w.untrusted(ctx, seq, fault, 0)
 		return Link{Sequence: seq, Hash: head.Hash}, nil
 	}
 	return Link{Sequence: seq, Hash: e.Hash}, nil
 }
 
-func (w *Writer) untrusted(ctx context.Context, seq int64, fault *Fault) {
+// loggedUntrusted is how many untrusted records one read back logs one by
+// one; the rest are counted in one line.
+const loggedUntrusted = 10
+
+func (w *Writer) untrusted(ctx context.Context, seq int64, fault *Fault, logged int) {
 	metrics.RecordsUntrusted.Inc()
+	if logged >= loggedUntrusted {
+		return
+	}
 	log.FromContext(ctx).Error(fault, "a record in the sink is not one this manager can build on; the chain goes on after it, and kubectl riposte verify reports it",
 		"sink", w.Sink.String(), "sequence", seq, "problem", fault.Kind)
 }

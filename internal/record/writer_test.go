@@ -175,3 +175,52 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("a new key without the old: want record 3 reported as not following record 2:\n%s", describeProblems(rep.Problems))
 	}
 }
+
+// The attack after a rotation: whoever kept the old key (leaked, say: the
+// reason it was rotated) appends a record it signed, saying uid-x's
+// Deleted record is stored. The writer, which trusts the old key only for
+// the records before its own key took over, neither learns from it nor
+// builds on it; verify with both keys names it.
+func TestAttackRetiredKeySignsAfterTheRotation(t *testing.T) {
+	sink, _, oldKey := writeChain(t, 3)
+	_, newKey, _ := ed25519.GenerateKey(rand.Reader)
+	oldPub, newPub := oldKey.Public().(ed25519.PublicKey), newKey.Public().(ed25519.PublicKey)
+	rotated := &Writer{Sink: sink, Signer: Signer{Key: newKey, Cluster: "test"}, Retry: time.Second, Trusted: map[string]ed25519.PublicKey{KeyID(oldPub): oldPub}}
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = rotated.Start(ctx); close(stopped) }()
+	rotated.Submit(deleted("after-rotation"))
+	eventually(t, func() bool { _, ok := rotated.Last("after-rotation"); return ok })
+	stop()
+	<-stopped
+
+	data, _ := os.ReadFile(recordFile(sink, 4))
+	nn, key, body := deleted("uid-x")
+	_, planted, _ := Signer{Key: oldKey, Cluster: "test"}.Seal(linkOf(t, data), body, time.Now())
+	if err := sink.Put(context.Background(), 5, planted); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(metrics.RecordsUntrusted)
+	w := startWriter(t, sink, newKey, oldPub)
+	eventually(t, func() bool { return testutil.ToFloat64(metrics.RecordsUntrusted) > before })
+	if s, ok := w.Last("uid-x"); ok {
+		t.Fatalf("the writer took the old key's record, signed after the rotation, for uid-x's: %+v", s)
+	}
+	if s, ok := w.Last("after-rotation"); !ok || s.Sequence != 4 {
+		t.Fatalf("the writer did not learn its own record 4: %+v", s)
+	}
+	w.Submit(nn, key, body)
+	eventually(t, func() bool { _, ok := w.Last("uid-x"); return ok })
+	if s, _ := w.Last("uid-x"); s.Sequence != 6 {
+		t.Fatalf("uid-x's record is %d, want 6, after the planted 5", s.Sequence)
+	}
+	both := map[string]ed25519.PublicKey{KeyID(oldPub): oldPub, KeyID(newPub): newPub}
+	rep, err := Verify(context.Background(), sink, VerifyOptions{Trusted: both})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Kind != RetiredKey || rep.Problems[0].Sequence != 5 {
+		t.Fatalf("verify with both keys, want only record 5 reported as signed by the key rotated away:\n%s", describeProblems(rep.Problems))
+	}
+	t.Logf("verify: %s", rep.Problems[0].Message)
+}
