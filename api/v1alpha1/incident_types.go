@@ -706,7 +706,9 @@ type IncidentStatus struct {
 // remediate, each set by the status write that reaches it (and cleared with
 // it when a superseded plan is decided again).
 type StageTimes struct {
-	// detected is when Riposte first took up the stored incident.
+	// detected is when the incident was stored: when Riposte first took it
+	// up, if within a second of its creation (which is stored to the
+	// second), else its creation time.
 	// +optional
 	Detected *metav1.MicroTime `json:"detected,omitempty"`
 	// enriched is when its context was last resolved.

@@ -37,17 +37,20 @@ func stampClosed(inc *riposte.Incident, before riposte.IncidentPhase) {
 // stampStages notes to the microsecond the stages this pass reached or
 // left: each stage time the pass set or changed (held in memory to the
 // nanosecond, though stored to the second) is copied, and one it cleared
-// clears its stage. An incident is detected when Riposte first takes it up
-// (its creation time is stored to the second): the pass's start.
+// clears its stage. An incident is detected when it was stored; its
+// creation time is to the second, so the first pass's start stands in for
+// it when that pass began within a second of it: a backlog, or a manager
+// that was down, longer than that is measured to the second, not hidden.
 func stampStages(before, after *riposte.IncidentStatus, start time.Time) {
 	st := after.Stages
 	if st == nil {
 		st = &riposte.StageTimes{}
 	}
 	if before.DetectedAt == nil && after.DetectedAt != nil {
+		created := after.DetectedAt.Time
 		at := metav1.NewMicroTime(start)
-		if at.Before(&metav1.MicroTime{Time: after.DetectedAt.Time}) {
-			at = metav1.NewMicroTime(after.DetectedAt.Time)
+		if start.Before(created) || start.Sub(created) >= time.Second {
+			at = metav1.NewMicroTime(created)
 		}
 		st.Detected = &at
 	}

@@ -158,6 +158,7 @@ func TestStampStages(t *testing.T) {
 	cases := []struct {
 		reason        string
 		before, after riposte.IncidentStatus
+		start         time.Time // the pass's; start when zero
 		want          *riposte.StageTimes
 	}{
 		{reason: "a pass that reaches no stage stamps none",
@@ -182,6 +183,11 @@ func TestStampStages(t *testing.T) {
 			before: riposte.IncidentStatus{},
 			after:  riposte.IncidentStatus{ApprovedAt: &stored},
 			want:   &riposte.StageTimes{Decided: micro(stored)}},
+		{reason: "taken up over a second after its creation (a backlog, a manager down): its creation time, not hidden",
+			before: riposte.IncidentStatus{},
+			after:  riposte.IncidentStatus{DetectedAt: &stored, EnrichedAt: &fresh},
+			start:  second.Add(10 * time.Minute),
+			want:   &riposte.StageTimes{Detected: micro(stored), Enriched: micro(fresh)}},
 		{reason: "a creation stored after the pass started (clock skew) is not preceded",
 			before: riposte.IncidentStatus{},
 			after:  riposte.IncidentStatus{DetectedAt: &later},
@@ -189,7 +195,11 @@ func TestStampStages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
-			stampStages(&tc.before, &tc.after, start)
+			passStart := start
+			if !tc.start.IsZero() {
+				passStart = tc.start
+			}
+			stampStages(&tc.before, &tc.after, passStart)
 			if !equality.Semantic.DeepEqual(tc.after.Stages, tc.want) {
 				t.Errorf("stages %s, want %s", describeStages(tc.after.Stages), describeStages(tc.want))
 			}

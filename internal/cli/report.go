@@ -57,6 +57,9 @@ cluster.`,
 			if err != nil {
 				return err
 			}
+			if verified.Records == 0 {
+				fmt.Fprintf(o.streams.ErrOut, "warning: %s holds no record: nothing decided yet, or the wrong place (in a bucket, each cluster's records are under its --cluster-name)\n", sink)
+			}
 			if !verified.OK() {
 				fmt.Fprintf(o.streams.ErrOut, "warning: %d records in %s do not verify and are left out (kubectl riposte verify says which)\n", len(verified.Problems), sink)
 			}

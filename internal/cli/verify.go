@@ -70,7 +70,8 @@ func (o *options) verifyCommand() *cobra.Command {
 hash and ed25519 signature, its place in the chain and its link to the record
 before it. Each fault is reported at the record it is found: Edited (content
 changed), Forged (changed and rehashed, or signed without the key),
-UntrustedKey, Moved (renamed or reordered), Missing (removed), Broken (a link
+UntrustedKey, RetiredKey (signed by a key after another replaced it), Moved
+(renamed or reordered), Missing (removed), Broken (a link
 that does not hold), Forked, Truncated, Unreadable, Foreign (another cluster's
 record in this chain) and Empty (no record at all: the wrong folder, or every
 record removed; --allow-empty when nothing was decided yet). Exits 1 if any is

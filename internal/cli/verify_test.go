@@ -91,8 +91,8 @@ func TestVerifyCommand(t *testing.T) {
 	if out, code = runVerify(t, "--dir", empty, "--public-key", pub, "--allow-empty"); code != 0 {
 		t.Errorf("an empty sink with --allow-empty: exit %d:\n%s", code, out)
 	}
-	if out, code = runCommand(t, "report", "--dir", empty, "--public-key", pub, "--live=false"); code != 0 || !strings.Contains(out, "0 incidents detected") {
-		t.Errorf("report over an empty sink reports nothing, as no fault: exit %d:\n%s", code, out)
+	if out, code = runCommand(t, "report", "--dir", empty, "--public-key", pub, "--live=false"); code != 0 || !strings.Contains(out, "0 incidents detected") || !strings.Contains(out, "warning: dir:"+empty+" holds no record") {
+		t.Errorf("report over an empty sink reports nothing, as no fault, and warns it may be the wrong place: exit %d:\n%s", code, out)
 	}
 
 	// Someone removes the last record and edits the first: both are named.

@@ -141,7 +141,7 @@ func ObserveStages(before, after *riposte.IncidentStatus) {
 			continue // not reached in this pass, or counted before
 		}
 		from, to := fine[i], fine[i+1]
-		if from.IsZero() || to.IsZero() {
+		if from.IsZero() || to.IsZero() || to.Before(from) {
 			from, to = is[i], is[i+1]
 		}
 		if !to.Before(from) {

@@ -282,7 +282,9 @@ func stagesOf(b record.Body) map[string]time.Duration {
 	}
 	span := func(i, j int) (time.Duration, bool) {
 		from, to := fine[i], fine[j]
-		if from.IsZero() || to.IsZero() {
+		if from.IsZero() || to.IsZero() || to.Before(from) {
+			// A stage time only to the second (people's decision) can
+			// come before the microsecond one before it.
 			from, to = coarse[i], coarse[j]
 		}
 		if from.IsZero() || to.IsZero() || to.Before(from) {

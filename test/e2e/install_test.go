@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -139,7 +141,9 @@ func TestHelmChartIsAccepted(t *testing.T) {
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	admin := env.AdminKubeconfig(t, dir, "installer")
 	// install renders the chart with the values and has the API server
-	// dry-run every object; it returns the manager's Deployment as rendered.
+	// dry-run every object; it returns the manager's Deployment as rendered
+	// (and keeps the whole rendering in last).
+	var last []byte
 	install := func(name string, want []string, helmArgs ...string) *appsv1.Deployment {
 		t.Helper()
 		render := exec.Command(helm, append([]string{"template", "riposte", filepath.Join(testenv.RepoRoot(), "charts", "riposte"),
@@ -176,16 +180,10 @@ func TestHelmChartIsAccepted(t *testing.T) {
 				t.Errorf("%s: kubectl output lacks %q:\n%s", name, w, out)
 			}
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
-		for {
-			var d appsv1.Deployment
-			if err := dec.Decode(&d); err != nil {
-				t.Fatalf("%s: no manager Deployment in the rendered chart: %v", name, err)
-			}
-			if d.Kind == "Deployment" && d.Name == "riposte-controller-manager" {
-				return &d
-			}
-		}
+		var d appsv1.Deployment
+		decodeRendered(t, rendered, "Deployment", "riposte-controller-manager", &d)
+		last = rendered
+		return &d
 	}
 	// readsItsKey checks what the kubelet needs to let the image's user
 	// (65532, not root) read the signing key: the files of a secret volume
@@ -225,11 +223,50 @@ func TestHelmChartIsAccepted(t *testing.T) {
 	values := filepath.Join(dir, "rotated.yaml")
 	pem := strings.ReplaceAll(strings.TrimSpace(string(record.PublicPEM(old.Public().(ed25519.PublicKey)))), "\n", "\n      ")
 	writeFile(t, values, "records:\n  sink: s3\n  clusterName: prod-eu\n  signingKeySecret: riposte-record-key-2026\n  s3:\n    bucket: audit\n    credentialsSecret: riposte-s3\n  previousPublicKeys:\n    - |\n      "+pem+"\n")
-	d = install("s3", []string{"configmap/riposte-record-previous-public-keys serverside-applied (server dry run)"}, "-f", values)
+	d = install("s3", []string{"secret/riposte-record-previous-public-keys serverside-applied (server dry run)"}, "-f", values)
 	readsItsKey("s3", d)
 	for _, w := range []string{"--record-s3-bucket=audit", "--cluster-name=prod-eu", "--record-previous-public-key=/record-previous-public-keys/0.pem"} {
 		if a := args(d); !strings.Contains(a, w) {
 			t.Errorf("s3: manager args %s: want %s", a, w)
+		}
+	}
+	// The file the flag names holds the old public key, as the manager
+	// reads it, in a Secret (whoever may write it chooses what the manager
+	// trusts) mounted like the signing key.
+	var previous corev1.Secret
+	decodeRendered(t, last, "Secret", "riposte-record-previous-public-keys", &previous)
+	pub, err := record.ParsePublicKey([]byte(previous.StringData["0.pem"]))
+	if err != nil || record.KeyID(pub) != record.KeyID(old.Public().(ed25519.PublicKey)) {
+		t.Errorf("s3: the previous key file 0.pem: %v, key %v, want the old public key", err, pub)
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "record-previous-public-keys" && (v.Secret == nil || v.Secret.SecretName != previous.Name) {
+			t.Errorf("s3: the previous keys volume %+v, want the Secret %s", v.VolumeSource, previous.Name)
+		}
+	}
+}
+
+// decodeRendered finds one object in a rendered chart.
+func decodeRendered(t *testing.T, rendered []byte, kind, name string, into any) {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(rendered), 4096)
+	for {
+		var obj metav1.PartialObjectMetadata
+		var raw runtime.RawExtension
+		if err := dec.Decode(&raw); err != nil {
+			t.Fatalf("no %s %s in the rendered chart: %v", kind, name, err)
+		}
+		if len(raw.Raw) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(raw.Raw, &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind == kind && obj.Name == name {
+			if err := json.Unmarshal(raw.Raw, into); err != nil {
+				t.Fatal(err)
+			}
+			return
 		}
 	}
 }

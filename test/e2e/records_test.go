@@ -133,10 +133,14 @@ func TestRecordSigningKeyRotation(t *testing.T) {
 	if !rep.OK() || rep.Head.Sequence <= before.Sequence {
 		t.Fatalf("after a rotation with the old key trusted, the chain (head %d, was %d) has problems %+v: want it whole and longer", rep.Head.Sequence, before.Sequence, rep.Problems)
 	}
+	first := ""
 	for _, s := range rep.Bodies {
-		if s.Sequence == before.Sequence+1 && s.Body.Incident.Name != "am-shell-2" {
-			t.Errorf("record %d, the first the new key signed, is of %s: want am-shell-2's", s.Sequence, s.Body.Incident.Name)
+		if s.Sequence == before.Sequence+1 {
+			first = s.Body.Incident.Name
 		}
+	}
+	if first != "am-shell-2" {
+		t.Errorf("record %d, the first the new key signed, is of %q: want am-shell-2's, right after the old key's records", before.Sequence+1, first)
 	}
 	// An auditor given only the new key sees the old records for what
 	// they then are: signed by a key they do not hold.
