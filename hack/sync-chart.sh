@@ -10,7 +10,7 @@ rm -rf "$chart/crds" "$chart/files"
 mkdir -p "$chart/crds" "$chart/files/rbac" "$chart/files/policies"
 cp config/crd/bases/*.yaml "$chart/crds/"
 cp config/rbac/role.yaml "$chart/files/rbac/manager-role.yaml"
-for f in approver_role incident_viewer_role playbook_editor_role metrics_reader_role leader_election_role operator_role impersonation_role action_roles remediator; do
+for f in agent_role approver_role incident_viewer_role playbook_editor_role metrics_reader_role leader_election_role operator_role impersonation_role action_roles remediator; do
   cp "config/rbac/$f.yaml" "$chart/files/rbac/"
 done
 for f in config/policies/*.yaml; do

@@ -67,6 +67,13 @@ func (f *fileList) String() string     { return strings.Join(*f, ",") }
 func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mcp" {
+		if err := runMCP(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "riposte mcp:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	defaultNS := os.Getenv("POD_NAMESPACE")
 	if defaultNS == "" {

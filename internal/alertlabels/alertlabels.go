@@ -111,6 +111,25 @@ var kinds = []kind{
 	{apiVersion: "v1", kind: "Node", own: []string{"node", "k8s_node_name", "k8s.node.name"}},
 }
 
+// APIVersionOf is the API version of a kind alerts name, and of the few
+// others a person or an agent points an incident at; "" for any other.
+func APIVersionOf(kind string) string {
+	for _, k := range kinds {
+		if k.kind == kind {
+			return k.apiVersion
+		}
+	}
+	switch kind {
+	case "ServiceAccount", "ConfigMap", "Secret":
+		return "v1"
+	case "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
+		return "rbac.authorization.k8s.io/v1"
+	case "NetworkPolicy":
+		return "networking.k8s.io/v1"
+	}
+	return ""
+}
+
 var (
 	ownNamespaceLabels = []string{"k8s_ns_name", "k8s.ns.name"}
 	ownContainerLabels = []string{"k8s_container_name", "container_name"}

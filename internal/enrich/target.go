@@ -18,6 +18,11 @@ import (
 func subject(spec *riposte.IncidentSpec) alertlabels.Subject {
 	if spec.Target != nil {
 		t := *spec.Target
+		if t.APIVersion == "" {
+			// A target named by kind alone, as people write it: the plan and
+			// every later read of it need the version.
+			t.APIVersion = alertlabels.APIVersionOf(t.Kind)
+		}
 		return alertlabels.Subject{Target: &t}
 	}
 	if spec.Source == riposte.SourceManual {
