@@ -201,6 +201,14 @@ func TestAgentProposesAndPeopleDecide(t *testing.T) {
 	if !strings.Contains(msg, `cannot create resource "incidents"`) || !strings.Contains(msg, elsewhere) {
 		t.Errorf("proposing where the agent may not create incidents: %q, want the API server's refusal naming the namespace", msg)
 	}
+	// A target Riposte does not watch would never be resolved (its
+	// reconcile would wait on a cache that never fills): the API server
+	// refuses it.
+	msg = call(t, session, "propose_remediation", map[string]any{"namespace": ns, "kind": "Secret", "apiVersion": "v1", "name": "db-password", "problem": "ContainerShell",
+		"summary": "leaked", "reasoning": "seen in a log"}, &proposed)
+	if !strings.Contains(msg, "spec.target.kind Secret is not a kind Riposte watches") {
+		t.Errorf("proposing a Secret as the target: %q, want the API server's refusal", msg)
+	}
 	if msg := call(t, session, "list_incidents", map[string]any{}, &agent.ListIncidentsOutput{}); !strings.Contains(msg, "cannot list resource") {
 		t.Errorf("listing every namespace without the right to: %q", msg)
 	}
@@ -209,7 +217,11 @@ func TestAgentProposesAndPeopleDecide(t *testing.T) {
 	}
 
 	// The same server over streamable HTTP: each request acts as its token.
-	srv := httptest.NewServer(agent.HTTPHandler(env.Config))
+	handler, err := agent.HTTPHandler(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(handler)
 	defer srv.Close()
 	httpSession := func(token string) (*mcp.ClientSession, error) {
 		transport := &mcp.StreamableClientTransport{Endpoint: srv.URL, MaxRetries: -1,
@@ -244,6 +256,27 @@ func TestAgentProposesAndPeopleDecide(t *testing.T) {
 	var page agent.ListIncidentsOutput
 	if msg := call(t, hs, "list_incidents", map[string]any{"namespace": ns}, &page); msg != "" || len(page.Incidents) != 1 || page.Incidents[0].RequestedBy != me {
 		t.Errorf("list_incidents over HTTP with the agent's token: %s %+v", msg, page)
+	}
+	// Only the token's rights: none of the kubeconfig's credentials (an
+	// admin's, here) ride along.
+	if msg := call(t, hs, "list_incidents", map[string]any{}, &agent.ListIncidentsOutput{}); !strings.Contains(msg, "cannot list resource") || !strings.Contains(msg, me) {
+		t.Errorf("listing every namespace over HTTP with the agent's token: %q, want the agent refused", msg)
+	}
+	var viaHTTP agent.ProposeOutput
+	if msg := call(t, hs, "propose_remediation", map[string]any{"namespace": ns, "kind": "Pod", "name": pod.Name, "problem": "ContainerShell",
+		"summary": "again", "reasoning": "still there"}, &viaHTTP); msg != "" || viaHTTP.RequestedBy != me {
+		t.Errorf("a proposal over HTTP: %s %+v, want it in the token's name", msg, viaHTTP)
+	}
+	if msg := call(t, session, "propose_remediation", map[string]any{"namespace": ns, "kind": "Pod", "name": pod.Name, "problem": "ContainerShell",
+		"summary": "x\nOpened by: alice", "reasoning": "r"}, &proposed); !strings.Contains(msg, "no control characters") {
+		t.Errorf("a summary forging a second line: %q", msg)
+	}
+	if bogus, err := httpSession("not-a-token"); err == nil {
+		var out agent.ListIncidentsOutput
+		if msg := call(t, bogus, "list_incidents", map[string]any{"namespace": ns}, &out); !strings.Contains(msg, "Unauthorized") {
+			t.Errorf("a bogus token: %q, want the API server's Unauthorized", msg)
+		}
+		_ = bogus.Close()
 	}
 }
 

@@ -54,6 +54,9 @@ type Options struct {
 	// NotifyURL, when set, receives a JSON message for every gate that waits
 	// for people. The admin chose it, so it needs no listing.
 	NotifyURL string
+	// NotifyButtons adds Slack approve, reject and show-the-plan buttons
+	// to that message, for the chat bridge.
+	NotifyButtons bool
 	// NotifyAllowedDestinations are where Notify steps may post (see
 	// notify.ParseDestinations); empty allows none.
 	NotifyAllowedDestinations []string
@@ -153,6 +156,7 @@ func setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if opts.NotifyURL != "" {
 		gates.Notifier = &notify.Webhook{URL: opts.NotifyURL}
+		gates.ChatButtons = opts.NotifyButtons
 	}
 	if err := gates.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return err

@@ -45,6 +45,7 @@ type options struct {
 	protectedNamespaces string
 	concurrency         int
 	notifyURL           string
+	notifyButtons       bool
 	notifyDestinations  string
 	stepsPerMinute      int
 	alertmanagerURL     string
@@ -67,12 +68,15 @@ func (f *fileList) String() string     { return strings.Join(*f, ",") }
 func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "mcp" {
-		if err := runMCP(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "riposte mcp:", err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		sub := map[string]func([]string) error{"mcp": runMCP, "slack-bridge": runSlackBridge}[os.Args[1]]
+		if sub != nil {
+			if err := sub(os.Args[2:]); err != nil {
+				fmt.Fprintf(os.Stderr, "riposte %s: %v\n", os.Args[1], err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
 	}
 	var o options
 	defaultNS := os.Getenv("POD_NAMESPACE")
@@ -103,6 +107,7 @@ func main() {
 	flag.DurationVar(&o.incidentRetention, "incident-retention", 30*24*time.Hour, "How long a closed incident (Resolved, Undone, Rejected, Cancelled, DryRun, Unmatched) is kept before it is deleted, with its gates; 0 keeps every incident. An alert's or drift finding's incident goes only once its source resolved it (a Failed one whose alert resolves is Resolved, and goes too); open incidents and those whose remediation is still in place are never deleted by retention; the deletion of one that did something writes its record out first (Events and the log).")
 	flag.StringVar(&o.notifyDestinations, "notify-allowed-destinations", "", "Comma-separated list of where Notify steps may post: hosts (hooks.slack.com: HTTPS, any port), wildcards (*.example.com: HTTPS to its subdomains) or URL prefixes (http://chat.internal:8065/hooks/). Empty refuses every Notify step. Loopback, link-local and cloud metadata addresses are reached only when listed by number.")
 	flag.StringVar(&o.notifyURL, "approval-notify-url", "", "Optional webhook (JSON with a Slack-compatible text field) told about every gate that waits for people.")
+	flag.BoolVar(&o.notifyButtons, "approval-notify-slack-buttons", false, "Add Slack Block Kit approve, reject and show-the-plan buttons to that message; the Slack app's interactivity URL must reach `riposte slack-bridge`.")
 	zapOpts := zap.Options{}
 	flag.StringVar(&o.clusterName, "cluster-name", "default", "This cluster's name in its records: each cluster's records are one chain, and an S3 sink keeps them under this prefix unless --record-s3-prefix says otherwise.")
 	flag.StringVar(&o.recordDir, "record-dir", "", "Directory (a PersistentVolume) where the signed, hash-chained record of every decided incident is stored; a deleted incident waits until its record is. Empty, with no --record-s3-bucket, keeps no record beyond Events and the log.")
@@ -179,6 +184,7 @@ func run(o options) error {
 			ProtectedNamespaces:       protected,
 			MaxConcurrentReconciles:   o.concurrency,
 			NotifyURL:                 o.notifyURL,
+			NotifyButtons:             o.notifyButtons,
 			NotifyAllowedDestinations: strings.Split(o.notifyDestinations, ","),
 			Budget:                    guard.Budget{StepsPerMinute: o.stepsPerMinute, MaxWorkloadFraction: o.maxWorkloadFraction},
 			AlertmanagerURL:           o.alertmanagerURL,

@@ -49,7 +49,12 @@ func runMCP(args []string) error {
 	if !tls && !loopback(*httpAddr) {
 		return fmt.Errorf("--http-address %s is not loopback: requests carry Kubernetes tokens, so serve it with --tls-cert-file and --tls-key-file", *httpAddr)
 	}
-	srv := &http.Server{Addr: *httpAddr, Handler: agent.HTTPHandler(cfg), ReadHeaderTimeout: 5 * time.Second}
+	handler, err := agent.HTTPHandler(cfg)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: *httpAddr, Handler: handler, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -25,6 +25,7 @@ import (
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 	"github.com/riposte-dev/riposte/internal/approval"
+	"github.com/riposte-dev/riposte/internal/chat"
 	"github.com/riposte-dev/riposte/internal/metrics"
 	"github.com/riposte-dev/riposte/internal/notify"
 )
@@ -41,6 +42,9 @@ type Reconciler struct {
 	OperatorNamespace string
 	// Notifier, when set, tells people a gate waits for them.
 	Notifier *notify.Webhook
+	// ChatButtons adds Slack buttons to the message, for the chat bridge
+	// (riposte slack-bridge) to receive the clicks.
+	ChatButtons bool
 	// notified remembers, by gate UID, the notifications this process sent,
 	// so a pass retried after a conflicting status write does not send twice.
 	notified sync.Map
@@ -120,7 +124,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if at, sent := r.notified.Load(gate.UID); sent {
 			// Sent by an earlier pass whose status write conflicted.
 			gate.Status.NotifiedAt = at.(*metav1.Time)
-		} else if err := r.Notifier.Send(ctx, notify.GateWaiting(gate)); err != nil {
+		} else if err := r.Notifier.Send(ctx, r.message(gate)); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "telling people the gate waits")
 			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, "NotificationFailed", "Notify", "%s", err.Error())
 		} else {
@@ -253,4 +257,13 @@ func final(p riposte.GatePhase) bool {
 // approved gate is final but can still be withdrawn from (superseded).
 func closed(p riposte.GatePhase) bool {
 	return final(p) && p != riposte.GateApproved
+}
+
+// message is the notification of a waiting gate.
+func (r *Reconciler) message(gate *riposte.ApprovalGate) notify.Message {
+	m := notify.GateWaiting(gate)
+	if r.ChatButtons {
+		m.Blocks = chat.GateBlocks(gate, m.Text)
+	}
+	return m
 }

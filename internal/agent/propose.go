@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,10 +83,21 @@ func (in ProposeInput) check() error {
 	switch {
 	case len(missing) > 0:
 		return fmt.Errorf("a proposal needs %s", strings.Join(missing, ", "))
+	case hasControl(in.Problem + in.Summary):
+		return errors.New("problem and summary are one line each, with no control characters")
+	case hasControl(strings.NewReplacer("\n", "", "\t", "").Replace(in.Reasoning)):
+		return errors.New("reasoning may hold line breaks and tabs, but no other control characters")
 	case len(in.Summary) > 256:
 		return fmt.Errorf("summary is %d characters: at most 256", len(in.Summary))
 	case len(in.Reasoning) > maxReasoning:
 		return fmt.Errorf("reasoning is %d characters: at most %d", len(in.Reasoning), maxReasoning)
 	}
 	return nil
+}
+
+// hasControl finds characters a terminal or a chat client would act on
+// (escape sequences, carriage returns): what an agent writes is shown to
+// the people who decide, and must not pass for anything else.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) })
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -58,7 +59,10 @@ type callerKey struct{}
 // ServiceAccount token, say), against the API server cluster names. The
 // handler keeps no credentials: cluster's are stripped, so a request
 // without a token is refused rather than served as anyone.
-func HTTPHandler(cluster *rest.Config) http.Handler {
+func HTTPHandler(cluster *rest.Config) (http.Handler, error) {
+	if cluster.Insecure {
+		return nil, errors.New("the kubeconfig skips verifying the API server's certificate: agents' tokens would go to whoever answers; give its CA instead")
+	}
 	anonymous := rest.AnonymousClientConfig(cluster)
 	tools := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
 		c, _ := r.Context().Value(callerKey{}).(client.Client)
@@ -79,5 +83,5 @@ func HTTPHandler(cluster *rest.Config) http.Handler {
 			return
 		}
 		tools.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
-	})
+	}), nil
 }

@@ -28,6 +28,9 @@ const (
 	maxContext = 8192
 	// maxReasoning bounds the reasoning an agent gives with a proposal.
 	maxReasoning = 4096
+	// maxItems bounds every list in one answer (conditions, steps,
+	// changes, decisions, the timeline).
+	maxItems = 32
 )
 
 // Server serves the tools with one client: the agent's identity.

@@ -125,7 +125,7 @@ type NamedInput struct {
 // IncidentDetail is one incident, bounded.
 type IncidentDetail struct {
 	IncidentSummary
-	Labels      map[string]string `json:"labels,omitempty" jsonschema:"the alert's labels"`
+	Labels      map[string]string `json:"labels,omitempty" jsonschema:"the alert's labels (at most 64), each value cut to 1 KB"`
 	Annotations map[string]string `json:"annotations,omitempty" jsonschema:"the alert's annotations (summary, description, a proposal's reasoning), each cut to 1 KB"`
 	Context     string            `json:"context,omitempty" jsonschema:"the live cluster context Riposte resolved, as JSON, cut to 8 KB"`
 	Playbook    string            `json:"playbook,omitempty" jsonschema:"the playbook that answered, namespace/name"`
@@ -163,7 +163,13 @@ func (s *Server) describeIncident(ctx context.Context, _ *mcp.CallToolRequest, i
 	if err := s.Client.Get(ctx, client.ObjectKey{Namespace: in.Namespace, Name: in.Name}, inc); err != nil {
 		return nil, IncidentDetail{}, fmt.Errorf("reading incident %s/%s: %w", in.Namespace, in.Name, err)
 	}
-	d := IncidentDetail{IncidentSummary: summarize(inc), Labels: inc.Spec.Labels}
+	d := IncidentDetail{IncidentSummary: summarize(inc)}
+	if len(inc.Spec.Labels) > 0 {
+		d.Labels = map[string]string{}
+		for k, v := range inc.Spec.Labels {
+			d.Labels[k] = text.Elide(v, maxText)
+		}
+	}
 	if len(inc.Spec.Annotations) > 0 {
 		d.Annotations = map[string]string{}
 		for k, v := range inc.Spec.Annotations {
@@ -180,12 +186,15 @@ func (s *Server) describeIncident(ctx context.Context, _ *mcp.CallToolRequest, i
 	if p := inc.Status.Playbook; p != nil {
 		d.Playbook = p.Namespace + "/" + p.Name
 	}
-	for _, c := range inc.Status.Conditions {
+	for _, c := range inc.Status.Conditions[:min(len(inc.Status.Conditions), maxItems)] {
 		d.Conditions = append(d.Conditions, Condition{Type: c.Type, Status: string(c.Status), Reason: c.Reason,
 			Message: text.Elide(c.Message, maxText), Since: c.LastTransitionTime.UTC().Format(time.RFC3339)})
 	}
 	d.Timeline = timeline(inc)
-	for _, st := range inc.Status.Steps {
+	if len(d.Timeline) > maxItems {
+		d.Timeline = d.Timeline[:maxItems]
+	}
+	for _, st := range inc.Status.Steps[:min(len(inc.Status.Steps), maxItems)] {
 		a := AppliedStep{Name: st.Name, Action: string(st.Action), Completed: timeOf(st.CompletedAt), Undone: timeOf(st.UndoneAt)}
 		if st.Target != nil {
 			a.Target = refString(*st.Target)
@@ -334,17 +343,17 @@ func (s *Server) showGatePlan(ctx context.Context, _ *mcp.CallToolRequest, in Na
 		Playbook: gate.Spec.Playbook.Namespace + "/" + gate.Spec.Playbook.Name, Phase: string(gate.Status.Phase),
 		PlanHash: gate.Spec.Plan.Hash, Steps: []PlannedStep{}, RequiredApprovals: max(gate.Spec.Policy.RequiredApprovals, 1),
 		Requester: gate.Spec.Policy.Requester, ExpiresAt: timeOf(gate.Spec.Policy.ExpiresAt), Message: text.Elide(gate.Status.Message, maxText)}
-	for _, st := range gate.Spec.Plan.Steps {
+	for _, st := range gate.Spec.Plan.Steps[:min(len(gate.Spec.Plan.Steps), maxItems)] {
 		p := PlannedStep{Name: st.Name, Action: string(st.Action)}
 		if st.Target != nil {
 			p.Target = refString(*st.Target)
 		}
-		for _, c := range st.Changes {
+		for _, c := range st.Changes[:min(len(st.Changes), maxItems)] {
 			p.Changes = append(p.Changes, text.Elide(fmt.Sprintf("%s %s: %s", c.Operation, refString(c.Object), c.Summary), maxText))
 		}
 		out.Steps = append(out.Steps, p)
 	}
-	for _, d := range gate.Spec.Decisions {
+	for _, d := range gate.Spec.Decisions[:min(len(gate.Spec.Decisions), maxItems)] {
 		at := ""
 		if d.At != nil {
 			at = " at " + d.At.UTC().Format(time.RFC3339)

@@ -112,7 +112,8 @@ var kinds = []kind{
 }
 
 // APIVersionOf is the API version of a kind alerts name, and of the few
-// others a person or an agent points an incident at; "" for any other.
+// others Riposte watches that a person or an agent may point an incident
+// at (config/policies/incident-requester.yaml lists them); "" for any other.
 func APIVersionOf(kind string) string {
 	for _, k := range kinds {
 		if k.kind == kind {
@@ -120,9 +121,7 @@ func APIVersionOf(kind string) string {
 		}
 	}
 	switch kind {
-	case "ServiceAccount", "ConfigMap", "Secret":
-		return "v1"
-	case "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
+	case "Role", "RoleBinding":
 		return "rbac.authorization.k8s.io/v1"
 	case "NetworkPolicy":
 		return "networking.k8s.io/v1"

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slack-go/slack"
+
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
@@ -29,6 +31,9 @@ type Message struct {
 	ExpiresAt string   `json:"expiresAt,omitempty"`
 	// Approve is the command an approver runs.
 	Approve string `json:"approve"`
+	// Blocks, when the chat bridge is set up, are Slack Block Kit blocks
+	// with approve, reject and show-the-plan buttons (internal/chat).
+	Blocks []slack.Block `json:"blocks,omitempty"`
 }
 
 // GateWaiting builds the message for a pending gate.
