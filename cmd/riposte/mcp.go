@@ -55,15 +55,22 @@ func runMCP(args []string) error {
 	}
 	srv := &http.Server{Addr: *httpAddr, Handler: handler, ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+	fmt.Fprintf(os.Stderr, "riposte mcp: serving streamable HTTP on %s\n", *httpAddr)
+	return serve(ctx, srv, *certFile, *keyFile)
+}
+
+// serve runs srv until ctx ends, over TLS when a certificate is given, and
+// shuts it down gracefully.
+func serve(ctx context.Context, srv *http.Server, certFile, keyFile string) error {
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	fmt.Fprintf(os.Stderr, "riposte mcp: serving streamable HTTP on %s\n", *httpAddr)
-	if tls {
-		err = srv.ListenAndServeTLS(*certFile, *keyFile)
+	var err error
+	if certFile != "" || keyFile != "" {
+		err = srv.ListenAndServeTLS(certFile, keyFile)
 	} else {
 		err = srv.ListenAndServe()
 	}

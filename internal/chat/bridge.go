@@ -145,14 +145,14 @@ func (b *Bridge) act(ctx context.Context, cb *slack.InteractionCallback, action 
 		return Reply{http.StatusBadRequest, "unknown button " + action.ActionID}, nil
 	}
 	reason = text.Elide(reason+" (in Slack as "+cb.User.Name+")", 1024)
-	for {
+	for attempt := 0; ; attempt++ {
 		now := metav1.Now()
 		gate.Spec.Decisions = append(gate.Spec.Decisions, riposte.Decision{User: user, Decision: verdict, Reason: reason, At: &now})
 		err := as.Update(ctx, gate)
 		if err == nil {
 			break
 		}
-		if !apierrors.IsConflict(err) {
+		if !apierrors.IsConflict(err) || attempt == 4 {
 			return refusal(user, strings.ToLower(string(verdict))+" gate "+ref.Namespace+"/"+ref.Name, err), nil
 		}
 		if err := as.Get(ctx, client.ObjectKeyFromObject(gate), gate); err != nil {
