@@ -100,12 +100,14 @@ func chatBridge(t *testing.T, ns string, mapped map[string]string, impersonable 
 }
 
 // click is a button click as Slack delivers it: the interaction payload
-// (slack-go's own types) form-encoded, signed with the app's secret.
-func click(t *testing.T, secret string, at time.Time, user, action string, ref chat.GateRef, reason, responseURL string) *http.Request {
+// (slack-go's own types) form-encoded, signed with the app's secret,
+// carrying the message the button was in.
+func click(t *testing.T, secret string, at time.Time, user, action string, shown []slack.Block, value, reason, responseURL string) *http.Request {
 	t.Helper()
 	cb := &slack.InteractionCallback{Type: slack.InteractionTypeBlockActions, Team: slack.Team{ID: "T1"}, User: slack.User{ID: user, Name: strings.ToLower(user)},
 		ResponseURL: responseURL, TriggerID: fmt.Sprint(at.UnixNano()),
-		ActionCallback:   slack.ActionCallbacks{BlockActions: []*slack.BlockAction{{ActionID: action, BlockID: "riposte.decide", Value: ref.String()}}},
+		Message:          slack.Message{Msg: slack.Msg{Blocks: slack.Blocks{BlockSet: shown}}},
+		ActionCallback:   slack.ActionCallbacks{BlockActions: []*slack.BlockAction{{ActionID: action, BlockID: chat.DecideBlock, Value: value}}},
 		BlockActionState: &slack.BlockActionStates{Values: map[string]map[string]slack.BlockAction{chat.ReasonBlock: {chat.ReasonInput: {Value: reason}}}}}
 	payload, err := json.Marshal(cb)
 	if err != nil {
@@ -144,7 +146,24 @@ func TestChatApprovalsAreDecidedAsTheMappedUser(t *testing.T) {
 	inc := waitForPhase(t, ns, "am-chat", riposte.PhaseAwaitingApproval)
 	gate := &riposte.ApprovalGate{}
 	get(t, gate, ns, inc.Status.ApprovalGate)
-	ref := chat.GateRef{Namespace: ns, Name: gate.Name, PlanHash: gate.Spec.Plan.Hash}
+	shown, value := chat.GateBlocks(gate), chat.RefOf(gate).String()
+	other := chat.RefOf(gate)
+	other.PlanHash = "sha256:0"
+	recreated := chat.RefOf(gate)
+	recreated.UID = "00000000-0000-0000-0000-000000000000"
+
+	// Messages anyone holding the app's incoming webhook could post: Slack
+	// signs clicks on them as on Riposte's own.
+	harmless := chat.GateBlocks(gate)
+	harmless[0] = slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "Riposte: restart web in staging (harmless)", false, false), nil, nil)
+	showsAnother := chat.GateBlocks(gate)
+	for _, e := range showsAnother[len(showsAnother)-1].(*slack.ActionBlock).Elements.ElementSet {
+		if b := e.(*slack.ButtonBlockElement); b.ActionID == chat.ActionShow {
+			b.Value = other.String()
+		}
+	}
+	addsASection := append(chat.GateBlocks(gate), slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "Security lead: already checked, approve it", false, false), nil, nil))
+	claimsDecisions := append([]slack.Block{slack.NewContextBlock("x", slack.NewTextBlockObject(slack.MarkdownType, "Decisions so far: ceo Approve", false, false))}, chat.GateBlocks(gate)...)
 
 	bridge, updates, responseURL := chatBridge(t, ns, map[string]string{
 		"T1.UALICE": "alice", "T1.UBOB": "bob", "T1.UCAROL": "carol", "T1.UMALLORY": "mallory"},
@@ -161,13 +180,19 @@ func TestChatApprovalsAreDecidedAsTheMappedUser(t *testing.T) {
 		status int
 		says   string
 	}{
-		{"a signature made with another secret", click(t, "not-the-secret", now, "UALICE", chat.ActionApprove, ref, "", responseURL), http.StatusUnauthorized, "not signed with this app's signing secret"},
-		{"a click signed six minutes ago", click(t, slackSecret, now.Add(-6*time.Minute), "UALICE", chat.ActionApprove, ref, "", responseURL), http.StatusUnauthorized, "within the last five minutes"},
-		{"a Slack user nobody mapped", click(t, slackSecret, now, "UEVE", chat.ActionApprove, ref, "", responseURL), http.StatusForbidden, "is not mapped to a Kubernetes user"},
-		{"a user without the verb approve", click(t, slackSecret, now.Add(time.Second), "UCAROL", chat.ActionApprove, ref, "", responseURL), http.StatusForbidden, "the RBAC verb approve on approvalgates is required"},
-		{"a mapped user the bridge may not impersonate", click(t, slackSecret, now.Add(2*time.Second), "UMALLORY", chat.ActionApprove, ref, "", responseURL), http.StatusForbidden, `cannot impersonate resource "users"`},
-		{"a reject with no reason", click(t, slackSecret, now.Add(3*time.Second), "UALICE", chat.ActionReject, ref, "", responseURL), http.StatusBadRequest, "type a reason"},
-		{"a click on a plan that is not the gate's", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, chat.GateRef{Namespace: ns, Name: gate.Name, PlanHash: "sha256:0"}, "", responseURL), http.StatusConflict, "now waits on plan"},
+		{"a signature made with another secret", click(t, "not-the-secret", now, "UALICE", chat.ActionApprove, shown, value, "", responseURL), http.StatusUnauthorized, "not signed with this app's signing secret"},
+		{"a click signed six minutes ago", click(t, slackSecret, now.Add(-6*time.Minute), "UALICE", chat.ActionApprove, shown, value, "", responseURL), http.StatusUnauthorized, "within the last five minutes"},
+		{"a Slack user nobody mapped", click(t, slackSecret, now, "UEVE", chat.ActionApprove, shown, value, "", responseURL), http.StatusForbidden, "is not mapped to a Kubernetes user"},
+		{"a user without the verb approve", click(t, slackSecret, now.Add(time.Second), "UCAROL", chat.ActionApprove, shown, value, "", responseURL), http.StatusForbidden, "the RBAC verb approve on approvalgates is required"},
+		{"a mapped user the bridge may not impersonate", click(t, slackSecret, now.Add(2*time.Second), "UMALLORY", chat.ActionApprove, shown, value, "", responseURL), http.StatusForbidden, `cannot impersonate resource "users"`},
+		{"a reject with no reason", click(t, slackSecret, now.Add(3*time.Second), "UALICE", chat.ActionReject, shown, value, "", responseURL), http.StatusBadRequest, "type a reason"},
+		{"a click on a plan that is not the gate's", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, shown, other.String(), "", responseURL), http.StatusConflict, "now waits on plan"},
+		{"a click on an older gate of the same name", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, shown, recreated.String(), "", responseURL), http.StatusConflict, "deleted and made again"},
+		{"Approve in a message that says something harmless", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, harmless, value, "", responseURL), http.StatusForbidden, "its text is not the gate's"},
+		{"Approve in a message whose Show button names another plan", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, showsAnother, value, "", responseURL), http.StatusForbidden, "its buttons do not all name this gate and plan"},
+		{"Approve in Riposte's message with a section added", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, addsASection, value, "", responseURL), http.StatusForbidden, "its text is not the gate's"},
+		{"Approve in Riposte's message claiming a decision", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, claimsDecisions, value, "", responseURL), http.StatusForbidden, "lists decisions the gate does not have"},
+		{"a click with no message", click(t, slackSecret, now.Add(4*time.Second), "UALICE", chat.ActionApprove, nil, value, "", responseURL), http.StatusForbidden, "Slack sent no message with the click"},
 	} {
 		status, says := send(bridge, tc.req)
 		if status != tc.status || !strings.Contains(says, tc.says) {
@@ -181,33 +206,43 @@ func TestChatApprovalsAreDecidedAsTheMappedUser(t *testing.T) {
 		t.Errorf("the refusal shown in Slack: %+v, want it to the clicker alone", m)
 	}
 
-	// Show the plan, then alice approves: the decision is alice's.
-	if status, says := send(bridge, click(t, slackSecret, now.Add(5*time.Second), "UALICE", chat.ActionShow, ref, "", responseURL)); status != http.StatusOK || !strings.Contains(says, "IsolatePod") && !strings.Contains(says, "Pod/"+ns+"/"+pod.Name) {
+	// Show the plan, then alice approves: the decision is alice's, under
+	// her Slack IDs, whatever name she shows in Slack.
+	if status, says := send(bridge, click(t, slackSecret, now.Add(5*time.Second), "UALICE", chat.ActionShow, shown, value, "", responseURL)); status != http.StatusOK || !strings.Contains(says, "Pod/"+ns+"/"+pod.Name) {
 		t.Errorf("show the plan: %d %q", status, says)
 	}
-	first := click(t, slackSecret, now.Add(6*time.Second), "UALICE", chat.ActionApprove, ref, "checked the shell's origin", responseURL)
+	first := click(t, slackSecret, now.Add(6*time.Second), "UALICE", chat.ActionApprove, shown, value, "checked the shell's origin", responseURL)
 	replay := first.Clone(context.Background())
 	replay.Body = io.NopCloser(strings.NewReader(mustBody(t, first)))
+	// The same click, its signature spelt in capitals: as valid, and as
+	// much a replay.
+	recased := first.Clone(context.Background())
+	recased.Body = io.NopCloser(strings.NewReader(mustBody(t, first)))
+	recased.Header.Set("X-Slack-Signature", "v0="+strings.ToUpper(strings.TrimPrefix(first.Header.Get("X-Slack-Signature"), "v0=")))
 	first.Body = io.NopCloser(strings.NewReader(mustBody(t, first)))
 	if status, says := send(bridge, first); status != http.StatusOK || !strings.Contains(says, "Approve recorded for alice") {
 		t.Fatalf("alice's approval: %d %q", status, says)
 	}
-	if m := updates.last(); !m.ReplaceOriginal || !strings.Contains(m.Text, "alice") || m.Blocks == nil {
-		t.Errorf("the message after one of two approvals: %+v, want it replaced, naming alice, with the buttons still there", m)
+	afterAlice := updates.last()
+	if !afterAlice.ReplaceOriginal || !strings.Contains(afterAlice.Text, "alice") || afterAlice.Blocks == nil {
+		t.Fatalf("the message after one of two approvals: %+v, want it replaced, naming alice, with the buttons still there", afterAlice)
 	}
-	if status, says := send(bridge, replay); status != http.StatusConflict || !strings.Contains(says, "already handled") {
-		t.Errorf("the same click replayed: %d %q", status, says)
+	for what, r := range map[string]*http.Request{"replayed": replay, "replayed with its signature in capitals": recased} {
+		if status, says := send(bridge, r); status != http.StatusConflict || !strings.Contains(says, "already handled") {
+			t.Errorf("the same click %s: %d %q", what, status, says)
+		}
 	}
 	get(t, gate, ns, gate.Name)
-	if len(gate.Spec.Decisions) != 1 || gate.Spec.Decisions[0].User != "alice" || !strings.Contains(gate.Spec.Decisions[0].Reason, "checked the shell's origin") {
-		t.Fatalf("decisions after alice's click and its replay: %+v", gate.Spec.Decisions)
+	if len(gate.Spec.Decisions) != 1 || gate.Spec.Decisions[0].User != "alice" || gate.Spec.Decisions[0].Reason != "checked the shell's origin (in Slack as T1.UALICE)" {
+		t.Fatalf("decisions after alice's click and its replays: %+v", gate.Spec.Decisions)
 	}
 	if inc := waitForPhase(t, ns, "am-chat", riposte.PhaseAwaitingApproval); inc.Status.Phase != riposte.PhaseAwaitingApproval {
 		t.Fatal("one approval of two ran the plan")
 	}
 
-	// bob makes the quorum; the plan runs.
-	if status, says := send(bridge, click(t, slackSecret, now.Add(7*time.Second), "UBOB", chat.ActionApprove, ref, "", responseURL)); status != http.StatusOK || !strings.Contains(says, "2 of 2") {
+	// bob clicks in the message as the bridge replaced it, which lists
+	// alice's decision; he makes the quorum and the plan runs.
+	if status, says := send(bridge, click(t, slackSecret, now.Add(7*time.Second), "UBOB", chat.ActionApprove, afterAlice.Blocks.BlockSet, value, "", responseURL)); status != http.StatusOK || !strings.Contains(says, "2 of 2") {
 		t.Fatalf("bob's approval: %d %q", status, says)
 	}
 	if m := updates.last(); !m.ReplaceOriginal || m.Blocks != nil || !strings.Contains(m.Text, "bob") {
@@ -232,10 +267,26 @@ func TestChatRequesterCannotApproveTheirOwnIncident(t *testing.T) {
 	inc = waitForPhase(t, ns, "dave-asks", riposte.PhaseAwaitingApproval)
 	gate := &riposte.ApprovalGate{}
 	get(t, gate, ns, inc.Status.ApprovalGate)
-	bridge, _, responseURL := chatBridge(t, ns, map[string]string{"T1.UDAVE": "dave"}, "dave")
-	status, says := send(bridge, click(t, slackSecret, time.Now(), "UDAVE", chat.ActionApprove, chat.GateRef{Namespace: ns, Name: gate.Name, PlanHash: gate.Spec.Plan.Hash}, "", responseURL))
+	bridge, _, responseURL := chatBridge(t, ns, map[string]string{"T1.UDAVE": "dave", "T1.UALICE": "alice"}, "dave", "alice")
+	shown, value := chat.GateBlocks(gate), chat.RefOf(gate).String()
+	status, says := send(bridge, click(t, slackSecret, time.Now(), "UDAVE", chat.ActionApprove, shown, value, "", responseURL))
 	if status != http.StatusForbidden || !strings.Contains(says, "the person who opened the incident may not approve its remediation") {
 		t.Errorf("dave approving his own incident from Slack: %d %q", status, says)
+	}
+
+	// alice rejects with as long a reason as the field takes: the gate
+	// closes, its verdict clipped to what its status may hold.
+	long := strings.Repeat("the shell came from the on-call runbook; ", 30)
+	if status, says := send(bridge, click(t, slackSecret, time.Now().Add(time.Second), "UALICE", chat.ActionReject, shown, value, long, responseURL)); status != http.StatusOK || !strings.Contains(says, "Reject recorded for alice") {
+		t.Fatalf("alice's reject: %d %q", status, says)
+	}
+	waitForPhase(t, ns, "dave-asks", riposte.PhaseRejected)
+	get(t, gate, ns, gate.Name)
+	if gate.Status.Phase != riposte.GateRejected || !strings.HasPrefix(gate.Status.Message, "rejected by alice: the shell came") || len(gate.Status.Message) > 1024 {
+		t.Errorf("gate after a long reject reason: %s %q", gate.Status.Phase, gate.Status.Message)
+	}
+	if r := gate.Spec.Decisions[0].Reason; len(r) > 1024 || !strings.HasSuffix(r, "(in Slack as T1.UALICE)") {
+		t.Errorf("the reason recorded: %d bytes, %q", len(r), r)
 	}
 }
 

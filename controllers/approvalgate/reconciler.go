@@ -263,7 +263,7 @@ func closed(p riposte.GatePhase) bool {
 func (r *Reconciler) message(gate *riposte.ApprovalGate) notify.Message {
 	m := notify.GateWaiting(gate)
 	if r.ChatButtons {
-		m.Blocks = chat.GateBlocks(gate, m.Text)
+		m.Blocks = chat.GateBlocks(gate)
 	}
 	return m
 }

@@ -13,7 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/text"
 )
+
+// maxMessage is status.message's limit in the ApprovalGate schema.
+const maxMessage = 1024
 
 // PolicyActor is how an automatic decision is attributed in decidedBy.
 const PolicyActor = "policy"
@@ -66,7 +70,9 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 			rejecters = append(rejecters, d.User)
 			if int32(len(rejecters)) >= requiredRejections {
 				return Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed,
-					Message: fmt.Sprintf("rejected by %s: %s", strings.Join(rejecters, ", "), d.Reason), DecidedBy: rejecters,
+					// A reason may be as long as the message; the verdict is
+					// clipped to what status.message takes, or it is never stored.
+					Message: text.Elide(fmt.Sprintf("rejected by %s: %s", strings.Join(rejecters, ", "), d.Reason), maxMessage), DecidedBy: rejecters,
 					Approvals: int32(len(approvers)), Ignored: ignored}
 			}
 			continue

@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +123,15 @@ func trustAll(spec riposte.ApprovalGateSpec) Trust {
 		t.Verified = append(t.Verified, d.User)
 	}
 	return t
+}
+
+// A reason as long as a decision may carry still gives a verdict the
+// gate's status takes: status.message holds 1024 bytes.
+func TestDecideClipsALongRejectReason(t *testing.T) {
+	long := strings.Repeat("r", 1024)
+	v := Decide(&riposte.ApprovalGateSpec{Decisions: []riposte.Decision{{User: "carol", Decision: riposte.DecisionReject, Reason: long}}},
+		time.Now(), Trust{Verified: []string{"carol"}})
+	if v.Phase != riposte.GateRejected || len(v.Message) > 1024 || !strings.HasPrefix(v.Message, "rejected by carol: rrr") {
+		t.Errorf("verdict %s, message of %d bytes: %.40q", v.Phase, len(v.Message), v.Message)
+	}
 }

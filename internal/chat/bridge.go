@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/notify"
 	"github.com/riposte-dev/riposte/internal/text"
 )
 
@@ -83,8 +85,9 @@ func (b *Bridge) handle(r *http.Request) Reply {
 		return Reply{http.StatusUnauthorized, "refused: the request is not signed with this app's signing secret within the last five minutes (" + err.Error() + ")"}
 	}
 	// A signed request seen before is a replay: Slack never sends one
-	// click twice with the same signature and timestamp.
-	if !b.firstTime(r.Header.Get("X-Slack-Signature")) {
+	// click twice with the same timestamp and body. Keyed on what is
+	// signed, not on the signature's spelling (hex in any case verifies).
+	if !b.firstTime(r.Header.Get("X-Slack-Request-Timestamp"), body) {
 		return Reply{http.StatusConflict, "refused: this click was already handled"}
 	}
 	form, err := url.ParseQuery(string(body))
@@ -124,8 +127,11 @@ func (b *Bridge) act(ctx context.Context, cb *slack.InteractionCallback, action 
 	if err := as.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, gate); err != nil {
 		return refusal(user, "read gate "+ref.Namespace+"/"+ref.Name, err), nil
 	}
-	if gate.Spec.Plan.Hash != ref.PlanHash {
-		return Reply{http.StatusConflict, fmt.Sprintf("refused: gate %s/%s now waits on plan %s, not the plan %s this message showed; read the new plan first", ref.Namespace, ref.Name, gate.Spec.Plan.Hash, ref.PlanHash)}, nil
+	if reply, ok := sameGate(gate, ref); !ok {
+		return reply, nil
+	}
+	if err := Shown(&cb.Message, gate, action.Value); err != nil {
+		return Reply{http.StatusForbidden, err.Error()}, nil
 	}
 	if action.ActionID == ActionShow {
 		return Reply{http.StatusOK, planText(gate)}, nil
@@ -144,25 +150,46 @@ func (b *Bridge) act(ctx context.Context, cb *slack.InteractionCallback, action 
 	default:
 		return Reply{http.StatusBadRequest, "unknown button " + action.ActionID}, nil
 	}
-	reason = text.Elide(reason+" (in Slack as "+cb.User.Name+")", 1024)
+	// The Slack IDs, not the display name a person can change, and after
+	// the clipped reason, so no reason can forge or cut them.
+	via := " (in Slack as " + cb.Team.ID + "." + cb.User.ID + ")"
+	reason = text.Elide(reason, maxReason-len(via)) + via
 	for attempt := 0; ; attempt++ {
 		now := metav1.Now()
-		gate.Spec.Decisions = append(gate.Spec.Decisions, riposte.Decision{User: user, Decision: verdict, Reason: reason, At: &now})
-		err := as.Update(ctx, gate)
+		decided := gate.DeepCopy()
+		decided.Spec.Decisions = append(decided.Spec.Decisions, riposte.Decision{User: user, Decision: verdict, Reason: reason, At: &now})
+		err := as.Update(ctx, decided)
 		if err == nil {
-			break
+			return Reply{http.StatusOK, verdictText(decided, user, verdict)}, decided
 		}
 		if !apierrors.IsConflict(err) || attempt == 4 {
 			return refusal(user, strings.ToLower(string(verdict))+" gate "+ref.Namespace+"/"+ref.Name, err), nil
 		}
-		if err := as.Get(ctx, client.ObjectKeyFromObject(gate), gate); err != nil {
+		// Read into a new object: decoding into the old one would keep
+		// fields the answer leaves out.
+		gate = &riposte.ApprovalGate{}
+		if err := as.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, gate); err != nil {
 			return refusal(user, "read gate "+ref.Namespace+"/"+ref.Name, err), nil
 		}
-		if gate.Spec.Plan.Hash != ref.PlanHash {
-			return Reply{http.StatusConflict, "refused: the gate's plan changed meanwhile; read the new plan first"}, nil
+		if reply, ok := sameGate(gate, ref); !ok {
+			return reply, nil
 		}
 	}
-	return Reply{http.StatusOK, verdictText(gate, user, verdict)}, gate
+}
+
+// maxReason is a decision's reason limit in the ApprovalGate schema.
+const maxReason = 1024
+
+// sameGate says whether the gate is the one the button named, with the
+// plan it showed.
+func sameGate(gate *riposte.ApprovalGate, ref GateRef) (Reply, bool) {
+	if gate.UID != ref.UID {
+		return Reply{http.StatusConflict, fmt.Sprintf("refused: gate %s/%s is not the gate this message was about (it was deleted and made again); act on its new notification", ref.Namespace, ref.Name)}, false
+	}
+	if gate.Spec.Plan.Hash != ref.PlanHash {
+		return Reply{http.StatusConflict, fmt.Sprintf("refused: gate %s/%s now waits on plan %s, not the plan %s this message showed; read the new plan first", ref.Namespace, ref.Name, gate.Spec.Plan.Hash, ref.PlanHash)}, false
+	}
+	return Reply{}, true
 }
 
 // userOf maps a Slack user to the Kubernetes user the admin named.
@@ -209,18 +236,18 @@ func reasonOf(cb *slack.InteractionCallback) string {
 	return strings.TrimSpace(cb.BlockActionState.Values[ReasonBlock][ReasonInput].Value)
 }
 
+// planText is the plan as the notification lists it (irreversible steps
+// marked), escaped: summaries carry alert labels and template output.
 func planText(gate *riposte.ApprovalGate) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Plan %s of playbook %s for incident %s/%s:\n", gate.Spec.Plan.Hash, gate.Spec.Playbook, gate.Namespace, gate.Spec.Incident)
-	for _, s := range gate.Spec.Plan.Steps {
-		for _, c := range s.Changes {
-			fmt.Fprintf(&b, "- %s: %s %s (%s)\n", s.Name, c.Operation, c.Object.String(), c.Summary)
-		}
+	for _, line := range notify.GateWaiting(gate).Plan {
+		fmt.Fprintf(&b, "- %s\n", line)
 	}
 	if r := gate.Spec.Policy.Requester; r != "" {
 		fmt.Fprintf(&b, "Asked for by %s, who may not approve it.\n", r)
 	}
-	return b.String()
+	return escape(b.String())
 }
 
 func verdictText(gate *riposte.ApprovalGate, user string, verdict riposte.DecisionVerdict) string {
@@ -237,7 +264,11 @@ func verdictText(gate *riposte.ApprovalGate, user string, verdict riposte.Decisi
 }
 
 // firstTime remembers a signed request, and says whether it is new.
-func (b *Bridge) firstTime(signature string) bool {
+func (b *Bridge) firstTime(timestamp string, body []byte) bool {
+	h := sha256.New()
+	h.Write([]byte(timestamp + ":"))
+	h.Write(body)
+	signed := string(h.Sum(nil))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := time.Now()
@@ -249,10 +280,10 @@ func (b *Bridge) firstTime(signature string) bool {
 			delete(b.seen, s)
 		}
 	}
-	if _, ok := b.seen[signature]; ok {
+	if _, ok := b.seen[signed]; ok {
 		return false
 	}
-	b.seen[signature] = now
+	b.seen[signed] = now
 	return true
 }
 
@@ -271,7 +302,7 @@ func (b *Bridge) respond(ctx context.Context, responseURL string, reply Reply, d
 	if decided != nil {
 		msg = slack.WebhookMessage{Text: reply.Text, ReplaceOriginal: true}
 		if open(decided) {
-			msg.Blocks = &slack.Blocks{BlockSet: GateBlocks(decided, reply.Text)}
+			msg.Blocks = &slack.Blocks{BlockSet: GateBlocks(decided)}
 		}
 	}
 	body, _ := json.Marshal(msg)

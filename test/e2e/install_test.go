@@ -209,10 +209,21 @@ func TestHelmChartIsAccepted(t *testing.T) {
 		"configmap/riposte-dashboard serverside-applied (server dry run)",
 		"persistentvolumeclaim/riposte-records serverside-applied (server dry run)",
 		"secret/riposte-record-signing-key serverside-applied (server dry run)",
+		"secret/riposte-approval-notify serverside-applied (server dry run)",
 	}, "--set", "intake.token=s3cret,intake.tlsSecretName=riposte-intake-tls,grafana.dashboard.enabled=true,approvalNotifyURL=https://chat.example/hook,records.sink=dir")
 	readsItsKey("dir", d)
 	if a := args(d); !strings.Contains(a, "--record-dir=/records") || strings.Contains(a, "--record-previous-public-key") {
 		t.Errorf("dir: manager args %s: want --record-dir and no previous key", a)
+	}
+	// The notification webhook's URL is its credential: in a Secret, not in
+	// the arguments anyone who may read pods sees.
+	var notifyURL corev1.Secret
+	decodeRendered(t, last, "Secret", "riposte-approval-notify", &notifyURL)
+	vars := d.Spec.Template.Spec.Containers[0].Env
+	if a := args(d); strings.Contains(a, "chat.example") || notifyURL.StringData["url"] != "https://chat.example/hook" ||
+		len(vars) != 1 || vars[0].Name != "RIPOSTE_APPROVAL_NOTIFY_URL" || vars[0].ValueFrom == nil || vars[0].ValueFrom.SecretKeyRef == nil ||
+		vars[0].ValueFrom.SecretKeyRef.Name != notifyURL.Name || vars[0].ValueFrom.SecretKeyRef.Key != "url" {
+		t.Errorf("dir: the notification URL: args %s, env %+v, Secret %v; want it only in the Secret, read through the env", a, vars, notifyURL.StringData)
 	}
 
 	// S3, after a rotation: the old public key rides in a ConfigMap.
