@@ -44,7 +44,9 @@ func roundTrip(t *testing.T, blocks []slack.Block) *slack.Message {
 func TestShown(t *testing.T) {
 	gate := testGate()
 	value := RefOf(gate).String()
-	md := func(s string) *slack.TextBlockObject { return slack.NewTextBlockObject(slack.MarkdownType, s, false, false) }
+	md := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+	}
 	with := func(edit func([]slack.Block) []slack.Block) []slack.Block { return edit(GateBlocks(gate)) }
 	buttons := func(blocks []slack.Block) []slack.BlockElement {
 		return blocks[len(blocks)-1].(*slack.ActionBlock).Elements.ElementSet
