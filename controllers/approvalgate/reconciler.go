@@ -60,7 +60,11 @@ type Reconciler struct {
 // its plan from a gate wakes that gate, which this controller then closes.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&riposte.ApprovalGate{}).
+		// A gate changes for this controller only by its spec (decisions),
+		// its incident's withdrawal, the decision policy or its expiry
+		// timer: its own status writes would only wake it to find nothing
+		// new, at the cost of the witness's five reads.
+		For(&riposte.ApprovalGate{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&riposte.Incident{}, handler.EnqueueRequestsFromMapFunc(withdrawnGates), builder.WithPredicates(withdrawing)).
 		Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.gatesPeopleDecide)).
 		Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.gatesPeopleDecide)).

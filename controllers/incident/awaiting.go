@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/approval"
 	"github.com/riposte-dev/riposte/internal/executor"
 	"github.com/riposte-dev/riposte/internal/text"
 )
@@ -142,10 +144,11 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		return nil
 	}
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	msg := "gate " + gate.Name + " was opened"
-	if gate.Status.Message != "" { // decided by the gate controller, which has not looked at a new gate yet
-		msg = fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message)
+	verdict := gate.Status.Message
+	if verdict == "" { // the gate controller has not looked at a new gate yet
+		verdict = approval.Decide(&gate.Spec, time.Now(), approval.Trust{}).Message
 	}
+	msg := fmt.Sprintf("gate %s waits: %s", gate.Name, verdict)
 	if why := r.notAutomatic(inc, p.pb); why != "" && !gate.Spec.Policy.Automatic {
 		msg += "; " + why
 	}

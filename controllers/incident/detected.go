@@ -302,15 +302,18 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass, plan *executor.Plan,
 	inc.Status.ApprovalGateUID = string(gate.UID)
 	inc.Status.GateRevision = revision
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened")
+	// Said as awaitVerdict will say it once the gate controller records
+	// the gate's first verdict, so that verdict costs the incident no write.
+	waits := fmt.Sprintf("gate %s waits: %s", gate.Name, approval.Decide(&gate.Spec, time.Now(), approval.Trust{}).Message)
 	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
 		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
 	// A person has to act: say so where kubectl describe shows it.
 	note := "plan " + plan.Hash + " waits for approval in gate " + gate.Name
 	if why := r.notAutomatic(inc, pb); why != "" {
-		setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, "gate "+gate.Name+" was opened; "+why)
+		waits += "; " + why
 		note += "; " + why
 	}
+	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, waits)
 	r.event(inc, corev1.EventTypeNormal, riposte.ReasonAwaitingApproval, "Plan", note)
 	return nil
 }

@@ -72,7 +72,7 @@ type stormResult struct {
 }
 
 func runStorm(t *testing.T, kill bool) {
-	env, auditLog := auditedSample(t, stormAlerts)
+	env, auditLog := auditedSample(t, stormAlerts, samplePlaybook())
 	ctx := context.Background()
 	var profiling []string
 	pprofAddr := ""
@@ -300,6 +300,11 @@ func incidentSize(t *testing.T, env *testenv.Env, key string) int {
 	inc := &riposte.Incident{}
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, inc); err != nil {
 		t.Fatal(err)
+	}
+	if dir := os.Getenv("BENCH_PROFILE"); dir != "" {
+		// The object as stored, managed fields and all: what each write costs.
+		whole, _ := json.MarshalIndent(inc, "", "  ")
+		_ = os.WriteFile(filepath.Join(dir, "incident.json"), whole, 0o644)
 	}
 	inc.ManagedFields = nil
 	b, _ := json.Marshal(inc)
