@@ -93,7 +93,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	base := gate.DeepCopy() // the status patch is computed from what was read
-	if !gate.Spec.Policy.Automatic {
+	switch {
+	case gate.Spec.Policy.Automatic:
+	case gate.Status.Phase == "" && len(gate.Spec.Decisions) == 0:
+		// First look, nothing decided: the witness would only record the
+		// policy in force now. The one in force when the incident opened
+		// the gate, just before, claims no more: a decision is counted
+		// only if the same policy is read around the gate later, which
+		// proves it was in force from the opening on. Should a decision
+		// be in the gate and not yet in the cache, the status write fails
+		// its optimistic lock and the gate is looked at again.
+		gate.Status.DecisionPolicy = gate.Spec.Policy.DecisionPolicy
+	default:
 		// People decide this gate: see whether the API server checked the
 		// decisions, reading the policy before and after a fresh read of
 		// the gate (the order is what approval.Witness relies on). With no
