@@ -90,12 +90,14 @@ type Records struct {
 var decisionPolicyOnly = fields.OneTermEqualSelector("metadata.name", approval.DecisionPolicyName)
 
 // cacheOptions configure the manager's cache: managed fields are never read,
-// so they are dropped to keep the cache small, and ConfigMaps (the pause
-// switch) are watched in Riposte's own namespace only.
+// so they are dropped to keep the cache small, Events keep only what the
+// timeline reads, and ConfigMaps (the pause switch) are watched in
+// Riposte's own namespace only.
 func cacheOptions(operatorNamespace string) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Event{}:     {Transform: enrich.TrimEvent},
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{operatorNamespace: {}}},
 			// Only the decision policy, which is all Riposte may read of them.
 			&admissionv1.ValidatingAdmissionPolicy{}:        {Field: decisionPolicyOnly},

@@ -22,6 +22,7 @@ const (
 	maxTimeline      = 40
 	maxRelated       = 16
 	maxMessageLength = 512
+	maxReasonLength  = 128
 	// timelineWindow is how far back Events are taken.
 	timelineWindow = time.Hour
 	// relatedWindow is how far back related incidents are looked for.
@@ -70,11 +71,11 @@ func (e *Enricher) timeline(ctx context.Context, inc *riposte.Incident, objects 
 				continue
 			}
 			entries = append(entries, riposte.TimelineEntry{Time: metav1.NewTime(at), Source: "Event",
-				Object: ev.InvolvedObject.Kind + "/" + ev.InvolvedObject.Name, Reason: text.Clip(ev.Reason, 128), Message: text.Clip(ev.Message, maxMessageLength)})
+				Object: ev.InvolvedObject.Kind + "/" + ev.InvolvedObject.Name, Reason: text.Clip(ev.Reason, maxReasonLength), Message: text.Clip(ev.Message, maxMessageLength)})
 		}
 	}
 	if inc.Spec.StartsAt != nil {
-		entries = append(entries, riposte.TimelineEntry{Time: *inc.Spec.StartsAt, Source: "Alert", Reason: text.Clip(inc.Spec.AlertName, 128),
+		entries = append(entries, riposte.TimelineEntry{Time: *inc.Spec.StartsAt, Source: "Alert", Reason: text.Clip(inc.Spec.AlertName, maxReasonLength),
 			Message: text.Clip(inc.Spec.Annotations["summary"], maxMessageLength)})
 	}
 	for _, s := range inc.Status.Steps {
