@@ -122,6 +122,28 @@ func TestQuorumOfTwoNeedsTwoPeople(t *testing.T) {
 	}
 }
 
+// A receiver down when a gate opens is told once it is back: nothing else
+// would wake a gate nobody was told about.
+func TestFailedNotificationIsSentAgain(t *testing.T) {
+	ns := newNamespace(t)
+	pod := deployedPod(t, ns, "web")
+	mustCreate(t, isolatePlaybook(ns, "manual", "ContainerShell", nil))
+	notifications.failNext(ns, "am-down", 3) // every attempt of the first send
+	mustCreate(t, alertIncident(ns, "am-down", "ContainerShell", ns, pod.Name))
+	waitForPhase(t, ns, "am-down", riposte.PhaseAwaitingApproval)
+	testenv.Eventually(t, waitFor, func(ctx context.Context) error { return expectEvent(ctx, ns, "am-down", "NotificationFailed") })
+	testenv.Eventually(t, 25*time.Second, func(ctx context.Context) error {
+		if got := notifications.about(ns, "am-down"); len(got) != 1 {
+			return fmt.Errorf("%d notifications received after %d attempts, want one once the receiver is back", len(got), notifications.attemptsAbout(ns, "am-down"))
+		}
+		g := &riposte.ApprovalGate{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "am-down"}, g); err != nil || g.Status.NotifiedAt == nil {
+			return fmt.Errorf("gate not marked notified (err %v)", err)
+		}
+		return nil
+	})
+}
+
 // An undecided gate expires as its policy says: rejected, and nothing runs.
 func TestExpiryRejects(t *testing.T) {
 	ns, pod, gate := pendingGate(t, func(pb *riposte.Playbook) {

@@ -670,3 +670,55 @@ func TestAttackForgedAutomaticVerdict(t *testing.T) {
 	})
 	expectUnisolated(t, pod)
 }
+
+// A gate whose decision policy changed between the incident's opening of
+// it and the gate controller's first look (here an admin adding Audit to
+// the binding, which still denies) is judged on the policy in force: a
+// real decision made afterwards counts. So does the first decision on a
+// gate opened while no policy was installed, once it is.
+func TestDecisionPolicyChangedBeforeTheGatesFirstLook(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	t.Cleanup(func() {
+		_ = testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "policies", "approvalgate-decisions.yaml"))
+	})
+	atOpening, _, err := approval.Enforcement(ctx, k8sClient, operatorNamespace)
+	if err != nil || atOpening == "" {
+		t.Fatalf("the decision policy is not in force: %v", err)
+	}
+	if err := updateAs(ctx, k8sClient, &admissionv1.ValidatingAdmissionPolicyBinding{}, client.ObjectKey{Name: approval.DecisionPolicyName}, func(o client.Object) {
+		o.(*admissionv1.ValidatingAdmissionPolicyBinding).Spec.ValidationActions = []admissionv1.ValidationAction{admissionv1.Deny, admissionv1.Audit}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now, _, err := approval.Enforcement(ctx, k8sClient, operatorNamespace)
+	if err != nil || now == "" || now == atOpening {
+		t.Fatalf("the binding's change: identity %q, was %q (%v)", now, atOpening, err)
+	}
+	// Opened as the incident reconciler does, with the identity it read
+	// before the change.
+	for name, seen := range map[string]string{"changed": atOpening, "installed": ""} {
+		gate := &riposte.ApprovalGate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: riposte.ApprovalGateSpec{Incident: "am-" + name, Playbook: riposte.NamespacedName{Namespace: ns, Name: "manual"},
+				Plan:   riposte.Plan{Hash: "sha256:0", Steps: []riposte.PlannedStep{{Name: "isolate", Action: riposte.ActionIsolatePod}}},
+				Policy: riposte.GatePolicy{RequiredApprovals: 1, RequiredRejections: 1, DecisionPolicy: seen}}}
+		if err := intakeClient.Create(ctx, gate); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+			g := &riposte.ApprovalGate{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(gate), g); err != nil || g.Status.Phase != riposte.GatePending || g.Status.DecisionPolicy != now {
+				return fmt.Errorf("gate %s %s recording the policy %q (err %v), want Pending on %q", name, g.Status.Phase, g.Status.DecisionPolicy, err, now)
+			}
+			return nil
+		})
+		appendDecision(t, ns, name, "alice", riposte.DecisionApprove)
+		testenv.Eventually(t, waitFor, func(ctx context.Context) error {
+			g := &riposte.ApprovalGate{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(gate), g); err != nil || g.Status.Phase != riposte.GateApproved {
+				return fmt.Errorf("gate %s %s, verified %v, unverifiable %v (err %v), want alice's decision counted", name, g.Status.Phase, g.Status.VerifiedDecisions, g.Status.UnverifiableDecisions, err)
+			}
+			return nil
+		})
+	}
+}

@@ -187,6 +187,11 @@ func setUpPeople(ctx context.Context) error {
 type notificationSink struct {
 	mu       sync.Mutex
 	received []notify.Message
+	// down is a gate whose notifications are answered 503, as by a
+	// receiver that is down, this many more times.
+	down     string
+	downFor  int
+	attempts map[string]int
 }
 
 func (n *notificationSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -196,8 +201,30 @@ func (n *notificationSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.attempts == nil {
+		n.attempts = map[string]int{}
+	}
+	n.attempts[m.Namespace+"/"+m.Gate]++
+	if m.Namespace+"/"+m.Gate == n.down && n.downFor > 0 {
+		n.downFor--
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
 	n.received = append(n.received, m)
-	n.mu.Unlock()
+}
+
+// failNext answers the next times notifications about the gate with 503.
+func (n *notificationSink) failNext(namespace, gate string, times int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down, n.downFor = namespace+"/"+gate, times
+}
+
+func (n *notificationSink) attemptsAbout(namespace, gate string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.attempts[namespace+"/"+gate]
 }
 
 func (n *notificationSink) about(namespace, gate string) []notify.Message {

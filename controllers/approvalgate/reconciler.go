@@ -95,14 +95,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	base := gate.DeepCopy() // the status patch is computed from what was read
 	switch {
 	case gate.Spec.Policy.Automatic:
-	case gate.Status.Phase == "" && len(gate.Spec.Decisions) == 0:
-		// First look, nothing decided: the witness would only record the
-		// policy in force now. The one in force when the incident opened
-		// the gate, just before, claims no more: a decision is counted
-		// only if the same policy is read around the gate later, which
-		// proves it was in force from the opening on. Should a decision
-		// be in the gate and not yet in the cache, the status write fails
-		// its optimistic lock and the gate is looked at again.
+	case gate.Status.Phase == "" && len(gate.Spec.Decisions) == 0 && r.cachedPolicyIs(ctx, gate.Spec.Policy.DecisionPolicy):
+		// First look, nothing decided, and the policy the incident saw
+		// when it opened the gate is still the one cached: the witness
+		// would only record it again. That claims no more than it did: a
+		// decision is counted only if the same policy is read around the
+		// gate later, which proves it was in force from the opening on.
+		// Should a decision be in the gate and not yet in the cache, the
+		// status write fails its optimistic lock and the gate is looked at
+		// again; a policy changed since is read live, as below.
 		gate.Status.DecisionPolicy = gate.Spec.Policy.DecisionPolicy
 	default:
 		// People decide this gate: see whether the API server checked the
@@ -135,6 +136,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	now := time.Now()
 	v := approval.Decide(&gate.Spec, now, approval.Trust{Verified: gate.Status.VerifiedDecisions})
 	approval.Record(gate, v, now)
+	notifyFailed := false
 	if !v.Final() && gate.Status.NotifiedAt == nil && r.Notifier != nil {
 		if at, sent := r.notified.Load(gate.UID); sent {
 			// Sent by an earlier pass whose status write conflicted.
@@ -142,6 +144,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		} else if err := r.Notifier.Send(ctx, r.message(gate)); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "telling people the gate waits")
 			r.Recorder.Eventf(gate, nil, corev1.EventTypeWarning, "NotificationFailed", "Notify", "%s", err.Error())
+			notifyFailed = !notify.IsPermanent(err)
 		} else {
 			at := metav1.NewTime(now)
 			gate.Status.NotifiedAt = &at
@@ -158,11 +161,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.notified.Delete(gate.UID) // stored now
 		r.observe(gate, base, v)
 	}
+	var after time.Duration
 	if v.RecheckAfter > 0 {
 		// A little jitter spreads gates that expire together.
-		return ctrl.Result{RequeueAfter: v.RecheckAfter + time.Duration(rand.Int64N(int64(time.Second)))}, nil
+		after = v.RecheckAfter + time.Duration(rand.Int64N(int64(time.Second)))
 	}
-	return ctrl.Result{}, nil
+	if retry := notifyRetry(gate, now); notifyFailed && (after == 0 || after > retry) {
+		// Nothing else wakes a gate nobody was told about.
+		after = retry
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// notifyRetry is how soon a notification that failed is tried again: 10 s
+// at first, then half the gate's age, at most 10 minutes, so a webhook that
+// stays down is not flooded.
+func notifyRetry(gate *riposte.ApprovalGate, now time.Time) time.Duration {
+	return min(max(10*time.Second, now.Sub(gate.CreationTimestamp.Time)/2), 10*time.Minute)
+}
+
+// cachedPolicyIs says whether the decision policy in the cache is in force
+// with the identity want: reading it costs no request.
+func (r *Reconciler) cachedPolicyIs(ctx context.Context, want string) bool {
+	id, _, err := approval.Enforcement(ctx, r.Client, r.OperatorNamespace)
+	return err == nil && id != "" && id == want
 }
 
 // withdrawal is the incident's withdrawal of its plan from the gate, or nil.
