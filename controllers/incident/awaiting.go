@@ -144,16 +144,26 @@ func (r *Reconciler) whilePending(ctx context.Context, p *pass) error {
 		return nil
 	}
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	verdict := gate.Status.Message
-	if verdict == "" { // the gate controller has not looked at a new gate yet
-		verdict = approval.Decide(&gate.Spec, time.Now(), approval.Trust{}).Message
-	}
-	msg := fmt.Sprintf("gate %s waits: %s", gate.Name, verdict)
+	msg := gateWaits(gate)
 	if why := r.notAutomatic(inc, p.pb); why != "" && !gate.Spec.Policy.Automatic {
 		msg += "; " + why
 	}
 	setCondition(inc, riposte.IncidentApproved, false, riposte.ReasonAwaitingApproval, msg)
 	return nil
+}
+
+// gateWaits says what a waiting gate waits for: its verdict as the gate
+// controller recorded it, or, before it looked, the verdict it will record.
+func gateWaits(gate *riposte.ApprovalGate) string {
+	verdict := gate.Status.Message
+	if verdict == "" {
+		v := approval.Decide(&gate.Spec, time.Now(), approval.Trust{})
+		if v.Final() {
+			return "gate " + gate.Name + " was opened"
+		}
+		verdict = v.Message
+	}
+	return fmt.Sprintf("gate %s waits: %s", gate.Name, verdict)
 }
 
 func (r *Reconciler) cancelForGoneTarget(ctx context.Context, inc *riposte.Incident, gate *riposte.ApprovalGate) error {

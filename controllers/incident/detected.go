@@ -302,14 +302,9 @@ func (r *Reconciler) openGate(ctx context.Context, p *pass, plan *executor.Plan,
 	inc.Status.ApprovalGateUID = string(gate.UID)
 	inc.Status.GateRevision = revision
 	inc.Status.Phase = riposte.PhaseAwaitingApproval
-	// Said as awaitVerdict will say it once the gate controller records
+	// Said as whilePending will say it once the gate controller records
 	// the gate's first verdict, so that verdict costs the incident no write.
-	waits := "gate " + gate.Name + " was opened"
-	if gate.Status.Message != "" { // an existing gate, taken: its verdict as recorded
-		waits = fmt.Sprintf("gate %s waits: %s", gate.Name, gate.Status.Message)
-	} else if v := approval.Decide(&gate.Spec, time.Now(), approval.Trust{}); !v.Final() {
-		waits = fmt.Sprintf("gate %s waits: %s", gate.Name, v.Message)
-	}
+	waits := gateWaits(gate)
 	setCondition(inc, riposte.IncidentPlanned, true, riposte.ReasonPlanReady,
 		fmt.Sprintf("%d step(s) planned and accepted by the API server's dry run; plan %s", len(plan.Steps), plan.Hash))
 	// A person has to act: say so where kubectl describe shows it.

@@ -70,9 +70,7 @@ func Decide(spec *riposte.ApprovalGateSpec, now time.Time, trust Trust) Verdict 
 			rejecters = append(rejecters, d.User)
 			if int32(len(rejecters)) >= requiredRejections {
 				return Verdict{Phase: riposte.GateRejected, Reason: riposte.ReasonVetoed,
-					// A reason may be as long as the message; the verdict is
-					// clipped to what status.message takes, or it is never stored.
-					Message: text.Elide(fmt.Sprintf("rejected by %s: %s", strings.Join(rejecters, ", "), d.Reason), maxMessage), DecidedBy: rejecters,
+					Message: fmt.Sprintf("rejected by %s: %s", strings.Join(rejecters, ", "), d.Reason), DecidedBy: rejecters,
 					Approvals: int32(len(approvers)), Ignored: ignored}
 			}
 			continue
@@ -124,6 +122,9 @@ func Record(gate *riposte.ApprovalGate, v Verdict, now time.Time) {
 	gate.Status.ObservedGeneration = gate.Generation
 	gate.Status.Phase = v.Phase
 	gate.Status.Approvals = v.Approvals
+	// A verdict may quote a reason or a withdrawal as long as the message
+	// itself: clipped to what status.message takes, or it is never stored.
+	v.Message = text.Elide(v.Message, maxMessage)
 	gate.Status.Message = v.Message
 	gate.Status.IgnoredDecisions = v.Ignored
 	decided := metav1.ConditionFalse

@@ -127,11 +127,16 @@ func trustAll(spec riposte.ApprovalGateSpec) Trust {
 
 // A reason as long as a decision may carry still gives a verdict the
 // gate's status takes: status.message holds 1024 bytes.
-func TestDecideClipsALongRejectReason(t *testing.T) {
+func TestRecordClipsALongRejectReason(t *testing.T) {
 	long := strings.Repeat("r", 1024)
-	v := Decide(&riposte.ApprovalGateSpec{Decisions: []riposte.Decision{{User: "carol", Decision: riposte.DecisionReject, Reason: long}}},
-		time.Now(), Trust{Verified: []string{"carol"}})
-	if v.Phase != riposte.GateRejected || len(v.Message) > 1024 || !strings.HasPrefix(v.Message, "rejected by carol: rrr") {
-		t.Errorf("verdict %s, message of %d bytes: %.40q", v.Phase, len(v.Message), v.Message)
+	gate := &riposte.ApprovalGate{Spec: riposte.ApprovalGateSpec{Decisions: []riposte.Decision{{User: "carol", Decision: riposte.DecisionReject, Reason: long}}}}
+	Record(gate, Decide(&gate.Spec, time.Now(), Trust{Verified: []string{"carol"}}), time.Now())
+	if gate.Status.Phase != riposte.GateRejected || len(gate.Status.Message) > 1024 || !strings.HasPrefix(gate.Status.Message, "rejected by carol: rrr") {
+		t.Errorf("status %s, message of %d bytes: %.40q", gate.Status.Phase, len(gate.Status.Message), gate.Status.Message)
+	}
+	for _, c := range gate.Status.Conditions {
+		if len(c.Message) > 1024 {
+			t.Errorf("condition %s message of %d bytes", c.Type, len(c.Message))
+		}
 	}
 }
