@@ -17,13 +17,19 @@ import (
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
 )
 
+// testScheme knows the built-in kinds and Riposte's, for fake readers.
+func testScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = riposte.AddToScheme(scheme)
+	return scheme
+}
+
 // Which incidents are related is a function of what the reader holds; a
 // fake reader is enough here. Alerts posted together are tested against the
 // real API server in controllers/ (TestConcurrentIsolationsOfOnePodKeepEveryHold).
 func TestRelatedNamesPlacesIncidentsNotEnrichedYet(t *testing.T) {
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = riposte.AddToScheme(scheme)
+	scheme := testScheme()
 	now := time.Now()
 	owned := func(name, node string) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", OwnerReferences: []metav1.OwnerReference{

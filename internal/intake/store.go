@@ -394,15 +394,10 @@ func sameTime(a, b *metav1.Time) bool {
 }
 
 func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(inc)
+	u, err := ApplyObject(inc)
 	if err != nil {
-		return fmt.Errorf("converting to unstructured: %w", err)
+		return err
 	}
-	u := &unstructured.Unstructured{Object: obj}
-	// Status belongs to the controllers; a zero creationTimestamp would be
-	// applied as null. Neither may be part of intake's apply configuration.
-	delete(u.Object, "status")
-	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	owner := s.FieldOwner
 	if owner == "" {
 		owner = DefaultFieldOwner
@@ -413,6 +408,21 @@ func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
 	// The answer names the stored object, which Events about it need.
 	inc.UID = u.GetUID()
 	return nil
+}
+
+// ApplyObject is intake's apply configuration of an incident: its metadata
+// and spec, as the object the answer is decoded into.
+func ApplyObject(inc *riposte.Incident) (*unstructured.Unstructured, error) {
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(inc)
+	if err != nil {
+		return nil, fmt.Errorf("converting to unstructured: %w", err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	// Status belongs to the controllers; a zero creationTimestamp would be
+	// applied as null. Neither may be part of intake's apply configuration.
+	delete(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return u, nil
 }
 
 // isMissingNamespace tells a missing namespace apart from any other NotFound.

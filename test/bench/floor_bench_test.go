@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -38,15 +37,18 @@ import (
 // as in the storm.
 func TestBenchMinimumWrites(t *testing.T) {
 	n := envInt("BENCH_FLOOR_ALERTS", 1000)
+	template, err := os.ReadFile(filepath.Join("testdata", "remediated-status.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	audited, _ := auditedSample(t, 2*n, samplePlaybook())
-	runs := minimumWrites(t, audited, n, "yes")
+	runs := minimumWrites(t, audited, n, "yes", string(template))
 	_ = audited.Stop()
 	plain := testenv.StartForTest(t)
 	plain.TeamNamespace(t, appNamespace, "riposte-action-isolate")
 	createPods(t, plain.Client, 2*n)
-	runs = append(runs, minimumWrites(t, plain, n, "no")...)
+	runs = append(runs, minimumWrites(t, plain, n, "no", string(template))...)
 
-	template, _ := os.ReadFile(filepath.Join("testdata", "remediated-status.json"))
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The floor under the storm: the minimum writes, with no Riposte\n\nWritten by `make bench` (TestBenchMinimumWrites) on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
 	fmt.Fprintf(&b, "A driver with no Riposte sends, for each of %d alerts, the writes an auto-approved IsolatePod cannot do without: intake's server-side apply of the Incident (the request intake sends), the pod's label patch as the playbook's account (impersonated), and the Remediated status of a real run's size (%d bytes of JSON), as the manager's identity; then the same with the Event a person reads. 8 alerts in flight at a time, as fast as the machine takes them; on a control plane writing the audit log, as in the storm, then on one without. The driver's own CPU is the client's: JSON encoding and TLS.\n\n", n, len(template))
@@ -71,8 +73,9 @@ type floorRun struct {
 }
 
 // minimumWrites runs the minimum writes for n alerts, then the same with
-// the Event, on env.
-func minimumWrites(t *testing.T, env *testenv.Env, n int, audit string) []floorRun {
+// the Event, on env; status is the Remediated status's JSON, with %NAME%,
+// %POD% and %UID% for the incident, its pod and the pod's UID.
+func minimumWrites(t *testing.T, env *testenv.Env, n int, audit, status string) []floorRun {
 	ctx := context.Background()
 	cfg, err := env.ManagerConfig(ctx)
 	if err != nil {
@@ -90,22 +93,15 @@ func minimumWrites(t *testing.T, env *testenv.Env, n int, audit string) []floorR
 	if err != nil {
 		t.Fatal(err)
 	}
-	template, err := os.ReadFile(filepath.Join("testdata", "remediated-status.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	remediate := func(i int, event bool) error {
 		a := intake.Alert{Status: "firing", Fingerprint: fmt.Sprintf("%016x", 0xf100000000+i), StartsAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
 			Labels: map[string]string{"alertname": "ContainerShellSpawned", "severity": "critical", "namespace": appNamespace, "pod": podName(i)}}
 		inc := intake.IncidentFor(a, "")
-		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(inc)
+		u, err := intake.ApplyObject(inc)
 		if err != nil {
 			return err
 		}
-		u := &unstructured.Unstructured{Object: obj}
-		delete(u.Object, "status")
-		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		if err := manager.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(intake.DefaultFieldOwner), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}
@@ -114,12 +110,12 @@ func minimumWrites(t *testing.T, env *testenv.Env, n int, audit string) []floorR
 		if err := playbook.Patch(ctx, pod, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 			return fmt.Errorf("pod patch: %w", err)
 		}
-		status := strings.NewReplacer("%NAME%", inc.Name, "%POD%", podName(i), "%UID%", string(pod.UID)).Replace(string(template))
+		remediated := strings.NewReplacer("%NAME%", inc.Name, "%POD%", podName(i), "%UID%", string(pod.UID)).Replace(status)
 		stored := &riposte.Incident{}
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, stored); err != nil {
 			return err
 		}
-		if err := json.Unmarshal([]byte(status), &stored.Status); err != nil {
+		if err := json.Unmarshal([]byte(remediated), &stored.Status); err != nil {
 			return err
 		}
 		if err := manager.Status().Update(ctx, stored); err != nil {
