@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,7 +42,10 @@ func notifyPlaybook(ns, alertname string) *riposte.Playbook {
 // is deleted once the retention passes. etcd's space in use must level off
 // while alerts keep coming, and be given back once they stop.
 func TestSoakStorageLevelsOff(t *testing.T) {
-	alerts := scaled(50000, 5000)
+	// Long enough at either scale for each third of the sending to hold
+	// some 15 samples or more: etcd's space in use swings by a quarter
+	// between samples, with compaction, even once it has levelled off.
+	alerts := scaled(50000, 10000)
 	// A sustained rate the pipeline keeps up with on the 2-core machine
 	// the suite runs on (an unpaced burst is the storm benchmark's job).
 	const rate = 40 // alerts a second
@@ -68,6 +72,7 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 		sent, stored, closed int
 		size, inUse, keys    float64
 	}
+	const sampleEvery = 5 * time.Second
 	var samples []sample
 	var sent atomic.Int64
 	start := time.Now()
@@ -97,7 +102,7 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 			select {
 			case <-stopSampling:
 				return
-			case <-time.After(10 * time.Second):
+			case <-time.After(sampleEvery):
 			}
 		}
 	}()
@@ -163,24 +168,30 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	samples = append(samples, last)
 
 	// Levelled off: once deletions keep pace with intake, the space in use
-	// in the last third of the sending is no more than a quarter above the
-	// middle third's peak (checked when the sending lasted long enough for
-	// that: six times the retention, and the time to close). Given back:
-	// drained, the space in use is at most a quarter of the peak.
-	var middlePeak, lastPeak, peak float64
+	// in the last third of the sending is on average no more than a
+	// quarter above the middle third's (checked when the sending lasted
+	// long enough for that: six times the retention, and the time to
+	// close). Averages, not peaks: a single sample swings by a quarter with
+	// where it falls between two compactions, while incidents that are not
+	// deleted, or history that is not compacted, raise every sample after
+	// them. Given back: drained, the space in use is at most a quarter of
+	// the peak.
+	var middle, lastThird []float64
+	var peak float64
 	for _, s := range samples {
 		switch {
 		case s.at > sending:
 		case s.at > 2*sending/3:
-			lastPeak = max(lastPeak, s.inUse)
+			lastThird = append(lastThird, s.inUse)
 		case s.at > sending/3:
-			middlePeak = max(middlePeak, s.inUse)
+			middle = append(middle, s.inUse)
 		}
 		peak = max(peak, s.inUse)
 	}
+	middleMean, lastMean := mean(middle), mean(lastThird)
 	plateau := sending >= 6*retention+30*time.Second
-	if plateau && lastPeak > 1.25*middlePeak {
-		t.Errorf("etcd in use peaked at %s in the last third of the soak, over a quarter above the middle third's %s: storage did not level off", mb(lastPeak), mb(middlePeak))
+	if plateau && lastMean > 1.25*middleMean {
+		t.Errorf("etcd in use averaged %s in the last third of the soak (%d samples), over a quarter above the middle third's %s (%d samples): storage did not level off", mb(lastMean), len(lastThird), mb(middleMean), len(middle))
 	}
 	if last.inUse > peak/4 {
 		t.Errorf("etcd in use at the end %s, over a quarter of the peak %s: deleted incidents' space was not given back", mb(last.inUse), mb(peak))
@@ -206,8 +217,8 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Soak: storage with retention\n\n")
-	fmt.Fprintf(&b, "%d alerts through one manager with `--incident-retention %s`, %d a second in notifications of 100 alerts (as Alertmanager batches them), each batch resolved 5 s after it fired; one alert in ten is answered by a playbook that notifies a chat webhook (%d messages), the rest by no playbook (Unmatched). kube-apiserver runs with `--etcd-compaction-interval 10s` and `--event-ttl 1m` (defaults 5m and 1h), so that history and Events age at the pace of the accelerated retention. Sent in %s; etcd sampled every 10 s (the table shows about 40 of the samples, and the drain in full).\n\n",
-		alerts, retention, rate, messages, round(sending))
+	fmt.Fprintf(&b, "%d alerts through one manager with `--incident-retention %s`, %d a second in notifications of 100 alerts (as Alertmanager batches them), each batch resolved 5 s after it fired; one alert in ten is answered by a playbook that notifies a chat webhook (%d messages), the rest by no playbook (Unmatched). kube-apiserver runs with `--etcd-compaction-interval 10s` and `--event-ttl 1m` (defaults 5m and 1h), so that history and Events age at the pace of the accelerated retention. Sent in %s; etcd sampled every %s (the table shows about 40 of the samples, and the drain in full).\n\n",
+		alerts, retention, rate, messages, round(sending), sampleEvery)
 	fmt.Fprintf(&b, "| time | alerts sent | incidents stored | of them closed | etcd keys | db size on disk | db in use |\n|---|---|---|---|---|---|---|\n")
 	// About 40 rows whatever the soak's length; the last ones all (the drain).
 	every := max(1, len(samples)/40)
@@ -223,9 +234,9 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	fmt.Fprintf(&b, "| intake answers | %s | no 4xx |\n", s.summary())
 	levelled := "not checked: the soak was too short to reach its plateau"
 	if plateau {
-		levelled = fmt.Sprintf("%s, then %s", mb(middlePeak), mb(lastPeak))
+		levelled = fmt.Sprintf("%s, then %s (peaks %s, then %s)", mb(middleMean), mb(lastMean), mb(slices.Max(middle)), mb(slices.Max(lastThird)))
 	}
-	fmt.Fprintf(&b, "| etcd in use: peak of the middle third of the sending, then of the last third | %s | the last at most 25%% above the middle |\n", levelled)
+	fmt.Fprintf(&b, "| etcd in use: average of the middle third of the sending, then of the last third | %s | the last at most 25%% above the middle |\n", levelled)
 	fmt.Fprintf(&b, "| etcd in use: peak, and once drained | %s, %s | drained at most 25%% of the peak |\n", mb(peak), mb(last.inUse))
 	fmt.Fprintf(&b, "\nThe size on disk is etcd's high-water mark: etcd reuses the pages compaction frees but gives them back to the file system only when defragmented (`etcdctl defrag`), so the space in use is the figure that must level off.\n")
 	section(t, 5, b.String())
@@ -237,6 +248,18 @@ func TestSoakStorageLevelsOff(t *testing.T) {
 	if len(recorded) < messages || len(deletedRecords) != len(recorded) {
 		t.Errorf("%d decided incidents recorded, %d of them with a Deleted record; want at least one per remediation (%d messages), each with its Deleted record", len(recorded), len(deletedRecords), messages)
 	}
+}
+
+// mean is the average of xs, 0 when there are none.
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
 }
 
 // batchBody is one notification of alerts first..first+n-1, in status.
