@@ -626,3 +626,19 @@ func TestDryRunModeRecordsThePlanItWouldApply(t *testing.T) {
 		t.Errorf("the quarantine policy exists (err %v): a DryRun playbook wrote it", err)
 	}
 }
+
+// While intake stores alerts without a pause (an alert storm), remediation
+// is slowed to one pass at a time, never stopped: every incident is still
+// remediated.
+func TestRemediationGoesOnWhileIntakeStores(t *testing.T) {
+	ns := newNamespace(t)
+	defer lanes.Storing()()
+	mustCreate(t, isolatePlaybook(ns, "isolate", "ContainerShell", &riposte.AutoApprove{}))
+	for _, name := range []string{"one", "two", "three"} {
+		pod := deployedPod(t, ns, name)
+		mustCreate(t, alertIncident(ns, "am-"+name, "ContainerShell", ns, pod.Name))
+	}
+	for _, name := range []string{"one", "two", "three"} {
+		waitForPhase(t, ns, "am-"+name, riposte.PhaseRemediated)
+	}
+}

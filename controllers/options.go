@@ -38,6 +38,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/expr"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/notify"
+	"github.com/riposte-dev/riposte/internal/priority"
 	"github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/silence"
 )
@@ -70,6 +71,8 @@ type Options struct {
 	// IncidentRetention is how long a closed incident is kept before it is
 	// deleted; 0 keeps every incident.
 	IncidentRetention time.Duration
+	// Lanes, when set, is shared with intake, whose writes go first.
+	Lanes *priority.Lanes
 	// Records, when set, stores the signed record of every incident
 	// milestone in a sink; nil keeps none beyond Events and the log.
 	Records *Records
@@ -206,6 +209,7 @@ func setup(mgr ctrl.Manager, opts Options) error {
 	}
 	return (&incident.Reconciler{
 		Records:             records,
+		Lanes:               opts.Lanes,
 		Silences:            silences,
 		Client:              mgr.GetClient(),
 		APIReader:           mgr.GetAPIReader(),

@@ -23,6 +23,7 @@ import (
 
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/notify"
+	"github.com/riposte-dev/riposte/internal/priority"
 	"github.com/riposte-dev/riposte/internal/record"
 	"github.com/riposte-dev/riposte/internal/testenv"
 )
@@ -44,6 +45,9 @@ var (
 	// recordKey signs them; the suite verifies the whole chain at the end.
 	records   record.Dir
 	recordKey ed25519.PrivateKey
+	// lanes is shared with intake in a real manager: tests hold it to
+	// stand for intake's writes in flight.
+	lanes = &priority.Lanes{}
 )
 
 // TestMain runs every controller test against one real kube-apiserver and
@@ -103,6 +107,7 @@ func run(m *testing.M) int {
 				// number as an admin would list an in-cluster receiver.
 				NotifyAllowedDestinations: []string{"http://127.0.0.1"},
 				Records:                   &controllers.Records{Sink: records, Key: recordKey, Cluster: "controllers-suite"},
+				Lanes:                     lanes,
 			},
 			// No listeners, whose ports would clash between test binaries
 			// running at once: the tests read metrics from the registry.

@@ -24,6 +24,7 @@ import (
 	"github.com/riposte-dev/riposte/controllers"
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/intake"
+	"github.com/riposte-dev/riposte/internal/priority"
 	"github.com/riposte-dev/riposte/internal/record"
 )
 
@@ -44,6 +45,7 @@ type options struct {
 	intakeMaxAlerts     int
 	protectedNamespaces string
 	concurrency         int
+	passesWhileStoring  int
 	notifyURL           string
 	notifyButtons       bool
 	notifyDestinations  string
@@ -100,6 +102,7 @@ func main() {
 	flag.IntVar(&o.intakeMaxAlerts, "intake-max-alerts", intake.DefaultMaxAlerts, "Most alerts one notification may carry; a larger one is answered 413 before it is decoded. Keep the Alertmanager receiver's max_alerts at or below it.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
+	flag.IntVar(&o.passesWhileStoring, "remediation-passes-while-storing", 1, "Incident passes that may run while intake is storing alerts (at least 1): intake's writes go first in a storm.")
 	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
@@ -178,6 +181,9 @@ func run(o options) error {
 			protected = append(protected, ns)
 		}
 	}
+	// Intake's writes go before remediation's: an alert not stored yet is
+	// one Alertmanager may have to send again.
+	lanes := &priority.Lanes{Passes: o.passesWhileStoring}
 	mgr, err := newManager(ctx, cfg, controllers.ManagerOptions{
 		Options: controllers.Options{
 			OperatorNamespace:         o.namespace,
@@ -191,6 +197,7 @@ func run(o options) error {
 			DriftResync:               o.driftResync,
 			IncidentRetention:         o.incidentRetention,
 			Records:                   records,
+			Lanes:                     lanes,
 		},
 		Metrics:                metricsOptions(o),
 		HealthProbeBindAddress: o.probeAddr,
@@ -218,7 +225,7 @@ func run(o options) error {
 		return fmt.Errorf("registering intake metrics: %w", err)
 	}
 	store := &intake.ApplyStore{Client: mgr.GetClient(), FieldOwner: "riposte-intake", DefaultNamespace: o.namespace,
-		Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated()}
+		Seen: mgr.GetClient(), Deduplicated: intakeMetrics.Deduplicated(), Lanes: lanes}
 	// A deleted incident is stored again by the next notification, even
 	// one that repeats what intake applied moments before.
 	incidents, err := mgr.GetCache().GetInformer(ctx, &riposte.Incident{})

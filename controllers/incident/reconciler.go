@@ -35,6 +35,7 @@ import (
 	"github.com/riposte-dev/riposte/internal/guard"
 	"github.com/riposte-dev/riposte/internal/inplace"
 	"github.com/riposte-dev/riposte/internal/metrics"
+	"github.com/riposte-dev/riposte/internal/priority"
 	"github.com/riposte-dev/riposte/internal/record"
 )
 
@@ -59,6 +60,9 @@ type Reconciler struct {
 	// Records stores each milestone's record in the record sink; nil keeps
 	// no trail beyond the objects, their Events and the log.
 	Records *record.Writer
+	// Lanes, when set, lets intake's writes go first: a pass waits while
+	// intake writes and enough other passes run.
+	Lanes *priority.Lanes
 
 	enricherOnce   sync.Once
 	sharedEnricher *enrich.Enricher
@@ -106,6 +110,11 @@ type pass struct {
 // Reconcile loads the incident, does what every phase needs, runs its
 // phase's handler and writes the status once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
+	done, err := r.Lanes.Pass(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	defer done()
 	inc := &riposte.Incident{}
 	if err := r.Get(ctx, req.NamespacedName, inc); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)

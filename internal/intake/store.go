@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/priority"
 )
 
 // DefaultFieldOwner is the server-side apply field manager used when
@@ -44,6 +45,8 @@ type ApplyStore struct {
 	// notifications about alerts already stored, without a request.
 	Seen         client.Reader
 	Deduplicated prometheus.Counter
+	// Lanes, when set, holds remediation back while an apply is in flight.
+	Lanes *priority.Lanes
 
 	// applied remembers what this process applied lately, for resends that
 	// arrive before the cache shows the first one.
@@ -402,6 +405,7 @@ func (s *ApplyStore) apply(ctx context.Context, inc *riposte.Incident) error {
 	if owner == "" {
 		owner = DefaultFieldOwner
 	}
+	defer s.Lanes.Storing()()
 	if err := s.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership); err != nil {
 		return err
 	}

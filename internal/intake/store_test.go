@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	riposte "github.com/riposte-dev/riposte/api/v1alpha1"
+	"github.com/riposte-dev/riposte/internal/priority"
 )
 
 // These tests check what ApplyStore sends and how it reacts to answers;
@@ -392,4 +393,47 @@ func countingApplier(scheme *runtime.Scheme) (client.Client, *int) {
 		},
 	}).Build()
 	return c, applies
+}
+
+// While intake's apply is in flight, remediation passes beyond the first
+// wait (internal/priority); once it is answered, they run again.
+func TestApplyStoreGoesFirst(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := riposte.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	lanes := &priority.Lanes{}
+	running, err := lanes.Pass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running()
+	secondPass := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		done, err := lanes.Pass(ctx)
+		if err == nil {
+			done()
+		}
+		return err
+	}
+	var duringApply error
+	applier := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Apply: func(context.Context, client.WithWatch, runtime.ApplyConfiguration, ...client.ApplyOption) error {
+			duringApply = secondPass()
+			return nil
+		},
+	}).Build()
+	s := &ApplyStore{Client: applier, Lanes: lanes}
+	inc := IncidentFor(Alert{Status: "firing", Fingerprint: "ab", StartsAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC),
+		Labels: map[string]string{"alertname": "A", "namespace": "shop", "pod": "web"}}, "riposte-system")
+	if err := s.Upsert(context.Background(), inc); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(duringApply, context.DeadlineExceeded) {
+		t.Errorf("a second remediation pass during intake's apply: %v, want it held until the apply was answered", duringApply)
+	}
+	if err := secondPass(); err != nil {
+		t.Errorf("a second remediation pass after intake's apply: %v, want it to run", err)
+	}
 }

@@ -138,9 +138,11 @@ func TestBenchDrift(t *testing.T) {
 		return client.ObjectKey{Namespace: ns, Name: incident}
 	}
 	var lat, paced violationTimes
+	waitsBefore := scrapeMetrics(t, manager.MetricsAddr)
 	for i := range violations {
 		violate(i, &lat)
 	}
+	waits := cacheWaits(waitsBefore, scrapeMetrics(t, manager.MetricsAddr))
 	for i := range violations / 2 {
 		key := violate(violations+i, &paced)
 		deadline := time.Now().Add(30 * time.Second)
@@ -159,7 +161,7 @@ func TestBenchDrift(t *testing.T) {
 		<-cpuDone
 		saveProfile(t, pprofAddr, "heap", filepath.Join(profile, "drift-heap-end.pprof"))
 	}
-	writeDriftResults(t, pods, bindings, lat, paced, first, second, withoutRules, afterFirst, memoryOf(t, manager))
+	writeDriftResults(t, pods, bindings, lat, paced, waits, first, second, withoutRules, afterFirst, memoryOf(t, manager))
 }
 
 // saveProfile writes one of the manager's /debug/pprof profiles to a file.
@@ -260,7 +262,34 @@ func latencyRow(name string, lat []time.Duration) string {
 		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.9)), ms(percentile(lat, 0.99)), ms(lat[len(lat)-1]))
 }
 
-func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTimes, first, second resyncs, without, steady, end memory) {
+// cacheWait is how long the manager's reads of one kind of operation
+// waited, over a window, for its cache to show the manager's own writes
+// (controller-runtime's read-your-writes consistency).
+type cacheWait struct {
+	operation string
+	reads     float64
+	total     time.Duration
+	over5ms   float64
+}
+
+// cacheWaits reads controller_runtime_client_consistency_wait_duration_seconds
+// between two scrapes of the manager's metrics.
+func cacheWaits(before, after map[string]float64) []cacheWait {
+	const metric = "controller_runtime_client_consistency_wait_duration_seconds"
+	var out []cacheWait
+	for _, op := range []string{"get", "list"} {
+		labels := `{operation="` + op + `",result="success"}`
+		bucket := metric + `_bucket{operation="` + op + `",result="success",le="0.005"}`
+		delta := func(name string) float64 { return after[name] - before[name] }
+		count := delta(metric + "_count" + labels)
+		out = append(out, cacheWait{operation: op, reads: count,
+			total:   time.Duration(delta(metric+"_sum"+labels) * float64(time.Second)),
+			over5ms: count - delta(bucket)})
+	}
+	return out
+}
+
+func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTimes, waits []cacheWait, first, second resyncs, without, steady, end memory) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Riposte drift detection benchmarks\n\nWritten by `make bench` (TestBenchDrift) on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
 	fmt.Fprintf(&b, "## Setup\n\n%d compliant pods and %d compliant RoleBindings (a ServiceAccount bound to `view`) in 20 namespaces, each namespace with its default-deny NetworkPolicy; the manager started as its own process, as its service account, with `--drift-resync-interval 20s`; then the policy pack (config/samples/policies: 8 playbooks, 10 drift rules, 6 of them on Pods) applied.\n\n", pods, bindings)
@@ -274,6 +303,10 @@ func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTim
 		b.WriteString(latencyRow(run.name+" | from the pod's creation", run.times.fromCreated))
 		b.WriteString(latencyRow(run.name+" | from the Create sent", run.times.fromSent))
 		b.WriteString(latencyRow(run.name+" | the Create itself", run.times.create))
+	}
+	b.WriteString("\nWhile the violations came back to back, the manager's reads waited this long for its cache to show the manager's own earlier writes (controller-runtime's read-your-writes consistency, `controller_runtime_client_consistency_wait_duration_seconds`; a Get waits for writes to that object, a List for every write of its kind):\n\n| reads | in the window | waiting in all | of them over 5 ms |\n|---|---|---|---|\n")
+	for _, w := range waits {
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f |\n", w.operation, w.reads, ms(w.total), w.over5ms)
 	}
 	b.WriteString("\n## Full re-evaluation\n\n")
 	b.WriteString("Every watched object judged again (the periodic safety net; changes are judged as they happen), read from the manager's `riposte_drift_resync_seconds` histogram. An object whose last judgment was made on what it reads now (the object's resourceVersion, its namespace, its lookups, its owner, the same rules) is not evaluated again; when that judgment found nothing and no open incident names the object, the pass leaves it alone (`riposte_drift_resync_settled_objects`).\n\n")

@@ -1,0 +1,86 @@
+// Package priority lets intake's writes go before remediation's when both
+// want the same API server and the same cores: during an alert storm an
+// alert not yet stored is one Alertmanager may have to send again, while a
+// stored one is remediated a moment later, in order and on the record.
+//
+// Remediation is slowed, never stopped: while intake has writes in flight,
+// passes run at most Passes at a time instead of the controllers' full
+// concurrency, and as many as there are workers once intake is idle.
+package priority
+
+import (
+	"context"
+	"sync"
+)
+
+// Lanes is shared by intake and the incident reconciler. The zero value lets
+// one pass run beside intake's writes; a nil *Lanes holds nothing back.
+type Lanes struct {
+	// Passes is how many remediation passes may run while intake writes; 0
+	// means 1. At least one always may, so remediation never starves.
+	Passes int
+
+	mu      sync.Mutex
+	storing int
+	running int
+	changed chan struct{}
+}
+
+// Storing marks one intake write in flight until done is called.
+func (l *Lanes) Storing() (done func()) {
+	if l == nil {
+		return func() {}
+	}
+	l.mu.Lock()
+	l.storing++
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.storing--
+		if l.storing == 0 {
+			l.wake()
+		}
+	}
+}
+
+// Pass waits until a remediation pass may run, then holds its place until
+// done is called. It returns ctx's error if ctx ends first.
+func (l *Lanes) Pass(ctx context.Context) (done func(), err error) {
+	if l == nil {
+		return func() {}, nil
+	}
+	for {
+		l.mu.Lock()
+		if l.storing == 0 || l.running < max(l.Passes, 1) {
+			l.running++
+			l.mu.Unlock()
+			return l.release, nil
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (l *Lanes) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running--
+	l.wake()
+}
+
+// wake tells every waiting pass to look again; l.mu is held.
+func (l *Lanes) wake() {
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+}
