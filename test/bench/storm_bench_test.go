@@ -52,13 +52,13 @@ type stormResult struct {
 	// records is what the run left in the record sink, and report over it
 	records string
 	// first-attempt round trips of the POSTs, and how the POSTs ended
-	roundTrips          []time.Duration
+	roundTrips []time.Duration
 	// the same, of each alert's first POST (intake stores it) and of the
 	// resends (answered from what is stored)
 	newRoundTrips, resendRoundTrips []time.Duration
-	posts, accepted     int
-	answers             map[int]int
-	retries, connErrors int
+	posts, accepted                 int
+	answers                         map[int]int
+	retries, connErrors             int
 	// from the first POST: when every alert's incident was Remediated,
 	// and each alert's own latency from its first POST
 	allDone  time.Duration
