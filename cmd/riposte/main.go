@@ -102,7 +102,7 @@ func main() {
 	flag.IntVar(&o.intakeMaxAlerts, "intake-max-alerts", intake.DefaultMaxAlerts, "Most alerts one notification may carry; a larger one is answered 413 before it is decoded. Keep the Alertmanager receiver's max_alerts at or below it.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
-	flag.IntVar(&o.passesWhileStoring, "remediation-passes-while-storing", 1, "Incident passes that may run while intake is storing alerts (at least 1): intake's writes go first in a storm.")
+	flag.IntVar(&o.passesWhileStoring, "remediation-passes-while-storing", 1, "Incident passes that may run while intake is storing alerts (at least 1; a pass waits at most 1s): intake's writes go first in a storm. At --concurrency or more, intake's writes do not go first.")
 	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
 	flag.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "Alertmanager's base URL (for example http://alertmanager.monitoring:9093), where Silence steps create silences; empty refuses Silence steps.")
 	flag.IntVar(&o.stepsPerMinute, "budget-steps-per-minute", 0, "Cluster-wide budget: at most this many remediation steps start in any minute, over all playbooks; 0 is no budget.")
@@ -147,6 +147,9 @@ func run(o options) error {
 	}
 	if o.driftResync < time.Second {
 		return fmt.Errorf("--drift-resync-interval %s: want at least 1s", o.driftResync)
+	}
+	if o.passesWhileStoring < 1 {
+		return fmt.Errorf("--remediation-passes-while-storing %d: want at least 1, so that remediation goes on while intake stores", o.passesWhileStoring)
 	}
 	if o.incidentRetention < 0 {
 		return fmt.Errorf("--incident-retention %s: want 0 (keep every incident) or more", o.incidentRetention)

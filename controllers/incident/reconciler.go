@@ -110,11 +110,11 @@ type pass struct {
 // Reconcile loads the incident, does what every phase needs, runs its
 // phase's handler and writes the status once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
-	done, err := r.Lanes.Pass(ctx)
+	passed, err := r.Lanes.Pass(ctx)
 	if err != nil {
-		return reconcile.Result{}, err
+		return reconcile.Result{}, nil // stopping: the pass is for the next leader or process
 	}
-	defer done()
+	defer passed()
 	inc := &riposte.Incident{}
 	if err := r.Get(ctx, req.NamespacedName, inc); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)

@@ -5,13 +5,21 @@
 //
 // Remediation is slowed, never stopped: while intake has writes in flight,
 // passes run at most Passes at a time instead of the controllers' full
-// concurrency, and as many as there are workers once intake is idle.
+// concurrency, and as many as there are workers once intake is idle; and
+// no pass waits longer than MaxWait, so neither a flood of alerts nor a
+// pass held up by a slow webhook holds the others back for long.
 package priority
 
 import (
 	"context"
 	"sync"
+	"time"
 )
+
+// DefaultMaxWait bounds a pass's wait when MaxWait is 0: a storm's alerts
+// already wait seconds in the queue, so a second more is small beside it,
+// and it is short beside a timed containment's end.
+const DefaultMaxWait = time.Second
 
 // Lanes is shared by intake and the incident reconciler. The zero value lets
 // one pass run beside intake's writes; a nil *Lanes holds nothing back.
@@ -19,6 +27,9 @@ type Lanes struct {
 	// Passes is how many remediation passes may run while intake writes; 0
 	// means 1. At least one always may, so remediation never starves.
 	Passes int
+	// MaxWait is the longest a pass waits before it runs anyway; 0 means
+	// DefaultMaxWait.
+	MaxWait time.Duration
 
 	mu      sync.Mutex
 	storing int
@@ -44,12 +55,19 @@ func (l *Lanes) Storing() (done func()) {
 	}
 }
 
-// Pass waits until a remediation pass may run, then holds its place until
-// done is called. It returns ctx's error if ctx ends first.
+// Pass waits until a remediation pass may run, or MaxWait has passed, then
+// holds its place until done is called. It returns ctx's error if ctx ends
+// first.
 func (l *Lanes) Pass(ctx context.Context) (done func(), err error) {
 	if l == nil {
 		return func() {}, nil
 	}
+	wait := l.MaxWait
+	if wait <= 0 {
+		wait = DefaultMaxWait
+	}
+	waited := time.NewTimer(wait)
+	defer waited.Stop()
 	for {
 		l.mu.Lock()
 		if l.storing == 0 || l.running < max(l.Passes, 1) {
@@ -64,6 +82,11 @@ func (l *Lanes) Pass(ctx context.Context) (done func(), err error) {
 		l.mu.Unlock()
 		select {
 		case <-changed:
+		case <-waited.C:
+			l.mu.Lock()
+			l.running++
+			l.mu.Unlock()
+			return l.release, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

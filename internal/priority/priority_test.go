@@ -122,3 +122,41 @@ func TestAWaitingPassEndsWithItsContext(t *testing.T) {
 		t.Fatalf("Pass = %v, want the context's deadline", err)
 	}
 }
+
+// A pass held up (a slow webhook in its step, a flood of alerts) holds the
+// next one back for MaxWait at most.
+func TestNoPassWaitsLongerThanMaxWait(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		lanes   *Lanes
+		atLeast time.Duration
+		atMost  time.Duration
+	}{
+		{name: "MaxWait", lanes: &Lanes{MaxWait: 200 * time.Millisecond}, atLeast: 200 * time.Millisecond, atMost: 2 * time.Second},
+		{name: "0 is DefaultMaxWait", lanes: &Lanes{}, atLeast: DefaultMaxWait, atMost: DefaultMaxWait + 2*time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.lanes.Storing()()
+			held, err := tc.lanes.Pass(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			asked := time.Now()
+			next, err := tc.lanes.Pass(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			waited := time.Since(asked)
+			if waited < tc.atLeast || waited > tc.atMost {
+				t.Errorf("the next pass started after %s, want between %s and %s", waited, tc.atLeast, tc.atMost)
+			}
+			// It holds a place like any other: a third waits for both.
+			third := start(t, context.Background(), tc.lanes)
+			mustWait(t, third, "while two passes run beside intake's write")
+			held()
+			mustWait(t, third, "while the late pass still runs beside intake's write")
+			next()
+			mustStart(t, third, "once both ended")()
+		})
+	}
+}
