@@ -629,9 +629,10 @@ func TestDryRunModeRecordsThePlanItWouldApply(t *testing.T) {
 
 // While intake stores alerts without a pause (an alert storm), remediation
 // is slowed to one pass at a time, never stopped: every incident is still
-// remediated.
+// remediated, and the passes' wait is measured for whoever watches.
 func TestRemediationGoesOnWhileIntakeStores(t *testing.T) {
 	ns := newNamespace(t)
+	waitedBefore := passWaitSeconds(t)
 	defer lanes.Storing()()
 	mustCreate(t, isolatePlaybook(ns, "isolate", "ContainerShell", &riposte.AutoApprove{}))
 	for _, name := range []string{"one", "two", "three"} {
@@ -641,4 +642,23 @@ func TestRemediationGoesOnWhileIntakeStores(t *testing.T) {
 	for _, name := range []string{"one", "two", "three"} {
 		waitForPhase(t, ns, "am-"+name, riposte.PhaseRemediated)
 	}
+	if waited := passWaitSeconds(t) - waitedBefore; waited < 0.001 {
+		t.Errorf("riposte_incident_pass_wait_seconds grew by %.3fs while three incidents were remediated one pass at a time, want the passes' waits", waited)
+	}
+}
+
+// passWaitSeconds is the sum of riposte_incident_pass_wait_seconds.
+func passWaitSeconds(t *testing.T) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "riposte_incident_pass_wait_seconds" {
+			return f.GetMetric()[0].GetHistogram().GetSampleSum()
+		}
+	}
+	t.Fatal("no riposte_incident_pass_wait_seconds on the manager's registry")
+	return 0
 }

@@ -110,11 +110,13 @@ type pass struct {
 // Reconcile loads the incident, does what every phase needs, runs its
 // phase's handler and writes the status once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
+	asked := time.Now()
 	passed, err := r.Lanes.Pass(ctx)
 	if err != nil {
 		return reconcile.Result{}, nil // stopping: the pass is for the next leader or process
 	}
 	defer passed()
+	metrics.PassWaitSeconds.Observe(time.Since(asked).Seconds())
 	inc := &riposte.Incident{}
 	if err := r.Get(ctx, req.NamespacedName, inc); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)

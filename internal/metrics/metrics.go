@@ -98,6 +98,13 @@ var (
 		Name: "riposte_records_untrusted_total",
 		Help: "Records found in the sink that this manager cannot trust (not signed with its key or an earlier key it is given, edited, unreadable, or another cluster's): put there by someone else. The chain goes on after them, linked to the last record it trusts; kubectl riposte verify reports each.",
 	})
+	// PassWaitSeconds times how long incident passes waited for intake's
+	// writes to go first (internal/priority): what a storm costs remediation.
+	PassWaitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "riposte_incident_pass_wait_seconds",
+		Help:    "Time an incident pass waited to start while intake stored alerts (at most 1 s a pass).",
+		Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2},
+	})
 	// RecordHeadSequence is the sequence of the last record stored.
 	RecordHeadSequence = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "riposte_record_head_sequence",
@@ -108,7 +115,7 @@ var (
 // Collectors are the metrics this package defines.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{EnrichSeconds, RemediateSeconds, ActionsTotal, ActionSeconds, UndoneTotal, GuardrailRefusals, DecisionSeconds, RetentionDeleted, RetentionKept,
-		StageSeconds, RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordsUntrusted, RecordHeadSequence}
+		StageSeconds, RecordsPending, RecordsOldestPending, RecordsStored, RecordSinkErrors, RecordsUntrusted, RecordHeadSequence, PassWaitSeconds}
 }
 
 func init() {
