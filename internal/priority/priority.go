@@ -62,12 +62,7 @@ func (l *Lanes) Pass(ctx context.Context) (done func(), err error) {
 	if l == nil {
 		return func() {}, nil
 	}
-	wait := l.MaxWait
-	if wait <= 0 {
-		wait = DefaultMaxWait
-	}
-	waited := time.NewTimer(wait)
-	defer waited.Stop()
+	var waited <-chan time.Time // started only once a pass has to wait
 	for {
 		l.mu.Lock()
 		if l.storing == 0 || l.running < max(l.Passes, 1) {
@@ -80,9 +75,18 @@ func (l *Lanes) Pass(ctx context.Context) (done func(), err error) {
 		}
 		changed := l.changed
 		l.mu.Unlock()
+		if waited == nil {
+			wait := l.MaxWait
+			if wait <= 0 {
+				wait = DefaultMaxWait
+			}
+			timer := time.NewTimer(wait)
+			defer timer.Stop()
+			waited = timer.C
+		}
 		select {
 		case <-changed:
-		case <-waited.C:
+		case <-waited:
 			l.mu.Lock()
 			l.running++
 			l.mu.Unlock()
