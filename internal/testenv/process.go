@@ -31,16 +31,32 @@ func (e *Env) UserKubeconfig(t testing.TB, dir, name string, groups ...string) s
 	return path
 }
 
-// FreeAddr returns a loopback address with a port nobody listens on.
+// FreeAddr returns a loopback address with a port nobody listens on and
+// that no earlier call in this test process returned: the kernel may hand
+// a port just closed to the next listen on port 0, and two servers told to
+// bind the same port (weed's master and its S3 gateway, once, in CI) fail.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
 }
+
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 // BuildRiposte builds the manager binary, once per test process, and
 // returns its path.
