@@ -23,7 +23,15 @@ type Manager struct {
 // returns once the manager is ready (intake serving, caches synced).
 func (e *Env) StartManager(t testing.TB, token string, extraArgs ...string) *Manager {
 	t.Helper()
-	m := e.LaunchManager(t, token, nil, extraArgs...)
+	return e.StartManagerInCgroup(t, token, nil, extraArgs...)
+}
+
+// StartManagerInCgroup is StartManager with the manager held to a memory
+// cgroup's limit, as it would be in a container with that limit; nil is
+// StartManager.
+func (e *Env) StartManagerInCgroup(t testing.TB, token string, cgroup *MemoryCgroup, extraArgs ...string) *Manager {
+	t.Helper()
+	m := e.launchManager(t, token, nil, cgroup, extraArgs...)
 	WaitHTTP(t, "http://"+m.IntakeAddr+"/healthz")
 	WaitHTTP(t, "http://"+m.ProbesAddr+"/readyz") // caches synced
 	return m
@@ -32,6 +40,11 @@ func (e *Env) StartManager(t testing.TB, token string, extraArgs ...string) *Man
 // LaunchManager starts the manager like StartManager, with extra
 // environment, and returns at once: for a test that expects it to exit.
 func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs ...string) *Manager {
+	t.Helper()
+	return e.launchManager(t, token, env, nil, extraArgs...)
+}
+
+func (e *Env) launchManager(t testing.TB, token string, env []string, cgroup *MemoryCgroup, extraArgs ...string) *Manager {
 	t.Helper()
 	dir := t.TempDir()
 	kubeconfig, err := e.managerKubeconfig(dir)
@@ -48,7 +61,14 @@ func (e *Env) LaunchManager(t testing.TB, token string, env []string, extraArgs 
 		"--metrics-bind-address", m.MetricsAddr, "--health-probe-bind-address", m.ProbesAddr,
 		// The tests' Notify sinks are httptest servers on loopback.
 		"--notify-allowed-destinations", "http://127.0.0.1"}, e.recordArgs(t, extraArgs)...)
-	p, exited := startProcess(t, dir, "riposte", BuildRiposte(t), env, args...)
+	bin := BuildRiposte(t)
+	if cgroup != nil {
+		var err error
+		if bin, args, err = cgroup.Wrap(bin, args); err != nil {
+			t.Fatalf("starting the manager in its cgroup: %v", err)
+		}
+	}
+	p, exited := startProcess(t, dir, "riposte", bin, env, args...)
 	m.Pid, m.Exited = p.Pid, exited
 	return m
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -77,7 +79,14 @@ func TestBenchDrift(t *testing.T) {
 		pprofAddr = testenv.FreeAddr(t)
 		args = append(args, "--pprof-bind-address", pprofAddr)
 	}
-	manager := env.StartManager(t, token, args...)
+	box := newContainer(t)
+	if box != nil {
+		args = append(args, "--memory-limit-ratio", strconv.FormatFloat(box.ratio, 'f', -1, 64))
+	}
+	manager := env.StartManagerInCgroup(t, token, box.cgroupOrNil(), args...)
+	if box != nil {
+		box.checkSoftLimit(t, manager)
+	}
 	time.Sleep(5 * time.Second) // settled: every informer enrichment uses is synced
 	withoutRules := memoryOf(t, manager)
 	if err := testenv.ApplyDir(ctx, env.Config, filepath.Join(testenv.RepoRoot(), "config", "samples", "policies")); err != nil {
@@ -160,8 +169,80 @@ func TestBenchDrift(t *testing.T) {
 	if profile != "" {
 		<-cpuDone
 		saveProfile(t, pprofAddr, "heap", filepath.Join(profile, "drift-heap-end.pprof"))
+		saveMemStats(t, manager.MetricsAddr, filepath.Join(profile, "drift-memstats-end.txt"))
 	}
-	writeDriftResults(t, pods, bindings, lat, paced, waits, first, second, withoutRules, afterFirst, memoryOf(t, manager))
+	end := memoryOf(t, manager)
+	gcs := scrapeMetrics(t, manager.MetricsAddr)["go_gc_cycles_total_gc_cycles_total"]
+	writeDriftResults(t, pods, bindings, lat, paced, waits, first, second, withoutRules, afterFirst, end, gcs, box)
+}
+
+// container is the drift bench run with the manager in a memory cgroup, as
+// in a container with a memory limit (BENCH_DRIFT_CONTAINER_LIMIT, a
+// quantity like 150Mi), with --memory-limit-ratio
+// BENCH_DRIFT_MEMORY_LIMIT_RATIO (0.9 unless set): the manager reads the
+// limit from its cgroup itself, and the kernel holds it to the limit.
+type container struct {
+	cgroup *testenv.MemoryCgroup
+	ratio  float64
+}
+
+// newContainer makes the cgroup when BENCH_DRIFT_CONTAINER_LIMIT asks for
+// one; nil when it does not. A machine where no cgroup can be made skips
+// the run, saying why.
+func newContainer(t *testing.T) *container {
+	limit := os.Getenv("BENCH_DRIFT_CONTAINER_LIMIT")
+	if limit == "" {
+		return nil
+	}
+	q, err := resource.ParseQuantity(limit)
+	must(t, err)
+	ratio := 0.9
+	if v := os.Getenv("BENCH_DRIFT_MEMORY_LIMIT_RATIO"); v != "" {
+		ratio, err = strconv.ParseFloat(v, 64)
+		must(t, err)
+	}
+	cg, err := testenv.NewMemoryCgroup(t, q.Value())
+	if err != nil {
+		t.Skipf("no memory cgroup can be made on this machine, so no container limit to run the manager under: %v", err)
+	}
+	return &container{cgroup: cg, ratio: ratio}
+}
+
+func (c *container) cgroupOrNil() *testenv.MemoryCgroup {
+	if c == nil {
+		return nil
+	}
+	return c.cgroup
+}
+
+// softLimit is the Go runtime's memory limit the manager should have set
+// from its cgroup: the ratio of the container's limit.
+func (c *container) softLimit() float64 { return float64(uint64(float64(c.cgroup.Limit) * c.ratio)) }
+
+// checkSoftLimit fails the bench unless the manager read its limit from the
+// cgroup and set the runtime's soft limit from it.
+func (c *container) checkSoftLimit(t *testing.T, m *testenv.Manager) {
+	if got := scrapeMetrics(t, m.MetricsAddr)["go_gc_gomemlimit_bytes"]; got != c.softLimit() {
+		t.Fatalf("the manager's soft memory limit is %.0f bytes, want %.0f (%v of its cgroup's %d)", got, c.softLimit(), c.ratio, c.cgroup.Limit)
+	}
+}
+
+// saveMemStats writes the manager's Go runtime memory figures, to tell
+// the live heap from the collector's headroom and the runtime's own.
+func saveMemStats(t *testing.T, metricsAddr, file string) {
+	series := scrapeMetrics(t, metricsAddr)
+	var names []string
+	for name := range series {
+		if strings.HasPrefix(name, "go_memstats_") || strings.HasPrefix(name, "go_goroutines") || strings.HasPrefix(name, "go_gc_") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&b, "%s %.0f\n", name, series[name])
+	}
+	must(t, os.WriteFile(file, []byte(b.String()), 0o644))
 }
 
 // saveProfile writes one of the manager's /debug/pprof profiles to a file.
@@ -289,10 +370,18 @@ func cacheWaits(before, after map[string]float64) []cacheWait {
 	return out
 }
 
-func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTimes, waits []cacheWait, first, second resyncs, without, steady, end memory) {
+func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTimes, waits []cacheWait, first, second resyncs, without, steady, end memory, gcs float64, box *container) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Riposte drift detection benchmarks\n\nWritten by `make bench` (TestBenchDrift) on %s.\n\n## Machine\n\n%s\n", time.Now().UTC().Format(time.RFC3339), machine())
-	fmt.Fprintf(&b, "## Setup\n\n%d compliant pods and %d compliant RoleBindings (a ServiceAccount bound to `view`) in 20 namespaces, each namespace with its default-deny NetworkPolicy; the manager started as its own process, as its service account, with `--drift-resync-interval 20s`; then the policy pack (config/samples/policies: 8 playbooks, 10 drift rules, 6 of them on Pods) applied.\n\n", pods, bindings)
+	title, file, in := "", "results-drift.md", ", with no memory limit (as `make run` starts it; in a container limited to 150Mi: [results-drift-memlimit.md](results-drift-memlimit.md))"
+	if box != nil {
+		limit := resource.NewQuantity(box.cgroup.Limit, resource.BinarySI).String()
+		title = ", in a container limited to " + limit
+		file = "results-drift-memlimit.md"
+		in = fmt.Sprintf(" in a memory cgroup limited to %s (the kernel holds it there, as in a container with `resources.limits.memory: %s`), with `--memory-limit-ratio %v`: it read the limit from its cgroup and set the Go runtime's soft limit to %.1f MiB (go_gc_gomemlimit_bytes; without a limit: [results-drift.md](results-drift.md))",
+			limit, limit, box.ratio, box.softLimit()/(1<<20))
+	}
+	fmt.Fprintf(&b, "# Riposte drift detection benchmarks%s\n\nWritten by `make bench` (TestBenchDrift) on %s.\n\n## Machine\n\n%s\n", title, time.Now().UTC().Format(time.RFC3339), machine())
+	fmt.Fprintf(&b, "## Setup\n\n%d compliant pods and %d compliant RoleBindings (a ServiceAccount bound to `view`) in 20 namespaces, each namespace with its default-deny NetworkPolicy; the manager started as its own process, as its service account, with `--drift-resync-interval 20s`%s; then the policy pack (config/samples/policies: 8 playbooks, 10 drift rules, 6 of them on Pods) applied.\n\n", pods, bindings, in)
 	b.WriteString("## A violating pod's creation to its Incident\n\n")
 	b.WriteString("Pods with a privileged container, created one at a time, to the moment a watch on the API server shows the pod's Incident. Each Incident is answered by the pack's playbook (IsolatePod, approved by a person): until its gate waits, it costs the 9 API requests [results-requests.md](results-requests.md) counts for a person's gate (the incident stored, the dry run, the gate and its status, the incident's status, two Events, two reads of the decision policy). Back to back, each pod is created as soon as the last one's Incident is seen, while that pipeline is still writing; paced, once the last Incident waits for people. From the pod's creation counts from its Create answered (the pod exists); from the Create sent adds the API server's own Create. The first pod created in a namespace in 30 s waits about 90 ms inside its Create: the API server's LimitRanger lists that namespace's LimitRanges itself, a consistent read that waits for the watch cache (the audit log shows `list limitranges` by system:apiserver for as long).\n\n")
 	b.WriteString("| pods | measured | violations | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|\n")
@@ -325,7 +414,15 @@ func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTim
 		{"after the violations and another re-evaluation (end of the run)", end}} {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", row.name, row.m.rss, row.m.file, row.m.peak, row.m.heap)
 	}
-	out := filepath.Join(testenv.RepoRoot(), "test", "bench", "results-drift.md")
+	fmt.Fprintf(&b, "\nThe collector ran %.0f times in the whole run (go_gc_cycles_total_gc_cycles_total).\n", gcs)
+	if box != nil {
+		peak, err := box.cgroup.Peak()
+		must(t, err)
+		kills, err := box.cgroup.OOMKills()
+		must(t, err)
+		fmt.Fprintf(&b, "The most the kernel charged the cgroup (its anonymous memory and the page cache of the files it read or wrote, the binary and the manager's log included): %d kB, of a limit of %d kB (page cache fills a cgroup up to its limit, and the kernel reclaims it there); processes it killed for passing the limit: %d.\n", peak/1024, box.cgroup.Limit/1024, kills)
+	}
+	out := filepath.Join(testenv.RepoRoot(), "test", "bench", file)
 	must(t, os.WriteFile(out, []byte(b.String()), 0o644))
 	t.Logf("\n%s", b.String())
 }
