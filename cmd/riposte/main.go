@@ -103,7 +103,7 @@ func main() {
 	flag.StringVar(&o.intakeTLSKey, "intake-tls-key-file", "", "TLS key for the intake endpoint.")
 	flag.IntVar(&o.intakeMaxAlerts, "intake-max-alerts", intake.DefaultMaxAlerts, "Most alerts one notification may carry; a larger one is answered 413 before it is decoded. Keep the Alertmanager receiver's max_alerts at or below it.")
 	flag.StringVar(&o.protectedNamespaces, "protected-namespaces", "kube-system,kube-public", "Namespaces Riposte never acts in; its own namespace is always added.")
-	flag.Float64Var(&o.memoryLimitRatio, "memory-limit-ratio", 0.9, "Give the Go runtime a soft memory limit of this fraction of the container's memory limit (read from its cgroup, again every minute), so that it collects garbage sooner as it nears the limit instead of being killed; 0 sets none, and neither does a container without a limit. GOMEMLIMIT, when set, wins. The runtime does not count the binary's own resident pages (about 50 MiB), which the container is charged for too: under a small limit, lower the fraction.")
+	flag.Float64Var(&o.memoryLimitRatio, "memory-limit-ratio", 0.9, "Give the Go runtime a soft memory limit of this fraction of the container's memory limit (read from its cgroup, again every minute), so that it collects garbage sooner as it nears the limit instead of being killed; 0 sets none, and neither does a container without a limit. GOMEMLIMIT, when set, wins; AUTOMEMLIMIT is refused. The runtime does not count the binary's own resident pages (about 50 MiB), which the container is charged for too: under a small limit, lower the fraction.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "Concurrent reconciles per controller.")
 	flag.IntVar(&o.passesWhileStoring, "remediation-passes-while-storing", 1, "Incident passes that may run while intake is storing alerts (at least 1; a pass waits at most 1s): intake's writes go first in a storm. At --concurrency or more, intake's writes do not go first.")
 	flag.Float64Var(&o.maxWorkloadFraction, "budget-max-workload-fraction", 0, "Cluster-wide budget: at most this fraction (0 to 1) of one workload's pods isolated, deleted or evicted at once, counting those already out; a plan over it waits. 0 is no budget (isolating a single-replica workload's only pod is then allowed).")
@@ -145,6 +145,9 @@ func main() {
 // +kubebuilder:rbac:groups="",namespace=riposte-system,resources=secrets,verbs=get,resourceNames=riposte-intake-token
 
 func run(o options) error {
+	if err := checkMemoryLimitRatio(o.memoryLimitRatio); err != nil {
+		return err
+	}
 	if o.maxWorkloadFraction < 0 || o.maxWorkloadFraction > 1 {
 		return fmt.Errorf("--budget-max-workload-fraction %v: want a fraction from 0 (no budget) to 1", o.maxWorkloadFraction)
 	}

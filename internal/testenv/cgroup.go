@@ -34,7 +34,11 @@ func NewMemoryCgroup(t testing.TB, limit int64) (*MemoryCgroup, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("making a memory cgroup: %w", err)
 	}
-	t.Cleanup(func() { _ = os.Remove(dir) }) // after the processes in it stopped (cleanups run last first)
+	t.Cleanup(func() { // after the processes in it stopped (cleanups run last first)
+		if err := os.Remove(dir); err != nil {
+			t.Logf("removing the memory cgroup %s: %v", dir, err)
+		}
+	})
 	file := "memory.limit_in_bytes"
 	if v2 {
 		file = "memory.max"
@@ -101,7 +105,10 @@ func (c *MemoryCgroup) OOMKills() (int64, error) {
 			return strconv.ParseInt(v, 10, 64)
 		}
 	}
-	return 0, s.Err()
+	if err := s.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s has no oom_kill count", file)
 }
 
 // ownMemoryCgroup finds this process's memory cgroup directory: on cgroup

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -172,8 +173,9 @@ func TestBenchDrift(t *testing.T) {
 		saveMemStats(t, manager.MetricsAddr, filepath.Join(profile, "drift-memstats-end.txt"))
 	}
 	end := memoryOf(t, manager)
-	gcs := scrapeMetrics(t, manager.MetricsAddr)["go_gc_cycles_total_gc_cycles_total"]
-	writeDriftResults(t, pods, bindings, lat, paced, waits, first, second, withoutRules, afterFirst, end, gcs, box)
+	runtime := scrapeMetrics(t, manager.MetricsAddr)
+	writeDriftResults(t, pods, bindings, lat, paced, waits, first, second, withoutRules, afterFirst, end,
+		runtime["go_gc_cycles_total_gc_cycles_total"], runtime["go_gc_gomemlimit_bytes"], box)
 }
 
 // container is the drift bench run with the manager in a memory cgroup, as
@@ -370,15 +372,19 @@ func cacheWaits(before, after map[string]float64) []cacheWait {
 	return out
 }
 
-func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTimes, waits []cacheWait, first, second resyncs, without, steady, end memory, gcs float64, box *container) {
+func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTimes, waits []cacheWait, first, second resyncs, without, steady, end memory, gcs, softLimit float64, box *container) {
 	var b strings.Builder
-	title, file, in := "", "results-drift.md", ", with no memory limit (as `make run` starts it; in a container limited to 150Mi: [results-drift-memlimit.md](results-drift-memlimit.md))"
+	inForce := "none"
+	if softLimit < math.MaxInt64 {
+		inForce = fmt.Sprintf("%.1f MiB", softLimit/(1<<20))
+	}
+	title, file, in := "", "results-drift.md", fmt.Sprintf(", in no memory cgroup with a limit (as `make run` starts it; the Go runtime's soft memory limit in force, go_gc_gomemlimit_bytes: %s; in a container limited to 150Mi: [results-drift-memlimit.md](results-drift-memlimit.md))", inForce)
 	if box != nil {
 		limit := resource.NewQuantity(box.cgroup.Limit, resource.BinarySI).String()
 		title = ", in a container limited to " + limit
 		file = "results-drift-memlimit.md"
-		in = fmt.Sprintf(" in a memory cgroup limited to %s (the kernel holds it there, as in a container with `resources.limits.memory: %s`), with `--memory-limit-ratio %v`: it read the limit from its cgroup and set the Go runtime's soft limit to %.1f MiB (go_gc_gomemlimit_bytes; without a limit: [results-drift.md](results-drift.md))",
-			limit, limit, box.ratio, box.softLimit()/(1<<20))
+		in = fmt.Sprintf(" in a memory cgroup limited to %s (the kernel holds it there, as in a container with `resources.limits.memory: %s`), with `--memory-limit-ratio %v`: it read the limit from its cgroup and set the Go runtime's soft limit to %.1f MiB (go_gc_gomemlimit_bytes: %s; without a limit: [results-drift.md](results-drift.md))",
+			limit, limit, box.ratio, box.softLimit()/(1<<20), inForce)
 	}
 	fmt.Fprintf(&b, "# Riposte drift detection benchmarks%s\n\nWritten by `make bench` (TestBenchDrift) on %s.\n\n## Machine\n\n%s\n", title, time.Now().UTC().Format(time.RFC3339), machine())
 	fmt.Fprintf(&b, "## Setup\n\n%d compliant pods and %d compliant RoleBindings (a ServiceAccount bound to `view`) in 20 namespaces, each namespace with its default-deny NetworkPolicy; the manager started as its own process, as its service account, with `--drift-resync-interval 20s`%s; then the policy pack (config/samples/policies: 8 playbooks, 10 drift rules, 6 of them on Pods) applied.\n\n", pods, bindings, in)
@@ -420,7 +426,7 @@ func writeDriftResults(t *testing.T, pods, bindings int, lat, paced violationTim
 		must(t, err)
 		kills, err := box.cgroup.OOMKills()
 		must(t, err)
-		fmt.Fprintf(&b, "The most the kernel charged the cgroup (its anonymous memory and the page cache of the files it read or wrote, the binary and the manager's log included): %d kB, of a limit of %d kB (page cache fills a cgroup up to its limit, and the kernel reclaims it there); processes it killed for passing the limit: %d.\n", peak/1024, box.cgroup.Limit/1024, kills)
+		fmt.Fprintf(&b, "The most the kernel charged the cgroup (its anonymous memory and the page cache of the files it read or wrote, the binary and the manager's log included): %d kB, of a limit of %d kB; at the limit the kernel reclaims page cache (the binary's pages among them, read again when needed) rather than kill. Processes it killed for passing the limit: %d. The resident memory above is the manager's own (VmRSS, VmHWM).\n", peak/1024, box.cgroup.Limit/1024, kills)
 	}
 	out := filepath.Join(testenv.RepoRoot(), "test", "bench", file)
 	must(t, os.WriteFile(out, []byte(b.String()), 0o644))
