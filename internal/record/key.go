@@ -65,18 +65,33 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the record signing key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Written whole under another name, then linked into place: a replica
+	// starting at the same moment finds either no key or the whole key,
+	// never a file still being written, and a link never replaces a key.
+	f, err := os.CreateTemp(filepath.Dir(path), ".signing-key-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating the record signing key: %w", err)
+	}
+	defer func() { _ = os.Remove(f.Name()) }()
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("creating the record signing key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("creating the record signing key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("creating the record signing key: %w", err)
+	}
+	err = os.Link(f.Name(), path)
 	if errors.Is(err, fs.ErrExist) {
 		return LoadKey(path, false) // made meanwhile by another process
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating the record signing key: %w", err)
 	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return priv, f.Close()
+	return priv, nil
 }
 
 // PublicPEM is a public key in PKIX PEM, as records' readers are given it.
