@@ -65,26 +65,7 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the record signing key: %w", err)
 	}
-	// Written whole under another name, then linked into place: a replica
-	// starting at the same moment finds either no key or the whole key,
-	// never a file still being written, and a link never replaces a key.
-	f, err := os.CreateTemp(filepath.Dir(path), ".signing-key-*")
-	if err != nil {
-		return nil, fmt.Errorf("creating the record signing key: %w", err)
-	}
-	defer func() { _ = os.Remove(f.Name()) }()
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("creating the record signing key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("creating the record signing key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("creating the record signing key: %w", err)
-	}
-	err = os.Link(f.Name(), path)
+	err = linkWhole(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	if errors.Is(err, fs.ErrExist) {
 		return LoadKey(path, false) // made meanwhile by another process
 	}
@@ -92,6 +73,29 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("creating the record signing key: %w", err)
 	}
 	return priv, nil
+}
+
+// linkWhole writes data under another name, then links it into place: a
+// replica starting at the same moment finds either no key or the whole key,
+// never a file still being written, and a link never replaces a key
+// (fs.ErrExist then).
+func linkWhole(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".signing-key-*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(f.Name()) }()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Link(f.Name(), path)
 }
 
 // PublicPEM is a public key in PKIX PEM, as records' readers are given it.

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,14 +38,20 @@ func NewMemoryCgroup(t testing.TB, limit int64) (*MemoryCgroup, error) {
 			t.Logf("removing the memory cgroup %s: %v", dir, err)
 		}
 	})
-	file := "memory.limit_in_bytes"
-	if v2 {
-		file = "memory.max"
-	}
-	if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.FormatInt(limit, 10)), 0o644); err != nil {
+	c := &MemoryCgroup{Dir: dir, Limit: limit, v2: v2}
+	if err := os.WriteFile(c.file("memory.limit_in_bytes", "memory.max"), []byte(strconv.FormatInt(limit, 10)), 0o644); err != nil {
 		return nil, fmt.Errorf("limiting the memory cgroup: %w", err)
 	}
-	return &MemoryCgroup{Dir: dir, Limit: limit, v2: v2}, nil
+	return c, nil
+}
+
+// file is the path of one of the cgroup's files, named as cgroup v1 or v2
+// names it.
+func (c *MemoryCgroup) file(v1, v2 string) string {
+	if c.v2 {
+		return filepath.Join(c.Dir, v2)
+	}
+	return filepath.Join(c.Dir, v1)
 }
 
 // Wrap runs bin with args inside the cgroup from its first instruction: a
@@ -76,11 +81,7 @@ func dropFromPageCache(path string) error {
 // Peak is the most memory the kernel charged to the cgroup (anonymous
 // memory and the page cache of the files its processes read), in bytes.
 func (c *MemoryCgroup) Peak() (int64, error) {
-	file := "memory.max_usage_in_bytes"
-	if c.v2 {
-		file = "memory.peak"
-	}
-	b, err := os.ReadFile(filepath.Join(c.Dir, file))
+	b, err := os.ReadFile(c.file("memory.max_usage_in_bytes", "memory.peak"))
 	if err != nil {
 		return 0, err
 	}
@@ -90,25 +91,17 @@ func (c *MemoryCgroup) Peak() (int64, error) {
 // OOMKills is how many times the kernel killed a process in the cgroup for
 // passing its limit.
 func (c *MemoryCgroup) OOMKills() (int64, error) {
-	file := "memory.oom_control"
-	if c.v2 {
-		file = "memory.events"
-	}
-	f, err := os.Open(filepath.Join(c.Dir, file))
+	path := c.file("memory.oom_control", "memory.events")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), " "); ok && k == "oom_kill" {
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" {
 			return strconv.ParseInt(v, 10, 64)
 		}
 	}
-	if err := s.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("%s has no oom_kill count", file)
+	return 0, fmt.Errorf("%s has no oom_kill count", path)
 }
 
 // ownMemoryCgroup finds this process's memory cgroup directory: on cgroup
@@ -118,10 +111,14 @@ func ownMemoryCgroup() (dir string, v2 bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
+	unified := ""
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
 		}
 		for _, ctl := range strings.Split(parts[1], ",") {
 			if ctl == "memory" {
@@ -129,13 +126,11 @@ func ownMemoryCgroup() (dir string, v2 bool, err error) {
 			}
 		}
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
-				return "", false, fmt.Errorf("no cgroup v2 filesystem at /sys/fs/cgroup: %w", err)
-			}
-			return filepath.Join("/sys/fs/cgroup", path), true, nil
-		}
+	if unified == "" {
+		return "", false, fmt.Errorf("no memory cgroup in /proc/self/cgroup")
 	}
-	return "", false, fmt.Errorf("no memory cgroup in /proc/self/cgroup")
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		return "", false, fmt.Errorf("no cgroup v2 filesystem at /sys/fs/cgroup: %w", err)
+	}
+	return filepath.Join("/sys/fs/cgroup", unified), true, nil
 }
